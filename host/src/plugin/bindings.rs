@@ -1,0 +1,101 @@
+//! Host bindings for the `bridge:plugin@0.1.0` contract in `wit/plugin.wit`.
+//!
+//! This is the one `bindgen!` site of the host. Every import is trappable so that a host
+//! method can stop a plugin that exceeds its output limits, and the `message` resource is
+//! backed by the host's own [`Message`](super::Message) type, stored in the store's
+//! resource table.
+//!
+//! ```no_run
+//! use bridge_host::plugin::{Message, PluginRuntime, PluginSpec, RuntimeOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = PluginRuntime::new(RuntimeOptions::default())?;
+//! let plugin = runtime.load(&PluginSpec::new("headers", "plugins/header-map.wasm"))?;
+//! let mut instance = plugin.instantiate()?;
+//! let outcome = instance.process(Message::new(Some(b"hello".to_vec())))?;
+//! # let _ = outcome;
+//! # Ok(())
+//! # }
+//! ```
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "transformer-and-policy",
+    imports: { default: trappable },
+    with: {
+        "bridge:plugin/types.message": super::message::Message,
+    },
+});
+
+pub use bridge::plugin::host::LogLevel;
+pub use bridge::plugin::types::{
+    AmqpOrigin, AmqpProperties, AmqpTarget, DeadLetterDecision, DeadLetterTarget, Decision,
+    Failure, FailureKind, KafkaOrigin, KafkaTarget, Origin, Verdict,
+};
+pub use exports::bridge::plugin::{dead_letter_policy, transform};
+
+/// The `bridge:plugin` version this host implements; components must export a compatible one.
+pub const VERSION: &str = "0.1.0";
+/// The transform interface name, without version.
+pub const TRANSFORM_INTERFACE: &str = "bridge:plugin/transform";
+/// The dead-letter policy interface name, without version.
+pub const POLICY_INTERFACE: &str = "bridge:plugin/dead-letter-policy";
+
+impl FailureKind {
+    /// The kebab-case name used in WIT, configs and `x-bridge-failure-kind` headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::PluginTrap => "plugin-trap",
+            FailureKind::PluginTimeout => "plugin-timeout",
+            FailureKind::PluginMemoryLimit => "plugin-memory-limit",
+            FailureKind::PluginOutputLimit => "plugin-output-limit",
+            FailureKind::PluginError => "plugin-error",
+            FailureKind::TargetRejected => "target-rejected",
+            FailureKind::Unroutable => "unroutable",
+            FailureKind::ConversionError => "conversion-error",
+            FailureKind::HopLimit => "hop-limit",
+        }
+    }
+
+    /// Every failure kind, in WIT order.
+    pub const ALL: [FailureKind; 9] = [
+        FailureKind::PluginTrap,
+        FailureKind::PluginTimeout,
+        FailureKind::PluginMemoryLimit,
+        FailureKind::PluginOutputLimit,
+        FailureKind::PluginError,
+        FailureKind::TargetRejected,
+        FailureKind::Unroutable,
+        FailureKind::ConversionError,
+        FailureKind::HopLimit,
+    ];
+
+    /// Parses the kebab-case name.
+    pub fn parse(name: &str) -> Option<FailureKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Default for AmqpProperties {
+    fn default() -> Self {
+        AmqpProperties {
+            content_type: None,
+            content_encoding: None,
+            message_id: None,
+            correlation_id: None,
+            reply_to: None,
+            priority: None,
+            expiration: None,
+            type_: None,
+            app_id: None,
+            user_id: None,
+            delivery_mode: None,
+        }
+    }
+}

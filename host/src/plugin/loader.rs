@@ -1,0 +1,344 @@
+//! Loading a plugin: read the file, check it is a component, compile it (through the cache),
+//! check its exports and imports against the contract, and pre-instantiate it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::{POLICY_INTERFACE, TRANSFORM_INTERFACE, VERSION, dead_letter_policy, transform};
+use super::error::LoadError;
+use super::limits::PluginLimits;
+use super::runtime::{EngineHandle, PluginRuntime};
+use super::state::PluginState;
+
+/// What to load: a named plugin, its file, its configuration and its limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    /// The plugin's name in the configuration, used in logs and errors.
+    pub name: String,
+    /// The `.wasm` component file.
+    pub path: PathBuf,
+    /// Key/value configuration passed to `init`, in order.
+    pub config: Vec<(String, String)>,
+    /// Resource limits.
+    pub limits: PluginLimits,
+}
+
+impl PluginSpec {
+    /// A spec with no configuration and default limits.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        PluginSpec {
+            name: name.into(),
+            path: path.into(),
+            config: Vec::new(),
+            limits: PluginLimits::default(),
+        }
+    }
+
+    /// Adds one configuration entry.
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((key.into(), value.into()));
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: PluginLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// A compiled, validated, pre-instantiated plugin. Instances are made from it cheaply.
+pub struct LoadedPlugin {
+    pub(crate) spec: PluginSpec,
+    pub(crate) engine: EngineHandle,
+    pub(crate) pre: InstancePre<PluginState>,
+    pub(crate) transform: Option<transform::GuestIndices>,
+    pub(crate) policy: Option<dead_letter_policy::GuestIndices>,
+    pub(crate) version: String,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.spec.name)
+            .field("path", &self.spec.path)
+            .field("transform", &self.transform.is_some())
+            .field("policy", &self.policy.is_some())
+            .finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The spec it was loaded from.
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// Whether it exports the transform interface.
+    pub fn is_transform(&self) -> bool {
+        self.transform.is_some()
+    }
+
+    /// Whether it exports the dead-letter policy interface.
+    pub fn is_policy(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// The `bridge:plugin` version it was built against.
+    pub fn contract_version(&self) -> &str {
+        &self.version
+    }
+}
+
+/// What a component exports and imports, for `bridge-host plugin inspect`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// File size in bytes.
+    pub size: u64,
+    /// Exported names (interfaces and functions).
+    pub exports: Vec<String>,
+    /// Imported names.
+    pub imports: Vec<String>,
+    /// The plugin kinds it implements: `transform`, `dead-letter-policy`.
+    pub kinds: Vec<String>,
+    /// The `bridge:plugin` version of its exports, if any.
+    pub contract_version: Option<String>,
+    /// Imports this host does not provide.
+    pub unsupported_imports: Vec<String>,
+}
+
+impl PluginRuntime {
+    /// Loads and validates a plugin. Does not instantiate it: see [`LoadedPlugin::instantiate`].
+    pub fn load(&self, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, LoadError> {
+        spec.limits.validate().map_err(|problem| LoadError::Limits {
+            name: spec.name.clone(),
+            problem,
+        })?;
+        let engine = self.engine(spec.limits.stack_kib)?;
+        let component = compile(&engine, &spec.name, &spec.path)?;
+        let exports = Exports::read(&engine, &component);
+        let (version, has_transform, has_policy) = exports.check(&spec.name, &spec.path)?;
+        let unsupported = unsupported_imports(&engine, &component);
+        if !unsupported.is_empty() {
+            return Err(LoadError::Imports {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                detail: format!(
+                    "{} which the host does not provide (plugins may import `bridge:plugin/*` and sandboxed `wasi:*@0.2` interfaces only)",
+                    unsupported.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Imports {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                detail: format!("something the host cannot link: {e:#}"),
+            })?;
+        let indices_error = |e: wasmtime::Error| LoadError::Exports {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            problem: format!("has exports that do not match `bridge:plugin@{VERSION}`: {e:#}"),
+        };
+        let transform = has_transform
+            .then(|| transform::GuestIndices::new(&pre))
+            .transpose()
+            .map_err(indices_error)?;
+        let policy = has_policy
+            .then(|| dead_letter_policy::GuestIndices::new(&pre))
+            .transpose()
+            .map_err(indices_error)?;
+        Ok(Arc::new(LoadedPlugin {
+            spec: spec.clone(),
+            engine,
+            pre,
+            transform,
+            policy,
+            version,
+        }))
+    }
+
+    /// Describes a component file without requiring it to be a valid plugin.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        let engine = self.engine(super::limits::PluginLimits::default().stack_kib)?;
+        let name = path.display().to_string();
+        let size = std::fs::metadata(path)
+            .map_err(|source| LoadError::Read {
+                name: name.clone(),
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        let component = compile(&engine, &name, path)?;
+        let exports = Exports::read(&engine, &component);
+        let (kinds, contract_version) = match exports.check(&name, path) {
+            Ok((version, t, p)) => {
+                let mut kinds = Vec::new();
+                if t {
+                    kinds.push("transform".to_string());
+                }
+                if p {
+                    kinds.push("dead-letter-policy".to_string());
+                }
+                (kinds, Some(version))
+            }
+            Err(_) => (Vec::new(), exports.version()),
+        };
+        let imports = component
+            .component_type()
+            .imports(&engine.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        Ok(Inspection {
+            size,
+            exports: exports.names,
+            imports,
+            kinds,
+            contract_version,
+            unsupported_imports: unsupported_imports(&engine, &component),
+        })
+    }
+}
+
+/// Reads and compiles a component, telling apart "not wasm", "core module" and "invalid".
+fn compile(engine: &EngineHandle, name: &str, path: &Path) -> Result<Component, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let not_component = |problem: &str| LoadError::NotAComponent {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(not_component("is not a WebAssembly file"));
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(not_component(
+            "is a core WebAssembly module, not a component: build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`",
+        ));
+    }
+    Component::new(&engine.engine, &bytes).map_err(|e| LoadError::Invalid {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        detail: format!("{e:#}"),
+    })
+}
+
+/// The exported names of a component.
+struct Exports {
+    names: Vec<String>,
+}
+
+impl Exports {
+    fn read(engine: &EngineHandle, component: &Component) -> Self {
+        Exports {
+            names: component
+                .component_type()
+                .exports(&engine.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        }
+    }
+
+    /// The version of the first `bridge:plugin` export, if any.
+    fn version(&self) -> Option<String> {
+        self.names
+            .iter()
+            .find_map(|n| n.strip_prefix("bridge:plugin/"))
+            .and_then(|n| n.split_once('@'))
+            .map(|(_, v)| v.to_string())
+    }
+
+    /// Checks for a compatible transform and/or policy export; returns the contract version
+    /// and which of the two are exported.
+    fn check(&self, name: &str, path: &Path) -> Result<(String, bool, bool), LoadError> {
+        let err = |problem: String| LoadError::Exports {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        };
+        let mut found = (None::<String>, false, false);
+        for export in &self.names {
+            let Some((interface, version)) = export.split_once('@') else {
+                continue;
+            };
+            let is_transform = interface == TRANSFORM_INTERFACE;
+            if !is_transform && interface != POLICY_INTERFACE {
+                continue;
+            }
+            if !compatible(version) {
+                return Err(err(format!(
+                    "exports `{export}`, but this host implements `bridge:plugin@{VERSION}` (compatible: 0.1.x)"
+                )));
+            }
+            found.0 = Some(version.to_string());
+            if is_transform {
+                found.1 = true;
+            } else {
+                found.2 = true;
+            }
+        }
+        match found {
+            (Some(version), t, p) => Ok((version, t, p)),
+            (None, ..) => Err(err(format!(
+                "exports neither `{TRANSFORM_INTERFACE}@{VERSION}` nor `{POLICY_INTERFACE}@{VERSION}` (it exports: {})",
+                if self.names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    self.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                }
+            ))),
+        }
+    }
+}
+
+/// Semver compatibility with the host's contract version (0.x: same minor).
+fn compatible(version: &str) -> bool {
+    let host: Vec<&str> = VERSION.split('.').collect();
+    let theirs: Vec<&str> = version.split(['.', '-', '+']).collect();
+    theirs.len() >= 3 && theirs[0] == host[0] && theirs[1] == host[1] && theirs[2].parse::<u32>().is_ok()
+}
+
+/// Imports outside `bridge:plugin/*` and `wasi:*@0.2.*`.
+fn unsupported_imports(engine: &EngineHandle, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(&engine.engine)
+        .map(|(n, _)| n)
+        .filter(|n| {
+            let wasi = n.starts_with("wasi:") && n.contains("@0.2.");
+            let ours = n
+                .strip_prefix("bridge:plugin/")
+                .and_then(|rest| rest.split_once('@'))
+                .is_some_and(|(_, v)| compatible(v));
+            !(wasi || ours)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compatible;
+
+    #[test]
+    fn version_compatibility() {
+        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("1.1.0"));
+        assert!(!compatible("garbage"));
+    }
+}

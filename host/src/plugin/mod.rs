@@ -1,0 +1,28 @@
+//! The plugin runtime: WebAssembly components implementing the `bridge:plugin` contract,
+//! sandboxed and limited, called once per message.
+//!
+//! [`PluginRuntime`] compiles and validates components into [`LoadedPlugin`]s; each worker
+//! makes its own [`PluginInstance`] from one and calls [`PluginInstance::process`] (transforms)
+//! or [`PluginInstance::decide`] (dead-letter policies). A trap, a timeout or a limit hit is a
+//! [`CallError`] with a [`FailureKind`]; the failed instance is replaced on the next call.
+
+mod bindings;
+mod error;
+mod instance;
+mod limits;
+mod loader;
+mod log;
+mod message;
+mod runtime;
+mod state;
+
+pub use bindings::{
+    AmqpOrigin, AmqpProperties, AmqpTarget, DeadLetterDecision, DeadLetterTarget, Decision,
+    Failure, FailureKind, KafkaOrigin, KafkaTarget, LogLevel, Origin, VERSION as CONTRACT_VERSION,
+};
+pub use error::{CallError, LimitHit, LoadError};
+pub use instance::{Outcome, PluginInstance};
+pub use limits::{MAX_STACK_KIB, PluginLimits};
+pub use loader::{Inspection, LoadedPlugin, PluginSpec};
+pub use message::Message;
+pub use runtime::{PluginRuntime, RuntimeOptions};

@@ -1,0 +1,29 @@
+//! What one plugin instance's store holds.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::limits::{PluginLimits, StoreLimiter};
+use super::log::PluginLog;
+
+/// The data of a plugin instance's `Store`.
+pub struct PluginState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: StoreLimiter,
+    pub(crate) limits: PluginLimits,
+    pub(crate) log: Arc<PluginLog>,
+    /// Messages the guest created during the current call.
+    pub(crate) created: u32,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
