@@ -1,0 +1,43 @@
+//! Shared helpers of the bridge's end-to-end tests and benchmarks.
+
+/// Paths of the plugin components built by `build.rs`.
+pub mod artifacts {
+    /// The built-in `header-map` plugin.
+    pub const HEADER_MAP: &str = env!("PLUGIN_HEADER_MAP");
+    /// The built-in `routing-key` plugin.
+    pub const ROUTING_KEY: &str = env!("PLUGIN_ROUTING_KEY");
+    /// The built-in `dlq-policy` plugin.
+    pub const DLQ_POLICY: &str = env!("PLUGIN_DLQ_POLICY");
+    /// The misbehaving test plugin (`mode = …`).
+    pub const HOSTILE: &str = env!("PLUGIN_HOSTILE");
+    /// A component importing an interface no host provides.
+    pub const BAD_IMPORT: &str = env!("PLUGIN_BAD_IMPORT");
+}
+
+use bridge_host::plugin::{Message, PluginRuntime, RuntimeOptions};
+
+/// A runtime without a compiled-code cache.
+pub fn runtime() -> PluginRuntime {
+    PluginRuntime::new(RuntimeOptions::default()).expect("the plugin runtime starts")
+}
+
+/// A message with a 1 KiB JSON payload, a key and five headers, as the benchmarks use.
+pub fn sample_message() -> Message {
+    let mut body = String::from(r#"{"type":"damage","region":"eu","pad":""#);
+    while body.len() < 1022 {
+        body.push('x');
+    }
+    body.push_str("\"}");
+    let mut msg = Message::new(Some(body.into_bytes()));
+    msg.key = Some(b"order-42".to_vec());
+    for (n, v) in [
+        ("kafka_topic", "events-order-damage"),
+        ("kafka_partition", "3"),
+        ("kafka_offset", "1234567"),
+        ("region", "eu"),
+        ("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ] {
+        msg.headers.push((n.to_string(), v.as_bytes().to_vec()));
+    }
+    msg
+}

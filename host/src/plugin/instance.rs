@@ -38,6 +38,15 @@ pub struct PluginInstance {
     live: Option<Live>,
 }
 
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("plugin", &self.plugin.spec.name)
+            .field("running", &self.live.is_some())
+            .finish()
+    }
+}
+
 struct Live {
     store: Store<PluginState>,
     transform: Option<transform::Guest>,

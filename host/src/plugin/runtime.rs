@@ -29,6 +29,8 @@ pub struct RuntimeOptions {
 pub(crate) struct EngineHandle {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<PluginState>>,
+    /// Keeps the epoch ticker running while any plugin of this engine is alive.
+    _ticker: Arc<Mutex<Vec<Engine>>>,
 }
 
 /// Compiles, validates and instantiates plugins. Cheap to clone.
@@ -106,6 +108,7 @@ impl PluginRuntime {
         let handle = EngineHandle {
             engine: engine.clone(),
             linker: Arc::new(linker),
+            _ticker: Arc::clone(&self.inner.ticker),
         };
         self.inner
             .ticker
@@ -117,7 +120,7 @@ impl PluginRuntime {
     }
 }
 
-/// Advances every engine's epoch each tick until the runtime is dropped.
+/// Advances every engine's epoch each tick until the runtime and all its plugins are dropped.
 fn tick(engines: Weak<Mutex<Vec<Engine>>>) {
     while let Some(engines) = engines.upgrade() {
         for engine in engines.lock().unwrap_or_else(|e| e.into_inner()).iter() {

@@ -1,0 +1,70 @@
+//! Builds every plugin the tests load — the built-in ones and the hostile test plugins — for
+//! `wasm32-wasip2`, and exports their paths as `PLUGIN_<NAME>` environment variables.
+//! Nothing prebuilt is committed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (package, crate file name) of every plugin the tests need.
+const PLUGINS: &[(&str, &str)] = &[
+    ("header-map", "header_map"),
+    ("routing-key", "routing_key"),
+    ("dlq-policy", "dlq_policy"),
+    ("hostile", "hostile"),
+    ("bad-import", "bad_import"),
+];
+
+const PROFILE: &str = "plugin";
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("tests/ is inside the workspace").to_path_buf();
+    for dir in ["wit", "guest-sdk", "plugins", "tests/plugins", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let target_dir = wasm_target_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", PROFILE, "--locked"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (package, _) in PLUGINS {
+        cmd.args(["-p", package]);
+    }
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cargo can be run to build the test plugins");
+    assert!(status.success(), "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)");
+    for (package, file) in PLUGINS {
+        let path = target_dir.join("wasm32-wasip2").join(PROFILE).join(format!("{file}.wasm"));
+        assert!(path.exists(), "{} was not built", path.display());
+        let var = package.to_uppercase().replace('-', "_");
+        println!("cargo:rustc-env=PLUGIN_{var}={}", path.display());
+    }
+}
+
+/// `<target dir>/wasm-plugins`: beside the host build, never inside the directory the outer
+/// cargo has locked.
+fn wasm_target_dir() -> PathBuf {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out (or with a target triple in between).
+    let target = out
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"))
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or(out);
+    target.join("wasm-plugins")
+}
