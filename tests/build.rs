@@ -12,6 +12,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("dlq-policy", "dlq_policy"),
     ("hostile", "hostile"),
     ("bad-import", "bad_import"),
+    ("shape-record", "shape_record"),
 ];
 
 const PROFILE: &str = "plugin";

@@ -1,7 +1,7 @@
 //! The JSON form of a message, used by `bridge-host plugin run`.
 //!
-//! Byte fields (key, payload, header values) are JSON strings when they are valid UTF-8 and
-//! `{"base64": "…"}` otherwise. See the README's "Message JSON" section.
+//! Byte fields (key, payload, header values) are JSON strings when they are UTF-8 text (no
+//! control characters but tab, CR and LF) and `{"base64": "…"}` otherwise. See the README's "Message JSON" section.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -23,10 +23,13 @@ pub enum JsonBytes {
 }
 
 impl JsonBytes {
+    /// Text when the bytes are UTF-8 without control characters (other than tab, CR, LF).
     fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
-            Ok(s) => JsonBytes::Text(s.to_string()),
-            Err(_) => JsonBytes::Base64 {
+            Ok(s) if !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) => {
+                JsonBytes::Text(s.to_string())
+            }
+            _ => JsonBytes::Base64 {
                 base64: STANDARD.encode(bytes),
             },
         }

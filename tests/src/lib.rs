@@ -12,6 +12,8 @@ pub mod artifacts {
     pub const HOSTILE: &str = env!("PLUGIN_HOSTILE");
     /// A component importing an interface no host provides.
     pub const BAD_IMPORT: &str = env!("PLUGIN_BAD_IMPORT");
+    /// The record-shaped benchmark plugin (`tests/plugins/shape-record/shape.wit`).
+    pub const SHAPE_RECORD: &str = env!("PLUGIN_SHAPE_RECORD");
 }
 
 use bridge_host::plugin::{Message, PluginRuntime, RuntimeOptions};
