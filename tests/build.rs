@@ -18,16 +18,35 @@ const PLUGINS: &[(&str, &str)] = &[
 const PROFILE: &str = "plugin";
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("tests/ is inside the workspace").to_path_buf();
-    for dir in ["wit", "guest-sdk", "plugins", "tests/plugins", "Cargo.toml", "Cargo.lock"] {
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf();
+    for dir in [
+        "wit",
+        "guest-sdk",
+        "plugins",
+        "tests/plugins",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let target_dir = wasm_target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", PROFILE, "--locked"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            PROFILE,
+            "--locked",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in PLUGINS {
@@ -45,10 +64,18 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("cargo can be run to build the test plugins");
-    assert!(status.success(), "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)");
+    let status = cmd
+        .status()
+        .expect("cargo can be run to build the test plugins");
+    assert!(
+        status.success(),
+        "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+    );
     for (package, file) in PLUGINS {
-        let path = target_dir.join("wasm32-wasip2").join(PROFILE).join(format!("{file}.wasm"));
+        let path = target_dir
+            .join("wasm32-wasip2")
+            .join(PROFILE)
+            .join(format!("{file}.wasm"));
         assert!(path.exists(), "{} was not built", path.display());
         let var = package.to_uppercase().replace('-', "_");
         println!("cargo:rustc-env=PLUGIN_{var}={}", path.display());

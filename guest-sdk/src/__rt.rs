@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 use crate::bindings::bridge::plugin::types;
-use crate::{Config, Decision, DeadLetterDecision, Failure, Message, Policy, Transform, Verdict};
+use crate::{Config, DeadLetterDecision, Decision, Failure, Policy, Transform};
+#[cfg(target_arch = "wasm32")]
+use crate::{Message, Verdict};
 
 /// Runs [`Transform::init`] and stores the plugin.
 pub fn transform_init<T: Transform>(

@@ -18,7 +18,12 @@ impl Config {
 
     /// Builds one from pairs, for tests: `Config::from_pairs(&[("value", "x")])`.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        Config::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Config::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     /// Every entry, in order.
@@ -28,12 +33,16 @@ impl Config {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `key`, or an error naming it.
     pub fn require(&self, key: &str) -> Result<&str, String> {
-        self.get(key).ok_or_else(|| format!("missing required setting `{key}`"))
+        self.get(key)
+            .ok_or_else(|| format!("missing required setting `{key}`"))
     }
 
     /// The value of `key` parsed as `T`, `default` when absent, or an error naming the key.
@@ -52,7 +61,11 @@ impl Config {
     /// A list: `key` itself (comma-separated) or `key.0`, `key.1`, … in order.
     pub fn list(&self, key: &str) -> Vec<&str> {
         if let Some(v) = self.get(key) {
-            return v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            return v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         let prefix = format!("{key}.");
         let mut items: Vec<(usize, &str)> = self
@@ -83,7 +96,11 @@ impl Config {
             if !allowed.contains(&top) {
                 return Err(format!(
                     "unknown setting `{key}` (expected one of: {})",
-                    allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -115,6 +132,9 @@ mod tests {
             c.deny_unknown(&["keep", "rename"]),
             Err("unknown setting `n` (expected one of: `keep`, `rename`)".to_string())
         );
-        assert_eq!(Config::from_pairs(&[("drop", "a, b")]).list("drop"), vec!["a", "b"]);
+        assert_eq!(
+            Config::from_pairs(&[("drop", "a, b")]).list("drop"),
+            vec!["a", "b"]
+        );
     }
 }

@@ -18,11 +18,13 @@ impl Message {
 
 /// Looks up a dotted path (object keys and array indices) in a JSON value.
 pub fn json_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.').filter(|p| !p.is_empty()).try_fold(value, |v, part| match v {
-        Value::Object(map) => map.get(part),
-        Value::Array(items) => items.get(part.parse::<usize>().ok()?),
-        _ => None,
-    })
+    path.split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(value, |v, part| match v {
+            Value::Object(map) => map.get(part),
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?),
+            _ => None,
+        })
 }
 
 /// A JSON scalar as text: strings without quotes, numbers and booleans as written; `None` for
@@ -43,9 +45,18 @@ mod tests {
     #[test]
     fn paths() {
         let v: Value = serde_json::json!({"a": {"b": [1, {"c": "x"}]}, "t": true});
-        assert_eq!(json_path(&v, "a.b.1.c").and_then(json_text).as_deref(), Some("x"));
-        assert_eq!(json_path(&v, "a.b.0").and_then(json_text).as_deref(), Some("1"));
-        assert_eq!(json_path(&v, "t").and_then(json_text).as_deref(), Some("true"));
+        assert_eq!(
+            json_path(&v, "a.b.1.c").and_then(json_text).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            json_path(&v, "a.b.0").and_then(json_text).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            json_path(&v, "t").and_then(json_text).as_deref(),
+            Some("true")
+        );
         assert!(json_path(&v, "a.zz").is_none());
     }
 }

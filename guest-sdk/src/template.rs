@@ -28,7 +28,10 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Field { source: Source, default: Option<String> },
+    Field {
+        source: Source,
+        default: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +47,7 @@ enum Source {
     Exchange,
     RoutingKey,
     Connection,
-    SourceName,
+    TopicOrQueue,
     Timestamp,
 }
 
@@ -74,7 +77,7 @@ impl Source {
             "exchange" => plain(Source::Exchange),
             "routing_key" => plain(Source::RoutingKey),
             "connection" => plain(Source::Connection),
-            "source" => plain(Source::SourceName),
+            "source" => plain(Source::TopicOrQueue),
             "timestamp" => plain(Source::Timestamp),
             other => Err(format!(
                 "unknown placeholder `{{{other}}}` (expected key, header:NAME, json:PATH, topic, partition, offset, cluster, queue, exchange, routing_key, connection, source or timestamp)"
@@ -134,9 +137,15 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        let needs_json = parts
-            .iter()
-            .any(|p| matches!(p, Part::Field { source: Source::Json(_), .. }));
+        let needs_json = parts.iter().any(|p| {
+            matches!(
+                p,
+                Part::Field {
+                    source: Source::Json(_),
+                    ..
+                }
+            )
+        });
         Ok(Template { parts, needs_json })
     }
 
@@ -147,8 +156,16 @@ impl Template {
 
     /// Renders the template for `msg`, or names the first missing value without a default.
     pub fn render(&self, msg: &Message) -> Result<String, String> {
-        let json = if self.needs_json { payload_json(msg) } else { None };
-        let origin = if self.parts.iter().any(|p| matches!(p, Part::Field { source, .. } if source.is_origin())) {
+        let json = if self.needs_json {
+            payload_json(msg)
+        } else {
+            None
+        };
+        let origin = if self
+            .parts
+            .iter()
+            .any(|p| matches!(p, Part::Field { source, .. } if source.is_origin()))
+        {
             Some(msg.origin())
         } else {
             None
@@ -158,7 +175,10 @@ impl Template {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Field { source, default } => {
-                    match source.value(msg, origin.as_ref(), json.as_ref()).or_else(|| default.clone()) {
+                    match source
+                        .value(msg, origin.as_ref(), json.as_ref())
+                        .or_else(|| default.clone())
+                    {
                         Some(v) => out.push_str(&v),
                         None => return Err(format!("{} is missing", source.describe())),
                     }
@@ -171,10 +191,18 @@ impl Template {
 
 impl Source {
     fn is_origin(&self) -> bool {
-        !matches!(self, Source::Key | Source::Header(_) | Source::Json(_) | Source::Timestamp)
+        !matches!(
+            self,
+            Source::Key | Source::Header(_) | Source::Json(_) | Source::Timestamp
+        )
     }
 
-    fn value(&self, msg: &Message, origin: Option<&Origin>, json: Option<&JsonValue>) -> Option<String> {
+    fn value(
+        &self,
+        msg: &Message,
+        origin: Option<&Origin>,
+        json: Option<&JsonValue>,
+    ) -> Option<String> {
         let kafka = match origin {
             Some(Origin::Kafka(k)) => Some(k),
             _ => None,
@@ -195,7 +223,9 @@ impl Source {
             Source::Exchange => amqp.map(|a| a.exchange.clone()),
             Source::RoutingKey => amqp.map(|a| a.routing_key.clone()),
             Source::Connection => amqp.map(|a| a.connection.clone()),
-            Source::SourceName => kafka.map(|k| k.topic.clone()).or_else(|| amqp.map(|a| a.queue.clone())),
+            Source::TopicOrQueue => kafka
+                .map(|k| k.topic.clone())
+                .or_else(|| amqp.map(|a| a.queue.clone())),
             Source::Timestamp => msg.timestamp().map(|t| t.to_string()),
         }
         .filter(|v| !v.is_empty())
@@ -258,10 +288,27 @@ mod tests {
     #[test]
     fn missing_value_and_bad_templates() {
         let t = Template::parse("a.{header:nope}").unwrap();
-        assert_eq!(t.render(&msg()), Err("header `nope` is missing".to_string()));
-        assert_eq!(Template::parse("a.{header:x|}").unwrap().render(&msg()).unwrap(), "a.");
-        assert!(Template::parse("{nope}").unwrap_err().starts_with("unknown placeholder `{nope}`"));
-        assert!(Template::parse("{header}").unwrap_err().contains("needs a name"));
+        assert_eq!(
+            t.render(&msg()),
+            Err("header `nope` is missing".to_string())
+        );
+        assert_eq!(
+            Template::parse("a.{header:x|}")
+                .unwrap()
+                .render(&msg())
+                .unwrap(),
+            "a."
+        );
+        assert!(
+            Template::parse("{nope}")
+                .unwrap_err()
+                .starts_with("unknown placeholder `{nope}`")
+        );
+        assert!(
+            Template::parse("{header}")
+                .unwrap_err()
+                .contains("needs a name")
+        );
         assert!(Template::parse("a{").unwrap_err().starts_with("unclosed"));
         assert!(Template::parse("a}").unwrap_err().starts_with("unmatched"));
     }

@@ -7,7 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::plugin::{AmqpOrigin, AmqpProperties, AmqpTarget, KafkaOrigin, KafkaTarget, Message, Origin};
+use crate::plugin::{
+    AmqpOrigin, AmqpProperties, AmqpTarget, KafkaOrigin, KafkaTarget, Message, Origin,
+};
 
 /// Bytes as text, or base64 when not UTF-8.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +28,11 @@ impl JsonBytes {
     /// Text when the bytes are UTF-8 without control characters (other than tab, CR, LF).
     fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
-            Ok(s) if !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) => {
+            Ok(s)
+                if !s
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
+            {
                 JsonBytes::Text(s.to_string())
             }
             _ => JsonBytes::Base64 {
@@ -300,7 +306,8 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field() {
-        let msg: JsonMessage = serde_json::from_str(r#"{"headers":[["h",{"base64":"!!"}]]}"#).unwrap();
+        let msg: JsonMessage =
+            serde_json::from_str(r#"{"headers":[["h",{"base64":"!!"}]]}"#).unwrap();
         let err = msg.into_message().unwrap_err();
         assert!(err.starts_with("`headers[0]` is not valid base64"), "{err}");
         let err = serde_json::from_str::<JsonMessage>(r#"{"paylod":"x"}"#).unwrap_err();

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use bridge_host::plugin::{PluginSpec, RuntimeOptions, PluginRuntime};
+use bridge_host::plugin::{PluginRuntime, PluginSpec, RuntimeOptions};
 use bridge_tests::{artifacts, sample_message};
 
 const ROUNDS: usize = 7;
@@ -38,12 +38,20 @@ fn main() {
     let runtime = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
     let msg = sample_message();
 
-    let transform = |spec: PluginSpec| runtime.load(&spec).expect("load").instantiate().expect("start");
-    let mut touch = transform(PluginSpec::new("touch", artifacts::HOSTILE).with_config("mode", "touch"));
+    let transform = |spec: PluginSpec| {
+        runtime
+            .load(&spec)
+            .expect("load")
+            .instantiate()
+            .expect("start")
+    };
+    let mut touch =
+        transform(PluginSpec::new("touch", artifacts::HOSTILE).with_config("mode", "touch"));
     let header_only_ns = measure(50_000, || {
         touch.process(msg.clone()).expect("call");
     });
-    let mut echo = transform(PluginSpec::new("echo", artifacts::HOSTILE).with_config("mode", "echo"));
+    let mut echo =
+        transform(PluginSpec::new("echo", artifacts::HOSTILE).with_config("mode", "echo"));
     let payload_ns = measure(50_000, || {
         echo.process(msg.clone()).expect("call");
     });
@@ -59,7 +67,9 @@ fn main() {
     let clone_ns = measure(50_000, || {
         std::hint::black_box(msg.clone());
     });
-    let plugin = runtime.load(&PluginSpec::new("touch", artifacts::HOSTILE).with_config("mode", "touch")).expect("load");
+    let plugin = runtime
+        .load(&PluginSpec::new("touch", artifacts::HOSTILE).with_config("mode", "touch"))
+        .expect("load");
     let fresh_instance_ns = measure(2_000, || {
         std::hint::black_box(plugin.instantiate().expect("instance"));
     });
@@ -99,7 +109,10 @@ mod record_shape {
 
     impl wasmtime_wasi::WasiView for State {
         fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-            wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+            wasmtime_wasi::WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
         }
     }
 
@@ -107,12 +120,16 @@ mod record_shape {
         let mut config = Config::new();
         config.concurrency_support(false).epoch_interruption(true);
         let engine = Engine::new(&config).expect("engine");
-        let component = Component::from_file(&engine, bridge_tests::artifacts::SHAPE_RECORD).expect("component");
+        let component = Component::from_file(&engine, bridge_tests::artifacts::SHAPE_RECORD)
+            .expect("component");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
         let mut store = Store::new(
             &engine,
-            State { wasi: wasmtime_wasi::WasiCtxBuilder::new().build(), table: ResourceTable::new() },
+            State {
+                wasi: wasmtime_wasi::WasiCtxBuilder::new().build(),
+                table: ResourceTable::new(),
+            },
         );
         store.set_epoch_deadline(u64::MAX / 2);
         let shape = Shape::instantiate(&mut store, &component, &linker).expect("instance");

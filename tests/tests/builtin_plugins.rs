@@ -15,7 +15,12 @@ fn forward_one(outcome: Outcome) -> Message {
 fn header_text(msg: &Message) -> Vec<(String, String)> {
     msg.headers
         .iter()
-        .map(|(n, v)| (n.clone(), String::from_utf8(v.clone()).expect("UTF-8 header")))
+        .map(|(n, v)| {
+            (
+                n.clone(),
+                String::from_utf8(v.clone()).expect("UTF-8 header"),
+            )
+        })
         .collect()
 }
 
@@ -38,16 +43,31 @@ fn header_map_renames_filters_and_sets_headers() {
         partition: 1,
         offset: 9,
     });
-    for (n, v) in [("kafka_topic", "orders"), ("kafka_key", "k1"), ("trace-id", "t1"), ("secret", "s")] {
+    for (n, v) in [
+        ("kafka_topic", "orders"),
+        ("kafka_key", "k1"),
+        ("trace-id", "t1"),
+        ("secret", "s"),
+    ] {
         msg.headers.push((n.into(), v.into()));
     }
     let out = forward_one(instance.process(msg).expect("process succeeds"));
     assert_eq!(
         header_text(&out),
-        [("kafka_topic", "orders"), ("trace-id", "t1"), ("message_key", "k1"), ("x-trace", "t1"), ("x-route", "orders.damage.eu")]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+        [
+            ("kafka_topic", "orders"),
+            ("trace-id", "t1"),
+            ("message_key", "k1"),
+            ("x-trace", "t1"),
+            ("x-route", "orders.damage.eu")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    assert_eq!(out.payload.as_deref(), Some(&br#"{"type":"damage"}"#[..]), "payload untouched");
+    assert_eq!(
+        out.payload.as_deref(),
+        Some(&br#"{"type":"damage"}"#[..]),
+        "payload untouched"
+    );
 
     // The same instance keeps serving messages.
     let again = forward_one(instance.process(Message::new(None)).expect("second call"));
@@ -58,7 +78,9 @@ fn header_map_renames_filters_and_sets_headers() {
 fn header_map_rejects_unknown_settings_at_init() {
     let spec = PluginSpec::new("headers", artifacts::HEADER_MAP).with_config("renam.a", "b");
     let plugin = runtime().load(&spec).expect("loads");
-    let err = plugin.instantiate().expect_err("init rejects the configuration");
+    let err = plugin
+        .instantiate()
+        .expect_err("init rejects the configuration");
     assert_eq!(
         err.to_string(),
         "plugin `headers` rejected its configuration: unknown setting `renam.a` (expected one of: `keep`, `drop`, `rename`, `copy`, `set`, `on_missing`)"
@@ -80,14 +102,26 @@ fn routing_key_derives_amqp_and_kafka_targets() {
         offset: 0,
     });
     let out = forward_one(instance.process(msg).unwrap());
-    assert_eq!(out.amqp_target.routing_key.as_deref(), Some("order.damage.eu"));
-    assert_eq!(out.kafka_target.topic.as_deref(), Some("copy-events-order-damage"));
+    assert_eq!(
+        out.amqp_target.routing_key.as_deref(),
+        Some("order.damage.eu")
+    );
+    assert_eq!(
+        out.kafka_target.topic.as_deref(),
+        Some("copy-events-order-damage")
+    );
     assert_eq!(out.key.as_deref(), Some(&b"42"[..]));
 
     // A missing field without a default dead-letters the message with a reason.
-    match instance.process(Message::new(Some(b"not json".to_vec()))).unwrap() {
+    match instance
+        .process(Message::new(Some(b"not json".to_vec())))
+        .unwrap()
+    {
         Outcome::DeadLetter { reason, message } => {
-            assert_eq!(reason, "routing-key: cannot derive `routing_key`: JSON field `type` is missing");
+            assert_eq!(
+                reason,
+                "routing-key: cannot derive `routing_key`: JSON field `type` is missing"
+            );
             assert_eq!(message.payload.as_deref(), Some(&b"not json"[..]));
         }
         other => panic!("expected a dead letter, got {other:?}"),
@@ -110,10 +144,17 @@ fn dlq_policy_retries_with_backoff_then_dead_letters() {
         attempt,
     };
     let decide = |i: &mut bridge_host::plugin::PluginInstance, kind, attempt| {
-        i.decide(Message::new(Some(b"x".to_vec())), &failure(kind, attempt)).unwrap()
+        i.decide(Message::new(Some(b"x".to_vec())), &failure(kind, attempt))
+            .unwrap()
     };
-    assert!(matches!(decide(&mut instance, FailureKind::TargetRejected, 1), Decision::Retry(100)));
-    assert!(matches!(decide(&mut instance, FailureKind::TargetRejected, 2), Decision::Retry(200)));
+    assert!(matches!(
+        decide(&mut instance, FailureKind::TargetRejected, 1),
+        Decision::Retry(100)
+    ));
+    assert!(matches!(
+        decide(&mut instance, FailureKind::TargetRejected, 2),
+        Decision::Retry(200)
+    ));
     match decide(&mut instance, FailureKind::TargetRejected, 3) {
         Decision::DeadLetter(d) => assert_eq!(d.reason, "target-rejected: nack"),
         other => panic!("{other:?}"),
@@ -132,5 +173,8 @@ fn calling_the_wrong_interface_is_an_error_not_a_panic() {
         .instantiate()
         .unwrap();
     let err = instance.process(Message::new(None)).unwrap_err();
-    assert_eq!(err.to_string(), "plugin `policy` failed (plugin-error): the plugin does not export `transform`");
+    assert_eq!(
+        err.to_string(),
+        "plugin `policy` failed (plugin-error): the plugin does not export `transform`"
+    );
 }

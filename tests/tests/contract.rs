@@ -15,6 +15,7 @@ fn guest_sdk_wit_matches_the_contract() {
 #[test]
 fn sdk_and_host_agree_on_the_version() {
     assert_eq!(bridge_host::plugin::CONTRACT_VERSION, "0.1.0");
-    let contract = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit")).unwrap();
+    let contract =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit")).unwrap();
     assert!(contract.starts_with("package bridge:plugin@0.1.0;"));
 }

@@ -14,21 +14,30 @@ fn load_error(path: &Path) -> String {
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let path = dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&path, bytes).expect("temp file is writable");
     path
 }
 
 #[test]
 fn missing_file() {
     let err = load_error(Path::new("/nonexistent/plugin.wasm"));
-    assert!(err.starts_with("cannot read plugin `p` from `/nonexistent/plugin.wasm`: No such file"), "{err}");
+    assert!(
+        err.starts_with("cannot read plugin `p` from `/nonexistent/plugin.wasm`: No such file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn not_webassembly() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "notes.wasm", b"hello, world");
-    assert_eq!(load_error(&path), format!("plugin `p` (`{}`) is not a WebAssembly file", path.display()));
+    assert_eq!(
+        load_error(&path),
+        format!(
+            "plugin `p` (`{}`) is not a WebAssembly file",
+            path.display()
+        )
+    );
 }
 
 #[test]
@@ -36,7 +45,10 @@ fn core_module_instead_of_component() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "core.wasm", &wat::parse_str("(module)").unwrap());
     let err = load_error(&path);
-    assert!(err.contains("is a core WebAssembly module, not a component"), "{err}");
+    assert!(
+        err.contains("is a core WebAssembly module, not a component"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -45,7 +57,13 @@ fn truncated_component() {
     let bytes = std::fs::read(artifacts::HEADER_MAP).unwrap();
     let path = write(&dir, "truncated.wasm", &bytes[..bytes.len() / 2]);
     let err = load_error(&path);
-    assert!(err.starts_with(&format!("plugin `p` (`{}`) is not a valid component:", path.display())), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "plugin `p` (`{}`) is not a valid component:",
+            path.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,17 +118,30 @@ fn out_of_range_limits() {
     });
     let err = runtime().load(&spec).unwrap_err();
     assert!(matches!(err, LoadError::Limits { .. }));
-    assert_eq!(err.to_string(), "plugin `p`: limit `stack_kib` is 8192, at most 1024 is allowed");
+    assert_eq!(
+        err.to_string(),
+        "plugin `p`: limit `stack_kib` is 8192, at most 1024 is allowed"
+    );
 }
 
 #[test]
 fn compiled_code_is_cached_by_content() {
     let dir = tempfile::tempdir().unwrap();
-    let options = bridge_host::plugin::RuntimeOptions { cache_dir: Some(dir.path().to_path_buf()) };
+    let options = bridge_host::plugin::RuntimeOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+    };
     let first = bridge_host::plugin::PluginRuntime::new(options.clone()).unwrap();
-    first.load(&PluginSpec::new("p", artifacts::ROUTING_KEY)).unwrap();
+    first
+        .load(&PluginSpec::new("p", artifacts::ROUTING_KEY))
+        .unwrap();
     assert_eq!(first.cache_hits(), 0);
     let second = bridge_host::plugin::PluginRuntime::new(options).unwrap();
-    second.load(&PluginSpec::new("p", artifacts::ROUTING_KEY)).unwrap();
-    assert_eq!(second.cache_hits(), 1, "the second runtime reuses the compiled code");
+    second
+        .load(&PluginSpec::new("p", artifacts::ROUTING_KEY))
+        .unwrap();
+    assert_eq!(
+        second.cache_hits(),
+        1,
+        "the second runtime reuses the compiled code"
+    );
 }

@@ -1,7 +1,9 @@
 //! Hostile plugins are contained: every misbehaviour becomes a typed error, the failed
 //! instance is replaced, and the next message is processed normally.
 
-use bridge_host::plugin::{FailureKind, Message, Outcome, PluginInstance, PluginLimits, PluginSpec};
+use bridge_host::plugin::{
+    FailureKind, Message, Outcome, PluginInstance, PluginLimits, PluginSpec,
+};
 use bridge_tests::{artifacts, runtime};
 
 fn hostile(mode: &str, limits: PluginLimits, extra: &[(&str, &str)]) -> PluginInstance {
@@ -11,7 +13,11 @@ fn hostile(mode: &str, limits: PluginLimits, extra: &[(&str, &str)]) -> PluginIn
     for (k, v) in extra {
         spec = spec.with_config(*k, *v);
     }
-    runtime().load(&spec).expect("loads").instantiate().expect("starts")
+    runtime()
+        .load(&spec)
+        .expect("loads")
+        .instantiate()
+        .expect("starts")
 }
 
 fn well_behaved() -> Message {
@@ -22,7 +28,10 @@ fn well_behaved() -> Message {
 
 /// After a failure, the replacement instance serves the next message.
 fn assert_recovers(instance: &mut PluginInstance) {
-    match instance.process(well_behaved()).expect("the next message is processed") {
+    match instance
+        .process(well_behaved())
+        .expect("the next message is processed")
+    {
         Outcome::Forward(m) => assert_eq!(m[0].header("x-processed"), Some(&b"yes"[..])),
         other => panic!("{other:?}"),
     }
@@ -30,7 +39,10 @@ fn assert_recovers(instance: &mut PluginInstance) {
 
 #[test]
 fn infinite_loop_is_stopped_at_the_time_limit() {
-    let limits = PluginLimits { timeout_ms: 50, ..PluginLimits::default() };
+    let limits = PluginLimits {
+        timeout_ms: 50,
+        ..PluginLimits::default()
+    };
     let mut instance = hostile("loop", limits, &[]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginTimeout);
@@ -40,11 +52,19 @@ fn infinite_loop_is_stopped_at_the_time_limit() {
 
 #[test]
 fn memory_bomb_is_denied_at_the_cap() {
-    let limits = PluginLimits { memory_mib: 16, ..PluginLimits::default() };
+    let limits = PluginLimits {
+        memory_mib: 16,
+        ..PluginLimits::default()
+    };
     let mut instance = hostile("memory", limits, &[]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginMemoryLimit, "{err}");
-    assert!(err.detail.starts_with("memory limit of 16777216 bytes exceeded"), "{}", err.detail);
+    assert!(
+        err.detail
+            .starts_with("memory limit of 16777216 bytes exceeded"),
+        "{}",
+        err.detail
+    );
     assert_recovers(&mut instance);
 }
 
@@ -54,14 +74,21 @@ fn deep_recursion_traps_cleanly() {
     let mut instance = hostile("recursion", PluginLimits::default(), &[]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginTrap);
-    assert!(err.detail.contains("out of bounds memory access"), "{}", err.detail);
+    assert!(
+        err.detail.contains("out of bounds memory access"),
+        "{}",
+        err.detail
+    );
     assert_recovers(&mut instance);
 
     // Small frames live on the WebAssembly stack: its cap stops them, without a process abort.
     let mut instance = hostile("call-depth", PluginLimits::default(), &[]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginTrap);
-    assert_eq!(err.detail, "stack overflow (the call exceeded its WebAssembly stack limit)");
+    assert_eq!(
+        err.detail,
+        "stack overflow (the call exceeded its WebAssembly stack limit)"
+    );
     assert_recovers(&mut instance);
 }
 
@@ -95,21 +122,34 @@ fn files_environment_and_network_are_denied() {
 #[test]
 fn a_100_mib_payload_is_rejected_by_the_output_limit() {
     // Memory is generous so that the output limit, not the memory cap, is what stops it.
-    let limits = PluginLimits { memory_mib: 512, timeout_ms: 5_000, ..PluginLimits::default() };
+    let limits = PluginLimits {
+        memory_mib: 512,
+        timeout_ms: 5_000,
+        ..PluginLimits::default()
+    };
     let mut instance = hostile("huge-payload", limits, &[]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginOutputLimit, "{err}");
-    assert_eq!(err.detail, "output limit exceeded: payload of 104857600 bytes is larger than 16777216 bytes");
+    assert_eq!(
+        err.detail,
+        "output limit exceeded: payload of 104857600 bytes is larger than 16777216 bytes"
+    );
     assert_recovers(&mut instance);
 }
 
 #[test]
 fn a_million_headers_are_rejected_by_the_output_limit() {
-    let limits = PluginLimits { timeout_ms: 5_000, ..PluginLimits::default() };
+    let limits = PluginLimits {
+        timeout_ms: 5_000,
+        ..PluginLimits::default()
+    };
     let mut instance = hostile("many-headers", limits, &[]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginOutputLimit);
-    assert_eq!(err.detail, "output limit exceeded: 1025 headers are more than 1024");
+    assert_eq!(
+        err.detail,
+        "output limit exceeded: 1025 headers are more than 1024"
+    );
     assert_recovers(&mut instance);
 }
 
@@ -126,13 +166,19 @@ fn fan_out_is_bounded() {
     let mut instance = hostile("fan-out", PluginLimits::default(), &[("count", "5000")]);
     let err = instance.process(Message::new(None)).unwrap_err();
     assert_eq!(err.kind, FailureKind::PluginOutputLimit);
-    assert_eq!(err.detail, "output limit exceeded: more than 1024 messages created in one call");
+    assert_eq!(
+        err.detail,
+        "output limit exceeded: more than 1024 messages created in one call"
+    );
 }
 
 #[test]
 fn chatty_plugins_are_rate_limited_not_fatal() {
     let mut instance = hostile("log", PluginLimits::default(), &[("count", "500")]);
-    assert!(matches!(instance.process(Message::new(None)).unwrap(), Outcome::Forward(_)));
+    assert!(matches!(
+        instance.process(Message::new(None)).unwrap(),
+        Outcome::Forward(_)
+    ));
 }
 
 #[test]

@@ -65,11 +65,20 @@ pub struct InspectArgs {
 #[derive(Debug, Serialize)]
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 enum RunOutput {
-    Forward { messages: Vec<JsonMessage> },
-    FanOut { messages: Vec<JsonMessage> },
+    Forward {
+        messages: Vec<JsonMessage>,
+    },
+    FanOut {
+        messages: Vec<JsonMessage>,
+    },
     Drop,
-    DeadLetter { reason: String, messages: Vec<JsonMessage> },
-    Retry { after_ms: u64 },
+    DeadLetter {
+        reason: String,
+        messages: Vec<JsonMessage>,
+    },
+    Retry {
+        after_ms: u64,
+    },
     #[serde(rename = "dead-letter")]
     PolicyDeadLetter {
         reason: String,
@@ -115,8 +124,12 @@ fn run(args: RunArgs) -> anyhow::Result<String> {
         })
         .transpose()?;
     let input = read_input(&args.input)?;
-    let json: JsonMessage = serde_json::from_str(&input)
-        .with_context(|| format!("the input message is not valid message JSON ({})", args.input))?;
+    let json: JsonMessage = serde_json::from_str(&input).with_context(|| {
+        format!(
+            "the input message is not valid message JSON ({})",
+            args.input
+        )
+    })?;
     let msg = json
         .into_message()
         .map_err(|e| anyhow::anyhow!("the input message is invalid: {e}"))?;
@@ -153,14 +166,19 @@ fn run(args: RunArgs) -> anyhow::Result<String> {
                     args.plugin.display()
                 );
             }
-            let to_json = |m: &[crate::plugin::Message]| m.iter().map(JsonMessage::from_message).collect();
+            let to_json =
+                |m: &[crate::plugin::Message]| m.iter().map(JsonMessage::from_message).collect();
             match instance.process(msg)? {
-                Outcome::Forward(m) if m.len() == 1 => RunOutput::Forward { messages: to_json(&m) },
-                Outcome::Forward(m) => RunOutput::FanOut { messages: to_json(&m) },
+                Outcome::Forward(m) if m.len() == 1 => RunOutput::Forward {
+                    messages: to_json(&m),
+                },
+                Outcome::Forward(m) => RunOutput::FanOut {
+                    messages: to_json(&m),
+                },
                 Outcome::Drop => RunOutput::Drop,
                 Outcome::DeadLetter { message, reason } => RunOutput::DeadLetter {
                     reason,
-                    messages: to_json(std::slice::from_ref(&message)),
+                    messages: to_json(std::slice::from_ref(&*message)),
                 },
             }
         }
@@ -178,21 +196,32 @@ fn inspect(args: InspectArgs) -> anyhow::Result<String> {
         if items.is_empty() {
             "  (none)".to_string()
         } else {
-            items.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n")
+            items
+                .iter()
+                .map(|i| format!("  {i}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         }
     };
     Ok(format!(
         "file: {}\nsize: {} bytes\nkinds: {}\nbridge:plugin version: {}\nexports:\n{}\nimports:\n{}{}",
         args.plugin.display(),
         info.size,
-        if info.kinds.is_empty() { "none (not a bridge plugin)".to_string() } else { info.kinds.join(", ") },
+        if info.kinds.is_empty() {
+            "none (not a bridge plugin)".to_string()
+        } else {
+            info.kinds.join(", ")
+        },
         info.contract_version.as_deref().unwrap_or("none"),
         list(&info.exports),
         list(&info.imports),
         if info.unsupported_imports.is_empty() {
             String::new()
         } else {
-            format!("\nnot provided by this host:\n{}", list(&info.unsupported_imports))
+            format!(
+                "\nnot provided by this host:\n{}",
+                list(&info.unsupported_imports)
+            )
         }
     ))
 }
@@ -211,6 +240,7 @@ fn read_input(input: &str) -> anyhow::Result<String> {
             .context("cannot read the message from standard input")?;
         Ok(s)
     } else {
-        std::fs::read_to_string(input).with_context(|| format!("cannot read the message from `{input}`"))
+        std::fs::read_to_string(input)
+            .with_context(|| format!("cannot read the message from `{input}`"))
     }
 }

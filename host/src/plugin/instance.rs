@@ -6,7 +6,9 @@ use wasmtime::component::{Instance, Resource};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::bindings::{Decision, Failure, FailureKind, LogLevel, Verdict, dead_letter_policy, transform};
+use super::bindings::{
+    Decision, Failure, FailureKind, LogLevel, Verdict, dead_letter_policy, transform,
+};
 use super::error::{CallError, LimitHit, LoadError};
 use super::limits::StoreLimiter;
 use super::loader::LoadedPlugin;
@@ -25,7 +27,7 @@ pub enum Outcome {
     /// The message goes to the dead-letter target.
     DeadLetter {
         /// The message as the plugin left it.
-        message: Message,
+        message: Box<Message>,
         /// The plugin's reason.
         reason: String,
     },
@@ -59,7 +61,11 @@ impl LoadedPlugin {
         let limits = &self.spec.limits;
         let mut instance = PluginInstance {
             plugin: Arc::clone(self),
-            log: PluginLog::new(&self.spec.name, limits.log_lines_per_second, limits.log_line_bytes),
+            log: PluginLog::new(
+                &self.spec.name,
+                limits.log_lines_per_second,
+                limits.log_line_bytes,
+            ),
             live: None,
         };
         instance.start()?;
@@ -79,27 +85,29 @@ impl PluginInstance {
         let Some(guest) = live.transform.clone() else {
             return Err(self.not_exported("transform"));
         };
-        let res = live.store.data_mut().table.push(msg).map_err(|e| self.host_error(e.into()))?;
+        let res = live
+            .store
+            .data_mut()
+            .table
+            .push(msg)
+            .map_err(|e| self.host_error(e.into()))?;
         let rep = res.rep();
-        let result = self.call(|store| guest.call_process(store, Resource::new_borrow(rep)));
-        let live = self.live.as_mut();
-        let verdict = match result {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
-        let Some(live) = live else {
+        let verdict = self.call(|store| guest.call_process(store, Resource::new_borrow(rep)))?;
+        let Some(live) = self.live.as_mut() else {
             return Err(self.host_error(wasmtime::format_err!("instance vanished")));
         };
         let table = &mut live.store.data_mut().table;
-        let msg = table.delete(res).map_err(|e| wasmtime::Error::from(e));
-        let msg = match msg {
+        let msg = match table.delete(res) {
             Ok(m) => m,
-            Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e:#}"))),
+            Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
         };
         let outcome = match verdict {
             Verdict::Forward => Outcome::Forward(vec![msg]),
             Verdict::Drop => Outcome::Drop,
-            Verdict::DeadLetter(reason) => Outcome::DeadLetter { message: msg, reason },
+            Verdict::DeadLetter(reason) => Outcome::DeadLetter {
+                message: Box::new(msg),
+                reason,
+            },
             Verdict::FanOut(list) => {
                 let mut out = Vec::with_capacity(list.len());
                 for r in list {
@@ -125,9 +133,15 @@ impl PluginInstance {
         let Some(guest) = live.policy.clone() else {
             return Err(self.not_exported("dead-letter-policy"));
         };
-        let res = live.store.data_mut().table.push(msg).map_err(|e| self.host_error(e.into()))?;
+        let res = live
+            .store
+            .data_mut()
+            .table
+            .push(msg)
+            .map_err(|e| self.host_error(e.into()))?;
         let rep = res.rep();
-        let decision = self.call(|store| guest.call_decide(store, Resource::new_borrow(rep), failure))?;
+        let decision =
+            self.call(|store| guest.call_decide(store, Resource::new_borrow(rep), failure))?;
         if let Some(live) = self.live.as_mut() {
             let _ = live.store.data_mut().table.delete(res);
         }
@@ -180,11 +194,15 @@ impl PluginInstance {
         };
         if let Some(t) = &transform {
             store.set_epoch_deadline(deadline_ticks(limits.timeout_ms));
-            t.call_init(&mut store, &config).map_err(start_error)?.map_err(rejected)?;
+            t.call_init(&mut store, &config)
+                .map_err(start_error)?
+                .map_err(rejected)?;
         }
         if let Some(p) = &policy {
             store.set_epoch_deadline(deadline_ticks(limits.timeout_ms));
-            p.call_init(&mut store, &config).map_err(start_error)?.map_err(rejected)?;
+            p.call_init(&mut store, &config)
+                .map_err(start_error)?
+                .map_err(rejected)?;
         }
         self.live = Some(Live {
             store,
@@ -242,20 +260,32 @@ impl PluginInstance {
         if messages.len() > limits.fan_out as usize {
             return Err(self.fail(
                 FailureKind::PluginOutputLimit,
-                format!("{} output messages are more than {}", messages.len(), limits.fan_out),
+                format!(
+                    "{} output messages are more than {}",
+                    messages.len(),
+                    limits.fan_out
+                ),
             ));
         }
         for m in messages {
             if m.size() > limits.output_bytes {
                 return Err(self.fail(
                     FailureKind::PluginOutputLimit,
-                    format!("an output message of {} bytes is larger than {} bytes", m.size(), limits.output_bytes),
+                    format!(
+                        "an output message of {} bytes is larger than {} bytes",
+                        m.size(),
+                        limits.output_bytes
+                    ),
                 ));
             }
             if m.headers.len() > limits.headers as usize {
                 return Err(self.fail(
                     FailureKind::PluginOutputLimit,
-                    format!("{} headers are more than {}", m.headers.len(), limits.headers),
+                    format!(
+                        "{} headers are more than {}",
+                        m.headers.len(),
+                        limits.headers
+                    ),
                 ));
             }
         }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{POLICY_INTERFACE, TRANSFORM_INTERFACE, VERSION, dead_letter_policy, transform};
+use super::bindings::{
+    POLICY_INTERFACE, TRANSFORM_INTERFACE, VERSION, dead_letter_policy, transform,
+};
 use super::error::LoadError;
 use super::limits::PluginLimits;
 use super::runtime::{EngineHandle, PluginRuntime};
@@ -117,10 +119,12 @@ pub struct Inspection {
 impl PluginRuntime {
     /// Loads and validates a plugin. Does not instantiate it: see [`LoadedPlugin::instantiate`].
     pub fn load(&self, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, LoadError> {
-        spec.limits.validate().map_err(|problem| LoadError::Limits {
-            name: spec.name.clone(),
-            problem,
-        })?;
+        spec.limits
+            .validate()
+            .map_err(|problem| LoadError::Limits {
+                name: spec.name.clone(),
+                problem,
+            })?;
         let engine = self.engine(spec.limits.stack_kib)?;
         let component = compile(&engine, &spec.name, &spec.path)?;
         let exports = Exports::read(&engine, &component);
@@ -132,7 +136,11 @@ impl PluginRuntime {
                 path: spec.path.clone(),
                 detail: format!(
                     "{} which the host does not provide (plugins may import `bridge:plugin/*` and sandboxed `wasi:*@0.2` interfaces only)",
-                    unsupported.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+                    unsupported
+                        .iter()
+                        .map(|i| format!("`{i}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -297,7 +305,11 @@ impl Exports {
                 if self.names.is_empty() {
                     "nothing".to_string()
                 } else {
-                    self.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    self.names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ))),
         }
@@ -308,7 +320,10 @@ impl Exports {
 fn compatible(version: &str) -> bool {
     let host: Vec<&str> = VERSION.split('.').collect();
     let theirs: Vec<&str> = version.split(['.', '-', '+']).collect();
-    theirs.len() >= 3 && theirs[0] == host[0] && theirs[1] == host[1] && theirs[2].parse::<u32>().is_ok()
+    theirs.len() >= 3
+        && theirs[0] == host[0]
+        && theirs[1] == host[1]
+        && theirs[2].parse::<u32>().is_ok()
 }
 
 /// Imports outside `bridge:plugin/*` and `wasi:*@0.2.*`.

@@ -136,7 +136,11 @@ impl types::HostMessage for PluginState {
     }
 
     fn payload_len(&mut self, this: Resource<Message>) -> wasmtime::Result<u64> {
-        Ok(self.msg(&this)?.payload.as_ref().map_or(0, |p| p.len() as u64))
+        Ok(self
+            .msg(&this)?
+            .payload
+            .as_ref()
+            .map_or(0, |p| p.len() as u64))
     }
 
     fn set_payload(
@@ -149,11 +153,19 @@ impl types::HostMessage for PluginState {
         Ok(())
     }
 
-    fn header(&mut self, this: Resource<Message>, name: String) -> wasmtime::Result<Option<Vec<u8>>> {
+    fn header(
+        &mut self,
+        this: Resource<Message>,
+        name: String,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
         Ok(self.msg(&this)?.header(&name).map(<[u8]>::to_vec))
     }
 
-    fn header_all(&mut self, this: Resource<Message>, name: String) -> wasmtime::Result<Vec<Vec<u8>>> {
+    fn header_all(
+        &mut self,
+        this: Resource<Message>,
+        name: String,
+    ) -> wasmtime::Result<Vec<Vec<u8>>> {
         Ok(self
             .msg(&this)?
             .headers
@@ -168,7 +180,12 @@ impl types::HostMessage for PluginState {
     }
 
     fn header_names(&mut self, this: Resource<Message>) -> wasmtime::Result<Vec<String>> {
-        Ok(self.msg(&this)?.headers.iter().map(|(n, _)| n.clone()).collect())
+        Ok(self
+            .msg(&this)?
+            .headers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect())
     }
 
     fn set_header(
@@ -243,7 +260,11 @@ impl types::HostMessage for PluginState {
         Ok(self.msg(&this)?.kafka_target.clone())
     }
 
-    fn set_kafka_target(&mut self, this: Resource<Message>, t: KafkaTarget) -> wasmtime::Result<()> {
+    fn set_kafka_target(
+        &mut self,
+        this: Resource<Message>,
+        t: KafkaTarget,
+    ) -> wasmtime::Result<()> {
         self.check_bytes("topic", t.topic.as_ref().map_or(0, String::len))?;
         self.msg_mut(&this)?.kafka_target = t;
         Ok(())

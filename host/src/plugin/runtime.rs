@@ -52,7 +52,10 @@ impl PluginRuntime {
         let cache = match &options.cache_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    LoadError::Engine(format!("cannot create cache directory `{}`: {e}", dir.display()))
+                    LoadError::Engine(format!(
+                        "cannot create cache directory `{}`: {e}",
+                        dir.display()
+                    ))
                 })?;
                 let mut config = CacheConfig::new();
                 config.with_directory(dir);

@@ -2,7 +2,9 @@
 //! to retry, with fixed or exponential backoff and a cap, up to a maximum number of attempts;
 //! sends everything else, and anything out of attempts, to the dead-letter target.
 
-use bridge_guest_sdk::{Config, DeadLetterDecision, Decision, Failure, FailureKind, Message, Policy};
+use bridge_guest_sdk::{
+    Config, DeadLetterDecision, Decision, Failure, FailureKind, Message, Policy,
+};
 
 /// The configured policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +26,8 @@ enum Backoff {
 }
 
 /// Failure kinds retried when `retry_on` is not set: the transient ones.
-const DEFAULT_RETRY_ON: [FailureKind; 2] = [FailureKind::PluginTimeout, FailureKind::TargetRejected];
+const DEFAULT_RETRY_ON: [FailureKind; 2] =
+    [FailureKind::PluginTimeout, FailureKind::TargetRejected];
 
 fn kinds(config: &Config, key: &str, default: &[FailureKind]) -> Result<Vec<FailureKind>, String> {
     if config.get(key).is_none() && config.list(key).is_empty() {
@@ -72,7 +75,10 @@ impl Policy for DlqPolicy {
             multiplier: config.parse_or("multiplier", 2.0)?,
             retry_on: kinds(&config, "retry_on", &DEFAULT_RETRY_ON)?,
             drop_on: kinds(&config, "drop_on", &[])?,
-            reason: config.get("reason").unwrap_or("{kind}: {error}").to_string(),
+            reason: config
+                .get("reason")
+                .unwrap_or("{kind}: {error}")
+                .to_string(),
         };
         if policy.max_attempts == 0 {
             return Err("setting `max_attempts` must be at least 1".to_string());
@@ -81,7 +87,9 @@ impl Policy for DlqPolicy {
             return Err("setting `multiplier` must be a number of at least 1".to_string());
         }
         if policy.max_delay_ms < policy.initial_delay_ms {
-            return Err("setting `max_delay_ms` must not be less than `initial_delay_ms`".to_string());
+            return Err(
+                "setting `max_delay_ms` must not be less than `initial_delay_ms`".to_string(),
+            );
         }
         Ok(policy)
     }
@@ -93,7 +101,10 @@ impl Policy for DlqPolicy {
         if self.retry_on.contains(&failure.kind) && failure.attempt < self.max_attempts {
             return Decision::Retry(self.delay(failure.attempt));
         }
-        Decision::DeadLetter(DeadLetterDecision { reason: self.reason(failure), target: None })
+        Decision::DeadLetter(DeadLetterDecision {
+            reason: self.reason(failure),
+            target: None,
+        })
     }
 }
 
@@ -103,7 +114,10 @@ impl DlqPolicy {
         let delay = match self.backoff {
             Backoff::Fixed => self.initial_delay_ms as f64,
             Backoff::Exponential => {
-                self.initial_delay_ms as f64 * self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32)
+                self.initial_delay_ms as f64
+                    * self
+                        .multiplier
+                        .powi(attempt.saturating_sub(1).min(64) as i32)
             }
         };
         (delay.min(self.max_delay_ms as f64)) as u64
@@ -125,7 +139,12 @@ mod tests {
     use super::*;
 
     fn failure(kind: FailureKind, attempt: u32) -> Failure {
-        Failure { kind, plugin: Some("p".into()), message: "boom".into(), attempt }
+        Failure {
+            kind,
+            plugin: Some("p".into()),
+            message: "boom".into(),
+            attempt,
+        }
     }
 
     fn decide(p: &mut DlqPolicy, kind: FailureKind, attempt: u32) -> Decision {
@@ -162,8 +181,14 @@ mod tests {
             ("reason", "{plugin} failed on attempt {attempt}"),
         ]))
         .unwrap();
-        assert!(matches!(decide(&mut p, FailureKind::PluginTrap, 3), Decision::Retry(200)));
-        assert!(matches!(decide(&mut p, FailureKind::HopLimit, 1), Decision::Drop));
+        assert!(matches!(
+            decide(&mut p, FailureKind::PluginTrap, 3),
+            Decision::Retry(200)
+        ));
+        assert!(matches!(
+            decide(&mut p, FailureKind::HopLimit, 1),
+            Decision::Drop
+        ));
         match decide(&mut p, FailureKind::Unroutable, 1) {
             Decision::DeadLetter(d) => assert_eq!(d.reason, "p failed on attempt 1"),
             d => panic!("{d:?}"),
@@ -173,9 +198,15 @@ mod tests {
     #[test]
     fn config_errors() {
         let err = DlqPolicy::init(Config::from_pairs(&[("retry_on", "plugin-oops")])).unwrap_err();
-        assert!(err.starts_with("setting `retry_on`: unknown failure kind `plugin-oops`"), "{err}");
+        assert!(
+            err.starts_with("setting `retry_on`: unknown failure kind `plugin-oops`"),
+            "{err}"
+        );
         let err = DlqPolicy::init(Config::from_pairs(&[("max_attempts", "many")])).unwrap_err();
-        assert!(err.starts_with("setting `max_attempts` = \"many\" is invalid"), "{err}");
+        assert!(
+            err.starts_with("setting `max_attempts` = \"many\" is invalid"),
+            "{err}"
+        );
         assert!(DlqPolicy::init(Config::from_pairs(&[("max_attempts", "0")])).is_err());
     }
 }

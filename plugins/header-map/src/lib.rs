@@ -127,7 +127,10 @@ mod tests {
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -141,12 +144,22 @@ mod tests {
                 ("copy.kafka_topic", "x-topic"),
                 ("set.x-route", "{header:kafka_topic}.{header:region|eu}"),
             ],
-            &[("kafka_topic", "orders"), ("kafka_key", "k"), ("x-secret", "s"), ("other", "o")],
+            &[
+                ("kafka_topic", "orders"),
+                ("kafka_key", "k"),
+                ("x-secret", "s"),
+                ("other", "o"),
+            ],
         );
         assert!(matches!(verdict, Verdict::Forward));
         assert_eq!(
             headers,
-            h(&[("kafka_topic", "orders"), ("message_key", "k"), ("x-topic", "orders"), ("x-route", "orders.eu")])
+            h(&[
+                ("kafka_topic", "orders"),
+                ("message_key", "k"),
+                ("x-topic", "orders"),
+                ("x-route", "orders.eu")
+            ])
         );
     }
 
@@ -161,8 +174,13 @@ mod tests {
         let (verdict, headers) = run(&[("set.x", "{header:nope}")], &[]);
         assert!(matches!(verdict, Verdict::Forward));
         assert!(headers.is_empty());
-        let (verdict, _) = run(&[("set.x", "{header:nope}"), ("on_missing", "dead-letter")], &[]);
-        assert!(matches!(verdict, Verdict::DeadLetter(r) if r == "header-map: cannot set `x`: header `nope` is missing"));
+        let (verdict, _) = run(
+            &[("set.x", "{header:nope}"), ("on_missing", "dead-letter")],
+            &[],
+        );
+        assert!(
+            matches!(verdict, Verdict::DeadLetter(r) if r == "header-map: cannot set `x`: header `nope` is missing")
+        );
     }
 
     #[test]
@@ -170,6 +188,9 @@ mod tests {
         let err = HeaderMap::init(Config::from_pairs(&[("renam.a", "b")])).unwrap_err();
         assert!(err.starts_with("unknown setting `renam.a`"), "{err}");
         let err = HeaderMap::init(Config::from_pairs(&[("set.a", "{bogus}")])).unwrap_err();
-        assert!(err.starts_with("setting `set.a`: unknown placeholder `{bogus}`"), "{err}");
+        assert!(
+            err.starts_with("setting `set.a`: unknown placeholder `{bogus}`"),
+            "{err}"
+        );
     }
 }

@@ -45,35 +45,31 @@ impl Transform for RoutingKey {
                 }
             },
         };
-        if plugin.routing_key.is_none() && plugin.exchange.is_none() && plugin.topic.is_none() && plugin.key.is_none() {
-            return Err("set at least one of `routing_key`, `exchange`, `topic` or `key`".to_string());
+        if plugin.routing_key.is_none()
+            && plugin.exchange.is_none()
+            && plugin.topic.is_none()
+            && plugin.key.is_none()
+        {
+            return Err(
+                "set at least one of `routing_key`, `exchange`, `topic` or `key`".to_string(),
+            );
         }
         Ok(plugin)
     }
 
     fn process(&mut self, msg: &mut Message) -> Verdict {
-        let render = |name: &str, t: &Option<Template>, msg: &Message| -> Result<Option<String>, String> {
-            match t {
-                None => Ok(None),
-                Some(t) => t.render(msg).map(Some).map_err(|e| format!("routing-key: cannot derive `{name}`: {e}")),
-            }
+        let derived = (|| {
+            Ok::<_, String>((
+                self.derive("routing_key", &self.routing_key, msg)?,
+                self.derive("exchange", &self.exchange, msg)?,
+                self.derive("topic", &self.topic, msg)?,
+                self.derive("key", &self.key, msg)?,
+            ))
+        })();
+        let (routing_key, exchange, topic, key) = match derived {
+            Ok(values) => values,
+            Err(reason) => return Verdict::DeadLetter(reason),
         };
-        let results = [
-            render("routing_key", &self.routing_key, msg),
-            render("exchange", &self.exchange, msg),
-            render("topic", &self.topic, msg),
-            render("key", &self.key, msg),
-        ];
-        let mut values = Vec::with_capacity(4);
-        for r in results {
-            match r {
-                Ok(v) => values.push(v),
-                Err(e) if self.on_missing == OnMissing::DeadLetter => return Verdict::DeadLetter(e),
-                Err(_) => values.push(None),
-            }
-        }
-        let [routing_key, exchange, topic, key]: [Option<String>; 4] =
-            values.try_into().unwrap_or_else(|_| [None, None, None, None]);
         if routing_key.is_some() || exchange.is_some() {
             let current = msg.amqp_target();
             msg.set_amqp_target(&AmqpTarget {
@@ -83,12 +79,36 @@ impl Transform for RoutingKey {
         }
         if let Some(topic) = topic {
             let current = msg.kafka_target();
-            msg.set_kafka_target(&KafkaTarget { topic: Some(topic), partition: current.partition });
+            msg.set_kafka_target(&KafkaTarget {
+                topic: Some(topic),
+                partition: current.partition,
+            });
         }
         if let Some(key) = key {
             msg.set_key(Some(key.as_bytes()));
         }
         Verdict::Forward
+    }
+}
+
+impl RoutingKey {
+    /// Renders one template; a missing value is an error only with `on_missing = "dead-letter"`.
+    fn derive(
+        &self,
+        name: &str,
+        template: &Option<Template>,
+        msg: &Message,
+    ) -> Result<Option<String>, String> {
+        let Some(template) = template else {
+            return Ok(None);
+        };
+        match template.render(msg) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if self.on_missing == OnMissing::DeadLetter => {
+                Err(format!("routing-key: cannot derive `{name}`: {e}"))
+            }
+            Err(_) => Ok(None),
+        }
     }
 }
 
@@ -122,20 +142,34 @@ mod tests {
         .unwrap();
         let mut m = msg();
         assert!(matches!(p.process(&mut m), Verdict::Forward));
-        assert_eq!(m.amqp_target().routing_key.as_deref(), Some("order.damage.eu"));
+        assert_eq!(
+            m.amqp_target().routing_key.as_deref(),
+            Some("order.damage.eu")
+        );
         assert_eq!(m.amqp_target().exchange, None);
-        assert_eq!(m.kafka_target().topic.as_deref(), Some("copy-events-order-damage"));
+        assert_eq!(
+            m.kafka_target().topic.as_deref(),
+            Some("copy-events-order-damage")
+        );
         assert_eq!(m.key(), Some(b"42".to_vec()));
     }
 
     #[test]
     fn missing_value_dead_letters_or_keeps() {
-        let mut p = RoutingKey::init(Config::from_pairs(&[("routing_key", "x.{json:nope}")])).unwrap();
+        let mut p =
+            RoutingKey::init(Config::from_pairs(&[("routing_key", "x.{json:nope}")])).unwrap();
         match p.process(&mut msg()) {
-            Verdict::DeadLetter(r) => assert_eq!(r, "routing-key: cannot derive `routing_key`: JSON field `nope` is missing"),
+            Verdict::DeadLetter(r) => assert_eq!(
+                r,
+                "routing-key: cannot derive `routing_key`: JSON field `nope` is missing"
+            ),
             v => panic!("unexpected {v:?}"),
         }
-        let mut p = RoutingKey::init(Config::from_pairs(&[("routing_key", "x.{json:nope}"), ("on_missing", "keep")])).unwrap();
+        let mut p = RoutingKey::init(Config::from_pairs(&[
+            ("routing_key", "x.{json:nope}"),
+            ("on_missing", "keep"),
+        ]))
+        .unwrap();
         let mut m = msg();
         assert!(matches!(p.process(&mut m), Verdict::Forward));
         assert_eq!(m.amqp_target().routing_key, None);
@@ -147,6 +181,10 @@ mod tests {
             RoutingKey::init(Config::default()).unwrap_err(),
             "set at least one of `routing_key`, `exchange`, `topic` or `key`"
         );
-        assert!(RoutingKey::init(Config::from_pairs(&[("routing_key", "{")])).unwrap_err().starts_with("setting `routing_key`: unclosed"));
+        assert!(
+            RoutingKey::init(Config::from_pairs(&[("routing_key", "{")]))
+                .unwrap_err()
+                .starts_with("setting `routing_key`: unclosed")
+        );
     }
 }

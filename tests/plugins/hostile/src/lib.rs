@@ -70,8 +70,12 @@ impl Transform for Hostile {
             }
             "trap" => panic!("hostile plugin traps on purpose"),
             "sandbox" => {
-                let file = std::fs::read("/etc/passwd").map(|_| "read".to_string()).unwrap_or_else(|e| format!("denied: {e}"));
-                let dir = std::fs::read_dir(".").map(|_| "listed".to_string()).unwrap_or_else(|e| format!("denied: {e}"));
+                let file = std::fs::read("/etc/passwd")
+                    .map(|_| "read".to_string())
+                    .unwrap_or_else(|e| format!("denied: {e}"));
+                let dir = std::fs::read_dir(".")
+                    .map(|_| "listed".to_string())
+                    .unwrap_or_else(|e| format!("denied: {e}"));
                 let env = std::env::vars().count().to_string();
                 let path = std::env::var("PATH").unwrap_or_else(|_| "unset".to_string());
                 let tcp = std::net::TcpStream::connect("127.0.0.1:5672")
@@ -133,7 +137,11 @@ fn recurse(n: u64) -> u64 {
 
 #[inline(never)]
 fn depth(n: u64) -> u64 {
-    if n == 0 { 0 } else { depth(black_box(n - 1)).wrapping_add(1) }
+    if n == 0 {
+        0
+    } else {
+        depth(black_box(n - 1)).wrapping_add(1)
+    }
 }
 
 bridge_guest_sdk::export_transform!(Hostile);

@@ -12,7 +12,10 @@ mod bindings {
         fn touch(mut m: Msg) -> Msg {
             let seen = m.headers.iter().any(|(n, _)| n == "region");
             m.headers.retain(|(n, _)| n != "x-seen");
-            m.headers.push(("x-seen".to_string(), if seen { b"1".to_vec() } else { b"0".to_vec() }));
+            m.headers.push((
+                "x-seen".to_string(),
+                if seen { b"1".to_vec() } else { b"0".to_vec() },
+            ));
             m
         }
     }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's test command. Installs what is missing, starts the brokers on loopback, then
+# runs formatting, lints and every test. Exits non-zero if any of them fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Builds are shared between checkouts: wasmtime and librdkafka take minutes to build cold.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"
+
+scripts/setup.sh
+scripts/brokers.sh start
+trap 'scripts/brokers.sh stop' EXIT
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy (host and native builds)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo clippy (plugins for wasm32-wasip2)"
+cargo clippy --locked --target wasm32-wasip2 \
+  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record \
+  -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
