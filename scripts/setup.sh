@@ -13,7 +13,3 @@ if ! command -v tansu >/dev/null 2>&1; then
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
 
-if ! command -v cmake >/dev/null 2>&1; then
-  echo "Installing cmake (librdkafka is built from source)…"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q cmake >/dev/null
-fi

@@ -1,0 +1,247 @@
+//! `[[mapping]]`: one flow from a source through a plugin chain to a target.
+
+use serde::Deserialize;
+
+/// A mapping.
+///
+/// ```toml
+/// [[mapping]]
+/// name = "order-damage"
+/// source = { kafka = "main", topics = ["events-order-damage"], group = "bridge" }
+/// target = { rabbitmq = "local", exchange = "events", routing_key = "order.damage" }
+/// plugins = ["headers"]
+/// dead_letter = { rabbitmq = "local", exchange = "dead-letters", routing_key = "order-damage" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// `name = "order-damage"`: unique; used in logs, metrics and dead-letter headers.
+    pub name: String,
+    /// Where messages come from.
+    pub source: Source,
+    /// Where they go.
+    pub target: Target,
+    /// Transform plugins, in order: `plugins = ["headers", "route"]`.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// Where dead letters go: a Kafka topic or a RabbitMQ exchange. Without it, a message the
+    /// policy dead-letters is retried instead of lost.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterTarget>,
+    /// A dead-letter policy plugin: `dead_letter_policy = "policy"`. Default: retry
+    /// `plugin-timeout` and `target-rejected` 5 times with exponential backoff, dead-letter the rest.
+    #[serde(default)]
+    pub dead_letter_policy: Option<String>,
+    /// Messages in flight (sent, not yet confirmed) per mapping: `max_in_flight = 1000`.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Adds `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_key` towards RabbitMQ and
+    /// `rabbitmq_queue`, `rabbitmq_exchange`, `rabbitmq_routing_key` towards Kafka:
+    /// `provenance_headers = true`.
+    #[serde(default = "yes")]
+    pub provenance_headers: bool,
+    /// A message that already crossed this many bridges is treated as a loop:
+    /// `hop_limit = 5`.
+    #[serde(default = "default_hops")]
+    pub hop_limit: u32,
+}
+
+fn default_in_flight() -> usize {
+    1000
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_hops() -> u32 {
+    5
+}
+
+/// A Kafka or RabbitMQ source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawSource")]
+pub enum Source {
+    /// `source = { kafka = "main", topics = ["a", "b"], group = "bridge" }`.
+    Kafka(KafkaSource),
+    /// `source = { rabbitmq = "local", queue = "warehouse-events", prefetch = 500 }`.
+    Amqp(AmqpSource),
+}
+
+/// A Kafka source.
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    /// The cluster name.
+    pub cluster: String,
+    /// Topics, or a regex starting with `^`.
+    pub topics: Vec<String>,
+    /// Consumer group; processes with the same group share partitions.
+    pub group: String,
+    /// `earliest` (default) or `latest`.
+    pub auto_offset_reset: String,
+}
+
+/// A RabbitMQ source.
+#[derive(Debug, Clone)]
+pub struct AmqpSource {
+    /// The connection name.
+    pub connection: String,
+    /// The queue.
+    pub queue: String,
+    /// Unacknowledged deliveries at once.
+    pub prefetch: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kafka: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    topic_regex: Option<String>,
+    group: Option<String>,
+    auto_offset_reset: Option<String>,
+    rabbitmq: Option<String>,
+    queue: Option<String>,
+    prefetch: Option<u16>,
+}
+
+impl TryFrom<RawSource> for Source {
+    type Error = String;
+
+    fn try_from(raw: RawSource) -> Result<Self, String> {
+        match (raw.kafka, raw.rabbitmq) {
+            (Some(cluster), None) => {
+                if raw.queue.is_some() || raw.prefetch.is_some() {
+                    return Err("a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`".into());
+                }
+                let mut topics = raw.topics;
+                if let Some(regex) = raw.topic_regex {
+                    let regex = if regex.starts_with('^') { regex } else { format!("^{regex}") };
+                    topics.push(regex);
+                }
+                if topics.is_empty() {
+                    return Err("a Kafka source needs `topics = [...]` or `topic_regex`".into());
+                }
+                let auto_offset_reset = raw.auto_offset_reset.unwrap_or_else(|| "earliest".into());
+                if !matches!(auto_offset_reset.as_str(), "earliest" | "latest") {
+                    return Err(format!("`auto_offset_reset` is {auto_offset_reset:?}; expected \"earliest\" or \"latest\""));
+                }
+                Ok(Source::Kafka(KafkaSource {
+                    cluster,
+                    topics,
+                    group: raw.group.unwrap_or_else(|| "bridge-host".into()),
+                    auto_offset_reset,
+                }))
+            }
+            (None, Some(connection)) => {
+                if !raw.topics.is_empty() || raw.topic_regex.is_some() || raw.group.is_some() || raw.auto_offset_reset.is_some() {
+                    return Err("a RabbitMQ source takes `queue` and `prefetch`, not Kafka settings".into());
+                }
+                let queue = raw.queue.ok_or("a RabbitMQ source needs `queue`")?;
+                Ok(Source::Amqp(AmqpSource {
+                    connection,
+                    queue,
+                    prefetch: raw.prefetch.unwrap_or(500),
+                }))
+            }
+            (Some(_), Some(_)) => Err("a source is either `kafka = …` or `rabbitmq = …`, not both".into()),
+            (None, None) => Err("a source needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into()),
+        }
+    }
+}
+
+/// A Kafka or RabbitMQ target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawTarget")]
+pub enum Target {
+    /// `target = { kafka = "main", topic = "warehouse-events" }`.
+    Kafka(KafkaTarget),
+    /// `target = { rabbitmq = "local", exchange = "events", routing_key = "order.damage" }`.
+    Amqp(AmqpTarget),
+}
+
+/// A Kafka target.
+#[derive(Debug, Clone)]
+pub struct KafkaTarget {
+    /// The cluster name.
+    pub cluster: String,
+    /// The topic; `None` keeps the source topic's name (Kafka→Kafka).
+    pub topic: Option<String>,
+    /// Keep the source partition number (Kafka→Kafka).
+    pub same_partition: bool,
+}
+
+/// A RabbitMQ target.
+#[derive(Debug, Clone)]
+pub struct AmqpTarget {
+    /// The connection name.
+    pub connection: String,
+    /// The exchange (`""` is the default exchange).
+    pub exchange: String,
+    /// The routing key; `None` uses the source topic name.
+    pub routing_key: Option<String>,
+    /// Publish persistent messages (delivery mode 2).
+    pub persistent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    kafka: Option<String>,
+    topic: Option<String>,
+    same_partition: Option<bool>,
+    rabbitmq: Option<String>,
+    exchange: Option<String>,
+    routing_key: Option<String>,
+    persistent: Option<bool>,
+}
+
+impl TryFrom<RawTarget> for Target {
+    type Error = String;
+
+    fn try_from(raw: RawTarget) -> Result<Self, String> {
+        match (raw.kafka, raw.rabbitmq) {
+            (Some(cluster), None) => {
+                if raw.exchange.is_some() || raw.routing_key.is_some() || raw.persistent.is_some() {
+                    return Err("a Kafka target takes `topic` and `same_partition`, not RabbitMQ settings".into());
+                }
+                Ok(Target::Kafka(KafkaTarget {
+                    cluster,
+                    topic: raw.topic,
+                    same_partition: raw.same_partition.unwrap_or(false),
+                }))
+            }
+            (None, Some(connection)) => {
+                if raw.topic.is_some() || raw.same_partition.is_some() {
+                    return Err("a RabbitMQ target takes `exchange`, `routing_key` and `persistent`, not Kafka settings".into());
+                }
+                Ok(Target::Amqp(AmqpTarget {
+                    connection,
+                    exchange: raw.exchange.ok_or("a RabbitMQ target needs `exchange` (\"\" for the default exchange)")?,
+                    routing_key: raw.routing_key,
+                    persistent: raw.persistent.unwrap_or(true),
+                }))
+            }
+            (Some(_), Some(_)) => Err("a target is either `kafka = …` or `rabbitmq = …`, not both".into()),
+            (None, None) => Err("a target needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into()),
+        }
+    }
+}
+
+/// Where dead letters go; the same forms as a target (a Kafka topic is required).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawTarget")]
+pub struct DeadLetterTarget(pub Target);
+
+impl TryFrom<RawTarget> for DeadLetterTarget {
+    type Error = String;
+
+    fn try_from(raw: RawTarget) -> Result<Self, String> {
+        let target = Target::try_from(raw)?;
+        if let Target::Kafka(KafkaTarget { topic: None, .. }) = target {
+            return Err("a Kafka dead-letter target needs `topic`".into());
+        }
+        Ok(DeadLetterTarget(target))
+    }
+}

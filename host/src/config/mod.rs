@@ -1,0 +1,284 @@
+//! `bridge.toml`: brokers, plugins and mappings.
+//!
+//! Parsing is strict (`deny_unknown_fields`); syntax and type errors carry the file, line and
+//! column from the `toml` crate; checks that need the whole file name the key path, such as
+//! ``mapping `orders`.target.exchange``. `${ENV_VAR}` in broker settings is replaced from the
+//! environment after parsing, so secrets never appear in error messages.
+
+mod env;
+mod mapping;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use mapping::{
+    AmqpSource, AmqpTarget, DeadLetterTarget, KafkaSource, KafkaTarget, Mapping, Source, Target,
+};
+
+use crate::plugin::PluginLimits;
+
+/// A configuration error. The text names the file and where in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a value of the wrong type (the message has line and column).
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Problems found after parsing, one per line, each naming its key path.
+    #[error("{path}: {}", .problems.join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Named Kafka clusters: `[kafka.main]`.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, KafkaCluster>,
+    /// Named RabbitMQ connections: `[rabbitmq.local]`.
+    #[serde(default)]
+    pub rabbitmq: BTreeMap<String, RabbitConnection>,
+    /// Named plugins: `[plugins.headers]`.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Mappings: `[[mapping]]`.
+    #[serde(default)]
+    pub mapping: Vec<Mapping>,
+    /// Process-wide settings: `[bridge]`.
+    #[serde(default)]
+    pub bridge: BridgeSettings,
+    /// Where the file was read from; relative plugin paths are resolved against its directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// A Kafka cluster.
+///
+/// ```toml
+/// [kafka.main]
+/// bootstrap_servers = "127.0.0.1:9092"
+/// properties = { "security.protocol" = "SASL_SSL", "sasl.mechanism" = "PLAIN" }
+/// sasl = { username = "bridge", password = "${KAFKA_PASSWORD}" }
+/// tls = { ca_file = "/etc/ssl/ca.pem" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaCluster {
+    /// `bootstrap_servers = "host:9092,host2:9092"`.
+    pub bootstrap_servers: String,
+    /// librdkafka client properties passed through: `properties = { "linger.ms" = "5" }`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// SASL credentials (mechanism and protocol go in `properties`).
+    #[serde(default)]
+    pub sasl: Option<KafkaSasl>,
+    /// TLS files.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// SASL credentials: `sasl = { username = "u", password = "${PW}", mechanism = "SCRAM-SHA-512" }`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    /// `username = "bridge"`.
+    pub username: String,
+    /// `password = "${KAFKA_PASSWORD}"`.
+    pub password: String,
+    /// `mechanism = "PLAIN"` (default), `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    #[serde(default)]
+    pub mechanism: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSasl")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("mechanism", &self.mechanism)
+            .finish()
+    }
+}
+
+/// TLS files: `tls = { ca_file = "ca.pem", cert_file = "client.pem", key_file = "client.key" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// CA certificate (PEM).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// A RabbitMQ connection.
+///
+/// ```toml
+/// [rabbitmq.local]
+/// url = "amqp://guest:${RABBITMQ_PASSWORD}@127.0.0.1:5672/%2f"
+/// heartbeat_secs = 30
+/// ```
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitConnection {
+    /// `url = "amqp://user:pass@host:5672/vhost"` (or `amqps://`).
+    pub url: String,
+    /// Overrides the URL's vhost: `vhost = "/"`.
+    #[serde(default)]
+    pub vhost: Option<String>,
+    /// `heartbeat_secs = 30`.
+    #[serde(default)]
+    pub heartbeat_secs: Option<u16>,
+    /// TLS files for `amqps://`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+impl std::fmt::Debug for RabbitConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitConnection")
+            .field("url", &redact_url(&self.url))
+            .field("vhost", &self.vhost)
+            .field("heartbeat_secs", &self.heartbeat_secs)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// A plugin.
+///
+/// ```toml
+/// [plugins.route]
+/// path = "plugins/routing_key.wasm"
+/// config = { routing_key = "order.{json:type}" }
+/// limits = { timeout_ms = 50 }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file, relative to the configuration file's directory.
+    pub path: PathBuf,
+    /// The plugin's own settings, passed to its `init`.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+impl PluginConfig {
+    /// The config table flattened to ordered key/value strings (`a.b`, `list.0`).
+    pub fn flat_config(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        flatten("", &toml::Value::Table(self.config.clone()), &mut out);
+        out
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    match value {
+        toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&key(k), v, out)),
+        toml::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&key(&i.to_string()), v, out)),
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Process-wide settings.
+///
+/// ```toml
+/// [bridge]
+/// shutdown_timeout_secs = 30
+/// plugin_cache_dir = "/var/cache/bridge"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeSettings {
+    /// How long a graceful shutdown may drain in-flight messages: `shutdown_timeout_secs = 30`.
+    pub shutdown_timeout_secs: u64,
+    /// Compiled-plugin cache directory: `plugin_cache_dir = "/var/cache/bridge"`.
+    pub plugin_cache_dir: Option<PathBuf>,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        BridgeSettings {
+            shutdown_timeout_secs: 30,
+            plugin_cache_dir: None,
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// Reads, parses, substitutes `${ENV}` and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text; `env` looks up `${NAME}` substitutions.
+    pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut problems = env::substitute(&mut config, env);
+        problems.extend(validate::check(&config));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// A plugin's file, resolved against the configuration's directory.
+    pub fn plugin_path(&self, plugin: &PluginConfig) -> PathBuf {
+        if plugin.path.is_absolute() {
+            plugin.path.clone()
+        } else {
+            self.base_dir.join(&plugin.path)
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://{userinfo}@{host}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

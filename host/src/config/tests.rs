@@ -1,0 +1,124 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<BridgeConfig, String> {
+    let env = |name: &str| (name == "SECRET").then(|| "s3cret".to_string());
+    BridgeConfig::parse(Path::new("bridge.toml"), text, &env).map_err(|e| e.to_string())
+}
+
+const BASE: &str = r#"
+[kafka.main]
+bootstrap_servers = "127.0.0.1:9092"
+
+[rabbitmq.local]
+url = "amqp://guest:${SECRET}@127.0.0.1:5672/%2f"
+
+[plugins.headers]
+path = "header_map.wasm"
+config = { keep = ["kafka_*"], rename = { kafka_key = "message_key" }, n = 3 }
+"#;
+
+#[test]
+fn parses_both_directions_and_substitutes_env() {
+    let config = parse(&format!(
+        r#"{BASE}
+[[mapping]]
+name = "out"
+source = {{ kafka = "main", topics = ["events-order-damage"] }}
+target = {{ rabbitmq = "local", exchange = "events", routing_key = "order.damage" }}
+plugins = ["headers"]
+
+[[mapping]]
+name = "in"
+source = {{ rabbitmq = "local", queue = "warehouse-events" }}
+target = {{ kafka = "main", topic = "warehouse-events" }}
+dead_letter = {{ kafka = "main", topic = "dlq" }}
+"#
+    ))
+    .unwrap();
+    assert_eq!(config.rabbitmq["local"].url, "amqp://guest:s3cret@127.0.0.1:5672/%2f");
+    assert!(!format!("{:?}", config.rabbitmq["local"]).contains("s3cret"), "Debug redacts the password");
+    assert_eq!(
+        config.plugins["headers"].flat_config(),
+        vec![
+            ("keep.0".to_string(), "kafka_*".to_string()),
+            ("n".to_string(), "3".to_string()),
+            ("rename.kafka_key".to_string(), "message_key".to_string()),
+        ]
+    );
+    match &config.mapping[0].source {
+        Source::Kafka(k) => {
+            assert_eq!(k.group, "bridge-host");
+            assert_eq!(k.auto_offset_reset, "earliest");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(config.mapping[0].provenance_headers);
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_line_and_column() {
+    let err = parse(&format!("{BASE}\n[[mapping]]\nname = \"x\"\nsorce = 1\n")).unwrap_err();
+    assert!(err.starts_with("bridge.toml: TOML parse error at line 14, column 1"), "{err}");
+    assert!(err.contains("unknown field `sorce`"), "{err}");
+}
+
+#[test]
+fn bad_source_shape_names_the_problem() {
+    let err = parse(&format!(
+        "{BASE}\n[[mapping]]\nname = \"x\"\nsource = {{ kafka = \"main\", queue = \"q\" }}\ntarget = {{ kafka = \"main\", topic = \"t\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`"), "{err}");
+    assert!(err.contains("line 14"), "{err}");
+}
+
+#[test]
+fn references_are_checked_with_key_paths() {
+    let err = parse(&format!(
+        r#"{BASE}
+[[mapping]]
+name = "x"
+source = {{ kafka = "nope", topics = ["a"] }}
+target = {{ rabbitmq = "local", exchange = "e" }}
+plugins = ["missing"]
+"#
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "bridge.toml: mapping `x`.source.kafka: no `[kafka.nope]` cluster is defined; mapping `x`.plugins: no `[plugins.missing]` is defined"
+    );
+}
+
+#[test]
+fn unset_env_var_is_named_without_leaking_values() {
+    let err = parse(
+        r#"
+[rabbitmq.local]
+url = "amqp://guest:${MISSING_PASSWORD}@127.0.0.1/%2f"
+[kafka.main]
+bootstrap_servers = "x:1"
+[[mapping]]
+name = "in"
+source = { rabbitmq = "local", queue = "q" }
+target = { kafka = "main", topic = "t" }
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(err, "bridge.toml: `rabbitmq.local.url`: environment variable `MISSING_PASSWORD` is not set");
+}
+
+#[test]
+fn env_expansion_rules() {
+    let env = |n: &str| (n == "A").then(|| "1".to_string());
+    assert_eq!(env::expand("x${A}y$${A}$z", &env), Ok("x1y${A}$z".to_string()));
+    assert_eq!(env::expand("${B}", &env), Err("B".to_string()));
+}
+
+#[test]
+fn redacts_url_passwords() {
+    assert_eq!(redact_url("amqp://u:p@h:5672/v"), "amqp://u:***@h:5672/v");
+    assert_eq!(redact_url("amqp://h:5672"), "amqp://h:5672");
+}

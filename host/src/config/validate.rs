@@ -1,0 +1,82 @@
+//! Checks that need the whole file: references between sections, unique names, ranges.
+
+use std::collections::HashSet;
+
+use super::{BridgeConfig, Source, Target};
+
+/// Every problem found, each naming its key path.
+pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut names = HashSet::new();
+    if config.mapping.is_empty() {
+        problems.push("no `[[mapping]]`: nothing to bridge".to_string());
+    }
+    for (name, plugin) in &config.plugins {
+        if let Err(e) = plugin.limits.validate() {
+            problems.push(format!("`plugins.{name}.limits`: {e}"));
+        }
+    }
+    for (name, conn) in &config.rabbitmq {
+        if !(conn.url.starts_with("amqp://") || conn.url.starts_with("amqps://")) {
+            problems.push(format!("`rabbitmq.{name}.url` must start with `amqp://` or `amqps://`"));
+        }
+    }
+    for (name, cluster) in &config.kafka {
+        if cluster.bootstrap_servers.trim().is_empty() {
+            problems.push(format!("`kafka.{name}.bootstrap_servers` is empty"));
+        }
+    }
+    for (i, m) in config.mapping.iter().enumerate() {
+        let at = if m.name.is_empty() { format!("mapping #{}", i + 1) } else { format!("mapping `{}`", m.name) };
+        if m.name.is_empty() {
+            problems.push(format!("{at}: `name` is empty"));
+        } else if !names.insert(m.name.as_str()) {
+            problems.push(format!("{at}: the name is used by another mapping"));
+        }
+        match &m.source {
+            Source::Kafka(k) if !config.kafka.contains_key(&k.cluster) => {
+                problems.push(format!("{at}.source.kafka: no `[kafka.{}]` cluster is defined", k.cluster));
+            }
+            Source::Amqp(a) if !config.rabbitmq.contains_key(&a.connection) => {
+                problems.push(format!("{at}.source.rabbitmq: no `[rabbitmq.{}]` connection is defined", a.connection));
+            }
+            Source::Amqp(a) if a.prefetch == 0 => problems.push(format!("{at}.source.prefetch must be at least 1")),
+            _ => {}
+        }
+        check_target(config, &m.target, &format!("{at}.target"), &mut problems);
+        if let Some(dl) = &m.dead_letter {
+            check_target(config, &dl.0, &format!("{at}.dead_letter"), &mut problems);
+        }
+        for p in &m.plugins {
+            if !config.plugins.contains_key(p) {
+                problems.push(format!("{at}.plugins: no `[plugins.{p}]` is defined"));
+            }
+        }
+        if let Some(p) = &m.dead_letter_policy
+            && !config.plugins.contains_key(p)
+        {
+            problems.push(format!("{at}.dead_letter_policy: no `[plugins.{p}]` is defined"));
+        }
+        if m.max_in_flight == 0 {
+            problems.push(format!("{at}.max_in_flight must be at least 1"));
+        }
+        if let (Source::Amqp(_), Target::Kafka(k)) = (&m.source, &m.target)
+            && k.topic.is_none()
+        {
+            problems.push(format!("{at}.target.topic is required when the source is a RabbitMQ queue"));
+        }
+    }
+    problems
+}
+
+fn check_target(config: &BridgeConfig, target: &Target, at: &str, problems: &mut Vec<String>) {
+    match target {
+        Target::Kafka(k) if !config.kafka.contains_key(&k.cluster) => {
+            problems.push(format!("{at}.kafka: no `[kafka.{}]` cluster is defined", k.cluster));
+        }
+        Target::Amqp(a) if !config.rabbitmq.contains_key(&a.connection) => {
+            problems.push(format!("{at}.rabbitmq: no `[rabbitmq.{}]` connection is defined", a.connection));
+        }
+        _ => {}
+    }
+}
