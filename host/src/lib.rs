@@ -2,8 +2,13 @@
 //!
 //! Every message passes through a chain of sandboxed WebAssembly components (see [`plugin`]).
 
+pub mod amqp;
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod kafka;
 pub mod message_json;
+pub mod pipeline;
 pub mod plugin;
+pub mod run;
 pub mod telemetry;

@@ -10,9 +10,23 @@ fn main() -> ExitCode {
     bridge_host::telemetry::init_logging();
     let result = match cli.command {
         Some(Command::Plugin(cmd)) => cmd.execute().map(|out| println!("{out}")),
-        None => Err(anyhow::anyhow!(
-            "no command given: see `bridge-host --help`"
-        )),
+        Some(Command::Run { config }) => tokio_run(async move { bridge_host::run::run(&config).await }),
+        None => bridge_host::run::require_config(cli.config.as_deref())
+            .map(std::path::Path::to_path_buf)
+            .and_then(|config| tokio_run(async move { bridge_host::run::run(&config).await })),
+        Some(Command::Check { config, connect }) => {
+            tokio_run(async { bridge_host::run::check(&config, connect).await }).and_then(|problems| {
+                if problems.is_empty() {
+                    println!("{}: ok", config.display());
+                    Ok(())
+                } else {
+                    for p in &problems {
+                        println!("error: {p}");
+                    }
+                    Err(anyhow::anyhow!("{} problem(s) in `{}`", problems.len(), config.display()))
+                }
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,6 +35,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn tokio_run<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(f)
 }
 
 /// The error and its causes on one line.

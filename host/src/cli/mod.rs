@@ -22,6 +22,21 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run every mapping in the configuration (the default command).
+    Run {
+        /// The bridge configuration.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
+    /// Validate the configuration and load every plugin; list every problem.
+    Check {
+        /// The bridge configuration.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Also connect to every broker and check that topics, queues and exchanges exist.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),

@@ -76,6 +76,26 @@ impl FailureKind {
     }
 }
 
+#[allow(clippy::derivable_impls)]
+impl Default for KafkaTarget {
+    fn default() -> Self {
+        KafkaTarget {
+            topic: None,
+            partition: None,
+        }
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for AmqpTarget {
+    fn default() -> Self {
+        AmqpTarget {
+            exchange: None,
+            routing_key: None,
+        }
+    }
+}
+
 impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

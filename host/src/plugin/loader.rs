@@ -59,6 +59,7 @@ pub struct LoadedPlugin {
     pub(crate) transform: Option<transform::GuestIndices>,
     pub(crate) policy: Option<dead_letter_policy::GuestIndices>,
     pub(crate) version: String,
+    pub(crate) digest: String,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -91,6 +92,11 @@ impl LoadedPlugin {
     /// Whether it exports the dead-letter policy interface.
     pub fn is_policy(&self) -> bool {
         self.policy.is_some()
+    }
+
+    /// Name and content digest, `name@sha256:0123abcd`, for logs and dead-letter headers.
+    pub fn describe(&self) -> String {
+        format!("{}@sha256:{}", self.spec.name, &self.digest[..16])
     }
 
     /// The `bridge:plugin` version it was built against.
@@ -126,7 +132,7 @@ impl PluginRuntime {
                 problem,
             })?;
         let engine = self.engine(spec.limits.stack_kib)?;
-        let component = compile(&engine, &spec.name, &spec.path)?;
+        let (component, digest) = compile(&engine, &spec.name, &spec.path)?;
         let exports = Exports::read(&engine, &component);
         let (version, has_transform, has_policy) = exports.check(&spec.name, &spec.path)?;
         let unsupported = unsupported_imports(&engine, &component);
@@ -172,6 +178,7 @@ impl PluginRuntime {
             transform,
             policy,
             version,
+            digest,
         }))
     }
 
@@ -186,7 +193,7 @@ impl PluginRuntime {
                 source,
             })?
             .len();
-        let component = compile(&engine, &name, path)?;
+        let (component, _) = compile(&engine, &name, path)?;
         let exports = Exports::read(&engine, &component);
         let (kinds, contract_version) = match exports.check(&name, path) {
             Ok((version, t, p)) => {
@@ -218,7 +225,8 @@ impl PluginRuntime {
 }
 
 /// Reads and compiles a component, telling apart "not wasm", "core module" and "invalid".
-fn compile(engine: &EngineHandle, name: &str, path: &Path) -> Result<Component, LoadError> {
+/// Returns the component and the hex SHA-256 of the file.
+fn compile(engine: &EngineHandle, name: &str, path: &Path) -> Result<(Component, String), LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         name: name.to_string(),
         path: path.to_path_buf(),
@@ -237,11 +245,13 @@ fn compile(engine: &EngineHandle, name: &str, path: &Path) -> Result<Component, 
             "is a core WebAssembly module, not a component: build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`",
         ));
     }
-    Component::new(&engine.engine, &bytes).map_err(|e| LoadError::Invalid {
+    let component = Component::new(&engine.engine, &bytes).map_err(|e| LoadError::Invalid {
         name: name.to_string(),
         path: path.to_path_buf(),
         detail: format!("{e:#}"),
-    })
+    })?;
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    Ok((component, digest))
 }
 
 /// The exported names of a component.

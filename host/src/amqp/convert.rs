@@ -1,0 +1,228 @@
+//! AMQP ⇄ plugin message conversion.
+//!
+//! Headers: an AMQP field table has unique names and typed values; Kafka headers are ordered
+//! bytes with repeatable names. Towards AMQP every header becomes a long string with the exact
+//! bytes; a name that repeats becomes an array of long strings. Back from AMQP:
+//!
+//! | AMQP value | header bytes |
+//! |---|---|
+//! | long string, short string, byte array | the bytes as they are |
+//! | array of strings | one header per element, in order |
+//! | integers, floats, decimals | decimal text (`42`, `-1.5`) |
+//! | boolean | `true` / `false` |
+//! | timestamp | seconds since the epoch as decimal text |
+//! | nested table, other arrays | JSON text |
+//! | void | empty |
+//!
+//! So Kafka → RabbitMQ → Kafka keeps every header byte for byte, including repeated names.
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+
+use crate::plugin::{AmqpOrigin, AmqpProperties, Message, Origin};
+
+/// Header list → field table.
+pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> FieldTable {
+    let mut table = std::collections::BTreeMap::<ShortString, AMQPValue>::new();
+    for (name, value) in headers {
+        let v = AMQPValue::LongString(LongString::from(value.clone()));
+        let key = ShortString::from(name.clone());
+        match table.remove(&key) {
+            None => {
+                table.insert(key, v);
+            }
+            Some(AMQPValue::FieldArray(arr)) => {
+                let mut items: Vec<AMQPValue> = arr.as_slice().to_vec();
+                items.push(v);
+                table.insert(key, AMQPValue::FieldArray(FieldArray::from(items)));
+            }
+            Some(first) => {
+                table.insert(key, AMQPValue::FieldArray(FieldArray::from(vec![first, v])));
+            }
+        }
+    }
+    FieldTable::from(table)
+}
+
+/// Field table → header list (see the module docs for the value conversion).
+pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (name, value) in table.inner() {
+        match value {
+            AMQPValue::FieldArray(arr) if arr.as_slice().iter().all(is_bytes) => {
+                for v in arr.as_slice() {
+                    out.push((name.to_string(), value_bytes(v)));
+                }
+            }
+            v => out.push((name.to_string(), value_bytes(v))),
+        }
+    }
+    out
+}
+
+fn is_bytes(v: &AMQPValue) -> bool {
+    matches!(v, AMQPValue::LongString(_) | AMQPValue::ShortString(_) | AMQPValue::ByteArray(_))
+}
+
+fn value_bytes(v: &AMQPValue) -> Vec<u8> {
+    match v {
+        AMQPValue::LongString(s) => s.as_bytes().to_vec(),
+        AMQPValue::ShortString(s) => s.as_str().as_bytes().to_vec(),
+        AMQPValue::ByteArray(b) => b.as_slice().to_vec(),
+        AMQPValue::Void => Vec::new(),
+        other => match to_json(other) {
+            serde_json::Value::String(s) => s.into_bytes(),
+            json => json.to_string().into_bytes(),
+        },
+    }
+}
+
+fn to_json(v: &AMQPValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        AMQPValue::Boolean(b) => J::Bool(*b),
+        AMQPValue::ShortShortInt(n) => J::from(*n),
+        AMQPValue::ShortShortUInt(n) => J::from(*n),
+        AMQPValue::ShortInt(n) => J::from(*n),
+        AMQPValue::ShortUInt(n) => J::from(*n),
+        AMQPValue::LongInt(n) => J::from(*n),
+        AMQPValue::LongUInt(n) => J::from(*n),
+        AMQPValue::LongLongInt(n) => J::from(*n),
+        AMQPValue::Float(f) => J::from(f64::from(*f)),
+        AMQPValue::Double(f) => J::from(*f),
+        AMQPValue::DecimalValue(d) => {
+            J::String(format!("{}", d.value as f64 / 10f64.powi(i32::from(d.scale))))
+        }
+        AMQPValue::Timestamp(t) => J::from(*t),
+        AMQPValue::ShortString(s) => J::String(s.to_string()),
+        AMQPValue::LongString(s) => J::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ByteArray(b) => J::String(String::from_utf8_lossy(b.as_slice()).into_owned()),
+        AMQPValue::FieldArray(a) => J::Array(a.as_slice().iter().map(to_json).collect()),
+        AMQPValue::FieldTable(t) => J::Object(t.inner().iter().map(|(k, v)| (k.to_string(), to_json(v))).collect()),
+        AMQPValue::Void => J::Null,
+    }
+}
+
+/// A RabbitMQ delivery as a plugin message. The key comes from header `kafka_key`, if any.
+pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -> Message {
+    let p = &d.properties;
+    let mut msg = Message::new(Some(d.data.clone()));
+    msg.headers = p.headers().as_ref().map(from_field_table).unwrap_or_default();
+    msg.key = msg.header("kafka_key").map(<[u8]>::to_vec);
+    msg.timestamp = p.timestamp().map(|t| (t as i64).saturating_mul(1000));
+    let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
+    let props = AmqpProperties {
+        content_type: s(p.content_type()),
+        content_encoding: s(p.content_encoding()),
+        message_id: s(p.message_id()),
+        correlation_id: s(p.correlation_id()),
+        reply_to: s(p.reply_to()),
+        priority: *p.priority(),
+        expiration: s(p.expiration()),
+        type_: s(p.kind()),
+        app_id: s(p.app_id()),
+        user_id: s(p.user_id()),
+        delivery_mode: *p.delivery_mode(),
+    };
+    msg.amqp_properties = props.clone();
+    msg.origin = Origin::Amqp(AmqpOrigin {
+        connection: connection.to_string(),
+        queue: queue.to_string(),
+        exchange: d.exchange.to_string(),
+        routing_key: d.routing_key.to_string(),
+        redelivered: d.redelivered,
+        properties: props,
+    });
+    msg
+}
+
+/// The properties to publish a plugin message with.
+pub fn properties_from_message(msg: &Message, persistent: bool) -> BasicProperties {
+    let p = &msg.amqp_properties;
+    let mut props = BasicProperties::default().with_headers(to_field_table(&msg.headers));
+    let s = |v: &str| ShortString::from(v.to_string());
+    if let Some(v) = &p.content_type {
+        props = props.with_content_type(s(v));
+    }
+    if let Some(v) = &p.content_encoding {
+        props = props.with_content_encoding(s(v));
+    }
+    if let Some(v) = &p.message_id {
+        props = props.with_message_id(s(v));
+    }
+    if let Some(v) = &p.correlation_id {
+        props = props.with_correlation_id(s(v));
+    }
+    if let Some(v) = &p.reply_to {
+        props = props.with_reply_to(s(v));
+    }
+    if let Some(v) = p.priority {
+        props = props.with_priority(v);
+    }
+    if let Some(v) = &p.expiration {
+        props = props.with_expiration(s(v));
+    }
+    if let Some(v) = &p.type_ {
+        props = props.with_type(s(v));
+    }
+    if let Some(v) = &p.app_id {
+        props = props.with_app_id(s(v));
+    }
+    if let Some(v) = &p.user_id {
+        props = props.with_user_id(s(v));
+    }
+    let mode = p.delivery_mode.unwrap_or(if persistent { 2 } else { 1 });
+    props = props.with_delivery_mode(mode);
+    if let Some(ts) = msg.timestamp
+        && ts >= 0
+    {
+        props = props.with_timestamp((ts / 1000) as u64);
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_with_repeated_names_and_binary() {
+        let headers = vec![
+            ("a".to_string(), b"1".to_vec()),
+            ("bin".to_string(), vec![0, 255, 7]),
+            ("a".to_string(), b"2".to_vec()),
+        ];
+        let back = from_field_table(&to_field_table(&headers));
+        assert_eq!(
+            back,
+            vec![
+                ("a".to_string(), b"1".to_vec()),
+                ("a".to_string(), b"2".to_vec()),
+                ("bin".to_string(), vec![0, 255, 7]),
+            ]
+        );
+    }
+
+    #[test]
+    fn typed_amqp_values_become_text() {
+        let mut t = FieldTable::default();
+        t.insert("n".into(), AMQPValue::LongLongInt(-42));
+        t.insert("b".into(), AMQPValue::Boolean(true));
+        t.insert("ts".into(), AMQPValue::Timestamp(1_700_000_000));
+        let mut nested = FieldTable::default();
+        nested.insert("x".into(), AMQPValue::LongInt(1));
+        t.insert("t".into(), AMQPValue::FieldTable(nested));
+        t.insert("arr".into(), AMQPValue::FieldArray(vec![AMQPValue::LongInt(1), AMQPValue::Boolean(false)].into()));
+        t.insert("v".into(), AMQPValue::Void);
+        let h: std::collections::HashMap<_, _> = from_field_table(&t)
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(h["n"], "-42");
+        assert_eq!(h["b"], "true");
+        assert_eq!(h["ts"], "1700000000");
+        assert_eq!(h["t"], r#"{"x":1}"#);
+        assert_eq!(h["arr"], "[1,false]");
+        assert_eq!(h["v"], "");
+    }
+}

@@ -1,0 +1,65 @@
+//! Kafka clients (rdkafka): configuration from `[kafka.NAME]`, and message conversion.
+
+use rdkafka::ClientConfig;
+use rdkafka::message::{Headers, Message as _};
+
+use crate::config::KafkaCluster;
+use crate::plugin::{KafkaOrigin, Message, Origin};
+
+/// Base client configuration for a cluster: bootstrap servers, pass-through properties, SASL and TLS.
+pub fn client_config(cluster: &KafkaCluster) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &cluster.bootstrap_servers);
+    if let Some(sasl) = &cluster.sasl {
+        config
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", &sasl.password)
+            .set("sasl.mechanism", sasl.mechanism.as_deref().unwrap_or("PLAIN"));
+        if !cluster.properties.contains_key("security.protocol") {
+            config.set("security.protocol", if cluster.tls.is_some() { "SASL_SSL" } else { "SASL_PLAINTEXT" });
+        }
+    } else if cluster.tls.is_some() && !cluster.properties.contains_key("security.protocol") {
+        config.set("security.protocol", "SSL");
+    }
+    if let Some(tls) = &cluster.tls {
+        let mut set = |key: &str, path: &Option<std::path::PathBuf>| {
+            if let Some(p) = path {
+                config.set(key, p.display().to_string());
+            }
+        };
+        set("ssl.ca.location", &tls.ca_file);
+        set("ssl.certificate.location", &tls.cert_file);
+        set("ssl.key.location", &tls.key_file);
+    }
+    for (k, v) in &cluster.properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// A consumed Kafka message as a plugin message.
+pub fn to_message(cluster: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+    let mut msg = Message::new(m.payload().map(<[u8]>::to_vec));
+    msg.key = m.key().map(<[u8]>::to_vec);
+    if let Some(headers) = m.headers() {
+        msg.headers = headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+            .collect();
+    }
+    msg.timestamp = m.timestamp().to_millis();
+    msg.origin = Origin::Kafka(KafkaOrigin {
+        cluster: cluster.to_string(),
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+    });
+    msg
+}
+
+/// Headers for a produced record, in order.
+pub fn headers(msg: &Message) -> rdkafka::message::OwnedHeaders {
+    msg.headers.iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(rdkafka::message::Header { key: k, value: Some(v) })
+    })
+}

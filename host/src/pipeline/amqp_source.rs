@@ -1,0 +1,90 @@
+//! Consuming a mapping's RabbitMQ queue with manual acknowledgements. A delivery is acked only
+//! once it is handled (the Kafka delivery report arrived, or it was dead-lettered or dropped);
+//! unacked deliveries return to the queue when the channel closes.
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use tokio::sync::watch;
+
+use super::processor::Processor;
+use super::{PipelineError, Shutdown};
+use crate::config::{AmqpSource, RabbitConnection};
+
+/// Runs until shutdown (then drains and acks) or a fatal error.
+pub async fn run(
+    mapping: &str,
+    conn: &RabbitConnection,
+    source: &AmqpSource,
+    max_in_flight: usize,
+    processor: &mut Processor,
+    shutdown: &mut watch::Receiver<Shutdown>,
+) -> Result<(), PipelineError> {
+    let source_err = |what: &str, e: lapin::Error| PipelineError::Source(format!("{what}: {e}"));
+    let connection = crate::amqp::connect(&source.connection, conn)
+        .await
+        .map_err(|e| PipelineError::Source(e.to_string()))?;
+    let channel = connection.create_channel().await.map_err(|e| source_err("cannot open a channel", e))?;
+    channel
+        .basic_qos(source.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| source_err("cannot set the prefetch", e))?;
+    let tag = format!("bridge-host/{mapping}");
+    let mut consumer = channel
+        .basic_consume(source.queue.clone().into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .map_err(|e| source_err(&format!("cannot consume queue `{}`", source.queue), e))?;
+    tracing::info!(mapping, queue = %source.queue, prefetch = source.prefetch, "RabbitMQ source started.");
+
+    let mut inflight = FuturesOrdered::new();
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Ok(()),
+            Some((acker, sent)) = inflight.next(), if !inflight.is_empty() => {
+                if let Err(e) = processor.settle(sent).await {
+                    break Err(PipelineError::Sink(e.0));
+                }
+                if let Err(e) = ack(&acker).await {
+                    break Err(e);
+                }
+            }
+            delivery = consumer.next(), if inflight.len() < max_in_flight => {
+                let delivery = match delivery {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => break Err(source_err("RabbitMQ consumer failed", e)),
+                    None => break Err(PipelineError::Source(format!("the consumer of queue `{}` was cancelled", source.queue))),
+                };
+                let msg = crate::amqp::to_message(&source.connection, &source.queue, &delivery);
+                let acker = delivery.acker;
+                match processor.process(msg).await {
+                    Ok(flight) => inflight.push_back(async move { (acker, flight.await) }),
+                    Err(e) => break Err(PipelineError::Sink(e.0)),
+                }
+            }
+        }
+    };
+    if result.is_ok() {
+        let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+        let deadline = shutdown.borrow().deadline;
+        while let Ok(Some((acker, sent))) = tokio::time::timeout_at(deadline, inflight.next()).await {
+            if processor.settle(sent).await.is_err() || ack(&acker).await.is_err() {
+                break;
+            }
+        }
+        processor.flush(std::time::Duration::from_secs(5));
+        let _ = channel.close(200, "bridge shutting down".into()).await;
+        let _ = connection.close(200, "bridge shutting down".into()).await;
+        tracing::info!(mapping, "RabbitMQ source stopped.");
+    }
+    result
+}
+
+async fn ack(acker: &lapin::Acker) -> Result<(), PipelineError> {
+    acker
+        .ack(BasicAckOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| PipelineError::Source(format!("ack failed: {e}")))
+}

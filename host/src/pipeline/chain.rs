@@ -1,0 +1,157 @@
+//! A mapping's plugin chain and its dead-letter policy.
+
+use std::sync::Arc;
+
+use crate::plugin::{
+    CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
+    PluginInstance,
+};
+
+/// What the chain made of one message.
+#[derive(Debug)]
+pub enum ChainOutcome {
+    /// Send these (one for `forward`, any number for `fan-out`).
+    Send(Vec<Message>),
+    /// Dropped on purpose.
+    Dropped,
+    /// The chain failed or a plugin asked for a dead letter.
+    Failed(ProcessingFailure),
+}
+
+/// A failure with what the policy and the dead-letter headers need.
+#[derive(Debug, Clone)]
+pub struct ProcessingFailure {
+    /// The kind of failure.
+    pub kind: FailureKind,
+    /// The plugin involved.
+    pub plugin: Option<String>,
+    /// The error text or the plugin's reason.
+    pub detail: String,
+}
+
+impl From<CallError> for ProcessingFailure {
+    fn from(e: CallError) -> Self {
+        ProcessingFailure {
+            kind: e.kind,
+            plugin: Some(e.plugin),
+            detail: e.detail,
+        }
+    }
+}
+
+/// The transform plugins of a mapping, in order, and its dead-letter policy.
+pub struct Chain {
+    transforms: Vec<PluginInstance>,
+    policy: Policy,
+}
+
+/// The dead-letter policy: a plugin, or the built-in default.
+pub enum Policy {
+    /// A `dead-letter-policy` plugin.
+    Plugin(Box<PluginInstance>),
+    /// Retry `plugin-timeout` and `target-rejected` up to 5 attempts with exponential backoff
+    /// (200 ms doubling, at most 30 s); dead-letter everything else.
+    Default,
+}
+
+impl Chain {
+    /// A chain of fresh instances of these plugins.
+    pub fn new(
+        transforms: &[Arc<LoadedPlugin>],
+        policy: Option<&Arc<LoadedPlugin>>,
+    ) -> Result<Self, crate::plugin::LoadError> {
+        Ok(Chain {
+            transforms: transforms.iter().map(|p| p.instantiate()).collect::<Result<_, _>>()?,
+            policy: match policy {
+                Some(p) => Policy::Plugin(Box::new(p.instantiate()?)),
+                None => Policy::Default,
+            },
+        })
+    }
+
+    /// Runs every transform in order on `msg`.
+    pub fn run(&mut self, msg: Message) -> ChainOutcome {
+        let mut current = vec![msg];
+        for plugin in &mut self.transforms {
+            let mut next = Vec::with_capacity(current.len());
+            for m in current {
+                match plugin.process(m) {
+                    Ok(Outcome::Forward(out)) => next.extend(out),
+                    Ok(Outcome::Drop) => {}
+                    Ok(Outcome::DeadLetter { reason, .. }) => {
+                        return ChainOutcome::Failed(ProcessingFailure {
+                            kind: FailureKind::PluginError,
+                            plugin: Some(plugin.plugin().name().to_string()),
+                            detail: reason,
+                        });
+                    }
+                    Err(e) => return ChainOutcome::Failed(e.into()),
+                }
+            }
+            current = next;
+            if current.is_empty() {
+                return ChainOutcome::Dropped;
+            }
+        }
+        ChainOutcome::Send(current)
+    }
+
+    /// Asks the policy what to do after `failure` on attempt `attempt` (1-based).
+    pub fn decide(&mut self, msg: &Message, failure: &ProcessingFailure, attempt: u32) -> Decision {
+        let wit_failure = Failure {
+            kind: failure.kind,
+            plugin: failure.plugin.clone(),
+            message: failure.detail.clone(),
+            attempt,
+        };
+        match &mut self.policy {
+            Policy::Default => default_decision(&wit_failure),
+            Policy::Plugin(p) => match p.decide(msg.clone(), &wit_failure) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(plugin = %e.plugin, error = %e.detail, "Dead-letter policy failed; using the default policy.");
+                    default_decision(&wit_failure)
+                }
+            },
+        }
+    }
+
+    /// The plugins of the chain with their digests, for dead-letter headers.
+    pub fn describe_plugin(&self, name: &str) -> Option<String> {
+        self.transforms
+            .iter()
+            .map(PluginInstance::plugin)
+            .find(|p| p.name() == name)
+            .map(|p| p.describe())
+    }
+}
+
+/// The built-in policy (see [`Policy::Default`]).
+pub fn default_decision(f: &Failure) -> Decision {
+    let transient = matches!(f.kind, FailureKind::PluginTimeout | FailureKind::TargetRejected);
+    if transient && f.attempt < 5 {
+        let delay = 200u64.saturating_mul(1 << (f.attempt.saturating_sub(1)).min(16)).min(30_000);
+        return Decision::Retry(delay);
+    }
+    Decision::DeadLetter(DeadLetterDecision {
+        reason: format!("{}: {}", f.kind, f.message),
+        target: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_backs_off_then_dead_letters() {
+        let f = |kind, attempt| Failure { kind, plugin: None, message: "x".into(), attempt };
+        assert!(matches!(default_decision(&f(FailureKind::TargetRejected, 1)), Decision::Retry(200)));
+        assert!(matches!(default_decision(&f(FailureKind::TargetRejected, 4)), Decision::Retry(1600)));
+        assert!(matches!(default_decision(&f(FailureKind::TargetRejected, 5)), Decision::DeadLetter(_)));
+        match default_decision(&f(FailureKind::Unroutable, 1)) {
+            Decision::DeadLetter(d) => assert_eq!(d.reason, "unroutable: x"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Headers the bridge itself adds: provenance, the hop count, and dead-letter context.
+
+use crate::plugin::{Message, Origin};
+
+/// Counts how many bridges a message has crossed.
+pub const HOPS: &str = "x-bridge-hops";
+
+/// Adds the seed replicators' provenance headers: `kafka_topic`, `kafka_partition`,
+/// `kafka_offset`, `kafka_key` from Kafka; `rabbitmq_queue`, `rabbitmq_exchange`,
+/// `rabbitmq_routing_key` from RabbitMQ.
+pub fn add_provenance(msg: &mut Message) {
+    let mut set = |name: &str, value: Vec<u8>| {
+        msg.headers.retain(|(n, _)| n != name);
+        msg.headers.push((name.to_string(), value));
+    };
+    match msg.origin.clone() {
+        Origin::Kafka(k) => {
+            set("kafka_topic", k.topic.into_bytes());
+            set("kafka_partition", k.partition.to_string().into_bytes());
+            set("kafka_offset", k.offset.to_string().into_bytes());
+            if let Some(key) = msg.key.clone() {
+                set("kafka_key", key);
+            }
+        }
+        Origin::Amqp(a) => {
+            set("rabbitmq_queue", a.queue.into_bytes());
+            set("rabbitmq_exchange", a.exchange.into_bytes());
+            set("rabbitmq_routing_key", a.routing_key.into_bytes());
+        }
+        Origin::None => {}
+    }
+}
+
+/// The hop count carried by a message (0 when absent or unreadable).
+pub fn hops(msg: &Message) -> u32 {
+    msg.header(HOPS)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sets the hop count.
+pub fn set_hops(msg: &mut Message, hops: u32) {
+    msg.headers.retain(|(n, _)| n != HOPS);
+    msg.headers.push((HOPS.to_string(), hops.to_string().into_bytes()));
+}
+
+/// Where a message came from, for the `x-bridge-source` header:
+/// `kafka:CLUSTER/TOPIC/PARTITION/OFFSET` or `rabbitmq:CONNECTION/QUEUE`.
+pub fn source_coordinates(msg: &Message) -> String {
+    match &msg.origin {
+        Origin::Kafka(k) => format!("kafka:{}/{}/{}/{}", k.cluster, k.topic, k.partition, k.offset),
+        Origin::Amqp(a) => format!("rabbitmq:{}/{}", a.connection, a.queue),
+        Origin::None => "none".to_string(),
+    }
+}
+
+/// Context of a dead letter.
+pub struct DeadLetterContext<'a> {
+    /// The mapping name.
+    pub mapping: &'a str,
+    /// The policy's reason.
+    pub reason: &'a str,
+    /// The failure kind.
+    pub kind: &'a str,
+    /// Plugin name and version (`name@sha256:…`), if a plugin was involved.
+    pub plugin: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// The dead letter: the original message with `x-bridge-*` context headers.
+pub fn dead_letter(original: &Message, ctx: &DeadLetterContext<'_>) -> Message {
+    let mut msg = original.clone();
+    msg.kafka_target = Default::default();
+    msg.amqp_target = Default::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut add = |n: &str, v: String| msg.headers.push((n.to_string(), v.into_bytes()));
+    add("x-bridge-mapping", ctx.mapping.to_string());
+    add("x-bridge-reason", ctx.reason.to_string());
+    add("x-bridge-failure-kind", ctx.kind.to_string());
+    if let Some(p) = &ctx.plugin {
+        add("x-bridge-plugin", p.clone());
+    }
+    add("x-bridge-attempts", ctx.attempts.to_string());
+    add("x-bridge-source", source_coordinates(original));
+    add("x-bridge-time", now.to_string());
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::KafkaOrigin;
+
+    #[test]
+    fn provenance_from_kafka() {
+        let mut m = Message::new(Some(b"x".to_vec()));
+        m.key = Some(b"k".to_vec());
+        m.origin = Origin::Kafka(KafkaOrigin { cluster: "c".into(), topic: "t".into(), partition: 2, offset: 9 });
+        add_provenance(&mut m);
+        let h: Vec<_> = m.headers.iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())).collect();
+        assert_eq!(
+            h,
+            vec![("kafka_topic", "t".into()), ("kafka_partition", "2".into()), ("kafka_offset", "9".into()), ("kafka_key", "k".into())]
+        );
+        assert_eq!(source_coordinates(&m), "kafka:c/t/2/9");
+    }
+
+    #[test]
+    fn hop_count_round_trips() {
+        let mut m = Message::new(None);
+        assert_eq!(hops(&m), 0);
+        set_hops(&mut m, 3);
+        assert_eq!(hops(&m), 3);
+    }
+}

@@ -1,0 +1,104 @@
+//! Consuming a mapping's Kafka topics in a consumer group. An offset is stored only once its
+//! message is handled (confirmed by the target, dead-lettered or dropped), in consumption
+//! order, so commits advance as a contiguous watermark and a crash never skips a message.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::processor::Processor;
+use super::{PipelineError, Shutdown};
+use crate::config::{KafkaCluster, KafkaSource};
+
+/// Runs until shutdown (then drains and commits) or a fatal error.
+pub async fn run(
+    mapping: &str,
+    cluster: &KafkaCluster,
+    source: &KafkaSource,
+    max_in_flight: usize,
+    processor: &mut Processor,
+    shutdown: &mut watch::Receiver<Shutdown>,
+) -> Result<(), PipelineError> {
+    let consumer: StreamConsumer = crate::kafka::client_config(cluster)
+        .set("group.id", &source.group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &source.auto_offset_reset)
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "10000")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|e| PipelineError::Source(format!("cannot create a Kafka consumer for `{}`: {e}", source.cluster)))?;
+    let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| PipelineError::Source(format!("cannot subscribe to {topics:?}: {e}")))?;
+    tracing::info!(mapping, topics = ?topics, group = %source.group, "Kafka source started.");
+
+    let mut inflight = FuturesOrdered::new();
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Ok(()),
+            Some(((topic, partition, offset), sent)) = inflight.next(), if !inflight.is_empty() => {
+                let topic: String = topic;
+                if let Err(e) = processor.settle(sent).await {
+                    break Err(PipelineError::Sink(e.0));
+                }
+                store(&consumer, topic.as_str(), partition, offset);
+            }
+            received = consumer.recv(), if inflight.len() < max_in_flight => {
+                let m = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(mapping, error = %e, "Kafka consume error.");
+                        continue;
+                    }
+                };
+                let coordinates = (m.topic().to_string(), m.partition(), m.offset());
+                let msg = crate::kafka::to_message(&source.cluster, &m);
+                drop(m);
+                match processor.process(msg).await {
+                    Ok(flight) => inflight.push_back(async move { (coordinates, flight.await) }),
+                    Err(e) => break Err(PipelineError::Sink(e.0)),
+                }
+            }
+        }
+    };
+    if result.is_ok() {
+        // Graceful: drain what is in flight, then commit.
+        let deadline = shutdown.borrow().deadline;
+        while let Ok(Some(((topic, partition, offset), sent))) =
+            tokio::time::timeout_at(deadline, inflight.next()).await
+        {
+            if processor.settle(sent).await.is_err() {
+                break;
+            }
+            store(&consumer, topic.as_str(), partition, offset);
+        }
+        processor.flush(Duration::from_secs(5));
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::warn!(mapping, error = %e, "Final offset commit failed.");
+        }
+        tracing::info!(mapping, "Kafka source stopped.");
+    }
+    result
+}
+
+use rdkafka::message::Message as _;
+
+/// Stores `offset + 1` (the next to consume) for commit.
+fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64) {
+    let mut tpl = TopicPartitionList::new();
+    if tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1)).is_ok()
+        && let Err(e) = consumer.store_offsets(&tpl)
+    {
+        // The partition was revoked: its new owner re-reads from the last commit.
+        tracing::debug!(topic, partition, offset, error = %e, "Offset not stored.");
+    }
+}

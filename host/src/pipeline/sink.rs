@@ -1,0 +1,218 @@
+//! Where messages go: a RabbitMQ exchange (publisher confirms, `mandatory`) or a Kafka topic
+//! (idempotent producer, `acks=all`). Sending returns at once with a future of the broker's
+//! answer, so many messages are in flight at a time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::{AmqpTarget, KafkaTarget, Target};
+use crate::plugin::{FailureKind, Message, Origin};
+
+/// The broker's answer for one sent message.
+pub type Pending = Pin<Box<dyn Future<Output = Result<(), Rejected>> + Send>>;
+
+/// The target did not take a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+pub struct Rejected {
+    /// `target-rejected` or `unroutable`.
+    pub kind: FailureKind,
+    /// What the broker said.
+    pub detail: String,
+    /// The connection or channel died: the mapping restarts and redelivers instead of
+    /// consulting the dead-letter policy.
+    pub connection_lost: bool,
+}
+
+/// The sink failed as a whole (connection lost); the mapping restarts.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// A RabbitMQ or Kafka sink.
+pub enum Sink {
+    /// Publishes to RabbitMQ.
+    Amqp {
+        /// A channel in confirm mode.
+        channel: lapin::Channel,
+        /// Keeps the connection open.
+        _connection: lapin::Connection,
+        /// Exchange, default routing key, persistence.
+        target: AmqpTarget,
+    },
+    /// Produces to Kafka.
+    Kafka {
+        /// The producer.
+        producer: FutureProducer,
+        /// Topic and partition rules.
+        target: KafkaTarget,
+    },
+}
+
+impl Sink {
+    /// Opens a sink for `target`.
+    pub async fn open(config: &crate::config::BridgeConfig, target: &Target) -> Result<Sink, SinkError> {
+        match target {
+            Target::Amqp(t) => {
+                let conn = &config.rabbitmq[&t.connection];
+                let connection = crate::amqp::connect(&t.connection, conn).await.map_err(|e| SinkError(e.to_string()))?;
+                let channel = connection.create_channel().await.map_err(|e| SinkError(format!("cannot open a channel: {e}")))?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(|e| SinkError(format!("cannot enable publisher confirms: {e}")))?;
+                Ok(Sink::Amqp {
+                    channel,
+                    _connection: connection,
+                    target: t.clone(),
+                })
+            }
+            Target::Kafka(t) => {
+                let cluster = &config.kafka[&t.cluster];
+                let producer: FutureProducer = crate::kafka::client_config(cluster)
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("linger.ms", "5")
+                    .set("message.timeout.ms", "30000")
+                    .create()
+                    .map_err(|e| SinkError(format!("cannot create a Kafka producer for `{}`: {e}", t.cluster)))?;
+                Ok(Sink::Kafka { producer, target: t.clone() })
+            }
+        }
+    }
+
+    /// Sends one message; the returned future resolves with the broker's answer.
+    pub async fn send(&self, msg: &Message) -> Result<Pending, SinkError> {
+        match self {
+            Sink::Amqp { channel, target, .. } => {
+                let exchange = msg.amqp_target.exchange.clone().unwrap_or_else(|| target.exchange.clone());
+                let routing_key = msg
+                    .amqp_target
+                    .routing_key
+                    .clone()
+                    .or_else(|| target.routing_key.clone())
+                    .or_else(|| source_name(msg))
+                    .unwrap_or_default();
+                if routing_key.len() > 255 || exchange.len() > 255 {
+                    let detail = format!("routing key or exchange longer than 255 bytes (`{exchange}` / {} bytes)", routing_key.len());
+                    return Ok(rejected(FailureKind::TargetRejected, detail));
+                }
+                let props = crate::amqp::properties_from_message(msg, target.persistent);
+                let payload = msg.payload.as_deref().unwrap_or_default();
+                let confirm = channel
+                    .basic_publish(
+                        exchange.clone().into(),
+                        routing_key.clone().into(),
+                        BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                        payload,
+                        props,
+                    )
+                    .await
+                    .map_err(|e| SinkError(format!("publish to exchange `{exchange}` failed: {e}")))?;
+                Ok(Box::pin(async move {
+                    match confirm.await {
+                        Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+                        Ok(Confirmation::Ack(Some(returned))) => Err(Rejected {
+                            kind: FailureKind::Unroutable,
+                            detail: format!(
+                                "exchange `{exchange}` returned the message with routing key `{routing_key}`: {} {}",
+                                returned.reply_code, returned.reply_text
+                            ),
+                            connection_lost: false,
+                        }),
+                        Ok(Confirmation::Nack(_)) => Err(Rejected {
+                            kind: FailureKind::TargetRejected,
+                            detail: format!("RabbitMQ nacked the publish to exchange `{exchange}`"),
+                            connection_lost: false,
+                        }),
+                        Err(e) => Err(Rejected {
+                            kind: FailureKind::TargetRejected,
+                            detail: format!("lost the publisher confirm: {e}"),
+                            connection_lost: true,
+                        }),
+                    }
+                }))
+            }
+            Sink::Kafka { producer, target } => {
+                let Some(topic) = msg.kafka_target.topic.clone().or_else(|| target.topic.clone()).or_else(|| source_name(msg)) else {
+                    return Ok(rejected(FailureKind::TargetRejected, "no target topic".to_string()));
+                };
+                let partition = msg.kafka_target.partition.or_else(|| match (&msg.origin, target.same_partition) {
+                    (Origin::Kafka(k), true) => Some(k.partition),
+                    _ => None,
+                });
+                let headers = crate::kafka::headers(msg);
+                loop {
+                    let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers.clone());
+                    if let Some(k) = &msg.key {
+                        record = record.key(k.as_slice());
+                    }
+                    if let Some(p) = &msg.payload {
+                        record = record.payload(p.as_ref());
+                    }
+                    if let Some(p) = partition {
+                        record = record.partition(p);
+                    }
+                    if let Some(ts) = msg.timestamp {
+                        record = record.timestamp(ts);
+                    }
+                    match producer.send_result(record) {
+                        Ok(delivery) => {
+                            return Ok(Box::pin(async move {
+                                match delivery.await {
+                                    Ok(Ok(_)) => Ok(()),
+                                    Ok(Err((e, _))) => Err(Rejected {
+                                        kind: FailureKind::TargetRejected,
+                                        detail: format!("Kafka did not take the message for topic `{topic}`: {e}"),
+                                        connection_lost: false,
+                                    }),
+                                    Err(_) => Err(Rejected {
+                                        kind: FailureKind::TargetRejected,
+                                        detail: "the Kafka producer was closed".to_string(),
+                                        connection_lost: true,
+                                    }),
+                                }
+                            }));
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((e, _)) => {
+                            return Ok(rejected(
+                                FailureKind::TargetRejected,
+                                format!("Kafka refused the message for topic `{topic}`: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until everything sent has been answered (Kafka flush); RabbitMQ answers are
+    /// awaited through their futures.
+    pub fn flush(&self, timeout: Duration) {
+        if let Sink::Kafka { producer, .. } = self {
+            let _ = rdkafka::producer::Producer::flush(producer, timeout);
+        }
+    }
+}
+
+fn rejected(kind: FailureKind, detail: String) -> Pending {
+    Box::pin(async move { Err(Rejected { kind, detail, connection_lost: false }) })
+}
+
+/// The source topic or queue name, the default routing key or topic.
+fn source_name(msg: &Message) -> Option<String> {
+    match &msg.origin {
+        Origin::Kafka(k) => Some(k.topic.clone()),
+        Origin::Amqp(a) => Some(a.queue.clone()),
+        Origin::None => None,
+    }
+}

@@ -1,0 +1,129 @@
+//! `bridge-host run`: loads the configuration and the plugins, runs every mapping, and shuts
+//! down gracefully on SIGINT/SIGTERM (a second signal exits at once).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::BridgeConfig;
+use crate::pipeline::{self, Shutdown};
+use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec, RuntimeOptions};
+
+/// Loads every plugin the mappings use and starts one instance of each, so that a bad
+/// component or a rejected configuration stops the bridge before it touches a broker.
+pub fn load_plugins(config: &BridgeConfig) -> Result<HashMap<String, Arc<LoadedPlugin>>, Vec<String>> {
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        cache_dir: config.bridge.plugin_cache_dir.clone(),
+    })
+    .map_err(|e| vec![e.to_string()])?;
+    let mut loaded = HashMap::new();
+    let mut problems = Vec::new();
+    for (name, plugin) in &config.plugins {
+        let spec = PluginSpec {
+            name: name.clone(),
+            path: config.plugin_path(plugin),
+            config: plugin.flat_config(),
+            limits: plugin.limits.clone(),
+        };
+        match runtime.load(&spec).and_then(|p| p.instantiate().map(|_| p)) {
+            Ok(p) => {
+                loaded.insert(name.clone(), p);
+            }
+            Err(e) => problems.push(format!("`plugins.{name}`: {e}")),
+        }
+    }
+    for m in &config.mapping {
+        for p in &m.plugins {
+            if loaded.get(p).is_some_and(|l| !l.is_transform()) {
+                problems.push(format!("mapping `{}`.plugins: `{p}` is not a transform plugin", m.name));
+            }
+        }
+        if let Some(p) = &m.dead_letter_policy
+            && loaded.get(p).is_some_and(|l| !l.is_policy())
+        {
+            problems.push(format!("mapping `{}`.dead_letter_policy: `{p}` is not a dead-letter policy plugin", m.name));
+        }
+    }
+    if problems.is_empty() { Ok(loaded) } else { Err(problems) }
+}
+
+/// Runs the bridge until a signal.
+pub async fn run(path: &Path) -> anyhow::Result<()> {
+    let config = Arc::new(BridgeConfig::load(path)?);
+    let plugins = Arc::new(load_plugins(&config).map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?);
+    let timeout = Duration::from_secs(config.bridge.shutdown_timeout_secs);
+    let (tx, rx) = watch::channel(Shutdown {
+        stopping: false,
+        deadline: Instant::now(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for mapping in &config.mapping {
+        tasks.spawn(pipeline::run_mapping(
+            Arc::clone(&config),
+            mapping.clone(),
+            Arc::clone(&plugins),
+            rx.clone(),
+        ));
+    }
+    tracing::info!(mappings = config.mapping.len(), plugins = plugins.len(), "Bridge started.");
+
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(timeout_secs = timeout.as_secs(), "Shutting down: draining in-flight messages.");
+        let _ = tx.send(Shutdown {
+            stopping: true,
+            deadline: Instant::now() + timeout,
+        });
+        wait_for_signal().await;
+        tracing::warn!("Second signal: exiting now.");
+        std::process::exit(130);
+    });
+    while tasks.join_next().await.is_some() {}
+    signals.abort();
+    tracing::info!("Bridge stopped.");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `bridge-host check`: every problem in the configuration and the plugins; with `connect`,
+/// also in the brokers (unreachable, missing topics, queues or exchanges).
+pub async fn check(path: &Path, connect: bool) -> anyhow::Result<Vec<String>> {
+    let config = match BridgeConfig::load(path) {
+        Ok(c) => c,
+        Err(crate::config::ConfigError::Invalid { problems, .. }) => return Ok(problems),
+        Err(e) => return Ok(vec![e.to_string()]),
+    };
+    let mut problems = load_plugins(&config).err().unwrap_or_default();
+    if connect {
+        problems.extend(crate::check::brokers(&config).await);
+    }
+    Ok(problems)
+}
+
+/// Reads `path` for the `--config` error message.
+pub fn require_config(path: Option<&Path>) -> anyhow::Result<&Path> {
+    path.context("no configuration: pass `--config bridge.toml`")
+}
