@@ -80,10 +80,21 @@ fn main() {
         let var = package.to_uppercase().replace('-', "_");
         println!("cargo:rustc-env=PLUGIN_{var}={}", path.display());
     }
+    // The bridge binary of this build (built by `cargo test --workspace` or `cargo build -p bridge-host`).
+    println!("cargo:rustc-env=BRIDGE_HOST_BIN={}", profile_dir().join("bridge-host").display());
 }
 
 /// `<target dir>/wasm-plugins`: beside the host build, never inside the directory the outer
 /// cargo has locked.
+fn profile_dir() -> PathBuf {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    out.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"))
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or(out)
+}
+
 fn wasm_target_dir() -> PathBuf {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out (or with a target triple in between).

@@ -1,5 +1,8 @@
 //! Shared helpers of the bridge's end-to-end tests and benchmarks.
 
+pub mod bridge;
+pub mod brokers;
+
 /// Paths of the plugin components built by `build.rs`.
 pub mod artifacts {
     /// The built-in `header-map` plugin.

@@ -1,0 +1,92 @@
+//! Running `bridge-host` as a child process, as users do.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `bridge-host run` process with its configuration file.
+pub struct BridgeProcess {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    /// The configuration path.
+    pub config: PathBuf,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+/// The `bridge-host` binary of this build.
+pub fn binary() -> PathBuf {
+    let path = PathBuf::from(env!("BRIDGE_HOST_BIN"));
+    assert!(path.exists(), "{} is missing: run `cargo build -p bridge-host` (scripts/test.sh does)", path.display());
+    path
+}
+
+impl BridgeProcess {
+    /// Writes `config` to a temporary file and starts `bridge-host run --config FILE`.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bridge.toml");
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("config written");
+        let log = dir.path().join("bridge.log");
+        let mut process = BridgeProcess { child: None, _dir: dir, config: path, log };
+        process.spawn();
+        process
+    }
+
+    /// (Re)starts the process with the same configuration.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("bridge-host starts");
+        self.child = Some(child);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

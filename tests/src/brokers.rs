@@ -1,0 +1,268 @@
+//! Real brokers for end-to-end tests: the Kafka-compatible broker and RabbitMQ started by
+//! `scripts/brokers.sh`, with helpers to create uniquely named topics, queues and exchanges,
+//! and to produce and consume test messages.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+/// The Kafka bootstrap servers (`BRIDGE_TEST_KAFKA`, default `127.0.0.1:9092`).
+pub fn kafka_bootstrap() -> String {
+    std::env::var("BRIDGE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// The RabbitMQ URL (`BRIDGE_TEST_AMQP`, default guest on 127.0.0.1:5672, vhost `/`).
+pub fn amqp_url() -> String {
+    std::env::var("BRIDGE_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+/// A name unique to this test run: `prefix-<pid>-<counter>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .expect("create_topics request");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// A test record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Record {
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Payload.
+    pub payload: Option<Vec<u8>>,
+    /// Headers in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Partition (consumed records only).
+    pub partition: i32,
+    /// Timestamp in ms, if any.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// The first header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// An idempotent producer.
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces records (to `partition` if given) and waits for every delivery report.
+pub async fn produce(topic: &str, records: &[Record], partition: Option<i32>) {
+    let producer = producer();
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let headers = r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(rdkafka::message::Header { key: k, value: Some(v) })
+        });
+        let mut rec = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(p) = &r.payload {
+            rec = rec.payload(p.as_slice());
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        if let Some(ts) = r.timestamp {
+            rec = rec.timestamp(ts);
+        }
+        loop {
+            match producer.send_result(rec) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    for p in pending {
+        p.await.expect("delivery").expect("delivered");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Reads a topic from the beginning until `expected` records arrived or `idle` passed without
+/// any new one.
+pub fn consume_topic(topic: &str, expected: usize, idle: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique("test-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while out.len() < expected && last.elapsed() < idle {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume");
+            out.push(Record {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .unwrap_or_default(),
+                partition: m.partition(),
+                timestamp: m.timestamp().to_millis(),
+            });
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// A RabbitMQ connection.
+pub async fn amqp() -> Connection {
+    Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ is reachable (scripts/brokers.sh start)")
+}
+
+/// Declares a durable direct exchange and a durable queue bound to it with `routing_key`.
+pub async fn declare_bound_queue(conn: &Connection, exchange: &str, queue: &str, routing_key: &str) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    declare_queue(conn, queue).await;
+    ch.queue_bind(queue.into(), exchange.into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .expect("bind");
+}
+
+/// Declares a durable queue.
+pub async fn declare_queue(conn: &Connection, queue: &str) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .await
+        .expect("queue");
+}
+
+/// A consumed AMQP message.
+#[derive(Debug, Clone)]
+pub struct AmqpRecord {
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Properties (headers included).
+    pub properties: BasicProperties,
+    /// Routing key it was published with.
+    pub routing_key: String,
+}
+
+impl AmqpRecord {
+    /// Header `name` as text (long strings and arrays of them).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let headers = self.properties.headers().as_ref()?;
+        bridge_host::amqp::from_field_table(headers)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+    }
+}
+
+/// Consumes (and acks) from `queue` until `expected` messages or `idle` without one.
+pub async fn consume_queue(conn: &Connection, queue: &str, expected: usize, idle: Duration) -> Vec<AmqpRecord> {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(1000, BasicQosOptions::default()).await.expect("qos");
+    let mut consumer = ch
+        .basic_consume(queue.into(), unique("reader").into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("consume");
+    let mut out = Vec::new();
+    while out.len() < expected {
+        match tokio::time::timeout(idle, consumer.next()).await {
+            Ok(Some(Ok(d))) => {
+                d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+                out.push(AmqpRecord {
+                    payload: d.data,
+                    properties: d.properties,
+                    routing_key: d.routing_key.to_string(),
+                });
+            }
+            _ => break,
+        }
+    }
+    let _ = ch.close(200, "done".into()).await;
+    out
+}
+
+/// Publishes messages to the default exchange, routed to `queue`, with confirms.
+pub async fn publish_to_queue(conn: &Connection, queue: &str, messages: &[(Vec<u8>, BasicProperties)]) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let mut pending = Vec::new();
+    for (payload, props) in messages {
+        pending.push(
+            ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), payload, props.clone())
+                .await
+                .expect("publish"),
+        );
+    }
+    for p in pending {
+        assert!(p.await.expect("confirm").is_ack());
+    }
+}
+
+/// Counts messages by payload: how many distinct arrived, and how many duplicates.
+pub fn loss_and_duplicates<'a>(expected: usize, payloads: impl Iterator<Item = &'a [u8]>) -> (usize, usize) {
+    let mut seen: HashMap<&[u8], usize> = HashMap::new();
+    for p in payloads {
+        *seen.entry(p).or_default() += 1;
+    }
+    let duplicates = seen.values().map(|c| c - 1).sum();
+    (expected.saturating_sub(seen.len()), duplicates)
+}
