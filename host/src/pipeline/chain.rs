@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
 use crate::plugin::{
     CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
     PluginInstance,
@@ -39,8 +41,9 @@ impl From<CallError> for ProcessingFailure {
     }
 }
 
-/// The transform plugins of a mapping, in order, and its dead-letter policy.
-pub struct Chain {
+/// The transform plugins of a mapping, in order, and its dead-letter policy. Runs on the
+/// calling thread; see [`Chain`] for the asynchronous handle the pipelines use.
+pub struct ChainCore {
     transforms: Vec<PluginInstance>,
     policy: Policy,
 }
@@ -54,13 +57,13 @@ pub enum Policy {
     Default,
 }
 
-impl Chain {
+impl ChainCore {
     /// A chain of fresh instances of these plugins.
     pub fn new(
         transforms: &[Arc<LoadedPlugin>],
         policy: Option<&Arc<LoadedPlugin>>,
     ) -> Result<Self, crate::plugin::LoadError> {
-        Ok(Chain {
+        Ok(ChainCore {
             transforms: transforms.iter().map(|p| p.instantiate()).collect::<Result<_, _>>()?,
             policy: match policy {
                 Some(p) => Policy::Plugin(Box::new(p.instantiate()?)),
@@ -123,6 +126,113 @@ impl Chain {
             .map(PluginInstance::plugin)
             .find(|p| p.name() == name)
             .map(|p| p.describe())
+    }
+}
+
+/// A request to the chain's thread.
+enum Job {
+    Run(Message, oneshot::Sender<ChainOutcome>),
+    Decide(Message, ProcessingFailure, u32, oneshot::Sender<Decision>),
+    Describe(String, oneshot::Sender<Option<String>>),
+}
+
+/// The asynchronous handle of a [`ChainCore`] running on its own thread.
+///
+/// Plugins run outside the async runtime: WebAssembly work never blocks a runtime worker, the
+/// thread's stack is sized for the guest stack cap, and the synchronous WASI host (guest
+/// stdout, stderr) may drive its own small runtime, which it cannot do on a runtime worker.
+pub struct Chain {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// Stack of a chain thread: room for the largest guest stack (1 MiB) and the host below it.
+const CHAIN_THREAD_STACK: usize = 8 * 1024 * 1024;
+
+impl Chain {
+    /// Starts the chain's thread with fresh plugin instances.
+    pub fn new(
+        name: &str,
+        transforms: &[Arc<LoadedPlugin>],
+        policy: Option<&Arc<LoadedPlugin>>,
+    ) -> Result<Self, crate::plugin::LoadError> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let transforms = transforms.to_vec();
+        let policy = policy.cloned();
+        std::thread::Builder::new()
+            .name(format!("plugins-{name}"))
+            .stack_size(CHAIN_THREAD_STACK)
+            .spawn(move || {
+                let mut core = match ChainCore::new(&transforms, policy.as_ref()) {
+                    Ok(core) => {
+                        let _ = ready_tx.send(Ok(()));
+                        core
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Run(msg, reply) => {
+                            let _ = reply.send(core.run(msg));
+                        }
+                        Job::Decide(msg, failure, attempt, reply) => {
+                            let _ = reply.send(core.decide(&msg, &failure, attempt));
+                        }
+                        Job::Describe(name, reply) => {
+                            let _ = reply.send(core.describe_plugin(&name));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| crate::plugin::LoadError::Engine(format!("cannot start the plugin thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| crate::plugin::LoadError::Engine("the plugin thread exited".to_string()))??;
+        Ok(Chain { jobs })
+    }
+
+    /// Runs the transforms on `msg`.
+    pub async fn run(&self, msg: Message) -> ChainOutcome {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Run(msg, tx)).is_err() {
+            return ChainOutcome::Failed(thread_gone());
+        }
+        rx.await.unwrap_or_else(|_| ChainOutcome::Failed(thread_gone()))
+    }
+
+    /// Asks the dead-letter policy.
+    pub async fn decide(&self, msg: &Message, failure: &ProcessingFailure, attempt: u32) -> Decision {
+        let (tx, rx) = oneshot::channel();
+        let fallback = || {
+            default_decision(&Failure {
+                kind: failure.kind,
+                plugin: failure.plugin.clone(),
+                message: failure.detail.clone(),
+                attempt,
+            })
+        };
+        if self.jobs.send(Job::Decide(msg.clone(), failure.clone(), attempt, tx)).is_err() {
+            return fallback();
+        }
+        rx.await.unwrap_or_else(|_| fallback())
+    }
+
+    /// `name@sha256:…` of a plugin in the chain.
+    pub async fn describe_plugin(&self, name: &str) -> Option<String> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(Job::Describe(name.to_string(), tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+fn thread_gone() -> ProcessingFailure {
+    ProcessingFailure {
+        kind: FailureKind::PluginTrap,
+        plugin: None,
+        detail: "the plugin thread exited".to_string(),
     }
 }
 

@@ -85,7 +85,7 @@ async fn run_once(
 ) -> Result<(), PipelineError> {
     let transforms: Vec<_> = mapping.plugins.iter().map(|p| Arc::clone(&plugins[p])).collect();
     let policy = mapping.dead_letter_policy.as_ref().map(|p| &plugins[p]);
-    let chain = Chain::new(&transforms, policy).map_err(|e| PipelineError::Plugin(e.to_string()))?;
+    let chain = Chain::new(&mapping.name, &transforms, policy).map_err(|e| PipelineError::Plugin(e.to_string()))?;
     let sink = Sink::open(config, &mapping.target).await.map_err(|e| PipelineError::Sink(e.0))?;
     let dead_letter = match &mapping.dead_letter {
         Some(dl) => Some(Sink::open(config, &dl.0).await.map_err(|e| PipelineError::Sink(format!("dead-letter target: {}", e.0)))?),

@@ -68,13 +68,13 @@ impl Processor {
                     detail: format!("the message crossed {hops} bridges (hop_limit = {})", self.settings.hop_limit),
                 }
             } else {
-                match self.chain.run(prepared.clone()) {
+                match self.chain.run(prepared.clone()).await {
                     ChainOutcome::Send(outputs) => return self.send(original, outputs).await,
                     ChainOutcome::Dropped => return Ok(done(original)),
                     ChainOutcome::Failed(f) => f,
                 }
             };
-            match self.decide(&original, &failure, attempt) {
+            match self.decide(&original, &failure, attempt).await {
                 Decision::Retry(ms) => {
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Processing failed; retrying.");
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -105,7 +105,7 @@ impl Processor {
         let mut attempt = 1;
         while let Some((_, first)) = failed.first() {
             let failure = ProcessingFailure { kind: first.kind, plugin: None, detail: first.detail.clone() };
-            match self.decide(&original, &failure, attempt) {
+            match self.decide(&original, &failure, attempt).await {
                 Decision::Retry(ms) => {
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -155,8 +155,8 @@ impl Processor {
 
     /// The policy's decision; without a dead-letter target a dead-letter decision becomes a
     /// delayed retry, so the message is never lost.
-    fn decide(&mut self, original: &Message, failure: &ProcessingFailure, attempt: u32) -> Decision {
-        let decision = self.chain.decide(original, failure, attempt);
+    async fn decide(&mut self, original: &Message, failure: &ProcessingFailure, attempt: u32) -> Decision {
+        let decision = self.chain.decide(original, failure, attempt).await;
         if matches!(decision, Decision::DeadLetter(_)) && self.dead_letter.is_none() {
             tracing::error!(
                 mapping = %self.settings.mapping, kind = %failure.kind, error = %failure.detail,
@@ -175,10 +175,10 @@ impl Processor {
         attempts: u32,
         target: Option<DeadLetterTarget>,
     ) -> Result<(), SinkError> {
-        let plugin = failure
-            .plugin
-            .as_ref()
-            .map(|p| self.chain.describe_plugin(p).unwrap_or_else(|| p.clone()));
+        let plugin = match &failure.plugin {
+            Some(p) => Some(self.chain.describe_plugin(p).await.unwrap_or_else(|| p.clone())),
+            None => None,
+        };
         let ctx = DeadLetterContext {
             mapping: &self.settings.mapping,
             reason,

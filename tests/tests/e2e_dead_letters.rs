@@ -1,0 +1,86 @@
+//! Failures reach the dead-letter target with their context headers, never vanish.
+
+use std::time::Duration;
+
+use bridge_tests::bridge::BridgeProcess;
+use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::artifacts;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
+    let topic = unique("orders");
+    let dlq = unique("dead-letters");
+    let exchange = unique("events");
+    let queue = unique("routed");
+    brokers::create_topic(&topic, 1).await;
+    brokers::create_topic(&dlq, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
+
+    // `route` derives the routing key from the payload: `ok` is bound, `lost` is unroutable.
+    // `trap` makes the hostile plugin panic on messages without header `x-behave`.
+    let msg = |i: usize, kind: &str, behave: bool| Record {
+        key: Some(format!("k{i}").into_bytes()),
+        payload: Some(format!(r#"{{"kind":"{kind}","i":{i}}}"#).into_bytes()),
+        headers: if behave { vec![("x-behave".into(), b"1".to_vec())] } else { vec![] },
+        partition: 0,
+        timestamp: None,
+    };
+    let sent = vec![msg(0, "ok", true), msg(1, "lost", true), msg(2, "ok", false), msg(3, "ok", true)];
+    brokers::produce(&topic, &sent, None).await;
+
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"
+[kafka.main]
+bootstrap_servers = "{kafka}"
+[rabbitmq.local]
+url = "{amqp}"
+
+[plugins.route]
+path = "{route}"
+config = {{ routing_key = "order.{{json:kind}}" }}
+
+[plugins.hostile]
+path = "{hostile}"
+config = {{ mode = "trap" }}
+
+[[mapping]]
+name = "orders"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+plugins = ["route", "hostile"]
+dead_letter = {{ kafka = "main", topic = "{dlq}" }}
+"#,
+        kafka = brokers::kafka_bootstrap(),
+        amqp = brokers::amqp_url(),
+        route = artifacts::ROUTING_KEY,
+        hostile = artifacts::HOSTILE,
+        group = unique("bridge"),
+    ));
+    let routed = brokers::consume_queue(&conn, &queue, 2, Duration::from_secs(30)).await;
+    let dlq_topic = dlq.clone();
+    let dead = tokio::task::spawn_blocking(move || brokers::consume_topic(&dlq_topic, 2, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(bridge.terminate(Duration::from_secs(20)), "log:\n{}", bridge.log_text());
+
+    let routed_payloads: Vec<_> = routed.iter().map(|m| String::from_utf8(m.payload.clone()).unwrap()).collect();
+    assert_eq!(routed_payloads, vec![r#"{"kind":"ok","i":0}"#, r#"{"kind":"ok","i":3}"#], "log:\n{}", bridge.log_text());
+
+    assert_eq!(dead.len(), 2, "log:\n{}", bridge.log_text());
+    let unroutable = dead.iter().find(|r| r.key.as_deref() == Some(b"k1")).expect("unroutable dead letter");
+    assert_eq!(unroutable.payload, sent[1].payload, "original payload");
+    assert_eq!(unroutable.header("x-bridge-failure-kind").as_deref(), Some("unroutable"));
+    assert_eq!(unroutable.header("x-bridge-mapping").as_deref(), Some("orders"));
+    assert_eq!(unroutable.header("x-bridge-source"), Some(format!("kafka:main/{topic}/0/1")));
+    assert_eq!(unroutable.header("x-behave").as_deref(), Some("1"), "original headers kept");
+    assert!(unroutable.header("x-bridge-reason").unwrap().contains("NO_ROUTE"), "{:?}", unroutable.header("x-bridge-reason"));
+    assert_eq!(unroutable.header("x-bridge-attempts").as_deref(), Some("1"));
+    assert!(unroutable.header("x-bridge-time").unwrap().parse::<u128>().is_ok());
+
+    let trapped = dead.iter().find(|r| r.key.as_deref() == Some(b"k2")).expect("trap dead letter");
+    assert_eq!(trapped.payload, sent[2].payload);
+    assert_eq!(trapped.header("x-bridge-failure-kind").as_deref(), Some("plugin-trap"));
+    assert!(trapped.header("x-bridge-plugin").unwrap().starts_with("hostile@sha256:"), "{:?}", trapped.header("x-bridge-plugin"));
+    assert!(trapped.header("x-bridge-reason").unwrap().starts_with("plugin-trap: trap:"), "{:?}", trapped.header("x-bridge-reason"));
+}
