@@ -42,7 +42,7 @@ impl BridgeProcess {
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("BRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_string()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -78,9 +78,9 @@ impl Record {
 }
 
 /// An idempotent producer.
-pub fn producer() -> FutureProducer {
+pub fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
@@ -89,7 +89,12 @@ pub fn producer() -> FutureProducer {
 
 /// Produces records (to `partition` if given) and waits for every delivery report.
 pub async fn produce(topic: &str, records: &[Record], partition: Option<i32>) {
-    let producer = producer();
+    produce_to(&kafka_bootstrap(), topic, records, partition).await;
+}
+
+/// [`produce`] to another cluster (for example rdkafka's mock cluster).
+pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partition: Option<i32>) {
+    let producer = producer(bootstrap);
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         let headers = r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
@@ -130,8 +135,13 @@ pub async fn produce(topic: &str, records: &[Record], partition: Option<i32>) {
 /// Reads a topic from the beginning until `expected` records arrived or `idle` passed without
 /// any new one.
 pub fn consume_topic(topic: &str, expected: usize, idle: Duration) -> Vec<Record> {
+    consume_topic_from(&kafka_bootstrap(), topic, expected, idle)
+}
+
+/// [`consume_topic`] from another cluster.
+pub fn consume_topic_from(bootstrap: &str, topic: &str, expected: usize, idle: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("test-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

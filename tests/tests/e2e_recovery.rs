@@ -1,0 +1,245 @@
+//! Crashes and restarts lose nothing: `kill -9` in the middle of a run, and a graceful
+//! shutdown followed by a restart (which must not duplicate either).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bridge_tests::bridge::BridgeProcess;
+use bridge_tests::brokers::{self, Record, unique};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+
+fn config(topic: &str, exchange: &str, group: &str) -> String {
+    format!(
+        r#"
+[kafka.main]
+bootstrap_servers = "{}"
+[rabbitmq.local]
+url = "{}"
+
+[bridge]
+shutdown_timeout_secs = 20
+
+[[mapping]]
+name = "crash-test"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+"#,
+        brokers::kafka_bootstrap(),
+        brokers::amqp_url()
+    )
+}
+
+fn numbered(range: std::ops::Range<usize>) -> Vec<Record> {
+    range
+        .map(|i| Record {
+            key: Some(format!("{}", i % 100).into_bytes()),
+            payload: Some(format!("message-{i:07}").into_bytes()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect()
+}
+
+/// Collects every payload arriving on `queue` in the background.
+async fn collector(queue: &str) -> (Arc<Mutex<Vec<Vec<u8>>>>, tokio::task::JoinHandle<()>) {
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(2000, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            unique("collector").into(),
+            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let _conn = conn;
+        while let Some(Ok(d)) = consumer.next().await {
+            sink.lock().unwrap().push(d.data);
+        }
+    });
+    (seen, task)
+}
+
+async fn wait_for(seen: &Arc<Mutex<Vec<Vec<u8>>>>, count: usize, idle: Duration) {
+    let mut last_len = 0;
+    let mut last_change = Instant::now();
+    loop {
+        let len = seen.lock().unwrap().len();
+        if len >= count || last_change.elapsed() > idle {
+            return;
+        }
+        if len != last_len {
+            last_len = len;
+            last_change = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kafka → RabbitMQ, `kill -9` a third of the way through 100 000 messages.
+///
+/// The Kafka side is rdkafka's mock cluster: tansu 0.6.0 never evicts a consumer-group member
+/// that died without leaving (the group stays assigned to the dead leader), so a restarted
+/// process would wait forever on it. The mock cluster expires the dead member after its
+/// session timeout, as Apache Kafka does.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing() {
+    const N: usize = 100_000;
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let topic = unique("crash");
+    cluster.create_topic(&topic, 4, 1).expect("topic");
+    let exchange = unique("crash-ex");
+    let queue = unique("crash-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
+    let (seen, task) = collector(&queue).await;
+
+    let config = config(&topic, &exchange, &unique("bridge")).replace(&brokers::kafka_bootstrap(), &bootstrap);
+    let mut bridge = BridgeProcess::start(&config);
+    wait_for(&seen, N / 3, Duration::from_secs(60)).await;
+    let at_kill = seen.lock().unwrap().len();
+    bridge.kill9();
+    assert!(at_kill > 0 && at_kill < N, "killed in the middle (at {at_kill}); log:\n{}", bridge.log_text());
+    bridge.spawn();
+    wait_distinct(&seen, N, Duration::from_secs(180)).await;
+    assert!(bridge.terminate(Duration::from_secs(30)), "log:\n{}", bridge.log_text());
+    task.abort();
+    let got = seen.lock().unwrap();
+    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(Vec::as_slice));
+    println!("Kafka→RabbitMQ kill -9 at {at_kill} of {N}: loss = {loss}, duplicates = {duplicates}");
+    assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
+    drop(cluster);
+}
+
+/// RabbitMQ → Kafka, `kill -9` a third of the way through 100 000 messages.
+///
+/// The Kafka side is rdkafka's mock cluster: after a producer is killed mid-stream, tansu
+/// 0.6.0 stops acknowledging the restarted process's idempotent produce requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_to_kafka_kill_9_in_the_middle_of_100k_messages_loses_nothing() {
+    const N: usize = 100_000;
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let queue = unique("crash-in");
+    let topic = unique("crash-out");
+    // The mock cluster keeps about 5 MB per partition: spread the 100 000 messages.
+    cluster.create_topic(&topic, 8, 1).expect("topic");
+    let conn = brokers::amqp().await;
+    brokers::declare_queue(&conn, &queue).await;
+    let messages: Vec<_> = (0..N)
+        .map(|i| (format!("message-{i:07}").into_bytes(), lapin::BasicProperties::default()))
+        .collect();
+    brokers::publish_to_queue(&conn, &queue, &messages).await;
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"
+[kafka.main]
+bootstrap_servers = "{}"
+[rabbitmq.local]
+url = "{}"
+
+[[mapping]]
+name = "crash-in"
+source = {{ rabbitmq = "local", queue = "{queue}", prefetch = 1000 }}
+target = {{ kafka = "main", topic = "{topic}" }}
+"#,
+        bootstrap,
+        brokers::amqp_url()
+    ));
+    // Kill once about a third has been taken off the queue.
+    let ch = conn.create_channel().await.expect("channel");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let q = ch
+            .queue_declare(queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+            .await
+            .unwrap();
+        if (q.message_count() as usize) < N * 2 / 3 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bridge.kill9();
+    bridge.spawn();
+    // Wait until every message is in the topic (high watermarks, duplicates included) and
+    // nothing more arrives for 3 s, then stop and read it.
+    let watermarks: rdkafka::consumer::BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (mut last, mut stable_since) = (0, Instant::now());
+    loop {
+        let written: i64 = (0..8)
+            .map(|p| rdkafka::consumer::Consumer::fetch_watermarks(&watermarks, &topic, p, Duration::from_secs(5)).map_or(0, |(_, high)| high))
+            .sum();
+        if written != last {
+            (last, stable_since) = (written, Instant::now());
+        }
+        let settled = written >= N as i64 && stable_since.elapsed() > Duration::from_secs(3);
+        if settled || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(bridge.terminate(Duration::from_secs(30)), "log:\n{}", bridge.log_text());
+    let (t, b) = (topic.clone(), bootstrap.clone());
+    let got = tokio::task::spawn_blocking(move || brokers::consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().filter_map(|r| r.payload.as_deref()));
+    let left = ch
+        .queue_declare(queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .await
+        .expect("queue")
+        .message_count();
+    println!("RabbitMQ→Kafka kill -9: loss = {loss}, duplicates = {duplicates}, left in queue = {left}");
+    assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
+    drop(cluster);
+}
+
+async fn wait_distinct(seen: &Arc<Mutex<Vec<Vec<u8>>>>, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        wait_for(seen, usize::MAX, Duration::from_secs(3)).await;
+        let distinct = seen.lock().unwrap().iter().collect::<std::collections::HashSet<_>>().len();
+        if distinct >= n || Instant::now() > deadline {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_then_restart_has_no_duplicates() {
+    let topic = unique("graceful");
+    let exchange = unique("graceful-ex");
+    let queue = unique("graceful-q");
+    brokers::create_topic(&topic, 2).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let (seen, task) = collector(&queue).await;
+    let config = config(&topic, &exchange, &unique("bridge"));
+
+    brokers::produce(&topic, &numbered(0..5_000), None).await;
+    let mut bridge = BridgeProcess::start(&config);
+    wait_for(&seen, 5_000, Duration::from_secs(60)).await;
+    assert!(bridge.terminate(Duration::from_secs(30)), "clean exit; log:\n{}", bridge.log_text());
+
+    brokers::produce(&topic, &numbered(5_000..10_000), None).await;
+    bridge.spawn();
+    wait_for(&seen, 10_000, Duration::from_secs(60)).await;
+    // Give a duplicate, if any, time to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(bridge.terminate(Duration::from_secs(30)), "clean exit; log:\n{}", bridge.log_text());
+    task.abort();
+    let got = seen.lock().unwrap();
+    let (loss, duplicates) = brokers::loss_and_duplicates(10_000, got.iter().map(Vec::as_slice));
+    assert_eq!((loss, duplicates), (0, 0), "log:\n{}", bridge.log_text());
+}
