@@ -20,4 +20,6 @@ cargo clippy --locked --target wasm32-wasip2 \
   -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record \
   -- -D warnings
 echo "== cargo test"
+# The end-to-end tests run the bridge-host binary as users do.
+cargo build --locked -p bridge-host
 cargo test --workspace --locked
