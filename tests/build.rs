@@ -81,7 +81,10 @@ fn main() {
         println!("cargo:rustc-env=PLUGIN_{var}={}", path.display());
     }
     // The bridge binary of this build (built by `cargo test --workspace` or `cargo build -p bridge-host`).
-    println!("cargo:rustc-env=BRIDGE_HOST_BIN={}", profile_dir().join("bridge-host").display());
+    println!(
+        "cargo:rustc-env=BRIDGE_HOST_BIN={}",
+        profile_dir().join("bridge-host").display()
+    );
 }
 
 /// `<target dir>/wasm-plugins`: beside the host build, never inside the directory the outer

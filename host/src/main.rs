@@ -10,22 +10,30 @@ fn main() -> ExitCode {
     bridge_host::telemetry::init_logging();
     let result = match cli.command {
         Some(Command::Plugin(cmd)) => cmd.execute().map(|out| println!("{out}")),
-        Some(Command::Run { config }) => tokio_run(async move { bridge_host::run::run(&config).await }),
+        Some(Command::Run { config }) => {
+            tokio_run(async move { bridge_host::run::run(&config).await })
+        }
         None => bridge_host::run::require_config(cli.config.as_deref())
             .map(std::path::Path::to_path_buf)
             .and_then(|config| tokio_run(async move { bridge_host::run::run(&config).await })),
         Some(Command::Check { config, connect }) => {
-            tokio_run(async { bridge_host::run::check(&config, connect).await }).and_then(|problems| {
-                if problems.is_empty() {
-                    println!("{}: ok", config.display());
-                    Ok(())
-                } else {
-                    for p in &problems {
-                        println!("error: {p}");
+            tokio_run(async { bridge_host::run::check(&config, connect).await }).and_then(
+                |problems| {
+                    if problems.is_empty() {
+                        println!("{}: ok", config.display());
+                        Ok(())
+                    } else {
+                        for p in &problems {
+                            println!("error: {p}");
+                        }
+                        Err(anyhow::anyhow!(
+                            "{} problem(s) in `{}`",
+                            problems.len(),
+                            config.display()
+                        ))
                     }
-                    Err(anyhow::anyhow!("{} problem(s) in `{}`", problems.len(), config.display()))
-                }
-            })
+                },
+            )
         }
     };
     match result {

@@ -16,7 +16,9 @@ use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec, RuntimeOptions};
 
 /// Loads every plugin the mappings use and starts one instance of each, so that a bad
 /// component or a rejected configuration stops the bridge before it touches a broker.
-pub fn load_plugins(config: &BridgeConfig) -> Result<HashMap<String, Arc<LoadedPlugin>>, Vec<String>> {
+pub fn load_plugins(
+    config: &BridgeConfig,
+) -> Result<HashMap<String, Arc<LoadedPlugin>>, Vec<String>> {
     let runtime = PluginRuntime::new(RuntimeOptions {
         cache_dir: config.bridge.plugin_cache_dir.clone(),
     })
@@ -40,16 +42,26 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<HashMap<String, Arc<LoadedP
     for m in &config.mapping {
         for p in &m.plugins {
             if loaded.get(p).is_some_and(|l| !l.is_transform()) {
-                problems.push(format!("mapping `{}`.plugins: `{p}` is not a transform plugin", m.name));
+                problems.push(format!(
+                    "mapping `{}`.plugins: `{p}` is not a transform plugin",
+                    m.name
+                ));
             }
         }
         if let Some(p) = &m.dead_letter_policy
             && loaded.get(p).is_some_and(|l| !l.is_policy())
         {
-            problems.push(format!("mapping `{}`.dead_letter_policy: `{p}` is not a dead-letter policy plugin", m.name));
+            problems.push(format!(
+                "mapping `{}`.dead_letter_policy: `{p}` is not a dead-letter policy plugin",
+                m.name
+            ));
         }
     }
-    if problems.is_empty() { Ok(loaded) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Runs the bridge until a signal.
@@ -70,11 +82,18 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             rx.clone(),
         ));
     }
-    tracing::info!(mappings = config.mapping.len(), plugins = plugins.len(), "Bridge started.");
+    tracing::info!(
+        mappings = config.mapping.len(),
+        plugins = plugins.len(),
+        "Bridge started."
+    );
 
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!(timeout_secs = timeout.as_secs(), "Shutting down: draining in-flight messages.");
+        tracing::info!(
+            timeout_secs = timeout.as_secs(),
+            "Shutting down: draining in-flight messages."
+        );
         let _ = tx.send(Shutdown {
             stopping: true,
             deadline: Instant::now() + timeout,

@@ -18,7 +18,11 @@ pub struct BridgeProcess {
 /// The `bridge-host` binary of this build.
 pub fn binary() -> PathBuf {
     let path = PathBuf::from(env!("BRIDGE_HOST_BIN"));
-    assert!(path.exists(), "{} is missing: run `cargo build -p bridge-host` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p bridge-host` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -31,18 +35,30 @@ impl BridgeProcess {
             .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("config written");
         let log = dir.path().join("bridge.log");
-        let mut process = BridgeProcess { child: None, _dir: dir, config: path, log };
+        let mut process = BridgeProcess {
+            child: None,
+            _dir: dir,
+            config: path,
+            log,
+        };
         process.spawn();
         process
     }
 
     /// (Re)starts the process with the same configuration.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", std::env::var("BRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_string()))
+            .env(
+                "RUST_LOG",
+                std::env::var("BRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -65,8 +81,12 @@ impl BridgeProcess {
 
     /// SIGTERM, then waits up to `timeout` for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = c.try_wait() {

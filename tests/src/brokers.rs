@@ -9,12 +9,12 @@ use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 
 /// The Kafka bootstrap servers (`BRIDGE_TEST_KAFKA`, default `127.0.0.1:9092`).
 pub fn kafka_bootstrap() -> String {
@@ -23,7 +23,8 @@ pub fn kafka_bootstrap() -> String {
 
 /// The RabbitMQ URL (`BRIDGE_TEST_AMQP`, default guest on 127.0.0.1:5672, vhost `/`).
 pub fn amqp_url() -> String {
-    std::env::var("BRIDGE_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+    std::env::var("BRIDGE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
 /// A name unique to this test run: `prefix-<pid>-<counter>`.
@@ -33,7 +34,11 @@ pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Creates a topic with `partitions` partitions.
@@ -44,7 +49,10 @@ pub async fn create_topic(name: &str, partitions: i32) {
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let res = admin
-        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .expect("create_topics request");
     for r in res {
@@ -98,7 +106,10 @@ pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partit
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         let headers = r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(rdkafka::message::Header { key: k, value: Some(v) })
+            h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v),
+            })
         });
         let mut rec = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
         if let Some(k) = &r.key {
@@ -139,7 +150,12 @@ pub fn consume_topic(topic: &str, expected: usize, idle: Duration) -> Vec<Record
 }
 
 /// [`consume_topic`] from another cluster.
-pub fn consume_topic_from(bootstrap: &str, topic: &str, expected: usize, idle: Duration) -> Vec<Record> {
+pub fn consume_topic_from(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    idle: Duration,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("test-reader"))
@@ -159,7 +175,11 @@ pub fn consume_topic_from(bootstrap: &str, topic: &str, expected: usize, idle: D
                 payload: m.payload().map(<[u8]>::to_vec),
                 headers: m
                     .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 partition: m.partition(),
                 timestamp: m.timestamp().to_millis(),
@@ -178,28 +198,49 @@ pub async fn amqp() -> Connection {
 }
 
 /// Declares a durable direct exchange and a durable queue bound to it with `routing_key`.
-pub async fn declare_bound_queue(conn: &Connection, exchange: &str, queue: &str, routing_key: &str) {
+pub async fn declare_bound_queue(
+    conn: &Connection,
+    exchange: &str,
+    queue: &str,
+    routing_key: &str,
+) {
     let ch = conn.create_channel().await.expect("channel");
     ch.exchange_declare(
         exchange.into(),
         ExchangeKind::Direct,
-        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
         FieldTable::default(),
     )
     .await
     .expect("exchange");
     declare_queue(conn, queue).await;
-    ch.queue_bind(queue.into(), exchange.into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
-        .await
-        .expect("bind");
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        routing_key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
 }
 
 /// Declares a durable queue.
 pub async fn declare_queue(conn: &Connection, queue: &str) {
     let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("queue");
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue");
 }
 
 /// A consumed AMQP message.
@@ -225,11 +266,23 @@ impl AmqpRecord {
 }
 
 /// Consumes (and acks) from `queue` until `expected` messages or `idle` without one.
-pub async fn consume_queue(conn: &Connection, queue: &str, expected: usize, idle: Duration) -> Vec<AmqpRecord> {
+pub async fn consume_queue(
+    conn: &Connection,
+    queue: &str,
+    expected: usize,
+    idle: Duration,
+) -> Vec<AmqpRecord> {
     let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(1000, BasicQosOptions::default()).await.expect("qos");
+    ch.basic_qos(1000, BasicQosOptions::default())
+        .await
+        .expect("qos");
     let mut consumer = ch
-        .basic_consume(queue.into(), unique("reader").into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.into(),
+            unique("reader").into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect("consume");
     let mut out = Vec::new();
@@ -251,15 +304,27 @@ pub async fn consume_queue(conn: &Connection, queue: &str, expected: usize, idle
 }
 
 /// Publishes messages to the default exchange, routed to `queue`, with confirms.
-pub async fn publish_to_queue(conn: &Connection, queue: &str, messages: &[(Vec<u8>, BasicProperties)]) {
+pub async fn publish_to_queue(
+    conn: &Connection,
+    queue: &str,
+    messages: &[(Vec<u8>, BasicProperties)],
+) {
     let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
     let mut pending = Vec::new();
     for (payload, props) in messages {
         pending.push(
-            ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), payload, props.clone())
-                .await
-                .expect("publish"),
+            ch.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                payload,
+                props.clone(),
+            )
+            .await
+            .expect("publish"),
         );
     }
     for p in pending {
@@ -268,7 +333,10 @@ pub async fn publish_to_queue(conn: &Connection, queue: &str, messages: &[(Vec<u
 }
 
 /// Counts messages by payload: how many distinct arrived, and how many duplicates.
-pub fn loss_and_duplicates<'a>(expected: usize, payloads: impl Iterator<Item = &'a [u8]>) -> (usize, usize) {
+pub fn loss_and_duplicates<'a>(
+    expected: usize,
+    payloads: impl Iterator<Item = &'a [u8]>,
+) -> (usize, usize) {
     let mut seen: HashMap<&[u8], usize> = HashMap::new();
     for p in payloads {
         *seen.entry(p).or_default() += 1;

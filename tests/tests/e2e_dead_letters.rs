@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use bridge_tests::artifacts;
 use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
-use bridge_tests::artifacts;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
@@ -22,11 +22,20 @@ async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
     let msg = |i: usize, kind: &str, behave: bool| Record {
         key: Some(format!("k{i}").into_bytes()),
         payload: Some(format!(r#"{{"kind":"{kind}","i":{i}}}"#).into_bytes()),
-        headers: if behave { vec![("x-behave".into(), b"1".to_vec())] } else { vec![] },
+        headers: if behave {
+            vec![("x-behave".into(), b"1".to_vec())]
+        } else {
+            vec![]
+        },
         partition: 0,
         timestamp: None,
     };
-    let sent = vec![msg(0, "ok", true), msg(1, "lost", true), msg(2, "ok", false), msg(3, "ok", true)];
+    let sent = vec![
+        msg(0, "ok", true),
+        msg(1, "lost", true),
+        msg(2, "ok", false),
+        msg(3, "ok", true),
+    ];
     brokers::produce(&topic, &sent, None).await;
 
     let mut bridge = BridgeProcess::start(&format!(
@@ -59,28 +68,91 @@ dead_letter = {{ kafka = "main", topic = "{dlq}" }}
     ));
     let routed = brokers::consume_queue(&conn, &queue, 2, Duration::from_secs(30)).await;
     let dlq_topic = dlq.clone();
-    let dead = tokio::task::spawn_blocking(move || brokers::consume_topic(&dlq_topic, 2, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    assert!(bridge.terminate(Duration::from_secs(20)), "log:\n{}", bridge.log_text());
+    let dead = tokio::task::spawn_blocking(move || {
+        brokers::consume_topic(&dlq_topic, 2, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "log:\n{}",
+        bridge.log_text()
+    );
 
-    let routed_payloads: Vec<_> = routed.iter().map(|m| String::from_utf8(m.payload.clone()).unwrap()).collect();
-    assert_eq!(routed_payloads, vec![r#"{"kind":"ok","i":0}"#, r#"{"kind":"ok","i":3}"#], "log:\n{}", bridge.log_text());
+    let routed_payloads: Vec<_> = routed
+        .iter()
+        .map(|m| String::from_utf8(m.payload.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        routed_payloads,
+        vec![r#"{"kind":"ok","i":0}"#, r#"{"kind":"ok","i":3}"#],
+        "log:\n{}",
+        bridge.log_text()
+    );
 
     assert_eq!(dead.len(), 2, "log:\n{}", bridge.log_text());
-    let unroutable = dead.iter().find(|r| r.key.as_deref() == Some(b"k1")).expect("unroutable dead letter");
+    let unroutable = dead
+        .iter()
+        .find(|r| r.key.as_deref() == Some(b"k1"))
+        .expect("unroutable dead letter");
     assert_eq!(unroutable.payload, sent[1].payload, "original payload");
-    assert_eq!(unroutable.header("x-bridge-failure-kind").as_deref(), Some("unroutable"));
-    assert_eq!(unroutable.header("x-bridge-mapping").as_deref(), Some("orders"));
-    assert_eq!(unroutable.header("x-bridge-source"), Some(format!("kafka:main/{topic}/0/1")));
-    assert_eq!(unroutable.header("x-behave").as_deref(), Some("1"), "original headers kept");
-    assert!(unroutable.header("x-bridge-reason").unwrap().contains("NO_ROUTE"), "{:?}", unroutable.header("x-bridge-reason"));
+    assert_eq!(
+        unroutable.header("x-bridge-failure-kind").as_deref(),
+        Some("unroutable")
+    );
+    assert_eq!(
+        unroutable.header("x-bridge-mapping").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(
+        unroutable.header("x-bridge-source"),
+        Some(format!("kafka:main/{topic}/0/1"))
+    );
+    assert_eq!(
+        unroutable.header("x-behave").as_deref(),
+        Some("1"),
+        "original headers kept"
+    );
+    assert!(
+        unroutable
+            .header("x-bridge-reason")
+            .unwrap()
+            .contains("NO_ROUTE"),
+        "{:?}",
+        unroutable.header("x-bridge-reason")
+    );
     assert_eq!(unroutable.header("x-bridge-attempts").as_deref(), Some("1"));
-    assert!(unroutable.header("x-bridge-time").unwrap().parse::<u128>().is_ok());
+    assert!(
+        unroutable
+            .header("x-bridge-time")
+            .unwrap()
+            .parse::<u128>()
+            .is_ok()
+    );
 
-    let trapped = dead.iter().find(|r| r.key.as_deref() == Some(b"k2")).expect("trap dead letter");
+    let trapped = dead
+        .iter()
+        .find(|r| r.key.as_deref() == Some(b"k2"))
+        .expect("trap dead letter");
     assert_eq!(trapped.payload, sent[2].payload);
-    assert_eq!(trapped.header("x-bridge-failure-kind").as_deref(), Some("plugin-trap"));
-    assert!(trapped.header("x-bridge-plugin").unwrap().starts_with("hostile@sha256:"), "{:?}", trapped.header("x-bridge-plugin"));
-    assert!(trapped.header("x-bridge-reason").unwrap().starts_with("plugin-trap: trap:"), "{:?}", trapped.header("x-bridge-reason"));
+    assert_eq!(
+        trapped.header("x-bridge-failure-kind").as_deref(),
+        Some("plugin-trap")
+    );
+    assert!(
+        trapped
+            .header("x-bridge-plugin")
+            .unwrap()
+            .starts_with("hostile@sha256:"),
+        "{:?}",
+        trapped.header("x-bridge-plugin")
+    );
+    assert!(
+        trapped
+            .header("x-bridge-reason")
+            .unwrap()
+            .starts_with("plugin-trap: trap:"),
+        "{:?}",
+        trapped.header("x-bridge-reason")
+    );
 }

@@ -60,23 +60,44 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "order.da
         group = unique("bridge")
     ));
     let got = brokers::consume_queue(&conn, &queue, sent.len(), Duration::from_secs(30)).await;
-    assert!(bridge.terminate(Duration::from_secs(20)), "clean exit; log:\n{}", bridge.log_text());
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
     assert_eq!(got.len(), sent.len(), "log:\n{}", bridge.log_text());
 
     for m in &got {
-        let n: usize = serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"].as_u64().unwrap() as usize;
+        let n: usize = serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"]
+            .as_u64()
+            .unwrap() as usize;
         let original = &sent[n];
         assert_eq!(m.payload, original.payload.clone().unwrap());
         assert_eq!(m.routing_key, "order.damage");
         assert_eq!(*m.properties.delivery_mode(), Some(2), "persistent");
         assert_eq!(m.header("kafka_topic").as_deref(), Some(topic.as_str()));
-        assert_eq!(m.header("kafka_key"), original.key.clone().map(|k| String::from_utf8(k).unwrap()));
+        assert_eq!(
+            m.header("kafka_key"),
+            original.key.clone().map(|k| String::from_utf8(k).unwrap())
+        );
         assert!(m.header("kafka_partition").unwrap().parse::<i32>().unwrap() < 3);
         assert!(m.header("kafka_offset").unwrap().parse::<i64>().is_ok());
         let headers = bridge_host::amqp::from_field_table(m.properties.headers().as_ref().unwrap());
-        let trace: Vec<_> = headers.iter().filter(|(n, _)| n == "trace-id").map(|(_, v)| v.clone()).collect();
-        assert_eq!(trace, vec![format!("t{n}").into_bytes(), b"second".to_vec()], "repeated headers keep order");
-        assert_eq!(headers.iter().find(|(n, _)| n == "bin").unwrap().1, vec![0, 159, 146, 150], "binary header bytes");
+        let trace: Vec<_> = headers
+            .iter()
+            .filter(|(n, _)| n == "trace-id")
+            .map(|(_, v)| v.clone())
+            .collect();
+        assert_eq!(
+            trace,
+            vec![format!("t{n}").into_bytes(), b"second".to_vec()],
+            "repeated headers keep order"
+        );
+        assert_eq!(
+            headers.iter().find(|(n, _)| n == "bin").unwrap().1,
+            vec![0, 159, 146, 150],
+            "binary header bytes"
+        );
     }
     // Per-partition order: offsets of each partition arrive increasing.
     let mut last = std::collections::HashMap::new();
@@ -99,7 +120,10 @@ async fn rabbitmq_to_kafka_with_provenance_headers() {
     let messages: Vec<_> = (0..200)
         .map(|i| {
             let mut headers = FieldTable::default();
-            headers.insert("kafka_key".into(), AMQPValue::LongString(format!("k{i}").into()));
+            headers.insert(
+                "kafka_key".into(),
+                AMQPValue::LongString(format!("k{i}").into()),
+            );
             headers.insert("count".into(), AMQPValue::LongLongInt(i));
             headers.insert("flag".into(), AMQPValue::Boolean(i % 2 == 0));
             let props = BasicProperties::default()
@@ -120,17 +144,34 @@ target = {{ kafka = "main", topic = "{topic}" }}
 "#,
         brokers_config()
     ));
-    let got = tokio::task::spawn_blocking(move || brokers::consume_topic(&topic, 200, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    assert!(bridge.terminate(Duration::from_secs(20)), "clean exit; log:\n{}", bridge.log_text());
+    let got = tokio::task::spawn_blocking(move || {
+        brokers::consume_topic(&topic, 200, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
     assert_eq!(got.len(), 200, "log:\n{}", bridge.log_text());
     for (i, r) in got.iter().enumerate() {
-        assert_eq!(r.payload.as_deref(), Some(format!(r#"{{"n":{i}}}"#).as_bytes()), "queue order kept");
-        assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()), "key from `kafka_key`");
+        assert_eq!(
+            r.payload.as_deref(),
+            Some(format!(r#"{{"n":{i}}}"#).as_bytes()),
+            "queue order kept"
+        );
+        assert_eq!(
+            r.key.as_deref(),
+            Some(format!("k{i}").as_bytes()),
+            "key from `kafka_key`"
+        );
         assert_eq!(r.header("rabbitmq_queue").as_deref(), Some(queue.as_str()));
         assert_eq!(r.header("rabbitmq_exchange").as_deref(), Some(""));
-        assert_eq!(r.header("rabbitmq_routing_key").as_deref(), Some(queue.as_str()));
+        assert_eq!(
+            r.header("rabbitmq_routing_key").as_deref(),
+            Some(queue.as_str())
+        );
         assert_eq!(r.header("count"), Some(i.to_string()));
         assert_eq!(r.header("flag"), Some((i % 2 == 0).to_string()));
     }
@@ -165,19 +206,31 @@ provenance_headers = false
         b = brokers::kafka_bootstrap(),
         group = unique("bridge")
     ));
-    let got = tokio::task::spawn_blocking(move || brokers::consume_topic(&to, 150, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    assert!(bridge.terminate(Duration::from_secs(20)), "clean exit; log:\n{}", bridge.log_text());
+    let got = tokio::task::spawn_blocking(move || {
+        brokers::consume_topic(&to, 150, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
     assert_eq!(got.len(), 150, "log:\n{}", bridge.log_text());
     for r in &got {
-        let n = serde_json::from_slice::<serde_json::Value>(r.payload.as_ref().unwrap()).unwrap()["n"].as_u64().unwrap() as usize;
+        let n =
+            serde_json::from_slice::<serde_json::Value>(r.payload.as_ref().unwrap()).unwrap()["n"]
+                .as_u64()
+                .unwrap() as usize;
         let original = &sent[n];
         assert_eq!(r.key, original.key);
         assert_eq!(r.timestamp, original.timestamp);
         assert_eq!(r.partition as usize, n / 50, "same partition number");
         let mut expected = original.headers.clone();
         expected.push(("x-bridge-hops".to_string(), b"1".to_vec()));
-        assert_eq!(r.headers, expected, "headers kept byte for byte, plus the hop count");
+        assert_eq!(
+            r.headers, expected,
+            "headers kept byte for byte, plus the hop count"
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Crashes and restarts lose nothing: `kill -9` in the middle of a run, and a graceful
 //! shutdown followed by a restart (which must not duplicate either).
 
+// Helpers below panic on broker errors on purpose: a test cannot go on without them.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,12 +50,17 @@ fn numbered(range: std::ops::Range<usize>) -> Vec<Record> {
 async fn collector(queue: &str) -> (Arc<Mutex<Vec<Vec<u8>>>>, tokio::task::JoinHandle<()>) {
     let conn = brokers::amqp().await;
     let ch = conn.create_channel().await.unwrap();
-    ch.basic_qos(2000, BasicQosOptions::default()).await.unwrap();
+    ch.basic_qos(2000, BasicQosOptions::default())
+        .await
+        .unwrap();
     let mut consumer = ch
         .basic_consume(
             queue.into(),
             unique("collector").into(),
-            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
             FieldTable::default(),
         )
         .await
@@ -104,19 +112,30 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
     brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
     let (seen, task) = collector(&queue).await;
 
-    let config = config(&topic, &exchange, &unique("bridge")).replace(&brokers::kafka_bootstrap(), &bootstrap);
+    let config = config(&topic, &exchange, &unique("bridge"))
+        .replace(&brokers::kafka_bootstrap(), &bootstrap);
     let mut bridge = BridgeProcess::start(&config);
     wait_for(&seen, N / 3, Duration::from_secs(60)).await;
     let at_kill = seen.lock().unwrap().len();
     bridge.kill9();
-    assert!(at_kill > 0 && at_kill < N, "killed in the middle (at {at_kill}); log:\n{}", bridge.log_text());
+    assert!(
+        at_kill > 0 && at_kill < N,
+        "killed in the middle (at {at_kill}); log:\n{}",
+        bridge.log_text()
+    );
     bridge.spawn();
     wait_distinct(&seen, N, Duration::from_secs(180)).await;
-    assert!(bridge.terminate(Duration::from_secs(30)), "log:\n{}", bridge.log_text());
+    assert!(
+        bridge.terminate(Duration::from_secs(30)),
+        "log:\n{}",
+        bridge.log_text()
+    );
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(Vec::as_slice));
-    println!("Kafka→RabbitMQ kill -9 at {at_kill} of {N}: loss = {loss}, duplicates = {duplicates}");
+    println!(
+        "Kafka→RabbitMQ kill -9 at {at_kill} of {N}: loss = {loss}, duplicates = {duplicates}"
+    );
     assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
     drop(cluster);
 }
@@ -137,7 +156,12 @@ async fn rabbitmq_to_kafka_kill_9_in_the_middle_of_100k_messages_loses_nothing()
     let conn = brokers::amqp().await;
     brokers::declare_queue(&conn, &queue).await;
     let messages: Vec<_> = (0..N)
-        .map(|i| (format!("message-{i:07}").into_bytes(), lapin::BasicProperties::default()))
+        .map(|i| {
+            (
+                format!("message-{i:07}").into_bytes(),
+                lapin::BasicProperties::default(),
+            )
+        })
         .collect();
     brokers::publish_to_queue(&conn, &queue, &messages).await;
     let mut bridge = BridgeProcess::start(&format!(
@@ -160,7 +184,14 @@ target = {{ kafka = "main", topic = "{topic}" }}
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let q = ch
-            .queue_declare(queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         if (q.message_count() as usize) < N * 2 / 3 || Instant::now() > deadline {
@@ -172,13 +203,23 @@ target = {{ kafka = "main", topic = "{topic}" }}
     bridge.spawn();
     // Wait until every message is in the topic (high watermarks, duplicates included) and
     // nothing more arrives for 3 s, then stop and read it.
-    let watermarks: rdkafka::consumer::BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("consumer");
+    let watermarks: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("consumer");
     let deadline = Instant::now() + Duration::from_secs(180);
     let (mut last, mut stable_since) = (0, Instant::now());
     loop {
         let written: i64 = (0..8)
-            .map(|p| rdkafka::consumer::Consumer::fetch_watermarks(&watermarks, &topic, p, Duration::from_secs(5)).map_or(0, |(_, high)| high))
+            .map(|p| {
+                rdkafka::consumer::Consumer::fetch_watermarks(
+                    &watermarks,
+                    &topic,
+                    p,
+                    Duration::from_secs(5),
+                )
+                .map_or(0, |(_, high)| high)
+            })
             .sum();
         if written != last {
             (last, stable_since) = (written, Instant::now());
@@ -189,18 +230,34 @@ target = {{ kafka = "main", topic = "{topic}" }}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(bridge.terminate(Duration::from_secs(30)), "log:\n{}", bridge.log_text());
+    assert!(
+        bridge.terminate(Duration::from_secs(30)),
+        "log:\n{}",
+        bridge.log_text()
+    );
     let (t, b) = (topic.clone(), bootstrap.clone());
-    let got = tokio::task::spawn_blocking(move || brokers::consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10)))
-        .await
-        .unwrap();
-    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().filter_map(|r| r.payload.as_deref()));
+    let got = tokio::task::spawn_blocking(move || {
+        brokers::consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    let (loss, duplicates) =
+        brokers::loss_and_duplicates(N, got.iter().filter_map(|r| r.payload.as_deref()));
     let left = ch
-        .queue_declare(queue.as_str().into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .expect("queue")
         .message_count();
-    println!("RabbitMQ→Kafka kill -9: loss = {loss}, duplicates = {duplicates}, left in queue = {left}");
+    println!(
+        "RabbitMQ→Kafka kill -9: loss = {loss}, duplicates = {duplicates}, left in queue = {left}"
+    );
     assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
     drop(cluster);
 }
@@ -209,7 +266,12 @@ async fn wait_distinct(seen: &Arc<Mutex<Vec<Vec<u8>>>>, n: usize, limit: Duratio
     let deadline = Instant::now() + limit;
     loop {
         wait_for(seen, usize::MAX, Duration::from_secs(3)).await;
-        let distinct = seen.lock().unwrap().iter().collect::<std::collections::HashSet<_>>().len();
+        let distinct = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         if distinct >= n || Instant::now() > deadline {
             return;
         }
@@ -230,14 +292,22 @@ async fn graceful_shutdown_then_restart_has_no_duplicates() {
     brokers::produce(&topic, &numbered(0..5_000), None).await;
     let mut bridge = BridgeProcess::start(&config);
     wait_for(&seen, 5_000, Duration::from_secs(60)).await;
-    assert!(bridge.terminate(Duration::from_secs(30)), "clean exit; log:\n{}", bridge.log_text());
+    assert!(
+        bridge.terminate(Duration::from_secs(30)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
 
     brokers::produce(&topic, &numbered(5_000..10_000), None).await;
     bridge.spawn();
     wait_for(&seen, 10_000, Duration::from_secs(60)).await;
     // Give a duplicate, if any, time to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(bridge.terminate(Duration::from_secs(30)), "clean exit; log:\n{}", bridge.log_text());
+    assert!(
+        bridge.terminate(Duration::from_secs(30)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) = brokers::loss_and_duplicates(10_000, got.iter().map(Vec::as_slice));

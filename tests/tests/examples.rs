@@ -23,8 +23,15 @@ fn kafka_rabbitmq_seed_topology() {
         .mapping
         .iter()
         .map(|m| match (&m.source, &m.target) {
-            (Source::Kafka(k), Target::Amqp(a)) => format!("{} -> {}/{}", k.topics[0], a.exchange, a.routing_key.clone().unwrap()),
-            (Source::Amqp(q), Target::Kafka(k)) => format!("{} -> {}", q.queue, k.topic.clone().unwrap()),
+            (Source::Kafka(k), Target::Amqp(a)) => format!(
+                "{} -> {}/{}",
+                k.topics[0],
+                a.exchange,
+                a.routing_key.clone().unwrap()
+            ),
+            (Source::Amqp(q), Target::Kafka(k)) => {
+                format!("{} -> {}", q.queue, k.topic.clone().unwrap())
+            }
             other => panic!("{other:?}"),
         })
         .collect();
@@ -37,7 +44,11 @@ fn kafka_rabbitmq_seed_topology() {
             "notifications -> notifications",
         ]
     );
-    assert!(c.mapping.iter().all(|m| m.provenance_headers && m.dead_letter.is_some()));
+    assert!(
+        c.mapping
+            .iter()
+            .all(|m| m.provenance_headers && m.dead_letter.is_some())
+    );
 }
 
 #[test]
@@ -47,9 +58,18 @@ fn kafka_kafka_seed_topology() {
         .mapping
         .iter()
         .map(|m| match (&m.source, &m.target) {
-            (Source::Kafka(s), Target::Kafka(t)) => format!("{}:{} -> {}", s.cluster, s.topics[0], t.cluster),
+            (Source::Kafka(s), Target::Kafka(t)) => {
+                format!("{}:{} -> {}", s.cluster, s.topics[0], t.cluster)
+            }
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(routes, ["primary:damage -> secondary", "primary:events-sensor -> secondary", "secondary:warehouse-events -> primary"]);
+    assert_eq!(
+        routes,
+        [
+            "primary:damage -> secondary",
+            "primary:events-sensor -> secondary",
+            "secondary:warehouse-events -> primary"
+        ]
+    );
 }

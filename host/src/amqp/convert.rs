@@ -61,7 +61,10 @@ pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
 }
 
 fn is_bytes(v: &AMQPValue) -> bool {
-    matches!(v, AMQPValue::LongString(_) | AMQPValue::ShortString(_) | AMQPValue::ByteArray(_))
+    matches!(
+        v,
+        AMQPValue::LongString(_) | AMQPValue::ShortString(_) | AMQPValue::ByteArray(_)
+    )
 }
 
 fn value_bytes(v: &AMQPValue) -> Vec<u8> {
@@ -90,15 +93,21 @@ fn to_json(v: &AMQPValue) -> serde_json::Value {
         AMQPValue::LongLongInt(n) => J::from(*n),
         AMQPValue::Float(f) => J::from(f64::from(*f)),
         AMQPValue::Double(f) => J::from(*f),
-        AMQPValue::DecimalValue(d) => {
-            J::String(format!("{}", d.value as f64 / 10f64.powi(i32::from(d.scale))))
-        }
+        AMQPValue::DecimalValue(d) => J::String(format!(
+            "{}",
+            d.value as f64 / 10f64.powi(i32::from(d.scale))
+        )),
         AMQPValue::Timestamp(t) => J::from(*t),
         AMQPValue::ShortString(s) => J::String(s.to_string()),
         AMQPValue::LongString(s) => J::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ByteArray(b) => J::String(String::from_utf8_lossy(b.as_slice()).into_owned()),
         AMQPValue::FieldArray(a) => J::Array(a.as_slice().iter().map(to_json).collect()),
-        AMQPValue::FieldTable(t) => J::Object(t.inner().iter().map(|(k, v)| (k.to_string(), to_json(v))).collect()),
+        AMQPValue::FieldTable(t) => J::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        ),
         AMQPValue::Void => J::Null,
     }
 }
@@ -107,7 +116,11 @@ fn to_json(v: &AMQPValue) -> serde_json::Value {
 pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -> Message {
     let p = &d.properties;
     let mut msg = Message::new(Some(d.data.clone()));
-    msg.headers = p.headers().as_ref().map(from_field_table).unwrap_or_default();
+    msg.headers = p
+        .headers()
+        .as_ref()
+        .map(from_field_table)
+        .unwrap_or_default();
     msg.key = msg.header("kafka_key").map(<[u8]>::to_vec);
     msg.timestamp = p.timestamp().map(|t| (t as i64).saturating_mul(1000));
     let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
@@ -212,7 +225,10 @@ mod tests {
         let mut nested = FieldTable::default();
         nested.insert("x".into(), AMQPValue::LongInt(1));
         t.insert("t".into(), AMQPValue::FieldTable(nested));
-        t.insert("arr".into(), AMQPValue::FieldArray(vec![AMQPValue::LongInt(1), AMQPValue::Boolean(false)].into()));
+        t.insert(
+            "arr".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::LongInt(1), AMQPValue::Boolean(false)].into()),
+        );
         t.insert("v".into(), AMQPValue::Void);
         let h: std::collections::HashMap<_, _> = from_field_table(&t)
             .into_iter()

@@ -29,12 +29,15 @@ pub async fn connect(name: &str, conn: &RabbitConnection) -> Result<Connection, 
         url.push_str(if url.contains('?') { "&" } else { "?" });
         url.push_str(&format!("heartbeat={hb}"));
     }
-    let props = ConnectionProperties::default().with_connection_name(format!("bridge-host/{name}").into());
-    Connection::connect(&url, props).await.map_err(|source| ConnectError {
-        name: name.to_string(),
-        url: redact_url(&conn.url),
-        source,
-    })
+    let props =
+        ConnectionProperties::default().with_connection_name(format!("bridge-host/{name}").into());
+    Connection::connect(&url, props)
+        .await
+        .map_err(|source| ConnectError {
+            name: name.to_string(),
+            url: redact_url(&conn.url),
+            source,
+        })
 }
 
 fn split_vhost(url: &str) -> (&str, &str) {

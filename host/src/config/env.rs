@@ -3,14 +3,22 @@
 use super::BridgeConfig;
 
 /// Replaces `${NAME}` in every broker setting; returns one problem per unset variable.
-pub(super) fn substitute(config: &mut BridgeConfig, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+pub(super) fn substitute(
+    config: &mut BridgeConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let mut apply = |path: String, value: &mut String| match expand(value, env) {
         Ok(v) => *value = v,
-        Err(name) => problems.push(format!("`{path}`: environment variable `{name}` is not set")),
+        Err(name) => problems.push(format!(
+            "`{path}`: environment variable `{name}` is not set"
+        )),
     };
     for (name, cluster) in &mut config.kafka {
-        apply(format!("kafka.{name}.bootstrap_servers"), &mut cluster.bootstrap_servers);
+        apply(
+            format!("kafka.{name}.bootstrap_servers"),
+            &mut cluster.bootstrap_servers,
+        );
         for (key, value) in &mut cluster.properties {
             apply(format!("kafka.{name}.properties.\"{key}\""), value);
         }

@@ -113,11 +113,18 @@ impl TryFrom<RawSource> for Source {
         match (raw.kafka, raw.rabbitmq) {
             (Some(cluster), None) => {
                 if raw.queue.is_some() || raw.prefetch.is_some() {
-                    return Err("a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`".into());
+                    return Err(
+                        "a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`"
+                            .into(),
+                    );
                 }
                 let mut topics = raw.topics;
                 if let Some(regex) = raw.topic_regex {
-                    let regex = if regex.starts_with('^') { regex } else { format!("^{regex}") };
+                    let regex = if regex.starts_with('^') {
+                        regex
+                    } else {
+                        format!("^{regex}")
+                    };
                     topics.push(regex);
                 }
                 if topics.is_empty() {
@@ -125,7 +132,9 @@ impl TryFrom<RawSource> for Source {
                 }
                 let auto_offset_reset = raw.auto_offset_reset.unwrap_or_else(|| "earliest".into());
                 if !matches!(auto_offset_reset.as_str(), "earliest" | "latest") {
-                    return Err(format!("`auto_offset_reset` is {auto_offset_reset:?}; expected \"earliest\" or \"latest\""));
+                    return Err(format!(
+                        "`auto_offset_reset` is {auto_offset_reset:?}; expected \"earliest\" or \"latest\""
+                    ));
                 }
                 Ok(Source::Kafka(KafkaSource {
                     cluster,
@@ -135,8 +144,14 @@ impl TryFrom<RawSource> for Source {
                 }))
             }
             (None, Some(connection)) => {
-                if !raw.topics.is_empty() || raw.topic_regex.is_some() || raw.group.is_some() || raw.auto_offset_reset.is_some() {
-                    return Err("a RabbitMQ source takes `queue` and `prefetch`, not Kafka settings".into());
+                if !raw.topics.is_empty()
+                    || raw.topic_regex.is_some()
+                    || raw.group.is_some()
+                    || raw.auto_offset_reset.is_some()
+                {
+                    return Err(
+                        "a RabbitMQ source takes `queue` and `prefetch`, not Kafka settings".into(),
+                    );
                 }
                 let queue = raw.queue.ok_or("a RabbitMQ source needs `queue`")?;
                 Ok(Source::Amqp(AmqpSource {
@@ -145,8 +160,12 @@ impl TryFrom<RawSource> for Source {
                     prefetch: raw.prefetch.unwrap_or(500),
                 }))
             }
-            (Some(_), Some(_)) => Err("a source is either `kafka = …` or `rabbitmq = …`, not both".into()),
-            (None, None) => Err("a source needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into()),
+            (Some(_), Some(_)) => {
+                Err("a source is either `kafka = …` or `rabbitmq = …`, not both".into())
+            }
+            (None, None) => {
+                Err("a source needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into())
+            }
         }
     }
 }
@@ -204,7 +223,10 @@ impl TryFrom<RawTarget> for Target {
         match (raw.kafka, raw.rabbitmq) {
             (Some(cluster), None) => {
                 if raw.exchange.is_some() || raw.routing_key.is_some() || raw.persistent.is_some() {
-                    return Err("a Kafka target takes `topic` and `same_partition`, not RabbitMQ settings".into());
+                    return Err(
+                        "a Kafka target takes `topic` and `same_partition`, not RabbitMQ settings"
+                            .into(),
+                    );
                 }
                 Ok(Target::Kafka(KafkaTarget {
                     cluster,
@@ -218,13 +240,19 @@ impl TryFrom<RawTarget> for Target {
                 }
                 Ok(Target::Amqp(AmqpTarget {
                     connection,
-                    exchange: raw.exchange.ok_or("a RabbitMQ target needs `exchange` (\"\" for the default exchange)")?,
+                    exchange: raw.exchange.ok_or(
+                        "a RabbitMQ target needs `exchange` (\"\" for the default exchange)",
+                    )?,
                     routing_key: raw.routing_key,
                     persistent: raw.persistent.unwrap_or(true),
                 }))
             }
-            (Some(_), Some(_)) => Err("a target is either `kafka = …` or `rabbitmq = …`, not both".into()),
-            (None, None) => Err("a target needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into()),
+            (Some(_), Some(_)) => {
+                Err("a target is either `kafka = …` or `rabbitmq = …`, not both".into())
+            }
+            (None, None) => {
+                Err("a target needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into())
+            }
         }
     }
 }

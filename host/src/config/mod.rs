@@ -193,10 +193,19 @@ impl PluginConfig {
 }
 
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
-    let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match value {
         toml::Value::Table(t) => t.iter().for_each(|(k, v)| flatten(&key(k), v, out)),
-        toml::Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| flatten(&key(&i.to_string()), v, out)),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| flatten(&key(&i.to_string()), v, out)),
         toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
         other => out.push((prefix.to_string(), other.to_string())),
     }
@@ -238,7 +247,11 @@ impl BridgeConfig {
     }
 
     /// Parses configuration text; `env` looks up `${NAME}` substitutions.
-    pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', "\n  "),

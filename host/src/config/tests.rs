@@ -37,8 +37,14 @@ dead_letter = {{ kafka = "main", topic = "dlq" }}
 "#
     ))
     .unwrap();
-    assert_eq!(config.rabbitmq["local"].url, "amqp://guest:s3cret@127.0.0.1:5672/%2f");
-    assert!(!format!("{:?}", config.rabbitmq["local"]).contains("s3cret"), "Debug redacts the password");
+    assert_eq!(
+        config.rabbitmq["local"].url,
+        "amqp://guest:s3cret@127.0.0.1:5672/%2f"
+    );
+    assert!(
+        !format!("{:?}", config.rabbitmq["local"]).contains("s3cret"),
+        "Debug redacts the password"
+    );
     assert_eq!(
         config.plugins["headers"].flat_config(),
         vec![
@@ -60,7 +66,10 @@ dead_letter = {{ kafka = "main", topic = "dlq" }}
 #[test]
 fn unknown_keys_are_rejected_with_line_and_column() {
     let err = parse(&format!("{BASE}\n[[mapping]]\nname = \"x\"\nsorce = 1\n")).unwrap_err();
-    assert!(err.starts_with("bridge.toml: TOML parse error at line 14, column 1"), "{err}");
+    assert!(
+        err.starts_with("bridge.toml: TOML parse error at line 14, column 1"),
+        "{err}"
+    );
     assert!(err.contains("unknown field `sorce`"), "{err}");
 }
 
@@ -70,7 +79,10 @@ fn bad_source_shape_names_the_problem() {
         "{BASE}\n[[mapping]]\nname = \"x\"\nsource = {{ kafka = \"main\", queue = \"q\" }}\ntarget = {{ kafka = \"main\", topic = \"t\" }}\n"
     ))
     .unwrap_err();
-    assert!(err.contains("a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`"), "{err}");
+    assert!(
+        err.contains("a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`"),
+        "{err}"
+    );
     assert!(err.contains("line 14"), "{err}");
 }
 
@@ -107,13 +119,19 @@ target = { kafka = "main", topic = "t" }
 "#,
     )
     .unwrap_err();
-    assert_eq!(err, "bridge.toml: `rabbitmq.local.url`: environment variable `MISSING_PASSWORD` is not set");
+    assert_eq!(
+        err,
+        "bridge.toml: `rabbitmq.local.url`: environment variable `MISSING_PASSWORD` is not set"
+    );
 }
 
 #[test]
 fn env_expansion_rules() {
     let env = |n: &str| (n == "A").then(|| "1".to_string());
-    assert_eq!(env::expand("x${A}y$${A}$z", &env), Ok("x1y${A}$z".to_string()));
+    assert_eq!(
+        env::expand("x${A}y$${A}$z", &env),
+        Ok("x1y${A}$z".to_string())
+    );
     assert_eq!(env::expand("${B}", &env), Err("B".to_string()));
 }
 

@@ -18,7 +18,9 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
     }
     for (name, conn) in &config.rabbitmq {
         if !(conn.url.starts_with("amqp://") || conn.url.starts_with("amqps://")) {
-            problems.push(format!("`rabbitmq.{name}.url` must start with `amqp://` or `amqps://`"));
+            problems.push(format!(
+                "`rabbitmq.{name}.url` must start with `amqp://` or `amqps://`"
+            ));
         }
     }
     for (name, cluster) in &config.kafka {
@@ -27,7 +29,11 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         }
     }
     for (i, m) in config.mapping.iter().enumerate() {
-        let at = if m.name.is_empty() { format!("mapping #{}", i + 1) } else { format!("mapping `{}`", m.name) };
+        let at = if m.name.is_empty() {
+            format!("mapping #{}", i + 1)
+        } else {
+            format!("mapping `{}`", m.name)
+        };
         if m.name.is_empty() {
             problems.push(format!("{at}: `name` is empty"));
         } else if !names.insert(m.name.as_str()) {
@@ -35,12 +41,20 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         }
         match &m.source {
             Source::Kafka(k) if !config.kafka.contains_key(&k.cluster) => {
-                problems.push(format!("{at}.source.kafka: no `[kafka.{}]` cluster is defined", k.cluster));
+                problems.push(format!(
+                    "{at}.source.kafka: no `[kafka.{}]` cluster is defined",
+                    k.cluster
+                ));
             }
             Source::Amqp(a) if !config.rabbitmq.contains_key(&a.connection) => {
-                problems.push(format!("{at}.source.rabbitmq: no `[rabbitmq.{}]` connection is defined", a.connection));
+                problems.push(format!(
+                    "{at}.source.rabbitmq: no `[rabbitmq.{}]` connection is defined",
+                    a.connection
+                ));
             }
-            Source::Amqp(a) if a.prefetch == 0 => problems.push(format!("{at}.source.prefetch must be at least 1")),
+            Source::Amqp(a) if a.prefetch == 0 => {
+                problems.push(format!("{at}.source.prefetch must be at least 1"))
+            }
             _ => {}
         }
         check_target(config, &m.target, &format!("{at}.target"), &mut problems);
@@ -55,7 +69,9 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         if let Some(p) = &m.dead_letter_policy
             && !config.plugins.contains_key(p)
         {
-            problems.push(format!("{at}.dead_letter_policy: no `[plugins.{p}]` is defined"));
+            problems.push(format!(
+                "{at}.dead_letter_policy: no `[plugins.{p}]` is defined"
+            ));
         }
         if m.max_in_flight == 0 {
             problems.push(format!("{at}.max_in_flight must be at least 1"));
@@ -63,7 +79,9 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         if let (Source::Amqp(_), Target::Kafka(k)) = (&m.source, &m.target)
             && k.topic.is_none()
         {
-            problems.push(format!("{at}.target.topic is required when the source is a RabbitMQ queue"));
+            problems.push(format!(
+                "{at}.target.topic is required when the source is a RabbitMQ queue"
+            ));
         }
     }
     problems
@@ -72,10 +90,16 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
 fn check_target(config: &BridgeConfig, target: &Target, at: &str, problems: &mut Vec<String>) {
     match target {
         Target::Kafka(k) if !config.kafka.contains_key(&k.cluster) => {
-            problems.push(format!("{at}.kafka: no `[kafka.{}]` cluster is defined", k.cluster));
+            problems.push(format!(
+                "{at}.kafka: no `[kafka.{}]` cluster is defined",
+                k.cluster
+            ));
         }
         Target::Amqp(a) if !config.rabbitmq.contains_key(&a.connection) => {
-            problems.push(format!("{at}.rabbitmq: no `[rabbitmq.{}]` connection is defined", a.connection));
+            problems.push(format!(
+                "{at}.rabbitmq: no `[rabbitmq.{}]` connection is defined",
+                a.connection
+            ));
         }
         _ => {}
     }

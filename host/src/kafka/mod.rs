@@ -14,9 +14,19 @@ pub fn client_config(cluster: &KafkaCluster) -> ClientConfig {
         config
             .set("sasl.username", &sasl.username)
             .set("sasl.password", &sasl.password)
-            .set("sasl.mechanism", sasl.mechanism.as_deref().unwrap_or("PLAIN"));
+            .set(
+                "sasl.mechanism",
+                sasl.mechanism.as_deref().unwrap_or("PLAIN"),
+            );
         if !cluster.properties.contains_key("security.protocol") {
-            config.set("security.protocol", if cluster.tls.is_some() { "SASL_SSL" } else { "SASL_PLAINTEXT" });
+            config.set(
+                "security.protocol",
+                if cluster.tls.is_some() {
+                    "SASL_SSL"
+                } else {
+                    "SASL_PLAINTEXT"
+                },
+            );
         }
     } else if cluster.tls.is_some() && !cluster.properties.contains_key("security.protocol") {
         config.set("security.protocol", "SSL");
@@ -44,7 +54,12 @@ pub fn to_message(cluster: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> M
     if let Some(headers) = m.headers() {
         msg.headers = headers
             .iter()
-            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                )
+            })
             .collect();
     }
     msg.timestamp = m.timestamp().to_millis();
@@ -59,7 +74,12 @@ pub fn to_message(cluster: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> M
 
 /// Headers for a produced record, in order.
 pub fn headers(msg: &Message) -> rdkafka::message::OwnedHeaders {
-    msg.headers.iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-        h.insert(rdkafka::message::Header { key: k, value: Some(v) })
-    })
+    msg.headers
+        .iter()
+        .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v),
+            })
+        })
 }

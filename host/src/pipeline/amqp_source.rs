@@ -25,14 +25,22 @@ pub async fn run(
     let connection = crate::amqp::connect(&source.connection, conn)
         .await
         .map_err(|e| PipelineError::Source(e.to_string()))?;
-    let channel = connection.create_channel().await.map_err(|e| source_err("cannot open a channel", e))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| source_err("cannot open a channel", e))?;
     channel
         .basic_qos(source.prefetch, BasicQosOptions::default())
         .await
         .map_err(|e| source_err("cannot set the prefetch", e))?;
     let tag = format!("bridge-host/{mapping}");
     let mut consumer = channel
-        .basic_consume(source.queue.clone().into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            source.queue.clone().into(),
+            tag.clone().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(|e| source_err(&format!("cannot consume queue `{}`", source.queue), e))?;
     tracing::info!(mapping, queue = %source.queue, prefetch = source.prefetch, "RabbitMQ source started.");
@@ -66,9 +74,12 @@ pub async fn run(
         }
     };
     if result.is_ok() {
-        let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+        let _ = channel
+            .basic_cancel(tag.into(), BasicCancelOptions::default())
+            .await;
         let deadline = shutdown.borrow().deadline;
-        while let Ok(Some((acker, sent))) = tokio::time::timeout_at(deadline, inflight.next()).await {
+        while let Ok(Some((acker, sent))) = tokio::time::timeout_at(deadline, inflight.next()).await
+        {
             if processor.settle(sent).await.is_err() || ack(&acker).await.is_err() {
                 break;
             }

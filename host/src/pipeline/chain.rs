@@ -64,7 +64,10 @@ impl ChainCore {
         policy: Option<&Arc<LoadedPlugin>>,
     ) -> Result<Self, crate::plugin::LoadError> {
         Ok(ChainCore {
-            transforms: transforms.iter().map(|p| p.instantiate()).collect::<Result<_, _>>()?,
+            transforms: transforms
+                .iter()
+                .map(|p| p.instantiate())
+                .collect::<Result<_, _>>()?,
             policy: match policy {
                 Some(p) => Policy::Plugin(Box::new(p.instantiate()?)),
                 None => Policy::Default,
@@ -187,10 +190,12 @@ impl Chain {
                     }
                 }
             })
-            .map_err(|e| crate::plugin::LoadError::Engine(format!("cannot start the plugin thread: {e}")))?;
-        ready_rx
-            .recv()
-            .map_err(|_| crate::plugin::LoadError::Engine("the plugin thread exited".to_string()))??;
+            .map_err(|e| {
+                crate::plugin::LoadError::Engine(format!("cannot start the plugin thread: {e}"))
+            })?;
+        ready_rx.recv().map_err(|_| {
+            crate::plugin::LoadError::Engine("the plugin thread exited".to_string())
+        })??;
         Ok(Chain { jobs })
     }
 
@@ -200,11 +205,17 @@ impl Chain {
         if self.jobs.send(Job::Run(msg, tx)).is_err() {
             return ChainOutcome::Failed(thread_gone());
         }
-        rx.await.unwrap_or_else(|_| ChainOutcome::Failed(thread_gone()))
+        rx.await
+            .unwrap_or_else(|_| ChainOutcome::Failed(thread_gone()))
     }
 
     /// Asks the dead-letter policy.
-    pub async fn decide(&self, msg: &Message, failure: &ProcessingFailure, attempt: u32) -> Decision {
+    pub async fn decide(
+        &self,
+        msg: &Message,
+        failure: &ProcessingFailure,
+        attempt: u32,
+    ) -> Decision {
         let (tx, rx) = oneshot::channel();
         let fallback = || {
             default_decision(&Failure {
@@ -214,7 +225,11 @@ impl Chain {
                 attempt,
             })
         };
-        if self.jobs.send(Job::Decide(msg.clone(), failure.clone(), attempt, tx)).is_err() {
+        if self
+            .jobs
+            .send(Job::Decide(msg.clone(), failure.clone(), attempt, tx))
+            .is_err()
+        {
             return fallback();
         }
         rx.await.unwrap_or_else(|_| fallback())
@@ -238,9 +253,14 @@ fn thread_gone() -> ProcessingFailure {
 
 /// The built-in policy (see [`Policy::Default`]).
 pub fn default_decision(f: &Failure) -> Decision {
-    let transient = matches!(f.kind, FailureKind::PluginTimeout | FailureKind::TargetRejected);
+    let transient = matches!(
+        f.kind,
+        FailureKind::PluginTimeout | FailureKind::TargetRejected
+    );
     if transient && f.attempt < 5 {
-        let delay = 200u64.saturating_mul(1 << (f.attempt.saturating_sub(1)).min(16)).min(30_000);
+        let delay = 200u64
+            .saturating_mul(1 << (f.attempt.saturating_sub(1)).min(16))
+            .min(30_000);
         return Decision::Retry(delay);
     }
     Decision::DeadLetter(DeadLetterDecision {
@@ -255,10 +275,24 @@ mod tests {
 
     #[test]
     fn default_policy_backs_off_then_dead_letters() {
-        let f = |kind, attempt| Failure { kind, plugin: None, message: "x".into(), attempt };
-        assert!(matches!(default_decision(&f(FailureKind::TargetRejected, 1)), Decision::Retry(200)));
-        assert!(matches!(default_decision(&f(FailureKind::TargetRejected, 4)), Decision::Retry(1600)));
-        assert!(matches!(default_decision(&f(FailureKind::TargetRejected, 5)), Decision::DeadLetter(_)));
+        let f = |kind, attempt| Failure {
+            kind,
+            plugin: None,
+            message: "x".into(),
+            attempt,
+        };
+        assert!(matches!(
+            default_decision(&f(FailureKind::TargetRejected, 1)),
+            Decision::Retry(200)
+        ));
+        assert!(matches!(
+            default_decision(&f(FailureKind::TargetRejected, 4)),
+            Decision::Retry(1600)
+        ));
+        assert!(matches!(
+            default_decision(&f(FailureKind::TargetRejected, 5)),
+            Decision::DeadLetter(_)
+        ));
         match default_decision(&f(FailureKind::Unroutable, 1)) {
             Decision::DeadLetter(d) => assert_eq!(d.reason, "unroutable: x"),
             other => panic!("{other:?}"),

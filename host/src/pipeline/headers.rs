@@ -42,14 +42,18 @@ pub fn hops(msg: &Message) -> u32 {
 /// Sets the hop count.
 pub fn set_hops(msg: &mut Message, hops: u32) {
     msg.headers.retain(|(n, _)| n != HOPS);
-    msg.headers.push((HOPS.to_string(), hops.to_string().into_bytes()));
+    msg.headers
+        .push((HOPS.to_string(), hops.to_string().into_bytes()));
 }
 
 /// Where a message came from, for the `x-bridge-source` header:
 /// `kafka:CLUSTER/TOPIC/PARTITION/OFFSET` or `rabbitmq:CONNECTION/QUEUE`.
 pub fn source_coordinates(msg: &Message) -> String {
     match &msg.origin {
-        Origin::Kafka(k) => format!("kafka:{}/{}/{}/{}", k.cluster, k.topic, k.partition, k.offset),
+        Origin::Kafka(k) => format!(
+            "kafka:{}/{}/{}/{}",
+            k.cluster, k.topic, k.partition, k.offset
+        ),
         Origin::Amqp(a) => format!("rabbitmq:{}/{}", a.connection, a.queue),
         Origin::None => "none".to_string(),
     }
@@ -99,12 +103,26 @@ mod tests {
     fn provenance_from_kafka() {
         let mut m = Message::new(Some(b"x".to_vec()));
         m.key = Some(b"k".to_vec());
-        m.origin = Origin::Kafka(KafkaOrigin { cluster: "c".into(), topic: "t".into(), partition: 2, offset: 9 });
+        m.origin = Origin::Kafka(KafkaOrigin {
+            cluster: "c".into(),
+            topic: "t".into(),
+            partition: 2,
+            offset: 9,
+        });
         add_provenance(&mut m);
-        let h: Vec<_> = m.headers.iter().map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned())).collect();
+        let h: Vec<_> = m
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
         assert_eq!(
             h,
-            vec![("kafka_topic", "t".into()), ("kafka_partition", "2".into()), ("kafka_offset", "9".into()), ("kafka_key", "k".into())]
+            vec![
+                ("kafka_topic", "t".into()),
+                ("kafka_partition", "2".into()),
+                ("kafka_offset", "9".into()),
+                ("kafka_key", "k".into())
+            ]
         );
         assert_eq!(source_coordinates(&m), "kafka:c/t/2/9");
     }

@@ -33,7 +33,12 @@ pub async fn run(
         .set("session.timeout.ms", "10000")
         .set("enable.partition.eof", "false")
         .create()
-        .map_err(|e| PipelineError::Source(format!("cannot create a Kafka consumer for `{}`: {e}", source.cluster)))?;
+        .map_err(|e| {
+            PipelineError::Source(format!(
+                "cannot create a Kafka consumer for `{}`: {e}",
+                source.cluster
+            ))
+        })?;
     let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -95,7 +100,9 @@ use rdkafka::message::Message as _;
 /// Stores `offset + 1` (the next to consume) for commit.
 fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64) {
     let mut tpl = TopicPartitionList::new();
-    if tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1)).is_ok()
+    if tpl
+        .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+        .is_ok()
         && let Err(e) = consumer.store_offsets(&tpl)
     {
         // The partition was revoked: its new owner re-reads from the last commit.

@@ -83,12 +83,23 @@ async fn run_once(
     plugins: &HashMap<String, Arc<LoadedPlugin>>,
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
-    let transforms: Vec<_> = mapping.plugins.iter().map(|p| Arc::clone(&plugins[p])).collect();
+    let transforms: Vec<_> = mapping
+        .plugins
+        .iter()
+        .map(|p| Arc::clone(&plugins[p]))
+        .collect();
     let policy = mapping.dead_letter_policy.as_ref().map(|p| &plugins[p]);
-    let chain = Chain::new(&mapping.name, &transforms, policy).map_err(|e| PipelineError::Plugin(e.to_string()))?;
-    let sink = Sink::open(config, &mapping.target).await.map_err(|e| PipelineError::Sink(e.0))?;
+    let chain = Chain::new(&mapping.name, &transforms, policy)
+        .map_err(|e| PipelineError::Plugin(e.to_string()))?;
+    let sink = Sink::open(config, &mapping.target)
+        .await
+        .map_err(|e| PipelineError::Sink(e.0))?;
     let dead_letter = match &mapping.dead_letter {
-        Some(dl) => Some(Sink::open(config, &dl.0).await.map_err(|e| PipelineError::Sink(format!("dead-letter target: {}", e.0)))?),
+        Some(dl) => Some(
+            Sink::open(config, &dl.0)
+                .await
+                .map_err(|e| PipelineError::Sink(format!("dead-letter target: {}", e.0)))?,
+        ),
         None => None,
     };
     let settings = ProcessorSettings {
@@ -99,10 +110,26 @@ async fn run_once(
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
     match &mapping.source {
         Source::Kafka(k) => {
-            kafka_source::run(&mapping.name, &config.kafka[&k.cluster], k, mapping.max_in_flight, &mut processor, shutdown).await
+            kafka_source::run(
+                &mapping.name,
+                &config.kafka[&k.cluster],
+                k,
+                mapping.max_in_flight,
+                &mut processor,
+                shutdown,
+            )
+            .await
         }
         Source::Amqp(a) => {
-            amqp_source::run(&mapping.name, &config.rabbitmq[&a.connection], a, mapping.max_in_flight, &mut processor, shutdown).await
+            amqp_source::run(
+                &mapping.name,
+                &config.rabbitmq[&a.connection],
+                a,
+                mapping.max_in_flight,
+                &mut processor,
+                shutdown,
+            )
+            .await
         }
     }
 }

@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use super::chain::{Chain, ChainOutcome, ProcessingFailure};
 use super::headers::{self, DeadLetterContext};
 use super::sink::{Rejected, Sink, SinkError};
-use crate::plugin::{Decision, DeadLetterTarget, FailureKind, Message};
+use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message};
 
 /// A consumed message on its way: resolves when every output has been answered.
 pub type Flight = Pin<Box<dyn Future<Output = Sent> + Send>>;
@@ -46,8 +46,18 @@ const NO_TARGET_RETRY: Duration = Duration::from_secs(5);
 
 impl Processor {
     /// A processor over an opened chain and sinks.
-    pub fn new(settings: ProcessorSettings, chain: Chain, sink: Sink, dead_letter: Option<Sink>) -> Self {
-        Processor { settings, chain, sink, dead_letter }
+    pub fn new(
+        settings: ProcessorSettings,
+        chain: Chain,
+        sink: Sink,
+        dead_letter: Option<Sink>,
+    ) -> Self {
+        Processor {
+            settings,
+            chain,
+            sink,
+            dead_letter,
+        }
     }
 
     /// Runs the chain on a consumed message and sends the result. Chain failures are settled
@@ -65,7 +75,10 @@ impl Processor {
                 ProcessingFailure {
                     kind: FailureKind::HopLimit,
                     plugin: None,
-                    detail: format!("the message crossed {hops} bridges (hop_limit = {})", self.settings.hop_limit),
+                    detail: format!(
+                        "the message crossed {hops} bridges (hop_limit = {})",
+                        self.settings.hop_limit
+                    ),
                 }
             } else {
                 match self.chain.run(prepared.clone()).await {
@@ -82,7 +95,8 @@ impl Processor {
                 }
                 Decision::Drop => return Ok(done(original)),
                 Decision::DeadLetter(d) => {
-                    self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target).await?;
+                    self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
+                        .await?;
                     return Ok(done(original));
                 }
             }
@@ -92,7 +106,11 @@ impl Processor {
     /// Settles a flight: retries or dead-letters what the target refused. `Ok` means the
     /// consumed message is handled and may be acknowledged or committed.
     pub async fn settle(&mut self, sent: Sent) -> Result<(), SinkError> {
-        let Sent { original, outputs, results } = sent;
+        let Sent {
+            original,
+            outputs,
+            results,
+        } = sent;
         let mut failed: Vec<(Message, Rejected)> = Vec::new();
         for (msg, result) in outputs.into_iter().zip(results) {
             if let Err(rejected) = result {
@@ -104,7 +122,11 @@ impl Processor {
         }
         let mut attempt = 1;
         while let Some((_, first)) = failed.first() {
-            let failure = ProcessingFailure { kind: first.kind, plugin: None, detail: first.detail.clone() };
+            let failure = ProcessingFailure {
+                kind: first.kind,
+                plugin: None,
+                detail: first.detail.clone(),
+            };
             match self.decide(&original, &failure, attempt).await {
                 Decision::Retry(ms) => {
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
@@ -127,7 +149,9 @@ impl Processor {
                 }
                 Decision::Drop => return Ok(()),
                 Decision::DeadLetter(d) => {
-                    return self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target).await;
+                    return self
+                        .send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
+                        .await;
                 }
             }
         }
@@ -142,20 +166,33 @@ impl Processor {
         }
     }
 
-    async fn send(&mut self, original: Message, outputs: Vec<Message>) -> Result<Flight, SinkError> {
+    async fn send(
+        &mut self,
+        original: Message,
+        outputs: Vec<Message>,
+    ) -> Result<Flight, SinkError> {
         let mut pending = Vec::with_capacity(outputs.len());
         for msg in &outputs {
             pending.push(self.sink.send(msg).await?);
         }
         Ok(Box::pin(async move {
             let results = join_all(pending).await;
-            Sent { original, outputs, results }
+            Sent {
+                original,
+                outputs,
+                results,
+            }
         }))
     }
 
     /// The policy's decision; without a dead-letter target a dead-letter decision becomes a
     /// delayed retry, so the message is never lost.
-    async fn decide(&mut self, original: &Message, failure: &ProcessingFailure, attempt: u32) -> Decision {
+    async fn decide(
+        &mut self,
+        original: &Message,
+        failure: &ProcessingFailure,
+        attempt: u32,
+    ) -> Decision {
         let decision = self.chain.decide(original, failure, attempt).await;
         if matches!(decision, Decision::DeadLetter(_)) && self.dead_letter.is_none() {
             tracing::error!(
@@ -176,7 +213,12 @@ impl Processor {
         target: Option<DeadLetterTarget>,
     ) -> Result<(), SinkError> {
         let plugin = match &failure.plugin {
-            Some(p) => Some(self.chain.describe_plugin(p).await.unwrap_or_else(|| p.clone())),
+            Some(p) => Some(
+                self.chain
+                    .describe_plugin(p)
+                    .await
+                    .unwrap_or_else(|| p.clone()),
+            ),
             None => None,
         };
         let ctx = DeadLetterContext {
@@ -214,5 +256,9 @@ impl Processor {
 }
 
 fn done(original: Message) -> Flight {
-    Box::pin(std::future::ready(Sent { original, outputs: Vec::new(), results: Vec::new() }))
+    Box::pin(std::future::ready(Sent {
+        original,
+        outputs: Vec::new(),
+        results: Vec::new(),
+    }))
 }

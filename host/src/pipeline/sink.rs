@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -35,17 +35,20 @@ pub struct Rejected {
 #[error("{0}")]
 pub struct SinkError(pub String);
 
+/// A RabbitMQ publisher.
+pub struct AmqpSink {
+    /// A channel in confirm mode.
+    channel: lapin::Channel,
+    /// Keeps the connection open.
+    _connection: lapin::Connection,
+    /// Exchange, default routing key, persistence.
+    target: AmqpTarget,
+}
+
 /// A RabbitMQ or Kafka sink.
 pub enum Sink {
     /// Publishes to RabbitMQ.
-    Amqp {
-        /// A channel in confirm mode.
-        channel: lapin::Channel,
-        /// Keeps the connection open.
-        _connection: lapin::Connection,
-        /// Exchange, default routing key, persistence.
-        target: AmqpTarget,
-    },
+    Amqp(Box<AmqpSink>),
     /// Produces to Kafka.
     Kafka {
         /// The producer.
@@ -57,21 +60,29 @@ pub enum Sink {
 
 impl Sink {
     /// Opens a sink for `target`.
-    pub async fn open(config: &crate::config::BridgeConfig, target: &Target) -> Result<Sink, SinkError> {
+    pub async fn open(
+        config: &crate::config::BridgeConfig,
+        target: &Target,
+    ) -> Result<Sink, SinkError> {
         match target {
             Target::Amqp(t) => {
                 let conn = &config.rabbitmq[&t.connection];
-                let connection = crate::amqp::connect(&t.connection, conn).await.map_err(|e| SinkError(e.to_string()))?;
-                let channel = connection.create_channel().await.map_err(|e| SinkError(format!("cannot open a channel: {e}")))?;
+                let connection = crate::amqp::connect(&t.connection, conn)
+                    .await
+                    .map_err(|e| SinkError(e.to_string()))?;
+                let channel = connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| SinkError(format!("cannot open a channel: {e}")))?;
                 channel
                     .confirm_select(ConfirmSelectOptions::default())
                     .await
                     .map_err(|e| SinkError(format!("cannot enable publisher confirms: {e}")))?;
-                Ok(Sink::Amqp {
+                Ok(Sink::Amqp(Box::new(AmqpSink {
                     channel,
                     _connection: connection,
                     target: t.clone(),
-                })
+                })))
             }
             Target::Kafka(t) => {
                 let cluster = &config.kafka[&t.cluster];
@@ -81,8 +92,16 @@ impl Sink {
                     .set("linger.ms", "5")
                     .set("message.timeout.ms", "30000")
                     .create()
-                    .map_err(|e| SinkError(format!("cannot create a Kafka producer for `{}`: {e}", t.cluster)))?;
-                Ok(Sink::Kafka { producer, target: t.clone() })
+                    .map_err(|e| {
+                        SinkError(format!(
+                            "cannot create a Kafka producer for `{}`: {e}",
+                            t.cluster
+                        ))
+                    })?;
+                Ok(Sink::Kafka {
+                    producer,
+                    target: t.clone(),
+                })
             }
         }
     }
@@ -90,8 +109,15 @@ impl Sink {
     /// Sends one message; the returned future resolves with the broker's answer.
     pub async fn send(&self, msg: &Message) -> Result<Pending, SinkError> {
         match self {
-            Sink::Amqp { channel, target, .. } => {
-                let exchange = msg.amqp_target.exchange.clone().unwrap_or_else(|| target.exchange.clone());
+            Sink::Amqp(amqp) => {
+                let AmqpSink {
+                    channel, target, ..
+                } = amqp.as_ref();
+                let exchange = msg
+                    .amqp_target
+                    .exchange
+                    .clone()
+                    .unwrap_or_else(|| target.exchange.clone());
                 let routing_key = msg
                     .amqp_target
                     .routing_key
@@ -100,7 +126,10 @@ impl Sink {
                     .or_else(|| source_name(msg))
                     .unwrap_or_default();
                 if routing_key.len() > 255 || exchange.len() > 255 {
-                    let detail = format!("routing key or exchange longer than 255 bytes (`{exchange}` / {} bytes)", routing_key.len());
+                    let detail = format!(
+                        "routing key or exchange longer than 255 bytes (`{exchange}` / {} bytes)",
+                        routing_key.len()
+                    );
                     return Ok(rejected(FailureKind::TargetRejected, detail));
                 }
                 let props = crate::amqp::properties_from_message(msg, target.persistent);
@@ -109,12 +138,17 @@ impl Sink {
                     .basic_publish(
                         exchange.clone().into(),
                         routing_key.clone().into(),
-                        BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
                         payload,
                         props,
                     )
                     .await
-                    .map_err(|e| SinkError(format!("publish to exchange `{exchange}` failed: {e}")))?;
+                    .map_err(|e| {
+                        SinkError(format!("publish to exchange `{exchange}` failed: {e}"))
+                    })?;
                 Ok(Box::pin(async move {
                     match confirm.await {
                         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
@@ -140,16 +174,27 @@ impl Sink {
                 }))
             }
             Sink::Kafka { producer, target } => {
-                let Some(topic) = msg.kafka_target.topic.clone().or_else(|| target.topic.clone()).or_else(|| source_name(msg)) else {
-                    return Ok(rejected(FailureKind::TargetRejected, "no target topic".to_string()));
+                let Some(topic) = msg
+                    .kafka_target
+                    .topic
+                    .clone()
+                    .or_else(|| target.topic.clone())
+                    .or_else(|| source_name(msg))
+                else {
+                    return Ok(rejected(
+                        FailureKind::TargetRejected,
+                        "no target topic".to_string(),
+                    ));
                 };
-                let partition = msg.kafka_target.partition.or_else(|| match (&msg.origin, target.same_partition) {
+                let same = match (&msg.origin, target.same_partition) {
                     (Origin::Kafka(k), true) => Some(k.partition),
                     _ => None,
-                });
+                };
+                let partition = msg.kafka_target.partition.or(same);
                 let headers = crate::kafka::headers(msg);
                 loop {
-                    let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers.clone());
+                    let mut record =
+                        FutureRecord::<[u8], [u8]>::to(&topic).headers(headers.clone());
                     if let Some(k) = &msg.key {
                         record = record.key(k.as_slice());
                     }
@@ -169,7 +214,9 @@ impl Sink {
                                     Ok(Ok(_)) => Ok(()),
                                     Ok(Err((e, _))) => Err(Rejected {
                                         kind: FailureKind::TargetRejected,
-                                        detail: format!("Kafka did not take the message for topic `{topic}`: {e}"),
+                                        detail: format!(
+                                            "Kafka did not take the message for topic `{topic}`: {e}"
+                                        ),
                                         connection_lost: false,
                                     }),
                                     Err(_) => Err(Rejected {
@@ -205,7 +252,13 @@ impl Sink {
 }
 
 fn rejected(kind: FailureKind, detail: String) -> Pending {
-    Box::pin(async move { Err(Rejected { kind, detail, connection_lost: false }) })
+    Box::pin(async move {
+        Err(Rejected {
+            kind,
+            detail,
+            connection_lost: false,
+        })
+    })
 }
 
 /// The source topic or queue name, the default routing key or topic.

@@ -226,7 +226,11 @@ impl PluginRuntime {
 
 /// Reads and compiles a component, telling apart "not wasm", "core module" and "invalid".
 /// Returns the component and the hex SHA-256 of the file.
-fn compile(engine: &EngineHandle, name: &str, path: &Path) -> Result<(Component, String), LoadError> {
+fn compile(
+    engine: &EngineHandle,
+    name: &str,
+    path: &Path,
+) -> Result<(Component, String), LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         name: name.to_string(),
         path: path.to_path_buf(),
