@@ -8,12 +8,13 @@ use crate::{Config, DeadLetterDecision, Decision, Failure, Policy, Transform};
 #[cfg(target_arch = "wasm32")]
 use crate::{Message, Verdict};
 
-/// Runs [`Transform::init`] and stores the plugin.
-pub fn transform_init<T: Transform>(
+/// Runs a plugin's `init` ([`Transform::init`] or [`Policy::init`]) and stores the plugin.
+pub fn init<T: 'static>(
     slot: &'static LocalKey<RefCell<Option<T>>>,
     config: Vec<(String, String)>,
+    init: fn(Config) -> Result<T, String>,
 ) -> Result<(), String> {
-    let plugin = T::init(Config::new(config))?;
+    let plugin = init(Config::new(config))?;
     slot.with(|s| *s.borrow_mut() = Some(plugin));
     Ok(())
 }
@@ -45,16 +46,6 @@ pub fn transform_process<T: Transform>(
     _msg: &types::Message,
 ) -> types::Verdict {
     types::Verdict::DeadLetter("not running in WebAssembly".to_string())
-}
-
-/// Runs [`Policy::init`] and stores the policy.
-pub fn policy_init<T: Policy>(
-    slot: &'static LocalKey<RefCell<Option<T>>>,
-    config: Vec<(String, String)>,
-) -> Result<(), String> {
-    let plugin = T::init(Config::new(config))?;
-    slot.with(|s| *s.borrow_mut() = Some(plugin));
-    Ok(())
 }
 
 /// Runs [`Policy::decide`] on a borrowed host message.

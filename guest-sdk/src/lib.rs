@@ -4,7 +4,7 @@
 //! and edit each message), [`Policy`] (decide what happens to a failed message), or both, and
 //! exports them with [`export_transform!`] and [`export_policy!`].
 //!
-//! ```ignore
+//! ```
 //! use bridge_guest_sdk::{Config, Message, Transform, Verdict};
 //!
 //! struct Tag { value: String }

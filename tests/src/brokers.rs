@@ -303,6 +303,22 @@ pub async fn consume_queue(
     out
 }
 
+/// Messages ready in `queue` (not counting those delivered and not yet acked).
+pub async fn queue_depth(conn: &Connection, queue: &str) -> u32 {
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let depth = ch
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .expect("queue exists")
+        .message_count();
+    let _ = ch.close(200, "done".into()).await;
+    depth
+}
+
 /// Publishes messages to the default exchange, routed to `queue`, with confirms.
 pub async fn publish_to_queue(
     conn: &Connection,

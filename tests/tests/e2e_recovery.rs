@@ -180,21 +180,11 @@ target = {{ kafka = "main", topic = "{topic}" }}
         brokers::amqp_url()
     ));
     // Kill once about a third has been taken off the queue.
-    let ch = conn.create_channel().await.expect("channel");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let q = ch
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        if (q.message_count() as usize) < N * 2 / 3 || Instant::now() > deadline {
+        if (brokers::queue_depth(&conn, &queue).await as usize) < N * 2 / 3
+            || Instant::now() > deadline
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,18 +233,7 @@ target = {{ kafka = "main", topic = "{topic}" }}
     .unwrap();
     let (loss, duplicates) =
         brokers::loss_and_duplicates(N, got.iter().filter_map(|r| r.payload.as_deref()));
-    let left = ch
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue")
-        .message_count();
+    let left = brokers::queue_depth(&conn, &queue).await;
     println!(
         "RabbitMQ→Kafka kill -9: loss = {loss}, duplicates = {duplicates}, left in queue = {left}"
     );

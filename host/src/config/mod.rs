@@ -146,7 +146,7 @@ pub struct RabbitConnection {
     /// `heartbeat_secs = 30`.
     #[serde(default)]
     pub heartbeat_secs: Option<u16>,
-    /// TLS files for `amqps://`.
+    /// TLS files for `amqps://` (reserved: rejected until supported).
     #[serde(default)]
     pub tls: Option<TlsFiles>,
 }

@@ -17,6 +17,11 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         }
     }
     for (name, conn) in &config.rabbitmq {
+        if conn.tls.is_some() {
+            problems.push(format!(
+                "`rabbitmq.{name}.tls`: client certificates and custom CAs are not supported yet; use `amqps://` with a CA in the system trust store"
+            ));
+        }
         if !(conn.url.starts_with("amqp://") || conn.url.starts_with("amqps://")) {
             problems.push(format!(
                 "`rabbitmq.{name}.url` must start with `amqp://` or `amqps://`"
