@@ -292,3 +292,34 @@ async fn graceful_shutdown_then_restart_has_no_duplicates() {
     let (loss, duplicates) = brokers::loss_and_duplicates(10_000, got.iter().map(Vec::as_slice));
     assert_eq!((loss, duplicates), (0, 0), "log:\n{}", bridge.log_text());
 }
+
+/// Two bridges in one consumer group share the partitions; when one is killed the other takes
+/// over its partitions. Kafka side on the mock cluster (see above for why not tansu).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_bridges_in_one_group_one_killed_loses_nothing() {
+    const N: usize = 40_000;
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let topic = unique("shared");
+    cluster.create_topic(&topic, 4, 1).expect("topic");
+    let exchange = unique("shared-ex");
+    let queue = unique("shared-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
+    let (seen, task) = collector(&queue).await;
+
+    let config = config(&topic, &exchange, &unique("bridge")).replace(&brokers::kafka_bootstrap(), &bootstrap);
+    let mut first = BridgeProcess::start(&config);
+    let mut second = BridgeProcess::start(&config);
+    wait_for(&seen, N / 4, Duration::from_secs(60)).await;
+    first.kill9();
+    wait_distinct(&seen, N, Duration::from_secs(120)).await;
+    assert!(second.terminate(Duration::from_secs(30)), "log:\n{}", second.log_text());
+    task.abort();
+    let got = seen.lock().unwrap();
+    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(Vec::as_slice));
+    println!("two bridges, one killed: loss = {loss}, duplicates = {duplicates}");
+    assert_eq!(loss, 0, "survivor log:\n{}", second.log_text());
+    drop(cluster);
+}
