@@ -309,13 +309,18 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
     let (seen, task) = collector(&queue).await;
 
-    let config = config(&topic, &exchange, &unique("bridge")).replace(&brokers::kafka_bootstrap(), &bootstrap);
+    let config = config(&topic, &exchange, &unique("bridge"))
+        .replace(&brokers::kafka_bootstrap(), &bootstrap);
     let mut first = BridgeProcess::start(&config);
     let mut second = BridgeProcess::start(&config);
     wait_for(&seen, N / 4, Duration::from_secs(60)).await;
     first.kill9();
     wait_distinct(&seen, N, Duration::from_secs(120)).await;
-    assert!(second.terminate(Duration::from_secs(30)), "log:\n{}", second.log_text());
+    assert!(
+        second.terminate(Duration::from_secs(30)),
+        "log:\n{}",
+        second.log_text()
+    );
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(Vec::as_slice));

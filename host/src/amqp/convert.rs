@@ -112,7 +112,11 @@ fn to_json(v: &AMQPValue) -> serde_json::Value {
     }
 }
 
-/// A RabbitMQ delivery as a plugin message. The key comes from header `kafka_key`, if any.
+/// Marks a Kafka tombstone (a record without a value) published to RabbitMQ with an empty body.
+pub const TOMBSTONE: &str = "kafka_tombstone";
+
+/// A RabbitMQ delivery as a plugin message. The key comes from header `kafka_key`, if any;
+/// an empty body with header `kafka_tombstone = "true"` becomes a tombstone again.
 pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -> Message {
     let p = &d.properties;
     let mut msg = Message::new(Some(d.data.clone()));
@@ -121,6 +125,10 @@ pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -
         .as_ref()
         .map(from_field_table)
         .unwrap_or_default();
+    if d.data.is_empty() && msg.header(TOMBSTONE) == Some(b"true") {
+        msg.payload = None;
+        msg.headers.retain(|(n, _)| n != TOMBSTONE);
+    }
     msg.key = msg.header("kafka_key").map(<[u8]>::to_vec);
     msg.timestamp = p.timestamp().map(|t| (t as i64).saturating_mul(1000));
     let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
@@ -149,10 +157,15 @@ pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -
     msg
 }
 
-/// The properties to publish a plugin message with.
+/// The properties to publish a plugin message with. A tombstone gets header
+/// `kafka_tombstone = "true"` (its body is empty).
 pub fn properties_from_message(msg: &Message, persistent: bool) -> BasicProperties {
     let p = &msg.amqp_properties;
-    let mut props = BasicProperties::default().with_headers(to_field_table(&msg.headers));
+    let mut table = to_field_table(&msg.headers);
+    if msg.payload.is_none() {
+        table.insert(TOMBSTONE.into(), AMQPValue::LongString("true".into()));
+    }
+    let mut props = BasicProperties::default().with_headers(table);
     let s = |v: &str| ShortString::from(v.to_string());
     if let Some(v) = &p.content_type {
         props = props.with_content_type(s(v));

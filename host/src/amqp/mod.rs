@@ -2,7 +2,9 @@
 
 mod convert;
 
-pub use convert::{from_field_table, properties_from_message, to_field_table, to_message};
+pub use convert::{
+    TOMBSTONE, from_field_table, properties_from_message, to_field_table, to_message,
+};
 
 use lapin::{Connection, ConnectionProperties};
 

@@ -1,0 +1,160 @@
+//! Awkward messages get defined behaviour: tombstones, binary keys, bare AMQP messages, and
+//! messages too large for the target (dead-lettered, not lost).
+
+use std::time::Duration;
+
+use bridge_tests::bridge::BridgeProcess;
+use bridge_tests::brokers::{self, Record, unique};
+use lapin::BasicProperties;
+
+fn brokers_config() -> String {
+    format!(
+        "[kafka.main]\nbootstrap_servers = \"{}\"\n[rabbitmq.local]\nurl = \"{}\"\n",
+        brokers::kafka_bootstrap(),
+        brokers::amqp_url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tombstones_and_binary_keys_cross_to_rabbitmq_and_back() {
+    let topic = unique("tomb-in");
+    let back = unique("tomb-back");
+    let exchange = unique("tomb-ex");
+    let queue = unique("tomb-q");
+    brokers::create_topic(&topic, 1).await;
+    brokers::create_topic(&back, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let sent = vec![
+        Record {
+            key: Some(vec![0xff, 0x00, 0xfe]),
+            payload: None,
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        },
+        Record {
+            key: None,
+            payload: Some(Vec::new()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        },
+    ];
+    brokers::produce(&topic, &sent, None).await;
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"{}
+[[mapping]]
+name = "out"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+
+[[mapping]]
+name = "back"
+source = {{ rabbitmq = "local", queue = "{queue}" }}
+target = {{ kafka = "main", topic = "{back}" }}
+hop_limit = 3
+"#,
+        brokers_config(),
+        group = unique("bridge")
+    ));
+    let b = back.clone();
+    let got =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&b, 2, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "log:\n{}",
+        bridge.log_text()
+    );
+    assert_eq!(got.len(), 2, "log:\n{}", bridge.log_text());
+    assert_eq!(
+        got[0].payload, None,
+        "a tombstone stays a tombstone through RabbitMQ"
+    );
+    assert_eq!(
+        got[0].key,
+        Some(vec![0xff, 0x00, 0xfe]),
+        "binary key bytes kept via `kafka_key`"
+    );
+    assert_eq!(
+        got[1].payload,
+        Some(Vec::new()),
+        "an empty payload stays empty, not a tombstone"
+    );
+    assert_eq!(got[1].header("x-bridge-hops").as_deref(), Some("2"));
+    assert_eq!(got[1].header("kafka_tombstone"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bare_and_oversized_amqp_messages() {
+    let queue = unique("bare-in");
+    let topic = unique("bare-out");
+    let dl_exchange = unique("dl-ex");
+    let dl_queue = unique("dl-q");
+    brokers::create_topic(&topic, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_queue(&conn, &queue).await;
+    brokers::declare_bound_queue(&conn, &dl_exchange, &dl_queue, "too-big").await;
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let messages = vec![
+        (b"bare".to_vec(), BasicProperties::default()),
+        (big.clone(), BasicProperties::default()),
+        (b"after".to_vec(), BasicProperties::default()),
+    ];
+    brokers::publish_to_queue(&conn, &queue, &messages).await;
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"{}
+[[mapping]]
+name = "bare"
+source = {{ rabbitmq = "local", queue = "{queue}" }}
+target = {{ kafka = "main", topic = "{topic}" }}
+dead_letter = {{ rabbitmq = "local", exchange = "{dl_exchange}", routing_key = "too-big" }}
+"#,
+        brokers_config()
+    ));
+    let dead = brokers::consume_queue(&conn, &dl_queue, 1, Duration::from_secs(60)).await;
+    let t = topic.clone();
+    let got =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&t, 2, Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "log:\n{}",
+        bridge.log_text()
+    );
+
+    let payloads: Vec<_> = got.iter().map(|r| r.payload.clone().unwrap()).collect();
+    assert_eq!(
+        payloads,
+        vec![b"bare".to_vec(), b"after".to_vec()],
+        "log:\n{}",
+        bridge.log_text()
+    );
+    assert_eq!(got[0].key, None);
+    assert_eq!(
+        got[0].header("rabbitmq_queue").as_deref(),
+        Some(queue.as_str())
+    );
+    assert_eq!(
+        dead.len(),
+        1,
+        "the oversized message is dead-lettered; log:\n{}",
+        bridge.log_text()
+    );
+    assert_eq!(dead[0].payload, big, "with its original payload");
+    assert_eq!(
+        dead[0].header("x-bridge-failure-kind").as_deref(),
+        Some("target-rejected")
+    );
+    assert!(
+        dead[0]
+            .header("x-bridge-reason")
+            .unwrap()
+            .contains("too large"),
+        "{:?}",
+        dead[0].header("x-bridge-reason")
+    );
+}
