@@ -30,6 +30,7 @@ pub async fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &source.auto_offset_reset)
         .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
         .set("session.timeout.ms", "10000")
         .set("enable.partition.eof", "false")
         .create()

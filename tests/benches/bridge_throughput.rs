@@ -1,0 +1,373 @@
+//! Bridge throughput against raw client rates on the same brokers, and end-to-end latency.
+//! Needs the brokers of `scripts/brokers.sh`; run with `scripts/bench.sh`.
+//!
+//! Prints one JSON object: msgs/s of each raw client and of the bridge in each direction
+//! (through the `header-map` + `routing-key` chain), their ratios, and Kafka→RabbitMQ
+//! latency p50/p99 at half the measured bridge rate. 1 KiB payloads.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bridge_tests::artifacts;
+use bridge_tests::bridge::BridgeProcess;
+use bridge_tests::brokers::{self, Record, unique};
+use futures_util::StreamExt;
+use lapin::BasicProperties;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+const N: usize = 30_000;
+
+fn payload(i: usize) -> Vec<u8> {
+    let mut p = format!(r#"{{"type":"damage","i":{i},"pad":""#).into_bytes();
+    p.resize(1022, b'x');
+    p.extend_from_slice(b"\"}");
+    p
+}
+
+fn records() -> Vec<Record> {
+    (0..N)
+        .map(|i| Record {
+            key: Some(format!("k{}", i % 64).into_bytes()),
+            payload: Some(payload(i)),
+            headers: vec![("region".into(), b"eu".to_vec())],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect()
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    (n as f64 / d.as_secs_f64()).round()
+}
+
+/// Raw rdkafka consume of `n` messages from `topic` (after the first arrives).
+fn raw_kafka_consume(topic: &str, n: usize) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers::kafka_bootstrap())
+        .set("group.id", unique("raw"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut count = 0;
+    let mut start = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count < n && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            start.get_or_insert_with(Instant::now);
+            count += 1;
+        }
+    }
+    rate(
+        count.saturating_sub(1),
+        start.map_or(Duration::from_secs(1), |s| s.elapsed()),
+    )
+}
+
+/// Raw lapin publish with confirms, persistent, 1000 in flight.
+async fn raw_amqp_publish(exchange: &str, n: usize) -> f64 {
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let props = BasicProperties::default().with_delivery_mode(2);
+    let start = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..n {
+        let c = ch
+            .basic_publish(
+                exchange.into(),
+                "bench".into(),
+                BasicPublishOptions::default(),
+                &payload(i),
+                props.clone(),
+            )
+            .await
+            .expect("publish");
+        pending.push_back(c);
+        if pending.len() >= 1000 {
+            pending
+                .pop_front()
+                .expect("pending")
+                .await
+                .expect("confirm");
+        }
+    }
+    for c in pending {
+        c.await.expect("confirm");
+    }
+    rate(n, start.elapsed())
+}
+
+/// Raw lapin consume with manual acks (prefetch 500, `multiple` every 100).
+async fn raw_amqp_consume(queue: &str, n: usize) -> f64 {
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(500, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            unique("raw").into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut start = None;
+    let mut count = 0;
+    while count < n {
+        let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
+        else {
+            break;
+        };
+        start.get_or_insert_with(Instant::now);
+        count += 1;
+        if count % 100 == 0 || count == n {
+            d.acker
+                .ack(BasicAckOptions { multiple: true })
+                .await
+                .expect("ack");
+        }
+    }
+    rate(
+        count.saturating_sub(1),
+        start.map_or(Duration::from_secs(1), |s| s.elapsed()),
+    )
+}
+
+/// Arrival times on `queue` (auto-ack), in the background.
+async fn arrivals(queue: &str) -> Arc<Mutex<Vec<(Instant, Vec<u8>)>>> {
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(2000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            unique("arrivals").into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let _conn = conn;
+        while let Some(Ok(d)) = consumer.next().await {
+            sink.lock().expect("lock").push((Instant::now(), d.data));
+        }
+    });
+    seen
+}
+
+async fn wait_count<T>(seen: &Arc<Mutex<Vec<T>>>, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn chain_config(extra: &str) -> String {
+    format!(
+        r#"
+[kafka.main]
+bootstrap_servers = "{}"
+[rabbitmq.local]
+url = "{}"
+[plugins.headers]
+path = "{}"
+config = {{ rename = {{ kafka_key = "message_key" }}, set = {{ x-source = "{{source}}" }} }}
+[plugins.route]
+path = "{}"
+config = {{ routing_key = "{{header:region|eu}}.bench" }}
+{extra}"#,
+        brokers::kafka_bootstrap(),
+        brokers::amqp_url(),
+        artifacts::HEADER_MAP,
+        artifacts::ROUTING_KEY
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let conn = brokers::amqp().await;
+    // Kafka → RabbitMQ.
+    let topic = unique("bench-k2r");
+    brokers::create_topic(&topic, 4).await;
+    brokers::produce(&topic, &records(), None).await;
+    let t = topic.clone();
+    let raw_consume = tokio::task::spawn_blocking(move || raw_kafka_consume(&t, N))
+        .await
+        .expect("raw consume");
+    let exchange = unique("bench-ex");
+    let queue = unique("bench-q");
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "eu.bench").await;
+    let raw_ex = unique("bench-raw-ex");
+    let raw_q = unique("bench-raw-q");
+    brokers::declare_bound_queue(&conn, &raw_ex, &raw_q, "bench").await;
+    let raw_publish = raw_amqp_publish(&raw_ex, N).await;
+    let raw_amqp_consume_rate = raw_amqp_consume(&raw_q, N).await;
+
+    let seen = arrivals(&queue).await;
+    let mut bridge = BridgeProcess::start(&chain_config(&format!(
+        r#"[[mapping]]
+name = "k2r"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+plugins = ["headers", "route"]
+"#,
+        unique("bench")
+    )));
+    wait_count(&seen, N, Duration::from_secs(300)).await;
+    let k2r = {
+        let s = seen.lock().expect("lock");
+        match (s.first(), s.last()) {
+            (Some(a), Some(b)) if s.len() > 1 => rate(s.len() - 1, b.0 - a.0),
+            _ => 0.0,
+        }
+    };
+    bridge.terminate(Duration::from_secs(30));
+
+    // Latency at half the bridge rate: timestamps in the payload, measured on arrival.
+    let lat_topic = unique("bench-lat");
+    brokers::create_topic(&lat_topic, 4).await;
+    let lat_queue = unique("bench-lat-q");
+    brokers::declare_bound_queue(&conn, &exchange, &lat_queue, "eu.bench").await;
+    let lat_seen = arrivals(&lat_queue).await;
+    let mut bridge = BridgeProcess::start(&chain_config(&format!(
+        r#"[[mapping]]
+name = "lat"
+source = {{ kafka = "main", topics = ["{lat_topic}"], group = "{}", auto_offset_reset = "latest" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+plugins = ["headers", "route"]
+"#,
+        unique("bench")
+    )));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let half = (k2r / 2.0).max(100.0);
+    let lat_n = (half * 8.0) as usize;
+    let producer = brokers::producer(&brokers::kafka_bootstrap());
+    let start = Instant::now();
+    for i in 0..lat_n {
+        let due = start + Duration::from_secs_f64(i as f64 / half);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let sent_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_micros();
+        let mut body = format!(r#"{{"sent_us":{sent_us},"pad":""#).into_bytes();
+        body.resize(1022, b'x');
+        body.extend_from_slice(b"\"}");
+        let rec = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(&lat_topic)
+            .payload(&body)
+            .key(b"k");
+        let _ = producer.send_result(rec);
+    }
+    let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10));
+    wait_count(&lat_seen, lat_n, Duration::from_secs(60)).await;
+    bridge.terminate(Duration::from_secs(30));
+    let mut latencies: Vec<f64> = {
+        let s = lat_seen.lock().expect("lock");
+        let now_us = |at: Instant| {
+            let since = Instant::now() - at;
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_micros() as f64
+                - since.as_micros() as f64
+        };
+        s.iter()
+            .filter_map(|(at, data)| {
+                let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+                Some((now_us(*at) - v["sent_us"].as_f64()?) / 1000.0)
+            })
+            .collect()
+    };
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+
+    // RabbitMQ → Kafka.
+    let in_queue = unique("bench-r2k");
+    brokers::declare_queue(&conn, &in_queue).await;
+    let msgs: Vec<_> = (0..N)
+        .map(|i| (payload(i), BasicProperties::default()))
+        .collect();
+    brokers::publish_to_queue(&conn, &in_queue, &msgs).await;
+    let out_topic = unique("bench-r2k-out");
+    brokers::create_topic(&out_topic, 4).await;
+    let mut bridge = BridgeProcess::start(&chain_config(&format!(
+        r#"[[mapping]]
+name = "r2k"
+source = {{ rabbitmq = "local", queue = "{in_queue}", prefetch = 1000 }}
+target = {{ kafka = "main", topic = "{out_topic}" }}
+plugins = ["headers", "route"]
+"#
+    )));
+    let watermarks: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers::kafka_bootstrap())
+        .create()
+        .expect("consumer");
+    let mut first: Option<(Instant, i64)> = None;
+    let mut last = (Instant::now(), 0i64);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while last.1 < N as i64 && Instant::now() < deadline {
+        let written: i64 = (0..4)
+            .map(|p| {
+                watermarks
+                    .fetch_watermarks(&out_topic, p, Duration::from_secs(5))
+                    .map_or(0, |w| w.1)
+            })
+            .sum();
+        let now = Instant::now();
+        if written > 0 && first.is_none() {
+            first = Some((now, written));
+        }
+        last = (now, written);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bridge.terminate(Duration::from_secs(30));
+    let r2k = first.map_or(0.0, |(t0, n0)| rate((last.1 - n0) as usize, last.0 - t0));
+
+    let ratio = |a: f64, b: f64| ((a / b) * 1000.0).round() / 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "messages": N,
+            "payload_bytes": 1024,
+            "raw_kafka_consume_msgs_per_s": raw_consume,
+            "raw_amqp_publish_confirmed_msgs_per_s": raw_publish,
+            "raw_amqp_consume_ack_msgs_per_s": raw_amqp_consume_rate,
+            "bridge_kafka_to_rabbitmq_msgs_per_s": k2r,
+            "kafka_to_rabbitmq_ratio_to_raw": ratio(k2r, raw_consume.min(raw_publish)),
+            "bridge_rabbitmq_to_kafka_msgs_per_s": r2k,
+            "rabbitmq_to_kafka_ratio_to_raw": ratio(r2k, raw_amqp_consume_rate),
+            "latency_rate_msgs_per_s": half.round(),
+            "latency_p50_ms": (pct(0.50) * 100.0).round() / 100.0,
+            "latency_p99_ms": (pct(0.99) * 100.0).round() / 100.0,
+            "latency_samples": latencies.len(),
+        })
+    );
+}
