@@ -158,3 +158,61 @@ dead_letter = {{ rabbitmq = "local", exchange = "{dl_exchange}", routing_key = "
         dead[0].header("x-bridge-reason")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dedup_by_message_id_drops_repeats() {
+    let queue = unique("dedup-in");
+    let topic = unique("dedup-out");
+    brokers::create_topic(&topic, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_queue(&conn, &queue).await;
+    let with_id = |body: &str, id: &str| {
+        (
+            body.as_bytes().to_vec(),
+            BasicProperties::default().with_message_id(id.into()),
+        )
+    };
+    let messages = vec![
+        with_id("first", "m1"),
+        with_id("again", "m1"),
+        with_id("second", "m2"),
+        (b"no-id".to_vec(), BasicProperties::default()),
+    ];
+    brokers::publish_to_queue(&conn, &queue, &messages).await;
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"{}
+[[mapping]]
+name = "dedup"
+source = {{ rabbitmq = "local", queue = "{queue}" }}
+target = {{ kafka = "main", topic = "{topic}" }}
+dedup = {{ by = "message-id", window_secs = 60 }}
+"#,
+        brokers_config()
+    ));
+    let t = topic.clone();
+    let got =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&t, 4, Duration::from_secs(5)))
+            .await
+            .unwrap();
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "log:\n{}",
+        bridge.log_text()
+    );
+    let payloads: Vec<_> = got
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        payloads,
+        vec!["first", "second", "no-id"],
+        "log:\n{}",
+        bridge.log_text()
+    );
+    assert!(
+        brokers::consume_queue(&conn, &queue, 1, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "the duplicate was acked"
+    );
+}

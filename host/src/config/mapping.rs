@@ -44,6 +44,35 @@ pub struct Mapping {
     /// `hop_limit = 5`.
     #[serde(default = "default_hops")]
     pub hop_limit: u32,
+    /// Drop messages already bridged within a window:
+    /// `dedup = { by = "message-id", window_secs = 300 }` (or `by = "coordinates"`).
+    #[serde(default)]
+    pub dedup: Option<DedupConfig>,
+}
+
+/// Deduplication settings of a mapping.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// What identifies a message.
+    pub by: DedupBy,
+    /// How long a key is remembered, in seconds.
+    #[serde(default = "default_dedup_window")]
+    pub window_secs: u64,
+}
+
+/// What identifies a message for deduplication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DedupBy {
+    /// The AMQP `message-id` property (or a `message_id` header).
+    MessageId,
+    /// Kafka cluster, topic, partition and offset (AMQP sources: the message-id).
+    Coordinates,
+}
+
+fn default_dedup_window() -> u64 {
+    300
 }
 
 fn default_in_flight() -> usize {

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use mapping::{
-    AmqpSource, AmqpTarget, DeadLetterTarget, KafkaSource, KafkaTarget, Mapping, Source, Target,
+    AmqpSource, AmqpTarget, DeadLetterTarget, DedupBy, DedupConfig, KafkaSource, KafkaTarget,
+    Mapping, Source, Target,
 };
 
 use crate::plugin::PluginLimits;

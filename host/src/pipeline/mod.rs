@@ -4,6 +4,7 @@
 
 mod amqp_source;
 mod chain;
+mod dedup;
 mod headers;
 mod kafka_source;
 mod processor;
@@ -106,6 +107,7 @@ async fn run_once(
         mapping: mapping.name.clone(),
         provenance: mapping.provenance_headers,
         hop_limit: mapping.hop_limit,
+        dedup: mapping.dedup.as_ref().map(dedup::Dedup::new),
     };
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
     match &mapping.source {

@@ -30,6 +30,8 @@ pub struct ProcessorSettings {
     pub provenance: bool,
     /// Hop limit.
     pub hop_limit: u32,
+    /// Deduplication, if configured.
+    pub dedup: Option<super::dedup::Dedup>,
 }
 
 /// Processes the messages of one mapping.
@@ -63,6 +65,12 @@ impl Processor {
     /// Runs the chain on a consumed message and sends the result. Chain failures are settled
     /// here (retry, dead-letter, drop); broker answers come with the returned flight.
     pub async fn process(&mut self, original: Message) -> Result<Flight, SinkError> {
+        if let Some(dedup) = &mut self.settings.dedup
+            && dedup.is_duplicate(&original)
+        {
+            tracing::debug!(mapping = %self.settings.mapping, "Duplicate dropped.");
+            return Ok(done(original));
+        }
         let hops = headers::hops(&original);
         let mut prepared = original.clone();
         if self.settings.provenance {
