@@ -27,6 +27,15 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
+/// `bridge.toml` sections for the test brokers: Kafka cluster `main`, RabbitMQ connection `local`.
+pub fn brokers_toml() -> String {
+    format!(
+        "[kafka.main]\nbootstrap_servers = \"{}\"\n\n[rabbitmq.local]\nurl = \"{}\"\n",
+        kafka_bootstrap(),
+        amqp_url()
+    )
+}
+
 /// A name unique to this test run: `prefix-<pid>-<counter>`.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

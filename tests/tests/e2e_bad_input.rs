@@ -7,14 +7,6 @@ use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
 use lapin::BasicProperties;
 
-fn brokers_config() -> String {
-    format!(
-        "[kafka.main]\nbootstrap_servers = \"{}\"\n[rabbitmq.local]\nurl = \"{}\"\n",
-        brokers::kafka_bootstrap(),
-        brokers::amqp_url()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tombstones_and_binary_keys_cross_to_rabbitmq_and_back() {
     let topic = unique("tomb-in");
@@ -55,7 +47,7 @@ source = {{ rabbitmq = "local", queue = "{queue}" }}
 target = {{ kafka = "main", topic = "{back}" }}
 hop_limit = 3
 "#,
-        brokers_config(),
+        brokers::brokers_toml(),
         group = unique("bridge")
     ));
     let b = back.clone();
@@ -112,7 +104,7 @@ source = {{ rabbitmq = "local", queue = "{queue}" }}
 target = {{ kafka = "main", topic = "{topic}" }}
 dead_letter = {{ rabbitmq = "local", exchange = "{dl_exchange}", routing_key = "too-big" }}
 "#,
-        brokers_config()
+        brokers::brokers_toml()
     ));
     let dead = brokers::consume_queue(&conn, &dl_queue, 1, Duration::from_secs(60)).await;
     let t = topic.clone();
@@ -187,7 +179,7 @@ source = {{ rabbitmq = "local", queue = "{queue}" }}
 target = {{ kafka = "main", topic = "{topic}" }}
 dedup = {{ by = "message-id", window_secs = 60 }}
 "#,
-        brokers_config()
+        brokers::brokers_toml()
     ));
     let t = topic.clone();
     let got =

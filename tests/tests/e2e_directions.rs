@@ -8,20 +8,6 @@ use bridge_tests::brokers::{self, Record, unique};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
-fn brokers_config() -> String {
-    format!(
-        r#"
-[kafka.main]
-bootstrap_servers = "{}"
-
-[rabbitmq.local]
-url = "{}"
-"#,
-        brokers::kafka_bootstrap(),
-        brokers::amqp_url()
-    )
-}
-
 fn records(n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| Record {
@@ -56,7 +42,7 @@ name = "order-damage"
 source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
 target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "order.damage" }}
 "#,
-        brokers_config(),
+        brokers::brokers_toml(),
         group = unique("bridge")
     ));
     let got = brokers::consume_queue(&conn, &queue, sent.len(), Duration::from_secs(30)).await;
@@ -142,7 +128,7 @@ name = "warehouse"
 source = {{ rabbitmq = "local", queue = "{queue}" }}
 target = {{ kafka = "main", topic = "{topic}" }}
 "#,
-        brokers_config()
+        brokers::brokers_toml()
     ));
     let got = tokio::task::spawn_blocking(move || {
         brokers::consume_topic(&topic, 200, Duration::from_secs(30))
