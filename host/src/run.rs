@@ -142,7 +142,7 @@ pub async fn check(path: &Path, connect: bool) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
-/// Reads `path` for the `--config` error message.
+/// The `--config` path, or an error saying it is required.
 pub fn require_config(path: Option<&Path>) -> anyhow::Result<&Path> {
     path.context("no configuration: pass `--config bridge.toml`")
 }

@@ -146,36 +146,6 @@ async fn raw_amqp_consume(queue: &str, n: usize) -> f64 {
     )
 }
 
-/// Arrival times on `queue` (auto-ack), in the background.
-async fn arrivals(queue: &str) -> Arc<Mutex<Vec<(Instant, Vec<u8>)>>> {
-    let conn = brokers::amqp().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(2000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            unique("arrivals").into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    tokio::spawn(async move {
-        let _conn = conn;
-        while let Some(Ok(d)) = consumer.next().await {
-            sink.lock().expect("lock").push((Instant::now(), d.data));
-        }
-    });
-    seen
-}
-
 async fn wait_count<T>(seen: &Arc<Mutex<Vec<T>>>, n: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
@@ -186,10 +156,7 @@ async fn wait_count<T>(seen: &Arc<Mutex<Vec<T>>>, n: usize, limit: Duration) {
 fn chain_config(extra: &str) -> String {
     format!(
         r#"
-[kafka.main]
-bootstrap_servers = "{}"
-[rabbitmq.local]
-url = "{}"
+{}
 [plugins.headers]
 path = "{}"
 config = {{ rename = {{ kafka_key = "message_key" }}, set = {{ x-source = "{{source}}" }} }}
@@ -197,8 +164,7 @@ config = {{ rename = {{ kafka_key = "message_key" }}, set = {{ x-source = "{{sou
 path = "{}"
 config = {{ routing_key = "{{header:region|eu}}.bench" }}
 {extra}"#,
-        brokers::kafka_bootstrap(),
-        brokers::amqp_url(),
+        brokers::brokers_toml(),
         artifacts::HEADER_MAP,
         artifacts::ROUTING_KEY
     )
@@ -224,7 +190,7 @@ async fn main() {
     let raw_publish = raw_amqp_publish(&raw_ex, N).await;
     let raw_amqp_consume_rate = raw_amqp_consume(&raw_q, N).await;
 
-    let seen = arrivals(&queue).await;
+    let (seen, _collector) = brokers::collect_queue(&queue).await;
     let mut bridge = BridgeProcess::start(&chain_config(&format!(
         r#"[[mapping]]
 name = "k2r"
@@ -249,7 +215,7 @@ plugins = ["headers", "route"]
     brokers::create_topic(&lat_topic, 4).await;
     let lat_queue = unique("bench-lat-q");
     brokers::declare_bound_queue(&conn, &exchange, &lat_queue, "eu.bench").await;
-    let lat_seen = arrivals(&lat_queue).await;
+    let (lat_seen, _lat_collector) = brokers::collect_queue(&lat_queue).await;
     let mut bridge = BridgeProcess::start(&chain_config(&format!(
         r#"[[mapping]]
 name = "lat"

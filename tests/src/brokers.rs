@@ -328,6 +328,40 @@ pub async fn queue_depth(conn: &Connection, queue: &str) -> u32 {
     depth
 }
 
+/// What arrived on a queue, in order: arrival time and payload.
+pub type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<u8>)>>>;
+
+/// Consumes `queue` (auto-ack) in the background, recording every arrival.
+pub async fn collect_queue(queue: &str) -> (Arrivals, tokio::task::JoinHandle<()>) {
+    let conn = amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(2000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            unique("collector").into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let seen = Arrivals::default();
+    let sink = std::sync::Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let _conn = conn;
+        while let Some(Ok(d)) = consumer.next().await {
+            sink.lock().expect("lock").push((Instant::now(), d.data));
+        }
+    });
+    (seen, task)
+}
+
 /// Publishes messages to the default exchange, routed to `queue`, with confirms.
 pub async fn publish_to_queue(
     conn: &Connection,

@@ -39,12 +39,7 @@ async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
     brokers::produce(&topic, &sent, None).await;
 
     let mut bridge = BridgeProcess::start(&format!(
-        r#"
-[kafka.main]
-bootstrap_servers = "{kafka}"
-[rabbitmq.local]
-url = "{amqp}"
-
+        r#"{brokers}
 [plugins.route]
 path = "{route}"
 config = {{ routing_key = "order.{{json:kind}}" }}
@@ -60,8 +55,7 @@ target = {{ rabbitmq = "local", exchange = "{exchange}" }}
 plugins = ["route", "hostile"]
 dead_letter = {{ kafka = "main", topic = "{dlq}" }}
 "#,
-        kafka = brokers::kafka_bootstrap(),
-        amqp = brokers::amqp_url(),
+        brokers = brokers::brokers_toml(),
         route = artifacts::ROUTING_KEY,
         hostile = artifacts::HOSTILE,
         group = unique("bridge"),

@@ -4,23 +4,15 @@
 // Helpers below panic on broker errors on purpose: a test cannot go on without them.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 
 fn config(topic: &str, exchange: &str, group: &str) -> String {
     format!(
         r#"
-[kafka.main]
-bootstrap_servers = "{}"
-[rabbitmq.local]
-url = "{}"
-
+{}
 [bridge]
 shutdown_timeout_secs = 20
 
@@ -29,8 +21,7 @@ name = "crash-test"
 source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
 target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
 "#,
-        brokers::kafka_bootstrap(),
-        brokers::amqp_url()
+        brokers::brokers_toml()
     )
 }
 
@@ -46,37 +37,7 @@ fn numbered(range: std::ops::Range<usize>) -> Vec<Record> {
         .collect()
 }
 
-/// Collects every payload arriving on `queue` in the background.
-async fn collector(queue: &str) -> (Arc<Mutex<Vec<Vec<u8>>>>, tokio::task::JoinHandle<()>) {
-    let conn = brokers::amqp().await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.basic_qos(2000, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            unique("collector").into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&seen);
-    let task = tokio::spawn(async move {
-        let _conn = conn;
-        while let Some(Ok(d)) = consumer.next().await {
-            sink.lock().unwrap().push(d.data);
-        }
-    });
-    (seen, task)
-}
-
-async fn wait_for(seen: &Arc<Mutex<Vec<Vec<u8>>>>, count: usize, idle: Duration) {
+async fn wait_for(seen: &brokers::Arrivals, count: usize, idle: Duration) {
     let mut last_len = 0;
     let mut last_change = Instant::now();
     loop {
@@ -110,7 +71,7 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
-    let (seen, task) = collector(&queue).await;
+    let (seen, task) = brokers::collect_queue(&queue).await;
 
     let config = config(&topic, &exchange, &unique("bridge"))
         .replace(&brokers::kafka_bootstrap(), &bootstrap);
@@ -132,7 +93,7 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
     );
     task.abort();
     let got = seen.lock().unwrap();
-    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(Vec::as_slice));
+    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(|(_, p)| p.as_slice()));
     println!(
         "Kafka→RabbitMQ kill -9 at {at_kill} of {N}: loss = {loss}, duplicates = {duplicates}"
     );
@@ -241,7 +202,7 @@ target = {{ kafka = "main", topic = "{topic}" }}
     drop(cluster);
 }
 
-async fn wait_distinct(seen: &Arc<Mutex<Vec<Vec<u8>>>>, n: usize, limit: Duration) {
+async fn wait_distinct(seen: &brokers::Arrivals, n: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         wait_for(seen, usize::MAX, Duration::from_secs(3)).await;
@@ -249,6 +210,7 @@ async fn wait_distinct(seen: &Arc<Mutex<Vec<Vec<u8>>>>, n: usize, limit: Duratio
             .lock()
             .unwrap()
             .iter()
+            .map(|(_, payload)| payload)
             .collect::<std::collections::HashSet<_>>()
             .len();
         if distinct >= n || Instant::now() > deadline {
@@ -265,7 +227,7 @@ async fn graceful_shutdown_then_restart_has_no_duplicates() {
     brokers::create_topic(&topic, 2).await;
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-    let (seen, task) = collector(&queue).await;
+    let (seen, task) = brokers::collect_queue(&queue).await;
     let config = config(&topic, &exchange, &unique("bridge"));
 
     brokers::produce(&topic, &numbered(0..5_000), None).await;
@@ -289,7 +251,8 @@ async fn graceful_shutdown_then_restart_has_no_duplicates() {
     );
     task.abort();
     let got = seen.lock().unwrap();
-    let (loss, duplicates) = brokers::loss_and_duplicates(10_000, got.iter().map(Vec::as_slice));
+    let (loss, duplicates) =
+        brokers::loss_and_duplicates(10_000, got.iter().map(|(_, p)| p.as_slice()));
     assert_eq!((loss, duplicates), (0, 0), "log:\n{}", bridge.log_text());
 }
 
@@ -307,7 +270,7 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
-    let (seen, task) = collector(&queue).await;
+    let (seen, task) = brokers::collect_queue(&queue).await;
 
     let config = config(&topic, &exchange, &unique("bridge"))
         .replace(&brokers::kafka_bootstrap(), &bootstrap);
@@ -323,7 +286,7 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     );
     task.abort();
     let got = seen.lock().unwrap();
-    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(Vec::as_slice));
+    let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(|(_, p)| p.as_slice()));
     println!("two bridges, one killed: loss = {loss}, duplicates = {duplicates}");
     assert_eq!(loss, 0, "survivor log:\n{}", second.log_text());
     drop(cluster);

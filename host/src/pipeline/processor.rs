@@ -72,11 +72,6 @@ impl Processor {
             return Ok(done(original));
         }
         let hops = headers::hops(&original);
-        let mut prepared = original.clone();
-        if self.settings.provenance {
-            headers::add_provenance(&mut prepared);
-        }
-        headers::set_hops(&mut prepared, hops + 1);
         let mut attempt = 1;
         loop {
             let failure = if hops >= self.settings.hop_limit {
@@ -89,7 +84,7 @@ impl Processor {
                     ),
                 }
             } else {
-                match self.chain.run(prepared.clone()).await {
+                match self.chain.run(self.prepare(&original, hops)).await {
                     ChainOutcome::Send(outputs) => return self.send(original, outputs).await,
                     ChainOutcome::Dropped => return Ok(done(original)),
                     ChainOutcome::Failed(f) => f,
@@ -109,6 +104,17 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// The message as the chain sees it: a copy of the original with provenance headers and the
+    /// next hop count. Made per attempt, so the original stays as consumed for dead letters.
+    fn prepare(&self, original: &Message, hops: u32) -> Message {
+        let mut prepared = original.clone();
+        if self.settings.provenance {
+            headers::add_provenance(&mut prepared);
+        }
+        headers::set_hops(&mut prepared, hops + 1);
+        prepared
     }
 
     /// Settles a flight: retries or dead-letters what the target refused. `Ok` means the

@@ -81,16 +81,7 @@ impl PluginInstance {
 
     /// Runs the transform on `msg`.
     pub fn process(&mut self, msg: Message) -> Result<Outcome, CallError> {
-        let live = self.live()?;
-        let Some(guest) = live.transform.clone() else {
-            return Err(self.not_exported("transform"));
-        };
-        let res = live
-            .store
-            .data_mut()
-            .table
-            .push(msg)
-            .map_err(|e| self.host_error(e.into()))?;
+        let (guest, res) = self.lend(msg, "transform", |l| l.transform.as_ref())?;
         let rep = res.rep();
         let verdict = self.call(|store| guest.call_process(store, Resource::new_borrow(rep)))?;
         let Some(live) = self.live.as_mut() else {
@@ -129,16 +120,7 @@ impl PluginInstance {
 
     /// Asks the dead-letter policy what to do with a failed message.
     pub fn decide(&mut self, msg: Message, failure: &Failure) -> Result<Decision, CallError> {
-        let live = self.live()?;
-        let Some(guest) = live.policy.clone() else {
-            return Err(self.not_exported("dead-letter-policy"));
-        };
-        let res = live
-            .store
-            .data_mut()
-            .table
-            .push(msg)
-            .map_err(|e| self.host_error(e.into()))?;
+        let (guest, res) = self.lend(msg, "dead-letter-policy", |l| l.policy.as_ref())?;
         let rep = res.rep();
         let decision =
             self.call(|store| guest.call_decide(store, Resource::new_borrow(rep), failure))?;
@@ -290,6 +272,24 @@ impl PluginInstance {
             }
         }
         Ok(())
+    }
+
+    /// The export `pick` chooses (named `what` in errors) and `msg` placed in the store's
+    /// resource table for the call, restarting the instance first if it failed before.
+    fn lend<G: Clone>(
+        &mut self,
+        msg: Message,
+        what: &str,
+        pick: impl Fn(&Live) -> Option<&G>,
+    ) -> Result<(G, Resource<Message>), CallError> {
+        let live = self.live()?;
+        let Some(guest) = pick(live).cloned() else {
+            return Err(self.not_exported(what));
+        };
+        match live.store.data_mut().table.push(msg) {
+            Ok(res) => Ok((guest, res)),
+            Err(e) => Err(self.host_error(e.into())),
+        }
     }
 
     fn not_exported(&self, what: &str) -> CallError {
