@@ -3,12 +3,14 @@
 //! Every message passes through a chain of sandboxed WebAssembly components (see [`plugin`]).
 
 pub mod amqp;
-pub mod check;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod kafka;
 pub mod message_json;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;
+pub mod status;
 pub mod telemetry;
+pub mod topology;

@@ -11,6 +11,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::BridgeConfig;
+use crate::status::Status;
+use crate::topology;
+
+/// How often readiness asks each Kafka cluster for metadata.
+const KAFKA_PROBE_EVERY: Duration = Duration::from_secs(10);
 use crate::pipeline::{self, Shutdown};
 use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec, RuntimeOptions};
 
@@ -68,17 +73,34 @@ pub fn load_plugins(
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = Arc::new(BridgeConfig::load(path)?);
     let plugins = Arc::new(load_plugins(&config).map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?);
+    let health = match config.bridge.health_listen {
+        Some(addr) => Some(crate::health::bind(addr).await?),
+        None => None,
+    };
+    let status = Status::new(&config);
+    let mut background = tokio::task::JoinSet::new();
+    if let Some(listener) = health {
+        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status.");
+        background.spawn(crate::health::serve(listener, Arc::clone(&status)));
+    }
+    if config.bridge.stats_interval_secs > 0 {
+        let every = Duration::from_secs(config.bridge.stats_interval_secs);
+        background.spawn(Arc::clone(&status).heartbeat(every));
+    }
+    background.spawn(Arc::clone(&status).probe_kafka(Arc::clone(&config), KAFKA_PROBE_EVERY));
+    prepare_topology(&config).await?;
     let timeout = Duration::from_secs(config.bridge.shutdown_timeout_secs);
     let (tx, rx) = watch::channel(Shutdown {
         stopping: false,
         deadline: Instant::now(),
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for mapping in &config.mapping {
+    for (mapping, state) in config.mapping.iter().zip(status.mappings()) {
         tasks.spawn(pipeline::run_mapping(
             Arc::clone(&config),
             mapping.clone(),
             Arc::clone(&plugins),
+            Arc::clone(state),
             rx.clone(),
         ));
     }
@@ -106,6 +128,23 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     signals.abort();
     tracing::info!("Bridge stopped.");
     Ok(())
+}
+
+/// Creates what the mappings declare; a missing topic, queue or exchange stops the bridge. An
+/// unreachable broker does not: its mappings connect with backoff once it is up.
+async fn prepare_topology(config: &BridgeConfig) -> anyhow::Result<()> {
+    let report = topology::ensure(config, topology::Mode::Declare).await;
+    for declared in &report.declared {
+        tracing::info!(object = %declared, "Declared.");
+    }
+    for problem in &report.unreachable {
+        tracing::warn!(problem = %problem, "Broker unreachable at startup; its mappings will retry.");
+    }
+    if report.missing.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", report.missing.join("; "))
+    }
 }
 
 async fn wait_for_signal() {
@@ -137,7 +176,9 @@ pub async fn check(path: &Path, connect: bool) -> anyhow::Result<Vec<String>> {
     };
     let mut problems = load_plugins(&config).err().unwrap_or_default();
     if connect {
-        problems.extend(crate::check::brokers(&config).await);
+        let report = topology::ensure(&config, topology::Mode::Inspect).await;
+        problems.extend(report.unreachable);
+        problems.extend(report.missing);
     }
     Ok(problems)
 }

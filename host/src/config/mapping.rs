@@ -48,6 +48,12 @@ pub struct Mapping {
     /// `dedup = { by = "message-id", window_secs = 300 }` (or `by = "coordinates"`).
     #[serde(default)]
     pub dedup: Option<DedupConfig>,
+    /// Create the topics, queues and exchanges this mapping uses when they are missing:
+    /// `declare = true`, or with settings:
+    /// `declare = { partitions = 3, exchange_type = "topic", queue = "order-damage-queue" }`.
+    /// Without it, a missing one stops the bridge at startup.
+    #[serde(default, deserialize_with = "super::declare::deserialize")]
+    pub declare: Option<super::declare::Declare>,
 }
 
 /// Deduplication settings of a mapping.

@@ -5,6 +5,7 @@
 //! ``mapping `orders`.target.exchange``. `${ENV_VAR}` in broker settings is replaced from the
 //! environment after parsing, so secrets never appear in error messages.
 
+mod declare;
 mod env;
 mod mapping;
 mod validate;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use declare::{Declare, ExchangeType};
 pub use mapping::{
     AmqpSource, AmqpTarget, DeadLetterTarget, DedupBy, DedupConfig, KafkaSource, KafkaTarget,
     Mapping, Source, Target,
@@ -147,7 +149,8 @@ pub struct RabbitConnection {
     /// `heartbeat_secs = 30`.
     #[serde(default)]
     pub heartbeat_secs: Option<u16>,
-    /// TLS files for `amqps://` (reserved: rejected until supported).
+    /// TLS for `amqps://`: a CA to verify the broker (default: the system trust store) and a
+    /// client certificate: `tls = { ca_file = "ca.pem", cert_file = "client.pem", key_file = "client.key" }`.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
 }
@@ -218,6 +221,8 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
 /// [bridge]
 /// shutdown_timeout_secs = 30
 /// plugin_cache_dir = "/var/cache/bridge"
+/// health_listen = "0.0.0.0:8080"
+/// stats_interval_secs = 60
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -226,6 +231,11 @@ pub struct BridgeSettings {
     pub shutdown_timeout_secs: u64,
     /// Compiled-plugin cache directory: `plugin_cache_dir = "/var/cache/bridge"`.
     pub plugin_cache_dir: Option<PathBuf>,
+    /// Serve `/livez`, `/readyz` and `/status` on this address: `health_listen = "0.0.0.0:8080"`.
+    pub health_listen: Option<std::net::SocketAddr>,
+    /// Log every mapping's counters this often; 0 turns the heartbeat off:
+    /// `stats_interval_secs = 60`.
+    pub stats_interval_secs: u64,
 }
 
 impl Default for BridgeSettings {
@@ -233,6 +243,8 @@ impl Default for BridgeSettings {
         BridgeSettings {
             shutdown_timeout_secs: 30,
             plugin_cache_dir: None,
+            health_listen: None,
+            stats_interval_secs: 60,
         }
     }
 }

@@ -140,3 +140,69 @@ fn redacts_url_passwords() {
     assert_eq!(redact_url("amqp://u:p@h:5672/v"), "amqp://u:***@h:5672/v");
     assert_eq!(redact_url("amqp://h:5672"), "amqp://h:5672");
 }
+
+const OUT_MAPPING: &str = r#"
+[[mapping]]
+name = "out"
+source = { kafka = "main", topics = ["events-order-damage"] }
+target = { rabbitmq = "local", exchange = "events", routing_key = "order.damage" }
+"#;
+
+#[test]
+fn declare_is_a_bool_or_a_table() {
+    let off = parse(&format!("{BASE}{OUT_MAPPING}")).unwrap();
+    assert_eq!(off.mapping[0].declare, None);
+    let on = parse(&format!("{BASE}{OUT_MAPPING}declare = true\n")).unwrap();
+    assert_eq!(on.mapping[0].declare, Some(Declare::default()));
+    let table = parse(&format!(
+        "{BASE}{OUT_MAPPING}declare = {{ partitions = 3, exchange_type = \"topic\", queue = \"q\" }}\n"
+    ))
+    .unwrap();
+    let d = table.mapping[0].declare.clone().unwrap();
+    assert_eq!(
+        (
+            d.partitions,
+            d.replication_factor,
+            d.exchange_type,
+            d.durable,
+            d.queue.as_deref()
+        ),
+        (3, 1, ExchangeType::Topic, true, Some("q"))
+    );
+    let err = parse(&format!(
+        "{BASE}{OUT_MAPPING}declare = {{ partition = 3 }}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("partition") && err.contains("declare"),
+        "{err}"
+    );
+    let err = parse(&format!("{BASE}{OUT_MAPPING}declare = \"yes\"\n")).unwrap_err();
+    assert!(err.contains("`true`, `false` or a table"), "{err}");
+    let err = parse(&format!(
+        "{BASE}{OUT_MAPPING}declare = {{ partitions = 0 }}\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("mapping `out`.declare.partitions"), "{err}");
+}
+
+#[test]
+fn rabbitmq_tls_needs_amqps_and_a_complete_client_certificate() {
+    let with_tls = |url: &str, tls: &str| {
+        parse(&format!(
+            "[kafka.main]\nbootstrap_servers = \"k:9092\"\n[rabbitmq.local]\nurl = \"{url}\"\ntls = {tls}\n{OUT_MAPPING}"
+        ))
+    };
+    with_tls(
+        "amqps://u:p@h:5671/%2f",
+        r#"{ ca_file = "ca.pem", cert_file = "c.pem", key_file = "c.key" }"#,
+    )
+    .unwrap();
+    let err = with_tls("amqp://u:p@h:5672/%2f", r#"{ ca_file = "ca.pem" }"#).unwrap_err();
+    assert!(
+        err.contains("`rabbitmq.local.tls` needs an `amqps://` URL"),
+        "{err}"
+    );
+    let err = with_tls("amqps://u:p@h:5671/%2f", r#"{ cert_file = "c.pem" }"#).unwrap_err();
+    assert!(err.contains("both `cert_file` and `key_file`"), "{err}");
+}

@@ -17,10 +17,15 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         }
     }
     for (name, conn) in &config.rabbitmq {
-        if conn.tls.is_some() {
-            problems.push(format!(
-                "`rabbitmq.{name}.tls`: client certificates and custom CAs are not supported yet; use `amqps://` with a CA in the system trust store"
-            ));
+        if let Some(tls) = &conn.tls {
+            if !conn.url.starts_with("amqps://") {
+                problems.push(format!("`rabbitmq.{name}.tls` needs an `amqps://` URL"));
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                problems.push(format!(
+                    "`rabbitmq.{name}.tls`: a client certificate needs both `cert_file` and `key_file`"
+                ));
+            }
         }
         if !(conn.url.starts_with("amqp://") || conn.url.starts_with("amqps://")) {
             problems.push(format!(
@@ -87,6 +92,29 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
             problems.push(format!(
                 "{at}.target.topic is required when the source is a RabbitMQ queue"
             ));
+        }
+        if let Some(d) = &m.declare {
+            if d.partitions < 1 {
+                problems.push(format!("{at}.declare.partitions must be at least 1"));
+            }
+            if d.replication_factor < 1 {
+                problems.push(format!(
+                    "{at}.declare.replication_factor must be at least 1"
+                ));
+            }
+            if d.queue.is_some() && !matches!(m.target, Target::Amqp(_)) {
+                problems.push(format!(
+                    "{at}.declare.queue: only a RabbitMQ target binds a queue"
+                ));
+            }
+            if let (Some(_), Target::Amqp(a)) = (&d.queue, &m.target)
+                && a.routing_key.is_none()
+                && matches!(&m.source, Source::Kafka(k) if k.topics.iter().any(|t| t.starts_with('^')))
+            {
+                problems.push(format!(
+                    "{at}.declare.queue: needs `target.routing_key` when the source topics are a regex"
+                ));
+            }
         }
     }
     problems

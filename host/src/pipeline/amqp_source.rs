@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use tokio::sync::watch;
 
 use super::processor::Processor;
-use super::{PipelineError, Shutdown};
+use super::{PipelineError, Shutdown, take_ready};
 use crate::config::{AmqpSource, RabbitConnection};
 
 /// Runs until shutdown (then drains and acks) or a fatal error.
@@ -44,15 +44,25 @@ pub async fn run(
         .await
         .map_err(|e| source_err(&format!("cannot consume queue `{}`", source.queue), e))?;
     tracing::info!(mapping, queue = %source.queue, prefetch = source.prefetch, "RabbitMQ source started.");
+    processor.status().set_connected(true);
 
     let mut inflight = FuturesOrdered::new();
     // Deliveries settle in delivery order, so acking the newest with `multiple` acks every
     // settled one before it: one ack per batch instead of one per message.
     let mut acks = AckBatch::default();
+    let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
     let result = loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
+            _ = watchdog.tick() => {
+                if let Err(e) = processor.check_sinks() {
+                    break Err(PipelineError::Sink(e.0));
+                }
+                if !channel.status().connected() {
+                    break Err(PipelineError::Source("the RabbitMQ channel closed".to_string()));
+                }
+            }
             Some((acker, sent)) = inflight.next(), if !inflight.is_empty() => {
                 if let Err(e) = processor.settle(sent).await {
                     break Err(PipelineError::Sink(e.0));
@@ -62,16 +72,37 @@ pub async fn run(
                 }
             }
             delivery = consumer.next(), if inflight.len() < max_in_flight => {
-                let delivery = match delivery {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => break Err(source_err("RabbitMQ consumer failed", e)),
-                    None => break Err(PipelineError::Source(format!("the consumer of queue `{}` was cancelled", source.queue))),
-                };
-                let msg = crate::amqp::to_message(&source.connection, &source.queue, &delivery);
-                let acker = delivery.acker;
-                match processor.process(msg).await {
-                    Ok(flight) => inflight.push_back(async move { (acker, flight.await) }),
+                let mut ready = vec![delivery];
+                take_ready(&mut consumer, &mut ready, max_in_flight - inflight.len());
+                let mut failure = None;
+                let mut ackers = Vec::with_capacity(ready.len());
+                let mut batch = Vec::with_capacity(ready.len());
+                for delivery in ready {
+                    match delivery {
+                        Some(Ok(d)) => {
+                            batch.push(crate::amqp::to_message(&source.connection, &source.queue, &d));
+                            ackers.push(d.acker);
+                        }
+                        Some(Err(e)) => {
+                            failure = Some(source_err("RabbitMQ consumer failed", e));
+                            break;
+                        }
+                        None => {
+                            failure = Some(PipelineError::Source(format!("the consumer of queue `{}` was cancelled", source.queue)));
+                            break;
+                        }
+                    }
+                }
+                match processor.process_batch(batch).await {
+                    Ok(flights) => {
+                        for (acker, flight) in ackers.into_iter().zip(flights) {
+                            inflight.push_back(async move { (acker, flight.await) });
+                        }
+                    }
                     Err(e) => break Err(PipelineError::Sink(e.0)),
+                }
+                if let Some(e) = failure {
+                    break Err(e);
                 }
             }
         }

@@ -134,8 +134,12 @@ impl ChainCore {
 
 /// A request to the chain's thread.
 enum Job {
-    Run(Message, oneshot::Sender<ChainOutcome>),
-    Decide(Message, ProcessingFailure, u32, oneshot::Sender<Decision>),
+    Run(Vec<Message>, oneshot::Sender<Vec<ChainOutcome>>),
+    Decide(
+        Box<(Message, ProcessingFailure)>,
+        u32,
+        oneshot::Sender<Decision>,
+    ),
     Describe(String, oneshot::Sender<Option<String>>),
 }
 
@@ -178,10 +182,11 @@ impl Chain {
                 };
                 while let Ok(job) = rx.recv() {
                     match job {
-                        Job::Run(msg, reply) => {
-                            let _ = reply.send(core.run(msg));
+                        Job::Run(batch, reply) => {
+                            let _ = reply.send(batch.into_iter().map(|m| core.run(m)).collect());
                         }
-                        Job::Decide(msg, failure, attempt, reply) => {
+                        Job::Decide(job, attempt, reply) => {
+                            let (msg, failure) = *job;
                             let _ = reply.send(core.decide(&msg, &failure, attempt));
                         }
                         Job::Describe(name, reply) => {
@@ -201,12 +206,22 @@ impl Chain {
 
     /// Runs the transforms on `msg`.
     pub async fn run(&self, msg: Message) -> ChainOutcome {
+        self.run_batch(vec![msg])
+            .await
+            .pop()
+            .unwrap_or_else(no_outcome)
+    }
+
+    /// Runs the transforms on each message of `batch`, in order, in one trip to the chain's
+    /// thread. Returns one outcome per message.
+    pub async fn run_batch(&self, batch: Vec<Message>) -> Vec<ChainOutcome> {
+        let n = batch.len();
+        let gone = || (0..n).map(|_| no_outcome()).collect();
         let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Job::Run(msg, tx)).is_err() {
-            return ChainOutcome::Failed(thread_gone());
+        if self.jobs.send(Job::Run(batch, tx)).is_err() {
+            return gone();
         }
-        rx.await
-            .unwrap_or_else(|_| ChainOutcome::Failed(thread_gone()))
+        rx.await.unwrap_or_else(|_| gone())
     }
 
     /// Asks the dead-letter policy.
@@ -227,7 +242,11 @@ impl Chain {
         };
         if self
             .jobs
-            .send(Job::Decide(msg.clone(), failure.clone(), attempt, tx))
+            .send(Job::Decide(
+                Box::new((msg.clone(), failure.clone())),
+                attempt,
+                tx,
+            ))
             .is_err()
         {
             return fallback();
@@ -241,6 +260,11 @@ impl Chain {
         self.jobs.send(Job::Describe(name.to_string(), tx)).ok()?;
         rx.await.ok().flatten()
     }
+}
+
+/// The outcome of a message the chain's thread could not answer (it exited).
+pub(super) fn no_outcome() -> ChainOutcome {
+    ChainOutcome::Failed(thread_gone())
 }
 
 fn thread_gone() -> ProcessingFailure {

@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::processor::Processor;
-use super::{PipelineError, Shutdown};
+use super::{PipelineError, Shutdown, take_ready};
 use crate::config::{KafkaCluster, KafkaSource};
 
 /// Runs until shutdown (then drains and commits) or a fatal error.
@@ -45,12 +45,20 @@ pub async fn run(
         .subscribe(&topics)
         .map_err(|e| PipelineError::Source(format!("cannot subscribe to {topics:?}: {e}")))?;
     tracing::info!(mapping, topics = ?topics, group = %source.group, "Kafka source started.");
+    processor.status().set_connected(true);
 
+    let mut stream = consumer.stream();
     let mut inflight = FuturesOrdered::new();
+    let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
     let result = loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
+            _ = watchdog.tick() => {
+                if let Err(e) = processor.check_sinks() {
+                    break Err(PipelineError::Sink(e.0));
+                }
+            }
             Some(((topic, partition, offset), sent)) = inflight.next(), if !inflight.is_empty() => {
                 let topic: String = topic;
                 if let Err(e) = processor.settle(sent).await {
@@ -58,19 +66,26 @@ pub async fn run(
                 }
                 store(&consumer, topic.as_str(), partition, offset);
             }
-            received = consumer.recv(), if inflight.len() < max_in_flight => {
-                let m = match received {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(mapping, error = %e, "Kafka consume error.");
-                        continue;
+            received = stream.next(), if inflight.len() < max_in_flight => {
+                let mut ready = vec![received];
+                take_ready(&mut stream, &mut ready, max_in_flight - inflight.len());
+                let mut coordinates = Vec::with_capacity(ready.len());
+                let mut batch = Vec::with_capacity(ready.len());
+                for received in ready.into_iter().flatten() {
+                    match received {
+                        Ok(m) => {
+                            coordinates.push((m.topic().to_string(), m.partition(), m.offset()));
+                            batch.push(crate::kafka::to_message(&source.cluster, &m));
+                        }
+                        Err(e) => tracing::warn!(mapping, error = %e, "Kafka consume error."),
                     }
-                };
-                let coordinates = (m.topic().to_string(), m.partition(), m.offset());
-                let msg = crate::kafka::to_message(&source.cluster, &m);
-                drop(m);
-                match processor.process(msg).await {
-                    Ok(flight) => inflight.push_back(async move { (coordinates, flight.await) }),
+                }
+                match processor.process_batch(batch).await {
+                    Ok(flights) => {
+                        for (at, flight) in coordinates.into_iter().zip(flights) {
+                            inflight.push_back(async move { (at, flight.await) });
+                        }
+                    }
                     Err(e) => break Err(PipelineError::Sink(e.0)),
                 }
             }

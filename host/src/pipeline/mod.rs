@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -24,6 +25,7 @@ pub use sink::Sink;
 
 use crate::config::{BridgeConfig, Mapping, Source};
 use crate::plugin::LoadedPlugin;
+use crate::status::{Counters, MappingStatus};
 
 /// Why a mapping stopped running.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +50,35 @@ pub struct Shutdown {
     pub deadline: Instant,
 }
 
+/// Appends to `batch` what `stream` has ready now, without waiting, until `batch` holds
+/// `limit` items (at most [`MAX_BATCH`]). Under load the pipelines thus hand the plugin chain
+/// many messages per trip; when idle, a message goes alone and at once.
+/// The end of the stream is pushed as `None`, last.
+fn take_ready<S: Stream + Unpin>(stream: &mut S, batch: &mut Vec<Option<S::Item>>, limit: usize) {
+    while batch.len() < limit.min(MAX_BATCH) {
+        match stream.next().now_or_never() {
+            Some(Some(item)) => batch.push(Some(item)),
+            Some(None) => {
+                batch.push(None);
+                break;
+            }
+            None => break,
+        }
+    }
+}
+
+/// How often an idle mapping checks that its RabbitMQ connections are still open.
+const CONNECTION_CHECK: Duration = Duration::from_secs(1);
+
+/// The most messages taken from a source in one go.
+const MAX_BATCH: usize = 256;
+
 /// Runs one mapping until shutdown, restarting it with backoff after failures.
 pub async fn run_mapping(
     config: Arc<BridgeConfig>,
     mapping: Mapping,
     plugins: Arc<HashMap<String, Arc<LoadedPlugin>>>,
+    status: Arc<MappingStatus>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) {
     let mut backoff = Duration::from_secs(1);
@@ -61,9 +87,12 @@ pub async fn run_mapping(
             return;
         }
         let started = Instant::now();
-        match run_once(&config, &mapping, &plugins, &mut shutdown).await {
+        let result = run_once(&config, &mapping, &plugins, &status, &mut shutdown).await;
+        status.set_connected(false);
+        match result {
             Ok(()) => return,
             Err(e) => {
+                Counters::add(&status.counters.restarts, 1);
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_secs(1);
                 }
@@ -82,6 +111,7 @@ async fn run_once(
     config: &BridgeConfig,
     mapping: &Mapping,
     plugins: &HashMap<String, Arc<LoadedPlugin>>,
+    status: &Arc<MappingStatus>,
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
     let transforms: Vec<_> = mapping
@@ -108,6 +138,7 @@ async fn run_once(
         provenance: mapping.provenance_headers,
         hop_limit: mapping.hop_limit,
         dedup: mapping.dedup.as_ref().map(dedup::Dedup::new),
+        status: Arc::clone(status),
     };
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
     match &mapping.source {

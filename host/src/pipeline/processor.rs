@@ -5,12 +5,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures_util::future::join_all;
 
-use super::chain::{Chain, ChainOutcome, ProcessingFailure};
+use super::chain::{Chain, ChainOutcome, ProcessingFailure, no_outcome};
 use super::headers::{self, DeadLetterContext};
 use super::sink::{Rejected, Sink, SinkError};
 use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message};
+use crate::status::{Counters, MappingStatus};
 
 /// A consumed message on its way: resolves when every output has been answered.
 pub type Flight = Pin<Box<dyn Future<Output = Sent> + Send>>;
@@ -32,6 +35,8 @@ pub struct ProcessorSettings {
     pub hop_limit: u32,
     /// Deduplication, if configured.
     pub dedup: Option<super::dedup::Dedup>,
+    /// Where the mapping's state and counters go.
+    pub status: Arc<MappingStatus>,
 }
 
 /// Processes the messages of one mapping.
@@ -62,47 +67,102 @@ impl Processor {
         }
     }
 
-    /// Runs the chain on a consumed message and sends the result. Chain failures are settled
-    /// here (retry, dead-letter, drop); broker answers come with the returned flight.
-    pub async fn process(&mut self, original: Message) -> Result<Flight, SinkError> {
+    /// Runs the chain on consumed messages and sends the results, one flight per message in
+    /// the same order. The chain sees the whole batch in one call; chain failures are settled
+    /// here (retry, dead-letter, drop) in order, so a retried message still goes out before the
+    /// ones after it. Broker answers come with the returned flights.
+    pub async fn process_batch(
+        &mut self,
+        originals: Vec<Message>,
+    ) -> Result<Vec<Flight>, SinkError> {
+        Counters::add(&self.counters().consumed, originals.len() as u64);
+        let mut steps = Vec::with_capacity(originals.len());
+        let mut prepared = Vec::with_capacity(originals.len());
+        for original in &originals {
+            steps.push(self.admit(original, &mut prepared));
+        }
+        let mut outcomes = self.chain.run_batch(prepared).await.into_iter();
+        let mut flights = Vec::with_capacity(originals.len());
+        for (original, step) in originals.into_iter().zip(steps) {
+            let flight = match step {
+                Step::Duplicate => done(original),
+                Step::HopLimit(hops) => {
+                    let failure = self.hop_failure(hops);
+                    self.recover(original, failure, hops).await?
+                }
+                Step::Chain(hops) => match outcomes.next().unwrap_or_else(no_outcome) {
+                    ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
+                    ChainOutcome::Dropped => self.dropped(original),
+                    ChainOutcome::Failed(f) => self.recover(original, f, hops).await?,
+                },
+            };
+            flights.push(flight);
+        }
+        Ok(flights)
+    }
+
+    /// Decides what happens to a consumed message before the chain: dropped as a duplicate,
+    /// stopped by the hop limit, or prepared for the chain (pushed to `prepared`).
+    fn admit(&mut self, original: &Message, prepared: &mut Vec<Message>) -> Step {
         if let Some(dedup) = &mut self.settings.dedup
-            && dedup.is_duplicate(&original)
+            && dedup.is_duplicate(original)
         {
             tracing::debug!(mapping = %self.settings.mapping, "Duplicate dropped.");
-            return Ok(done(original));
+            Counters::add(&self.counters().duplicates, 1);
+            return Step::Duplicate;
         }
-        let hops = headers::hops(&original);
+        let hops = headers::hops(original);
+        if hops >= self.settings.hop_limit {
+            return Step::HopLimit(hops);
+        }
+        prepared.push(self.prepare(original, hops));
+        Step::Chain(hops)
+    }
+
+    fn hop_failure(&self, hops: u32) -> ProcessingFailure {
+        ProcessingFailure {
+            kind: FailureKind::HopLimit,
+            plugin: None,
+            detail: format!(
+                "the message crossed {hops} bridges (hop_limit = {})",
+                self.settings.hop_limit
+            ),
+        }
+    }
+
+    /// Settles a message whose first attempt failed: asks the policy, then retries the chain,
+    /// dead-letters or drops it.
+    async fn recover(
+        &mut self,
+        original: Message,
+        mut failure: ProcessingFailure,
+        hops: u32,
+    ) -> Result<Flight, SinkError> {
         let mut attempt = 1;
         loop {
-            let failure = if hops >= self.settings.hop_limit {
-                ProcessingFailure {
-                    kind: FailureKind::HopLimit,
-                    plugin: None,
-                    detail: format!(
-                        "the message crossed {hops} bridges (hop_limit = {})",
-                        self.settings.hop_limit
-                    ),
-                }
-            } else {
-                match self.chain.run(self.prepare(&original, hops)).await {
-                    ChainOutcome::Send(outputs) => return self.send(original, outputs).await,
-                    ChainOutcome::Dropped => return Ok(done(original)),
-                    ChainOutcome::Failed(f) => f,
-                }
-            };
             match self.decide(&original, &failure, attempt).await {
                 Decision::Retry(ms) => {
+                    Counters::add(&self.counters().retries, 1);
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Processing failed; retrying.");
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     attempt += 1;
                 }
-                Decision::Drop => return Ok(done(original)),
+                Decision::Drop => return Ok(self.dropped(original)),
                 Decision::DeadLetter(d) => {
                     self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
                         .await?;
                     return Ok(done(original));
                 }
             }
+            failure = if hops >= self.settings.hop_limit {
+                self.hop_failure(hops)
+            } else {
+                match self.chain.run(self.prepare(&original, hops)).await {
+                    ChainOutcome::Send(outputs) => return self.send(original, outputs).await,
+                    ChainOutcome::Dropped => return Ok(self.dropped(original)),
+                    ChainOutcome::Failed(f) => f,
+                }
+            };
         }
     }
 
@@ -126,6 +186,8 @@ impl Processor {
             results,
         } = sent;
         let mut failed: Vec<(Message, Rejected)> = Vec::new();
+        let confirmed = results.iter().filter(|r| r.is_ok()).count();
+        Counters::add(&self.counters().delivered, confirmed as u64);
         for (msg, result) in outputs.into_iter().zip(results) {
             if let Err(rejected) = result {
                 if rejected.connection_lost {
@@ -143,6 +205,7 @@ impl Processor {
             };
             match self.decide(&original, &failure, attempt).await {
                 Decision::Retry(ms) => {
+                    Counters::add(&self.counters().retries, 1);
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     attempt += 1;
@@ -153,7 +216,11 @@ impl Processor {
                     }
                     failed = Vec::new();
                     for (msg, pending) in again {
-                        if let Err(r) = pending.await {
+                        let answer = pending.await;
+                        if answer.is_ok() {
+                            Counters::add(&self.counters().delivered, 1);
+                        }
+                        if let Err(r) = answer {
                             if r.connection_lost {
                                 return Err(SinkError(r.detail));
                             }
@@ -161,7 +228,10 @@ impl Processor {
                         }
                     }
                 }
-                Decision::Drop => return Ok(()),
+                Decision::Drop => {
+                    Counters::add(&self.counters().dropped, 1);
+                    return Ok(());
+                }
                 Decision::DeadLetter(d) => {
                     return self
                         .send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
@@ -170,6 +240,33 @@ impl Processor {
             }
         }
         Ok(())
+    }
+
+    /// The mapping's state: sources report their connection there.
+    pub fn status(&self) -> &MappingStatus {
+        &self.settings.status
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.settings.status.counters
+    }
+
+    fn dropped(&self, original: Message) -> Flight {
+        Counters::add(&self.counters().dropped, 1);
+        done(original)
+    }
+
+    /// `Err` once a target's connection is gone, so an idle mapping notices an outage (and
+    /// reports it through readiness) without waiting for the next message.
+    pub fn check_sinks(&self) -> Result<(), SinkError> {
+        let dead_letter_ok = self.dead_letter.as_ref().is_none_or(Sink::is_connected);
+        if self.sink.is_connected() && dead_letter_ok {
+            Ok(())
+        } else {
+            Err(SinkError(
+                "the RabbitMQ connection of a target closed".to_string(),
+            ))
+        }
     }
 
     /// Closes the sinks after draining (Kafka producers flush).
@@ -255,6 +352,7 @@ impl Processor {
         loop {
             match sink.send(&letter).await?.await {
                 Ok(()) => {
+                    Counters::add(&self.counters().dead_lettered, 1);
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, reason, "Message dead-lettered.");
                     return Ok(());
                 }
@@ -267,6 +365,16 @@ impl Processor {
             }
         }
     }
+}
+
+/// What happens to a consumed message before the chain.
+enum Step {
+    /// Already bridged within the dedup window.
+    Duplicate,
+    /// Over the hop limit (the message's hop count).
+    HopLimit(u32),
+    /// Goes through the chain (the message's hop count).
+    Chain(u32),
 }
 
 fn done(original: Message) -> Flight {

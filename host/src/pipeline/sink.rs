@@ -242,6 +242,15 @@ impl Sink {
         }
     }
 
+    /// Whether the sink can still send: a RabbitMQ channel closes with its connection; the
+    /// Kafka producer reconnects on its own.
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Sink::Amqp(amqp) => amqp.channel.status().connected(),
+            Sink::Kafka { .. } => true,
+        }
+    }
+
     /// Waits until everything sent has been answered (Kafka flush); RabbitMQ answers are
     /// awaited through their futures.
     pub fn flush(&self, timeout: Duration) {
