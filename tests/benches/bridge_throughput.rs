@@ -153,6 +153,89 @@ async fn wait_count<T>(seen: &Arc<Mutex<Vec<T>>>, n: usize, limit: Duration) {
     }
 }
 
+/// Produces `n` messages to `topic` at `rate` msgs/s, each with its send time in the payload.
+async fn paced_produce(topic: &str, rate: f64, n: usize) {
+    let producer = brokers::producer(&brokers::kafka_bootstrap());
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let sent_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_micros();
+        let mut body = format!(r#"{{"sent_us":{sent_us},"pad":""#).into_bytes();
+        body.resize(1022, b'x');
+        body.extend_from_slice(b"\"}");
+        let rec = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(&body)
+            .key(b"k");
+        let _ = producer.send_result(rec);
+    }
+    let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10));
+}
+
+/// Arrival times and payloads of `n` messages read from the end of `topic` by a plain
+/// consumer with the bridge's fetch settings.
+fn raw_kafka_arrivals(topic: &str, n: usize) -> Vec<(Instant, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers::kafka_bootstrap())
+        .set("group.id", unique("raw-lat"))
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::message::Message as _;
+            out.push((Instant::now(), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    out
+}
+
+/// Milliseconds from the `sent_us` in each payload to its arrival.
+fn latencies_ms(arrivals: &[(Instant, &[u8])]) -> Vec<f64> {
+    let now = Instant::now();
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as f64;
+    arrivals
+        .iter()
+        .filter_map(|(at, data)| {
+            let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+            let arrived_us = now_us - (now - *at).as_micros() as f64;
+            Some((arrived_us - v["sent_us"].as_f64()?) / 1000.0)
+        })
+        .collect()
+}
+
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+    samples: usize,
+}
+
+fn percentiles(mut ms: Vec<f64>) -> Percentiles {
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        ms.get(((ms.len() as f64 * p) as usize).min(ms.len().saturating_sub(1)))
+            .map_or(f64::NAN, |v| (v * 100.0).round() / 100.0)
+    };
+    Percentiles {
+        p50: pct(0.50),
+        p99: pct(0.99),
+        samples: ms.len(),
+    }
+}
+
 fn chain_config(extra: &str) -> String {
     format!(
         r#"
@@ -228,52 +311,30 @@ plugins = ["headers", "route"]
     tokio::time::sleep(Duration::from_secs(6)).await;
     let half = (k2r / 2.0).max(100.0);
     let lat_n = (half * 8.0) as usize;
-    let producer = brokers::producer(&brokers::kafka_bootstrap());
-    let start = Instant::now();
-    for i in 0..lat_n {
-        let due = start + Duration::from_secs_f64(i as f64 / half);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        let sent_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_micros();
-        let mut body = format!(r#"{{"sent_us":{sent_us},"pad":""#).into_bytes();
-        body.resize(1022, b'x');
-        body.extend_from_slice(b"\"}");
-        let rec = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(&lat_topic)
-            .payload(&body)
-            .key(b"k");
-        let _ = producer.send_result(rec);
-    }
-    let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10));
+    paced_produce(&lat_topic, half, lat_n).await;
     wait_count(&lat_seen, lat_n, Duration::from_secs(60)).await;
     bridge.terminate(Duration::from_secs(30));
-    let mut latencies: Vec<f64> = {
+    let latencies = {
         let s = lat_seen.lock().expect("lock");
-        let now_us = |at: Instant| {
-            let since = Instant::now() - at;
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("clock")
-                .as_micros() as f64
-                - since.as_micros() as f64
-        };
-        s.iter()
-            .filter_map(|(at, data)| {
-                let v: serde_json::Value = serde_json::from_slice(data).ok()?;
-                Some((now_us(*at) - v["sent_us"].as_f64()?) / 1000.0)
-            })
-            .collect()
+        let arrivals: Vec<(Instant, &[u8])> = s.iter().map(|(at, d)| (*at, d.as_slice())).collect();
+        percentiles(latencies_ms(&arrivals))
     };
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+
+    // The same rate straight through the Kafka broker: what the bridge's latency is made of
+    // before it adds anything.
+    let raw_lat_topic = unique("bench-raw-lat");
+    brokers::create_topic(&raw_lat_topic, 4).await;
+    let t = raw_lat_topic.clone();
+    let reader = tokio::task::spawn_blocking(move || raw_kafka_arrivals(&t, lat_n));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    paced_produce(&raw_lat_topic, half, lat_n).await;
+    let raw_arrivals = reader.await.expect("raw reader");
+    let raw_latencies = percentiles(latencies_ms(
+        &raw_arrivals
+            .iter()
+            .map(|(at, d)| (*at, d.as_slice()))
+            .collect::<Vec<_>>(),
+    ));
 
     // RabbitMQ → Kafka.
     let in_queue = unique("bench-r2k");
@@ -331,9 +392,11 @@ plugins = ["headers", "route"]
             "bridge_rabbitmq_to_kafka_msgs_per_s": r2k,
             "rabbitmq_to_kafka_ratio_to_raw": ratio(r2k, raw_amqp_consume_rate),
             "latency_rate_msgs_per_s": half.round(),
-            "latency_p50_ms": (pct(0.50) * 100.0).round() / 100.0,
-            "latency_p99_ms": (pct(0.99) * 100.0).round() / 100.0,
-            "latency_samples": latencies.len(),
+            "latency_p50_ms": latencies.p50,
+            "latency_p99_ms": latencies.p99,
+            "latency_samples": latencies.samples,
+            "raw_kafka_latency_p50_ms": raw_latencies.p50,
+            "raw_kafka_latency_p99_ms": raw_latencies.p99,
         })
     );
 }

@@ -29,10 +29,14 @@ pub fn amqp_url() -> String {
 
 /// `bridge.toml` sections for the test brokers: Kafka cluster `main`, RabbitMQ connection `local`.
 pub fn brokers_toml() -> String {
+    brokers_toml_with(&amqp_url())
+}
+
+/// [`brokers_toml`] with RabbitMQ connection `local` at `amqp_url`.
+pub fn brokers_toml_with(amqp_url: &str) -> String {
     format!(
-        "[kafka.main]\nbootstrap_servers = \"{}\"\n\n[rabbitmq.local]\nurl = \"{}\"\n",
+        "[kafka.main]\nbootstrap_servers = \"{}\"\n\n[rabbitmq.local]\nurl = \"{amqp_url}\"\n",
         kafka_bootstrap(),
-        amqp_url()
     )
 }
 
@@ -201,7 +205,12 @@ pub fn consume_topic_from(
 
 /// A RabbitMQ connection.
 pub async fn amqp() -> Connection {
-    Connection::connect(&amqp_url(), ConnectionProperties::default())
+    amqp_to(&amqp_url()).await
+}
+
+/// A RabbitMQ connection to `url`.
+pub async fn amqp_to(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default())
         .await
         .expect("RabbitMQ is reachable (scripts/brokers.sh start)")
 }
@@ -388,6 +397,40 @@ pub async fn publish_to_queue(
     }
     for p in pending {
         assert!(p.await.expect("confirm").is_ack());
+    }
+}
+
+/// Waits until `topic` holds at least `n` records (high watermarks over `partitions`,
+/// duplicates included) and nothing more arrived for 3 s, or `limit` passed. Returns the count.
+pub async fn wait_topic_settled(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    limit: Duration,
+) -> i64 {
+    let watermarks: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + limit;
+    let (mut last, mut stable_since) = (0, Instant::now());
+    loop {
+        let written: i64 = (0..partitions)
+            .map(|p| {
+                watermarks
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .map_or(0, |(_, high)| high)
+            })
+            .sum();
+        if written != last {
+            (last, stable_since) = (written, Instant::now());
+        }
+        let settled = written >= n as i64 && stable_since.elapsed() > Duration::from_secs(3);
+        if settled || Instant::now() > deadline {
+            return written;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

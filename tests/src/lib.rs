@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod brokers;
+pub mod rabbit_node;
 
 /// Paths of the plugin components built by `build.rs`.
 pub mod artifacts {

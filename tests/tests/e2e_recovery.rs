@@ -152,35 +152,7 @@ target = {{ kafka = "main", topic = "{topic}" }}
     }
     bridge.kill9();
     bridge.spawn();
-    // Wait until every message is in the topic (high watermarks, duplicates included) and
-    // nothing more arrives for 3 s, then stop and read it.
-    let watermarks: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("consumer");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let (mut last, mut stable_since) = (0, Instant::now());
-    loop {
-        let written: i64 = (0..8)
-            .map(|p| {
-                rdkafka::consumer::Consumer::fetch_watermarks(
-                    &watermarks,
-                    &topic,
-                    p,
-                    Duration::from_secs(5),
-                )
-                .map_or(0, |(_, high)| high)
-            })
-            .sum();
-        if written != last {
-            (last, stable_since) = (written, Instant::now());
-        }
-        let settled = written >= N as i64 && stable_since.elapsed() > Duration::from_secs(3);
-        if settled || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    brokers::wait_topic_settled(&bootstrap, &topic, 8, N, Duration::from_secs(180)).await;
     assert!(
         bridge.terminate(Duration::from_secs(30)),
         "log:\n{}",
