@@ -57,7 +57,7 @@ start_tansu() {
     return 1
   fi
   command -v tansu >/dev/null 2>&1 || { echo "error: tansu is not installed (run scripts/setup.sh)" >&2; return 1; }
-  # Every run starts on a fresh database (see docs/testing.md).
+  # Every run starts on a fresh database: tansu slows down as its database grows.
   rm -rf "$TANSU_DIR"
   mkdir -p "$TANSU_DIR"
   (

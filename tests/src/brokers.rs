@@ -56,8 +56,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates a topic with `partitions` partitions.
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&kafka_bootstrap(), name, partitions).await;
+}
+
+/// [`create_topic`] on another cluster.
+pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));

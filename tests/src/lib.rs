@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod brokers;
+pub mod kafka_node;
 pub mod rabbit_node;
 
 /// Paths of the plugin components built by `build.rs`.

@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::kafka_node::KafkaNode;
+
+/// Gives every quoted name in `names` a unique suffix.
+fn rename(mut text: String, names: &[&str], suffix: &str) -> String {
+    for name in names {
+        text = text.replace(&format!("\"{name}\""), &format!("\"{name}-{suffix}\""));
+    }
+    text
+}
 
 const NAMES: &[&str] = &[
     "events-order-damage",
@@ -26,10 +35,7 @@ fn example(suffix: &str) -> String {
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/kafka-rabbitmq/bridge.toml"
     );
-    let mut text = std::fs::read_to_string(path).unwrap();
-    for name in NAMES {
-        text = text.replace(&format!("\"{name}\""), &format!("\"{name}-{suffix}\""));
-    }
+    let text = rename(std::fs::read_to_string(path).unwrap(), NAMES, suffix);
     text.replace("${KAFKA_BOOTSTRAP_SERVERS}", &brokers::kafka_bootstrap())
         .replace("${RABBITMQ_URL}", &brokers::amqp_url())
         .replace("0.0.0.0:8080", "127.0.0.1:0")
@@ -151,4 +157,69 @@ async fn kafka_rabbitmq_example_declares_its_topology_and_bridges_both_ways() {
         );
     }
     assert!(bridge.terminate(Duration::from_secs(30)));
+}
+
+/// The Kafka → Kafka example between two brokers: `damage` and `events-sensor` one way,
+/// `warehouse-events` the other, with keys, headers, timestamps and partitions kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_kafka_example_replicates_both_ways_keeping_records() {
+    let secondary = tokio::task::spawn_blocking(KafkaNode::start).await.unwrap();
+    let primary = brokers::kafka_bootstrap();
+    let suffix = unique("kk");
+    let name = |n: &str| format!("{n}-{suffix}");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/kafka-kafka/bridge.toml"
+    );
+    let config = rename(
+        std::fs::read_to_string(path).unwrap(),
+        &[
+            "damage",
+            "events-sensor",
+            "warehouse-events",
+            "bridge-dead-letters",
+            "kafka-kafka-bridge",
+        ],
+        &suffix,
+    )
+    .replace("${PRIMARY_BOOTSTRAP_SERVERS}", &primary)
+    .replace("${SECONDARY_BOOTSTRAP_SERVERS}", &secondary.bootstrap);
+    let routes = [
+        ("damage", &primary, &secondary.bootstrap),
+        ("events-sensor", &primary, &secondary.bootstrap),
+        ("warehouse-events", &secondary.bootstrap, &primary),
+    ];
+    for (topic, from, to) in routes {
+        brokers::create_topic_on(from, &name(topic), 2).await;
+        brokers::create_topic_on(to, &name(topic), 2).await;
+    }
+    brokers::create_topic_on(&primary, &name("bridge-dead-letters"), 1).await;
+    brokers::create_topic_on(&secondary.bootstrap, &name("bridge-dead-letters"), 1).await;
+    let mut bridge = BridgeProcess::start(&config);
+
+    for (topic, from, to) in routes {
+        let sent = Record {
+            key: Some(format!("key-{topic}").into_bytes()),
+            payload: Some(format!("from {topic}").into_bytes()),
+            headers: vec![("trace".into(), b"t-9".to_vec())],
+            partition: 1,
+            timestamp: Some(1_700_000_000_123),
+        };
+        brokers::produce_to(from, &name(topic), std::slice::from_ref(&sent), Some(1)).await;
+        let (t, to) = (name(topic), to.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            brokers::consume_topic_from(&to, &t, 1, Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.len(), 1, "{topic}; log:\n{}", bridge.log_text());
+        let r = &got[0];
+        assert_eq!((&r.key, &r.payload), (&sent.key, &sent.payload), "{topic}");
+        assert_eq!((r.partition, r.timestamp), (1, sent.timestamp), "{topic}");
+        assert_eq!(r.header("trace").as_deref(), Some("t-9"), "{topic}");
+        assert_eq!(r.header("x-bridge-hops").as_deref(), Some("1"), "{topic}");
+        assert_eq!(r.header("kafka_topic"), None, "provenance_headers = false");
+    }
+    assert!(bridge.terminate(Duration::from_secs(30)));
+    drop(secondary);
 }
