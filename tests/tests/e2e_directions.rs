@@ -220,3 +220,50 @@ provenance_headers = false
         );
     }
 }
+
+/// Without `declare`, a topic, queue or exchange that does not exist stops the bridge at
+/// startup, naming every one with its mapping and key.
+#[test]
+fn missing_topics_queues_and_exchanges_stop_the_bridge_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let (topic, queue, exchange) = (unique("nope-t"), unique("nope-q"), unique("nope-ex"));
+    let out_topic = unique("nope-out");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{}
+[[mapping]]
+name = "out"
+source = {{ kafka = "main", topics = ["{topic}"] }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+
+[[mapping]]
+name = "in"
+source = {{ rabbitmq = "local", queue = "{queue}" }}
+target = {{ kafka = "main", topic = "{out_topic}" }}
+"#,
+            brokers::brokers_toml()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bridge_tests::bridge::binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        format!("mapping `out`.source.topics: topic `{topic}` does not exist on `main`"),
+        format!("mapping `in`.target.topic: topic `{out_topic}` does not exist on `main`"),
+        format!("mapping `out`.target.exchange: exchange `{exchange}` is not usable on `local`"),
+        format!("mapping `in`.source.queue: queue `{queue}` is not usable on `local`"),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}\nin: {stderr}");
+    }
+    assert!(
+        stderr.contains("declare = true"),
+        "says how to fix it: {stderr}"
+    );
+}
