@@ -13,3 +13,9 @@ if ! command -v tansu >/dev/null 2>&1; then
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
 
+
+# The TLS tests make their certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "Installing openssl…"
+  apt-get install -y openssl >/dev/null
+fi

@@ -15,7 +15,7 @@ use crate::status::Status;
 use crate::topology;
 
 /// How often readiness asks each Kafka cluster for metadata.
-const KAFKA_PROBE_EVERY: Duration = Duration::from_secs(10);
+const KAFKA_PROBE_EVERY: Duration = Duration::from_secs(2);
 use crate::pipeline::{self, Shutdown};
 use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec, RuntimeOptions};
 

@@ -179,7 +179,7 @@ impl Status {
             for (name, client) in &clients {
                 let client = Arc::clone(client);
                 let up = tokio::task::spawn_blocking(move || {
-                    client.fetch_metadata(None, Duration::from_secs(5)).is_ok()
+                    client.fetch_metadata(None, Duration::from_secs(2)).is_ok()
                 })
                 .await
                 .unwrap_or(false);

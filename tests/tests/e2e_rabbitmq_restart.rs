@@ -41,6 +41,16 @@ async fn depth(url: &str, queue: &str) -> Option<u32> {
     Some(depth)
 }
 
+/// Runs a blocking node operation off the runtime and hands the node back.
+async fn on_node(node: RabbitNode, op: fn(&RabbitNode)) -> RabbitNode {
+    tokio::task::spawn_blocking(move || {
+        op(&node);
+        node
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rabbitmq_restart_mid_run_loses_nothing_in_either_direction() {
     let node = tokio::task::spawn_blocking(|| RabbitNode::start(None))
@@ -128,12 +138,7 @@ target = {{ kafka = "main", topic = "{r2k_topic}" }}
             .unwrap()
     };
     assert_eq!(ready().await, Some(200), "ready before the restart");
-    let node = tokio::task::spawn_blocking(move || {
-        node.stop_app();
-        node
-    })
-    .await
-    .unwrap();
+    let node = on_node(node, RabbitNode::stop_app).await;
     // Readiness follows the outage.
     let deadline = Instant::now() + Duration::from_secs(10);
     while ready().await != Some(503) && Instant::now() < deadline {
@@ -141,12 +146,7 @@ target = {{ kafka = "main", topic = "{r2k_topic}" }}
     }
     assert_eq!(ready().await, Some(503), "not ready while RabbitMQ is down");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let node = tokio::task::spawn_blocking(move || {
-        node.start_app();
-        node
-    })
-    .await
-    .unwrap();
+    let node = on_node(node, RabbitNode::start_app).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while ready().await != Some(200) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -8,7 +8,15 @@ use crate::plugin::{KafkaOrigin, Message, Origin};
 
 /// Base client configuration for a cluster: bootstrap servers, pass-through properties, SASL and TLS.
 pub fn client_config(cluster: &KafkaCluster) -> ClientConfig {
+    client_config_with(cluster, &[])
+}
+
+/// [`client_config`] over `defaults`, which the cluster's `properties` may override.
+pub fn client_config_with(cluster: &KafkaCluster, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
+    for (k, v) in defaults {
+        config.set(*k, *v);
+    }
     config.set("bootstrap.servers", &cluster.bootstrap_servers);
     if let Some(sasl) = &cluster.sasl {
         config

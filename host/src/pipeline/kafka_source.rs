@@ -14,6 +14,14 @@ use super::processor::Processor;
 use super::{PipelineError, Shutdown, take_ready};
 use crate::config::{KafkaCluster, KafkaSource};
 
+/// Consumer settings the cluster's `properties` may override.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("auto.commit.interval.ms", "1000"),
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.queue.backoff.ms", "10"),
+    ("session.timeout.ms", "10000"),
+];
+
 /// Runs until shutdown (then drains and commits) or a fatal error.
 pub async fn run(
     mapping: &str,
@@ -23,15 +31,13 @@ pub async fn run(
     processor: &mut Processor,
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
-    let consumer: StreamConsumer = crate::kafka::client_config(cluster)
+    // Tunables the cluster's `properties` may override; then what the offset watermark relies
+    // on, which they may not.
+    let consumer: StreamConsumer = crate::kafka::client_config_with(cluster, CONSUMER_DEFAULTS)
         .set("group.id", &source.group)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &source.auto_offset_reset)
-        .set("fetch.wait.max.ms", "10")
-        .set("fetch.queue.backoff.ms", "10")
-        .set("session.timeout.ms", "10000")
         .set("enable.partition.eof", "false")
         .create()
         .map_err(|e| {

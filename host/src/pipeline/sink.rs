@@ -14,6 +14,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::config::{AmqpTarget, KafkaTarget, Target};
 use crate::plugin::{FailureKind, Message, Origin};
 
+/// Producer settings the cluster's `properties` may override.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5"), ("message.timeout.ms", "30000")];
+
 /// The broker's answer for one sent message.
 pub type Pending = Pin<Box<dyn Future<Output = Result<(), Rejected>> + Send>>;
 
@@ -86,18 +89,19 @@ impl Sink {
             }
             Target::Kafka(t) => {
                 let cluster = &config.kafka[&t.cluster];
-                let producer: FutureProducer = crate::kafka::client_config(cluster)
-                    .set("enable.idempotence", "true")
-                    .set("acks", "all")
-                    .set("linger.ms", "5")
-                    .set("message.timeout.ms", "30000")
-                    .create()
-                    .map_err(|e| {
-                        SinkError(format!(
-                            "cannot create a Kafka producer for `{}`: {e}",
-                            t.cluster
-                        ))
-                    })?;
+                // Tunables the cluster's `properties` may override; then what at-least-once
+                // delivery relies on, which they may not.
+                let producer: FutureProducer =
+                    crate::kafka::client_config_with(cluster, PRODUCER_DEFAULTS)
+                        .set("enable.idempotence", "true")
+                        .set("acks", "all")
+                        .create()
+                        .map_err(|e| {
+                            SinkError(format!(
+                                "cannot create a Kafka producer for `{}`: {e}",
+                                t.cluster
+                            ))
+                        })?;
                 Ok(Sink::Kafka {
                     producer,
                     target: t.clone(),
