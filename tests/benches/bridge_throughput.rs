@@ -2,8 +2,9 @@
 //! Needs the brokers of `scripts/brokers.sh`; run with `scripts/bench.sh`.
 //!
 //! Prints one JSON object: msgs/s of each raw client and of the bridge in each direction
-//! (through the `header-map` + `routing-key` chain), their ratios, and Kafka→RabbitMQ
-//! latency p50/p99 at half the measured bridge rate. 1 KiB payloads.
+//! (through the `header-map` + `routing-key` chain), their ratios, Kafka→RabbitMQ latency
+//! p50/p99 at half the measured bridge rate with the same figures for the Kafka broker alone,
+//! and a plain lapin→rdkafka relay as the machine's RabbitMQ→Kafka ceiling. 1 KiB payloads.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -236,6 +237,72 @@ fn percentiles(mut ms: Vec<f64>) -> Percentiles {
     }
 }
 
+/// The machine's own ceiling for RabbitMQ → Kafka: a plain lapin consumer feeding a plain
+/// rdkafka producer (idempotent, `acks=all`), acking each delivery after its delivery report
+/// (`multiple` every 100, 500 in flight), no plugins. Messages per second, after the first.
+async fn raw_relay_amqp_to_kafka(queue: &str, topic: &str, n: usize) -> f64 {
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(1000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            unique("relay").into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers::kafka_bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut pending = std::collections::VecDeque::new();
+    let mut since_ack = 0;
+    let mut start = None;
+    let mut count = 0;
+    while count < n {
+        let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
+        else {
+            break;
+        };
+        start.get_or_insert_with(Instant::now);
+        let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic).payload(&d.data);
+        let delivery = loop {
+            match producer.send_result(record) {
+                Ok(f) => break f,
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        pending.push_back((delivery, d.acker));
+        count += 1;
+        while pending.len() >= 500 || (count == n && !pending.is_empty()) {
+            let (delivery, acker) = pending.pop_front().expect("pending");
+            let _ = delivery.await;
+            since_ack += 1;
+            if since_ack >= 100 || pending.is_empty() {
+                since_ack = 0;
+                acker
+                    .ack(BasicAckOptions { multiple: true })
+                    .await
+                    .expect("ack");
+            }
+        }
+    }
+    rate(
+        count.saturating_sub(1),
+        start.map_or(Duration::from_secs(1), |s| s.elapsed()),
+    )
+}
+
 fn chain_config(extra: &str) -> String {
     format!(
         r#"
@@ -378,6 +445,14 @@ plugins = ["headers", "route"]
     bridge.terminate(Duration::from_secs(30));
     let r2k = first.map_or(0.0, |(t0, n0)| rate((last.1 - n0) as usize, last.0 - t0));
 
+    // The machine's ceiling for RabbitMQ → Kafka with both brokers on it.
+    let relay_queue = unique("bench-relay-in");
+    brokers::declare_queue(&conn, &relay_queue).await;
+    brokers::publish_to_queue(&conn, &relay_queue, &msgs).await;
+    let relay_topic = unique("bench-relay-out");
+    brokers::create_topic(&relay_topic, 4).await;
+    let relay = raw_relay_amqp_to_kafka(&relay_queue, &relay_topic, N).await;
+
     let ratio = |a: f64, b: f64| ((a / b) * 1000.0).round() / 1000.0;
     println!(
         "{}",
@@ -391,6 +466,8 @@ plugins = ["headers", "route"]
             "kafka_to_rabbitmq_ratio_to_raw": ratio(k2r, raw_consume.min(raw_publish)),
             "bridge_rabbitmq_to_kafka_msgs_per_s": r2k,
             "rabbitmq_to_kafka_ratio_to_raw": ratio(r2k, raw_amqp_consume_rate),
+            "raw_relay_amqp_to_kafka_msgs_per_s": relay,
+            "rabbitmq_to_kafka_ratio_to_relay": ratio(r2k, relay),
             "latency_rate_msgs_per_s": half.round(),
             "latency_p50_ms": latencies.p50,
             "latency_p99_ms": latencies.p99,
