@@ -14,11 +14,7 @@ use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
 use futures_util::StreamExt;
 use lapin::BasicProperties;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -112,19 +108,7 @@ async fn raw_amqp_publish(exchange: &str, n: usize) -> f64 {
 /// Raw lapin consume with manual acks (prefetch 500, `multiple` every 100).
 async fn raw_amqp_consume(queue: &str, n: usize) -> f64 {
     let conn = brokers::amqp().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(500, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            unique("raw").into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let (_ch, mut consumer) = brokers::queue_consumer(&conn, queue, 500, false).await;
     let mut start = None;
     let mut count = 0;
     while count < n {
@@ -239,23 +223,11 @@ fn percentiles(mut ms: Vec<f64>) -> Percentiles {
 
 /// The machine's own ceiling for RabbitMQ → Kafka: a plain lapin consumer feeding a plain
 /// rdkafka producer (idempotent, `acks=all`) with the same headers the bridge writes, no
-/// plugins, acking each delivery after its delivery report
-/// (`multiple` every 100, 500 in flight), no plugins. Messages per second, after the first.
+/// plugins, acking each delivery after its delivery report (`multiple` every 100, 500 in
+/// flight). Messages per second, after the first.
 async fn raw_relay_amqp_to_kafka(queue: &str, topic: &str, n: usize) -> f64 {
     let conn = brokers::amqp().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(1000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            unique("relay").into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let (_ch, mut consumer) = brokers::queue_consumer(&conn, queue, 1000, false).await;
     let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers::kafka_bootstrap())
         .set("enable.idempotence", "true")

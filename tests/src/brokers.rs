@@ -288,6 +288,33 @@ impl AmqpRecord {
     }
 }
 
+/// A consumer of `queue` on a new channel with `prefetch` (auto-ack with `no_ack`).
+pub async fn queue_consumer(
+    conn: &Connection,
+    queue: &str,
+    prefetch: u16,
+    no_ack: bool,
+) -> (lapin::Channel, lapin::Consumer) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let options = BasicConsumeOptions {
+        no_ack,
+        ..BasicConsumeOptions::default()
+    };
+    let consumer = ch
+        .basic_consume(
+            queue.into(),
+            unique("reader").into(),
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    (ch, consumer)
+}
+
 /// Consumes (and acks) from `queue` until `expected` messages or `idle` without one.
 pub async fn consume_queue(
     conn: &Connection,
@@ -295,19 +322,7 @@ pub async fn consume_queue(
     expected: usize,
     idle: Duration,
 ) -> Vec<AmqpRecord> {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(1000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            unique("reader").into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let (ch, mut consumer) = queue_consumer(conn, queue, 1000, false).await;
     let mut out = Vec::new();
     while out.len() < expected {
         match tokio::time::timeout(idle, consumer.next()).await {
@@ -348,23 +363,7 @@ pub type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<u8>)>>>;
 /// Consumes `queue` (auto-ack) in the background, recording every arrival.
 pub async fn collect_queue(queue: &str) -> (Arrivals, tokio::task::JoinHandle<()>) {
     let conn = amqp().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(2000, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..BasicConsumeOptions::default()
-    };
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            unique("collector").into(),
-            no_ack,
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let (_ch, mut consumer) = queue_consumer(&conn, queue, 2000, true).await;
     let seen = Arrivals::default();
     let sink = std::sync::Arc::clone(&seen);
     let task = tokio::spawn(async move {
