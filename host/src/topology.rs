@@ -13,6 +13,9 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{BridgeConfig, Declare, Source, Target};
 
+/// How long a broker may take to answer before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whether missing objects may be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -208,7 +211,7 @@ async fn kafka(
     let client = crate::kafka::client_config(&config.kafka[cluster]);
     let metadata = client
         .create::<BaseConsumer>()
-        .and_then(|c| c.fetch_metadata(None, Duration::from_secs(10)));
+        .and_then(|c| c.fetch_metadata(None, CONNECT_TIMEOUT));
     let md = match metadata {
         Ok(md) => md,
         Err(e) => {
@@ -285,10 +288,18 @@ async fn kafka(
 }
 
 async fn amqp(config: &BridgeConfig, name: &str, needs: &[Need], mode: Mode, report: &mut Report) {
-    let connection = match crate::amqp::connect(name, &config.rabbitmq[name]).await {
-        Ok(c) => c,
-        Err(e) => {
+    let connecting = crate::amqp::connect(name, &config.rabbitmq[name]);
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             report.unreachable.push(format!("`rabbitmq.{name}`: {e}"));
+            return;
+        }
+        Err(_) => {
+            report.unreachable.push(format!(
+                "`rabbitmq.{name}`: no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ));
             return;
         }
     };

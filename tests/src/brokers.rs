@@ -161,6 +161,22 @@ pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partit
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
+/// Produces `records` to `topic` on `bootstrap` in the background, 100 every 100 ms (about
+/// 1 000 messages/s), so that a run is still under way when a test disturbs it.
+pub fn feed_topic(
+    bootstrap: &str,
+    topic: &str,
+    records: Vec<Record>,
+) -> tokio::task::JoinHandle<()> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    tokio::spawn(async move {
+        for chunk in records.chunks(100) {
+            produce_to(&bootstrap, &topic, chunk, None).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 /// Reads a topic from the beginning until `expected` records arrived or `idle` passed without
 /// any new one.
 pub fn consume_topic(topic: &str, expected: usize, idle: Duration) -> Vec<Record> {

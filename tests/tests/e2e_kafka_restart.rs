@@ -70,22 +70,16 @@ target = {{ kafka = "main", topic = "{r2k_topic}" }}
     ));
 
     // Both directions are fed at about 1 000 messages/s while the broker goes down.
-    let (b, t) = (bootstrap.clone(), k2r_topic.clone());
-    let to_kafka = tokio::spawn(async move {
-        let records: Vec<Record> = (0..N)
-            .map(|i| Record {
-                key: Some(format!("k{}", i % 16).into_bytes()),
-                payload: Some(format!("k2r-{i:06}").into_bytes()),
-                headers: vec![],
-                partition: 0,
-                timestamp: None,
-            })
-            .collect();
-        for chunk in records.chunks(100) {
-            brokers::produce_to(&b, &t, chunk, None).await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let records: Vec<Record> = (0..N)
+        .map(|i| Record {
+            key: Some(format!("k{}", i % 16).into_bytes()),
+            payload: Some(format!("k2r-{i:06}").into_bytes()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect();
+    let to_kafka = brokers::feed_topic(&bootstrap, &k2r_topic, records);
     let q = r2k_queue.clone();
     let to_rabbitmq = tokio::spawn(async move {
         let conn = brokers::amqp().await;
