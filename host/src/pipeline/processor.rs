@@ -3,9 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
