@@ -209,23 +209,37 @@ async fn kafka(
     report: &mut Report,
 ) {
     let client = crate::kafka::client_config(&config.kafka[cluster]);
-    let metadata = client
-        .create::<BaseConsumer>()
-        .and_then(|c| c.fetch_metadata(None, CONNECT_TIMEOUT));
-    let md = match metadata {
-        Ok(md) => md,
-        Err(e) => {
+    // librdkafka's metadata request blocks: keep it off the async workers.
+    let probe = client.clone();
+    let existing = tokio::task::spawn_blocking(move || {
+        let md = probe
+            .create::<BaseConsumer>()?
+            .fetch_metadata(None, CONNECT_TIMEOUT)?;
+        Ok::<_, rdkafka::error::KafkaError>(
+            md.topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| t.name().to_string())
+                .collect::<std::collections::HashSet<_>>(),
+        )
+    })
+    .await;
+    let existing = match existing {
+        Ok(Ok(names)) => names,
+        Ok(Err(e)) => {
             report
                 .unreachable
                 .push(format!("`kafka.{cluster}`: cannot fetch metadata: {e}"));
             return;
         }
+        Err(e) => {
+            report
+                .unreachable
+                .push(format!("`kafka.{cluster}`: metadata request failed: {e}"));
+            return;
+        }
     };
-    let exists = |topic: &str| {
-        md.topics()
-            .iter()
-            .any(|t| t.name() == topic && t.error().is_none())
-    };
+    let exists = |topic: &str| existing.contains(topic);
     let mut create = Vec::new();
     for need in needs {
         let Object::Topic(topic) = &need.object else {
