@@ -140,6 +140,9 @@ struct AckBatch {
 /// or more often; the batch is also flushed whenever nothing else is in flight).
 const ACK_EVERY: usize = 50;
 
+/// How long an ack may take before the connection counts as lost.
+const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AckBatch {
     async fn settled(&mut self, acker: lapin::Acker, idle: bool) -> Result<(), PipelineError> {
         self.newest = Some(acker);
@@ -152,13 +155,19 @@ impl AckBatch {
 
     async fn flush(&mut self) -> Result<(), PipelineError> {
         self.count = 0;
-        match self.newest.take() {
-            None => Ok(()),
-            Some(acker) => acker
-                .ack(BasicAckOptions { multiple: true })
-                .await
-                .map(|_| ())
-                .map_err(|e| PipelineError::Source(format!("ack failed: {e}"))),
+        let Some(acker) = self.newest.take() else {
+            return Ok(());
+        };
+        // An ack on a connection that died without lapin noticing may never complete: give
+        // up after a while and let the mapping reconnect (the deliveries come back).
+        match tokio::time::timeout(ACK_TIMEOUT, acker.ack(BasicAckOptions { multiple: true })).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(PipelineError::Source(format!("ack failed: {e}"))),
+            Err(_) => Err(PipelineError::Source(format!(
+                "no answer to an ack within {} s",
+                ACK_TIMEOUT.as_secs()
+            ))),
         }
     }
 }

@@ -14,6 +14,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::config::{AmqpTarget, KafkaTarget, Target};
 use crate::plugin::{FailureKind, Message, Origin};
 
+/// How long writing a publish may take before the connection counts as lost.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Producer settings the cluster's `properties` may override.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5"), ("message.timeout.ms", "30000")];
 
@@ -138,18 +141,26 @@ impl Sink {
                 }
                 let props = crate::amqp::properties_from_message(msg, target.persistent);
                 let payload = msg.payload.as_deref().unwrap_or_default();
-                let confirm = channel
-                    .basic_publish(
-                        exchange.clone().into(),
-                        routing_key.clone().into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..BasicPublishOptions::default()
-                        },
-                        payload,
-                        props,
-                    )
+                let publish = channel.basic_publish(
+                    exchange.clone().into(),
+                    routing_key.clone().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    payload,
+                    props,
+                );
+                // A write on a connection that died without lapin noticing may never
+                // complete: treat a stuck publish as a lost connection.
+                let confirm = tokio::time::timeout(WRITE_TIMEOUT, publish)
                     .await
+                    .map_err(|_| {
+                        SinkError(format!(
+                            "publish to exchange `{exchange}` not written within {} s",
+                            WRITE_TIMEOUT.as_secs()
+                        ))
+                    })?
                     .map_err(|e| {
                         SinkError(format!("publish to exchange `{exchange}` failed: {e}"))
                     })?;
