@@ -206,22 +206,22 @@ impl Sink {
                     _ => None,
                 };
                 let partition = msg.kafka_target.partition.or(same);
-                let headers = crate::kafka::headers(msg);
+                let mut record =
+                    FutureRecord::<[u8], [u8]>::to(&topic).headers(crate::kafka::headers(msg));
+                if let Some(k) = &msg.key {
+                    record = record.key(k.as_slice());
+                }
+                if let Some(p) = &msg.payload {
+                    record = record.payload(p.as_ref());
+                }
+                if let Some(p) = partition {
+                    record = record.partition(p);
+                }
+                if let Some(ts) = msg.timestamp {
+                    record = record.timestamp(ts);
+                }
+                // librdkafka hands the record back when its queue is full: wait and retry it.
                 loop {
-                    let mut record =
-                        FutureRecord::<[u8], [u8]>::to(&topic).headers(headers.clone());
-                    if let Some(k) = &msg.key {
-                        record = record.key(k.as_slice());
-                    }
-                    if let Some(p) = &msg.payload {
-                        record = record.payload(p.as_ref());
-                    }
-                    if let Some(p) = partition {
-                        record = record.partition(p);
-                    }
-                    if let Some(ts) = msg.timestamp {
-                        record = record.timestamp(ts);
-                    }
                     match producer.send_result(record) {
                         Ok(delivery) => {
                             return Ok(Box::pin(async move {
@@ -242,7 +242,8 @@ impl Sink {
                                 }
                             }));
                         }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                         Err((e, _)) => {
