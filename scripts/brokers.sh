@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Start or stop the brokers the tests and benchmarks use, on loopback only:
-#   scripts/brokers.sh start   RabbitMQ (if not running) and a tansu Kafka broker on a fresh SQLite database
-#   scripts/brokers.sh stop    the tansu broker this script started (RabbitMQ is left as found)
+#   scripts/brokers.sh start   RabbitMQ (unless one already listens on 5672) and a single-node
+#                              Apache Kafka (KRaft) on a fresh log directory
+#   scripts/brokers.sh stop    exactly what `start` started, by PID
 #   scripts/brokers.sh status
-# Environment: KAFKA_PORT (default 9092), BRIDGE_RUN_DIR (default ./.run).
+# Environment: KAFKA_PORT (default 9092; the controller listens on KAFKA_PORT+1),
+# KAFKA_HEAP (default 512m), BRIDGE_RUN_DIR (default ./.run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KAFKA_PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT=$((KAFKA_PORT + 1))
 RUN_DIR="${BRIDGE_RUN_DIR:-$PWD/.run}"
-TANSU_DIR="$RUN_DIR/tansu"
-PID_FILE="$TANSU_DIR/tansu.pid"
+KAFKA_DIR="$RUN_DIR/kafka"
+KAFKA_PID="$RUN_DIR/kafka.pid"
+RABBIT_STARTED="$RUN_DIR/rabbitmq.started"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -25,59 +29,67 @@ wait_port() {
 }
 
 start_rabbitmq() {
-  if port_open 5672; then
-    return 0
-  fi
-  if ! command -v rabbitmq-server >/dev/null 2>&1; then
-    echo "Installing rabbitmq-server (Debian package)…"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >/dev/null
-  fi
+  port_open 5672 && return 0
+  command -v rabbitmq-server >/dev/null 2>&1 ||
+    { echo "error: rabbitmq-server is not installed (run scripts/setup.sh)" >&2; return 1; }
   echo "Starting RabbitMQ…"
-  rabbitmq-server -detached
+  # Loopback only: AMQP, Erlang distribution and epmd.
+  export ERL_EPMD_ADDRESS=127.0.0.1
+  RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    rabbitmq-server -detached
+  mkdir -p "$RUN_DIR"
+  touch "$RABBIT_STARTED"
   wait_port 5672 RabbitMQ 120
+  rabbitmqctl await_startup >/dev/null
 }
 
-stop_tansu() {
-  if [ -f "$PID_FILE" ]; then
-    local pid
-    pid=$(cat "$PID_FILE")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
+stop_rabbitmq() {
+  [ -f "$RABBIT_STARTED" ] || return 0
+  rabbitmqctl stop >/dev/null 2>&1 || true
+  epmd -kill >/dev/null 2>&1 || true
+  rm -f "$RABBIT_STARTED"
+}
+
+stop_kafka() {
+  [ -f "$KAFKA_PID" ] || return 0
+  local pid
+  pid=$(cat "$KAFKA_PID")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
   fi
+  rm -f "$KAFKA_PID"
 }
 
-start_tansu() {
-  stop_tansu
-  if port_open "$KAFKA_PORT"; then
-    echo "error: 127.0.0.1:$KAFKA_PORT is taken by a process this script did not start; stop it or set KAFKA_PORT" >&2
+start_kafka() {
+  stop_kafka
+  if port_open "$KAFKA_PORT" || port_open "$CONTROLLER_PORT"; then
+    echo "error: 127.0.0.1:$KAFKA_PORT or :$CONTROLLER_PORT is taken by a process this script did not start; stop it or set KAFKA_PORT" >&2
     return 1
   fi
-  command -v tansu >/dev/null 2>&1 || { echo "error: tansu is not installed (run scripts/setup.sh)" >&2; return 1; }
-  # Every run starts on a fresh database: tansu slows down as its database grows.
-  rm -rf "$TANSU_DIR"
-  mkdir -p "$TANSU_DIR"
-  (
-    cd "$TANSU_DIR"
-    exec tansu broker \
-      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine "sqlite://tansu.db" >"$TANSU_DIR/tansu.log" 2>&1
-  ) &
-  echo $! >"$PID_FILE"
-  wait_port "$KAFKA_PORT" tansu 60
+  rm -rf "$KAFKA_DIR"
+  mkdir -p "$KAFKA_DIR"
+  echo "Starting Apache Kafka on 127.0.0.1:$KAFKA_PORT…"
+  scripts/kafka.sh start "$KAFKA_DIR" 1 "$KAFKA_PORT" "$CONTROLLER_PORT" "1@127.0.0.1:$CONTROLLER_PORT" >"$KAFKA_PID"
+  if ! scripts/kafka.sh wait "$KAFKA_PORT" 1 120; then
+    echo "Kafka's log ($KAFKA_DIR/server.log) ends with:" >&2
+    tail -20 "$KAFKA_DIR/server.log" "$KAFKA_DIR/stdout.log" >&2 || true
+    return 1
+  fi
 }
 
 case "${1:-}" in
   start)
     start_rabbitmq
-    start_tansu
-    echo "Brokers up: RabbitMQ 127.0.0.1:5672, Kafka (tansu) 127.0.0.1:$KAFKA_PORT"
+    start_kafka
+    echo "Brokers up: RabbitMQ 127.0.0.1:5672, Apache Kafka 127.0.0.1:$KAFKA_PORT"
     ;;
-  stop) stop_tansu ;;
+  stop)
+    stop_kafka
+    stop_rabbitmq
+    ;;
   status)
     port_open 5672 && echo "RabbitMQ: up" || echo "RabbitMQ: down"
     port_open "$KAFKA_PORT" && echo "Kafka: up" || echo "Kafka: down"

@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Install what building and testing need and is missing: the wasm32-wasip2 target, the tansu
-# Kafka-compatible broker, and (via scripts/brokers.sh) RabbitMQ.
+# Install what building and testing need and is missing: the wasm32-wasip2 target, Debian's
+# rabbitmq-server and openssl, and Apache Kafka's jars from Maven Central (cached outside the
+# checkout, see scripts/kafka.sh).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "Installing the wasm32-wasip2 target…"
   rustup target add wasm32-wasip2
 fi
 
-if ! command -v tansu >/dev/null 2>&1; then
-  echo "Installing tansu 0.6.0 (a Kafka-compatible broker; takes several minutes the first time)…"
-  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+missing=()
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
+command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing ${missing[*]} (Debian packages)…"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+# Debian starts the service on install; the scripts start their own on loopback.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q rabbitmq-server 2>/dev/null; then
+  systemctl stop rabbitmq-server || true
 fi
 
-
-# The TLS tests make their certificates with openssl.
-if ! command -v openssl >/dev/null 2>&1; then
-  echo "Installing openssl…"
-  apt-get install -y openssl >/dev/null
-fi
+scripts/kafka.sh fetch >/dev/null

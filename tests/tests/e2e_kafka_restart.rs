@@ -1,6 +1,6 @@
 //! A Kafka broker crash and restart in the middle of a run loses nothing, in either
-//! direction, and readiness follows the outage. The broker is a private tansu node (its
-//! SQLite database survives the restart); RabbitMQ is the shared one.
+//! direction, and readiness follows the outage. The broker is a private Apache Kafka node (its
+//! log directory survives the restart); RabbitMQ is the shared one.
 
 #![allow(clippy::unwrap_used)]
 

@@ -53,29 +53,21 @@ async fn wait_for(seen: &brokers::Arrivals, count: usize, idle: Duration) {
     }
 }
 
-/// Kafka → RabbitMQ, `kill -9` a third of the way through 100 000 messages.
-///
-/// The Kafka side is rdkafka's mock cluster: tansu 0.6.0 never evicts a consumer-group member
-/// that died without leaving (the group stays assigned to the dead leader), so a restarted
-/// process would wait forever on it. The mock cluster expires the dead member after its
-/// session timeout, as Apache Kafka does.
+/// Kafka → RabbitMQ, `kill -9` a third of the way through 100 000 messages. The restarted
+/// process joins the group while the killed member's session has not yet expired.
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing() {
     const N: usize = 100_000;
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    let bootstrap = cluster.bootstrap_servers();
     let topic = unique("crash");
-    cluster.create_topic(&topic, 4, 1).expect("topic");
+    brokers::create_topic(&topic, 4).await;
     let exchange = unique("crash-ex");
     let queue = unique("crash-q");
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-    brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
+    brokers::produce(&topic, &numbered(0..N), None).await;
     let (seen, task) = brokers::collect_queue(&queue).await;
 
-    let config = config(&topic, &exchange, &unique("bridge"))
-        .replace(&brokers::kafka_bootstrap(), &bootstrap);
-    let mut bridge = BridgeProcess::start(&config);
+    let mut bridge = BridgeProcess::start(&config(&topic, &exchange, &unique("bridge")));
     wait_for(&seen, N / 3, Duration::from_secs(60)).await;
     let at_kill = seen.lock().unwrap().len();
     bridge.kill9();
@@ -98,22 +90,18 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
         "Kafka→RabbitMQ kill -9 at {at_kill} of {N}: loss = {loss}, duplicates = {duplicates}"
     );
     assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
-    drop(cluster);
 }
 
-/// RabbitMQ → Kafka, `kill -9` a third of the way through 100 000 messages.
-///
-/// The Kafka side is rdkafka's mock cluster: after a producer is killed mid-stream, tansu
-/// 0.6.0 stops acknowledging the restarted process's idempotent produce requests.
+/// RabbitMQ → Kafka, `kill -9` a third of the way through 100 000 messages: the restarted
+/// process's idempotent producer is a new one, and what the killed one had produced but not
+/// acked comes back from the queue.
 #[tokio::test(flavor = "multi_thread")]
 async fn rabbitmq_to_kafka_kill_9_in_the_middle_of_100k_messages_loses_nothing() {
     const N: usize = 100_000;
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    let bootstrap = cluster.bootstrap_servers();
+    let bootstrap = brokers::kafka_bootstrap();
     let queue = unique("crash-in");
     let topic = unique("crash-out");
-    // The mock cluster keeps about 5 MB per partition: spread the 100 000 messages.
-    cluster.create_topic(&topic, 8, 1).expect("topic");
+    brokers::create_topic(&topic, 8).await;
     let conn = brokers::amqp().await;
     brokers::declare_queue(&conn, &queue).await;
     let messages: Vec<_> = (0..N)
@@ -171,7 +159,6 @@ target = {{ kafka = "main", topic = "{topic}" }}
         "RabbitMQ→Kafka kill -9: loss = {loss}, duplicates = {duplicates}, left in queue = {left}"
     );
     assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
-    drop(cluster);
 }
 
 async fn wait_distinct(seen: &brokers::Arrivals, n: usize, limit: Duration) {
@@ -229,23 +216,20 @@ async fn graceful_shutdown_then_restart_has_no_duplicates() {
 }
 
 /// Two bridges in one consumer group share the partitions; when one is killed the other takes
-/// over its partitions. Kafka side on the mock cluster (see above for why not tansu).
+/// over its partitions once the broker expires the dead member's session.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     const N: usize = 40_000;
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    let bootstrap = cluster.bootstrap_servers();
     let topic = unique("shared");
-    cluster.create_topic(&topic, 4, 1).expect("topic");
+    brokers::create_topic(&topic, 4).await;
     let exchange = unique("shared-ex");
     let queue = unique("shared-q");
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-    brokers::produce_to(&bootstrap, &topic, &numbered(0..N), None).await;
+    brokers::produce(&topic, &numbered(0..N), None).await;
     let (seen, task) = brokers::collect_queue(&queue).await;
 
-    let config = config(&topic, &exchange, &unique("bridge"))
-        .replace(&brokers::kafka_bootstrap(), &bootstrap);
+    let config = config(&topic, &exchange, &unique("bridge"));
     let mut first = BridgeProcess::start(&config);
     let mut second = BridgeProcess::start(&config);
     wait_for(&seen, N / 4, Duration::from_secs(60)).await;
@@ -261,5 +245,4 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(|(_, p)| p.as_slice()));
     println!("two bridges, one killed: loss = {loss}, duplicates = {duplicates}");
     assert_eq!(loss, 0, "survivor log:\n{}", second.log_text());
-    drop(cluster);
 }
