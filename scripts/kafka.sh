@@ -10,7 +10,8 @@
 #       for the cluster id in DIR/cluster.id (made on first use; every node of one cluster shares
 #       the file through KAFKA_CLUSTER_ID), starts the broker in the background and prints its PID.
 #       VOTERS is the static controller quorum, e.g. 1@127.0.0.1:9093.
-# Environment: KAFKA_HEAP (default 512m), KAFKA_CLUSTER_ID.
+# Environment: KAFKA_HEAP (default 512m), KAFKA_CLUSTER_ID, KAFKA_FORMAT_ARGS (more arguments
+# for the storage format, e.g. --add-scram SCRAM-SHA-512=[name=u,password=p]).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")"
@@ -88,7 +89,10 @@ PROPS
       [ -f "$dir/cluster.id" ] || java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 >"$dir/cluster.id"
       id="$(cat "$dir/cluster.id")"
     fi
-    java "${java_opts[@]}" kafka.tools.StorageTool format -c "$dir/server.properties" -t "$id" >>"$dir/format.log" 2>&1 ||
+    local format_args=()
+    read -ra format_args <<<"${KAFKA_FORMAT_ARGS:-}"
+    java "${java_opts[@]}" kafka.tools.StorageTool format -c "$dir/server.properties" -t "$id" \
+      "${format_args[@]}" >>"$dir/format.log" 2>&1 ||
       { echo "error: formatting Kafka storage in $dir failed: $(tail -3 "$dir/format.log")" >&2; return 1; }
   fi
   nohup java "${java_opts[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &

@@ -14,6 +14,9 @@ missing=()
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
 command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
+# librdkafka is built with TLS and SASL/SCRAM support against the system's OpenSSL.
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} (Debian packages)…"
   apt-get update -q >/dev/null

@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 
 use crate::config::{BridgeConfig, Source, Target};
+use crate::kafka::ClusterContext;
 
 /// Counters of one mapping since the bridge started.
 #[derive(Debug, Default)]
@@ -166,7 +167,9 @@ impl Status {
     pub async fn probe_kafka(self: Arc<Self>, config: Arc<BridgeConfig>, every: Duration) {
         let mut clients = Vec::new();
         for name in self.clusters.keys() {
-            match crate::kafka::client_config(&config.kafka[name]).create::<BaseConsumer>() {
+            match crate::kafka::client_config(&config.kafka[name])
+                .create_with_context::<_, BaseConsumer<ClusterContext>>(ClusterContext::new(name))
+            {
                 Ok(c) => clients.push((name.clone(), Arc::new(c))),
                 Err(e) => {
                     tracing::error!(cluster = %name, error = %e, "Cannot create a Kafka client for the readiness probe.")

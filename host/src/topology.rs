@@ -7,11 +7,12 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{BridgeConfig, Declare, Source, Target};
+use crate::kafka::ClusterContext;
 
 /// How long a broker may take to answer before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,9 +212,10 @@ async fn kafka(
     let client = crate::kafka::client_config(&config.kafka[cluster]);
     // librdkafka's metadata request blocks: keep it off the async workers.
     let probe = client.clone();
+    let context = ClusterContext::new(cluster);
     let existing = tokio::task::spawn_blocking(move || {
         let md = probe
-            .create::<BaseConsumer>()?
+            .create_with_context::<_, BaseConsumer<ClusterContext>>(context)?
             .fetch_metadata(None, CONNECT_TIMEOUT)?;
         Ok::<_, rdkafka::error::KafkaError>(
             md.topics()
@@ -260,15 +262,16 @@ async fn kafka(
     if create.is_empty() {
         return;
     }
-    let admin: AdminClient<DefaultClientContext> = match client.create() {
-        Ok(a) => a,
-        Err(e) => {
-            report.unreachable.push(format!(
-                "`kafka.{cluster}`: cannot create an admin client: {e}"
-            ));
-            return;
-        }
-    };
+    let admin: AdminClient<ClusterContext> =
+        match client.create_with_context(ClusterContext::new(cluster)) {
+            Ok(a) => a,
+            Err(e) => {
+                report.unreachable.push(format!(
+                    "`kafka.{cluster}`: cannot create an admin client: {e}"
+                ));
+                return;
+            }
+        };
     let topics: Vec<NewTopic<'_>> = create
         .iter()
         .map(|(t, d, _)| {

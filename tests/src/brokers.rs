@@ -61,11 +61,16 @@ pub async fn create_topic(name: &str, partitions: i32) {
 
 /// [`create_topic`] on another cluster.
 pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
+    create_topic_replicated(bootstrap, name, partitions, 1).await;
+}
+
+/// Creates a topic with `partitions` partitions of `replicas` replicas each.
+pub async fn create_topic_replicated(bootstrap: &str, name: &str, partitions: i32, replicas: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     let res = admin
         .create_topics(
             &[topic],
@@ -76,6 +81,24 @@ pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
     }
+}
+
+/// The broker id leading each partition of `topic`, by partition.
+pub fn partition_leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("client");
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut leaders: Vec<(i32, i32)> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
+        .collect();
+    leaders.sort();
+    leaders.into_iter().map(|(_, l)| l).collect()
 }
 
 /// A test record.
@@ -172,6 +195,63 @@ pub fn feed_topic(
     tokio::spawn(async move {
         for chunk in records.chunks(100) {
             produce_to(&bootstrap, &topic, chunk, None).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Produces `n` records to `topic` in the background at about 1 000 messages/s (100 every
+/// 100 ms) through one idempotent producer: record `i` goes to partition `i % partitions`
+/// with payload `{prefix}-{i:07}`, so a payload tells its partition.
+pub fn feed_partitions(
+    bootstrap: &str,
+    topic: &str,
+    prefix: &str,
+    n: usize,
+    partitions: i32,
+) -> tokio::task::JoinHandle<()> {
+    let (producer, topic, prefix) = (producer(bootstrap), topic.to_string(), prefix.to_string());
+    tokio::spawn(async move {
+        for start in (0..n).step_by(100) {
+            let mut pending = Vec::with_capacity(100);
+            for i in start..(start + 100).min(n) {
+                let payload = format!("{prefix}-{i:07}");
+                let key = format!("k{i}");
+                let mut rec = FutureRecord::<str, str>::to(&topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .partition(i as i32 % partitions);
+                loop {
+                    match producer.send_result(rec) {
+                        Ok(f) => break pending.push(f),
+                        Err((_, back)) => {
+                            rec = back;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }
+            for p in pending {
+                p.await.expect("delivery").expect("delivered");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Publishes `messages` (persistent) to `queue` in the background at about 1 000 messages/s
+/// (100 every 100 ms), with confirms.
+pub fn feed_queue(url: &str, queue: &str, messages: Vec<Vec<u8>>) -> tokio::task::JoinHandle<()> {
+    let (url, queue) = (url.to_string(), queue.to_string());
+    tokio::spawn(async move {
+        let conn = amqp_to(&url).await;
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        let messages: Vec<_> = messages
+            .into_iter()
+            .map(|m| (m, persistent.clone()))
+            .collect();
+        for chunk in messages.chunks(100) {
+            publish_to_queue(&conn, &queue, chunk).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })

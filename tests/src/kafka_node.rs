@@ -30,6 +30,7 @@ pub struct KafkaCluster {
     nodes: Vec<Node>,
     voters: String,
     extra: Vec<String>,
+    format: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,8 +45,15 @@ impl KafkaCluster {
 
     /// `n` nodes, each broker and controller (a static quorum). With three nodes and more,
     /// internal topics and new topics default to replication factor 3 and
-    /// `min.insync.replicas = 2`. `extra` are further `server.properties` lines.
+    /// `min.insync.replicas = 2`. `extra` are further `server.properties` lines, in which
+    /// `{port}` and `{controller_port}` stand for the node's own ports.
     pub fn start_with(n: u32, extra: &[&str]) -> Self {
+        Self::start_formatted(n, extra, &[])
+    }
+
+    /// [`KafkaCluster::start_with`], passing `format` to the storage format as well (for
+    /// example `--add-scram` to create SASL/SCRAM users).
+    pub fn start_formatted(n: u32, extra: &[&str], format: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=n)
             .map(|id| Node {
@@ -87,6 +95,7 @@ impl KafkaCluster {
             nodes,
             voters,
             extra: props,
+            format: format.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
         };
         for i in 0..cluster.nodes.len() {
@@ -99,6 +108,14 @@ impl KafkaCluster {
     fn spawn(&mut self, i: usize, cluster_id: &str) {
         let heap = if self.nodes.len() > 1 { "384m" } else { "512m" };
         let node = &self.nodes[i];
+        let extra: Vec<String> = self
+            .extra
+            .iter()
+            .map(|line| {
+                line.replace("{port}", &node.port.to_string())
+                    .replace("{controller_port}", &node.controller_port.to_string())
+            })
+            .collect();
         let out = Command::new("bash")
             .arg(launcher())
             .arg("start")
@@ -109,8 +126,9 @@ impl KafkaCluster {
                 node.controller_port.to_string(),
                 self.voters.clone(),
             ])
-            .args(&self.extra)
+            .args(&extra)
             .env("KAFKA_CLUSTER_ID", cluster_id)
+            .env("KAFKA_FORMAT_ARGS", self.format.join(" "))
             .env("KAFKA_HEAP", heap)
             .output()
             .expect("scripts/kafka.sh runs");

@@ -43,6 +43,21 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl TestCerts {
+    /// Another certificate signed by this CA: `(certificate, key)` named `name` in its
+    /// directory, with the x509 extension `ext` (e.g. `subjectAltName=DNS:wrong.example`).
+    pub fn sign(&self, name: &str, ext: &str) -> (PathBuf, PathBuf) {
+        sign(self.dir.path(), name, ext);
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("a+rX")
+            .arg(self.dir.path())
+            .status();
+        (
+            self.dir.path().join(format!("{name}.pem")),
+            self.dir.path().join(format!("{name}.key")),
+        )
+    }
+
     /// Generates the certificates (readable by the `rabbitmq` user).
     pub fn generate() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -69,47 +84,7 @@ impl TestCerts {
             ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
             ("client", "extendedKeyUsage=clientAuth"),
         ] {
-            let (key, csr, pem) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.pem"),
-            );
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-subj",
-                    &format!("/CN={name}"),
-                    "-keyout",
-                    &key,
-                    "-out",
-                    &csr,
-                ],
-            );
-            std::fs::write(d.join(format!("{name}.ext")), ext).expect("ext file");
-            openssl(
-                d,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    &format!("{name}.ext"),
-                    "-out",
-                    &pem,
-                ],
-            );
+            sign(d, name, ext);
         }
         let _ = Command::new("chmod").arg("-R").arg("a+rX").arg(d).status();
         TestCerts {
@@ -123,6 +98,51 @@ impl TestCerts {
             dir,
         }
     }
+}
+
+/// Makes `NAME.key` and `NAME.pem` in `d`, signed by `d/ca.pem`, with the x509 extension `ext`.
+fn sign(d: &Path, name: &str, ext: &str) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    std::fs::write(d.join(format!("{name}.ext")), ext).expect("ext file");
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &pem,
+        ],
+    );
 }
 
 /// A running private node.

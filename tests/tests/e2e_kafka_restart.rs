@@ -80,18 +80,11 @@ target = {{ kafka = "main", topic = "{r2k_topic}" }}
         })
         .collect();
     let to_kafka = brokers::feed_topic(&bootstrap, &k2r_topic, records);
-    let q = r2k_queue.clone();
-    let to_rabbitmq = tokio::spawn(async move {
-        let conn = brokers::amqp().await;
-        let persistent = lapin::BasicProperties::default().with_delivery_mode(2);
-        let messages: Vec<_> = (0..N)
-            .map(|i| (format!("r2k-{i:06}").into_bytes(), persistent.clone()))
-            .collect();
-        for chunk in messages.chunks(100) {
-            brokers::publish_to_queue(&conn, &q, chunk).await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let to_rabbitmq = brokers::feed_queue(
+        &brokers::amqp_url(),
+        &r2k_queue,
+        (0..N).map(|i| format!("r2k-{i:06}").into_bytes()).collect(),
+    );
 
     let ready = || async move {
         tokio::task::spawn_blocking(move || http_get(health, "/readyz").map(|(code, _)| code))

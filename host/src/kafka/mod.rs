@@ -1,6 +1,10 @@
 //! Kafka clients (rdkafka): configuration from `[kafka.NAME]`, and message conversion.
 
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message as _};
 
 use crate::config::KafkaCluster;
@@ -54,6 +58,51 @@ pub fn client_config_with(cluster: &KafkaCluster, defaults: &[(&str, &str)]) -> 
     }
     config
 }
+
+/// The context of every Kafka client the bridge makes: librdkafka's log lines and errors
+/// (a refused TLS handshake, a failed SASL authentication, an unreachable broker) go to the
+/// bridge's log, naming the cluster as configured. librdkafka never logs the SASL password.
+#[derive(Debug, Clone)]
+pub struct ClusterContext {
+    cluster: String,
+}
+
+impl ClusterContext {
+    /// The context for `[kafka.CLUSTER]`.
+    pub fn new(cluster: &str) -> Self {
+        ClusterContext {
+            cluster: format!("kafka.{cluster}"),
+        }
+    }
+
+    /// `kafka.NAME`, as in the config.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+}
+
+impl ClientContext for ClusterContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        let cluster = self.cluster.as_str();
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(cluster, facility, "librdkafka: {line}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(cluster, facility, "librdkafka: {line}"),
+            RDKafkaLogLevel::Notice => tracing::info!(cluster, facility, "librdkafka: {line}"),
+            RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug => {
+                tracing::debug!(cluster, facility, "librdkafka: {line}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(cluster = %self.cluster, error = %error, "Kafka client error: {reason}");
+    }
+}
+
+impl ConsumerContext for ClusterContext {}
 
 /// A consumed Kafka message as a plugin message.
 pub fn to_message(cluster: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> Message {

@@ -64,7 +64,7 @@ pub async fn run(
                 }
             }
             Some((acker, sent)) = inflight.next(), if !inflight.is_empty() => {
-                if let Err(e) = processor.settle(sent).await {
+                if let Err(e) = processor.settle_in_order(sent).await {
                     break Err(PipelineError::Sink(e.0));
                 }
                 if let Err(e) = acks.settled(acker, inflight.is_empty()).await {
@@ -108,24 +108,37 @@ pub async fn run(
         }
     };
     if result.is_ok() {
-        let _ = channel
-            .basic_cancel(tag.into(), BasicCancelOptions::default())
-            .await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            channel.basic_cancel(tag.into(), BasicCancelOptions::default()),
+        )
+        .await;
         let deadline = shutdown.borrow().deadline;
         while let Ok(Some((acker, sent))) = tokio::time::timeout_at(deadline, inflight.next()).await
         {
-            if processor.settle(sent).await.is_err()
+            if processor.settle_in_order(sent).await.is_err()
                 || acks.settled(acker, inflight.is_empty()).await.is_err()
             {
                 break;
             }
         }
-        let _ = acks.flush().await;
         processor.flush(std::time::Duration::from_secs(5));
-        let _ = channel.close(200, "bridge shutting down".into()).await;
-        let _ = connection.close(200, "bridge shutting down".into()).await;
-        tracing::info!(mapping, "RabbitMQ source stopped.");
     }
+    // On every path, graceful or not: acknowledge what was settled, then close the channel and
+    // the connection (what is unacknowledged returns to the queue). Each step is bounded, as
+    // a dead connection may never answer.
+    if result.is_ok() {
+        let _ = acks.flush().await;
+    } else {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, acks.flush()).await;
+    }
+    let (code, why) = match &result {
+        Ok(()) => (200, "bridge shutting down"),
+        Err(_) => (320, "bridge mapping restarting"),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(code, why.into())).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(code, why.into())).await;
+    tracing::info!(mapping, "RabbitMQ source stopped.");
     result
 }
 
@@ -139,6 +152,9 @@ struct AckBatch {
 /// Acknowledge at least every this many deliveries (RabbitMQ's advice: 5–10 % of prefetch
 /// or more often; the batch is also flushed whenever nothing else is in flight).
 const ACK_EVERY: usize = 50;
+
+/// How long closing a channel or connection may take.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long an ack may take before the connection counts as lost.
 const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -9,6 +9,7 @@ mod headers;
 mod kafka_source;
 mod processor;
 mod sink;
+mod watermark;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 
 pub use chain::{Chain, default_decision};
 pub use headers::{HOPS, add_provenance};
-pub use processor::{Processor, ProcessorSettings};
+pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use sink::Sink;
 
 use crate::config::{BridgeConfig, Mapping, Source};
@@ -73,6 +74,19 @@ const CONNECTION_CHECK: Duration = Duration::from_secs(1);
 /// The most messages taken from a source in one go.
 const MAX_BATCH: usize = 256;
 
+/// Exponential back-off from `first`, doubling to at most 30 s, with jitter so that mappings
+/// (and replicas) that failed together do not retry in lock-step.
+pub(crate) fn backoff(first: Duration) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// Runs one mapping until shutdown, restarting it with backoff after failures.
 pub async fn run_mapping(
     config: Arc<BridgeConfig>,
@@ -81,7 +95,7 @@ pub async fn run_mapping(
     status: Arc<MappingStatus>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = self::backoff(Duration::from_secs(1));
     loop {
         if shutdown.borrow().stopping {
             return;
@@ -92,16 +106,20 @@ pub async fn run_mapping(
         match result {
             Ok(()) => return,
             Err(e) => {
+                if shutdown.borrow().stopping {
+                    tracing::warn!(mapping = %mapping.name, error = %e, "Mapping stopped while shutting down.");
+                    return;
+                }
                 Counters::add(&status.counters.restarts, 1);
                 if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1);
+                    backoff = self::backoff(Duration::from_secs(1));
                 }
-                tracing::error!(mapping = %mapping.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "Mapping stopped; restarting.");
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                tracing::error!(mapping = %mapping.name, error = %e, retry_in_ms = delay.as_millis() as u64, "Mapping stopped; restarting.");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -139,6 +157,7 @@ async fn run_once(
         hop_limit: mapping.hop_limit,
         dedup: mapping.dedup.as_ref().map(dedup::Dedup::new),
         status: Arc::clone(status),
+        shutdown: shutdown.clone(),
     };
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
     match &mapping.source {

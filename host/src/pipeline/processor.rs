@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use tokio::sync::watch;
 
+use super::Shutdown;
 use super::chain::{Chain, ChainOutcome, ProcessingFailure, no_outcome};
 use super::headers::{self, DeadLetterContext};
 use super::sink::{Rejected, Sink, SinkError};
@@ -22,6 +24,31 @@ pub struct Sent {
     original: Message,
     outputs: Vec<Message>,
     results: Vec<Result<(), Rejected>>,
+    /// Delivery attempts so far (1 for the first send).
+    attempt: u32,
+}
+
+impl Sent {
+    /// Delivery attempts so far (1 for the first send).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// What settling a flight leads to.
+pub enum Settlement {
+    /// Handled: the consumed message may be acknowledged or committed.
+    Done,
+    /// The policy wants the refused outputs sent again after a delay; until then the consumed
+    /// message is not handled. Hand the retry to [`Processor::retry`] when the delay is over.
+    RetryAfter(Duration, Retry),
+}
+
+/// Outputs the target refused, waiting to be sent again.
+pub struct Retry {
+    original: Message,
+    failed: Vec<Message>,
+    attempt: u32,
 }
 
 /// Mapping settings the processor needs.
@@ -36,6 +63,8 @@ pub struct ProcessorSettings {
     pub dedup: Option<super::dedup::Dedup>,
     /// Where the mapping's state and counters go.
     pub status: Arc<MappingStatus>,
+    /// The bridge's shutdown signal: retry and back-off waits end when it fires.
+    pub shutdown: watch::Receiver<Shutdown>,
 }
 
 /// Processes the messages of one mapping.
@@ -49,6 +78,15 @@ pub struct Processor {
 /// Pause before retrying when a message should be dead-lettered but the mapping has no
 /// dead-letter target: the message is kept, never lost.
 const NO_TARGET_RETRY: Duration = Duration::from_secs(5);
+
+/// The longest retry delay a dead-letter policy may ask for.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Why a wait ended early: the bridge is stopping. The message being retried is left
+/// unhandled (not acknowledged, not committed), so it is redelivered after the restart.
+fn stopping() -> SinkError {
+    SinkError("the bridge is stopping; the message is left for redelivery".to_string())
+}
 
 impl Processor {
     /// A processor over an opened chain and sinks.
@@ -143,7 +181,7 @@ impl Processor {
                 Decision::Retry(ms) => {
                     Counters::add(&self.counters().retries, 1);
                     tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Processing failed; retrying.");
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    self.wait(Duration::from_millis(ms)).await?;
                     attempt += 1;
                 }
                 Decision::Drop => return Ok(self.dropped(original)),
@@ -176,15 +214,18 @@ impl Processor {
         prepared
     }
 
-    /// Settles a flight: retries or dead-letters what the target refused. `Ok` means the
-    /// consumed message is handled and may be acknowledged or committed.
-    pub async fn settle(&mut self, sent: Sent) -> Result<(), SinkError> {
+    /// Settles a flight without waiting: counts what was delivered, and asks the policy about
+    /// what the target refused (retry, dead-letter, drop). `Err` means the target's connection
+    /// is lost (or the bridge is stopping) and the message stays unhandled.
+    pub async fn settle(&mut self, sent: Sent) -> Result<Settlement, SinkError> {
         let Sent {
             original,
             outputs,
             results,
+            attempt,
         } = sent;
-        let mut failed: Vec<(Message, Rejected)> = Vec::new();
+        let mut failed: Vec<Message> = Vec::new();
+        let mut first: Option<Rejected> = None;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
         Counters::add(&self.counters().delivered, confirmed as u64);
         for (msg, result) in outputs.into_iter().zip(results) {
@@ -192,53 +233,81 @@ impl Processor {
                 if rejected.connection_lost {
                     return Err(SinkError(rejected.detail));
                 }
-                failed.push((msg, rejected));
+                first.get_or_insert(rejected);
+                failed.push(msg);
             }
         }
-        let mut attempt = 1;
-        while let Some((_, first)) = failed.first() {
-            let failure = ProcessingFailure {
-                kind: first.kind,
-                plugin: None,
-                detail: first.detail.clone(),
-            };
-            match self.decide(&original, &failure, attempt).await {
-                Decision::Retry(ms) => {
-                    Counters::add(&self.counters().retries, 1);
-                    tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    attempt += 1;
-                    let mut again = Vec::new();
-                    for (msg, _) in failed {
-                        let pending = self.sink.send(&msg).await?;
-                        again.push((msg, pending));
-                    }
-                    failed = Vec::new();
-                    for (msg, pending) in again {
-                        let answer = pending.await;
-                        if answer.is_ok() {
-                            Counters::add(&self.counters().delivered, 1);
-                        }
-                        if let Err(r) = answer {
-                            if r.connection_lost {
-                                return Err(SinkError(r.detail));
-                            }
-                            failed.push((msg, r));
-                        }
-                    }
-                }
-                Decision::Drop => {
-                    Counters::add(&self.counters().dropped, 1);
-                    return Ok(());
-                }
-                Decision::DeadLetter(d) => {
-                    return self
-                        .send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
-                        .await;
+        let Some(first) = first else {
+            return Ok(Settlement::Done);
+        };
+        let failure = ProcessingFailure {
+            kind: first.kind,
+            plugin: None,
+            detail: first.detail,
+        };
+        match self.decide(&original, &failure, attempt).await {
+            Decision::Retry(ms) => {
+                Counters::add(&self.counters().retries, 1);
+                tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
+                let retry = Retry {
+                    original,
+                    failed,
+                    attempt: attempt + 1,
+                };
+                Ok(Settlement::RetryAfter(Duration::from_millis(ms), retry))
+            }
+            Decision::Drop => {
+                Counters::add(&self.counters().dropped, 1);
+                Ok(Settlement::Done)
+            }
+            Decision::DeadLetter(d) => {
+                self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
+                    .await?;
+                Ok(Settlement::Done)
+            }
+        }
+    }
+
+    /// Sends a retry's refused outputs again; the flight settles like the first one.
+    pub async fn retry(&mut self, retry: Retry) -> Result<Flight, SinkError> {
+        let Retry {
+            original,
+            failed,
+            attempt,
+        } = retry;
+        let flight = self.send(original, failed).await?;
+        Ok(Box::pin(async move {
+            let mut sent = flight.await;
+            sent.attempt = attempt;
+            sent
+        }))
+    }
+
+    /// Settles a flight to the end, waiting out retries in place: for sources that must
+    /// settle in order (a RabbitMQ queue's acks).
+    pub async fn settle_in_order(&mut self, mut sent: Sent) -> Result<(), SinkError> {
+        loop {
+            match self.settle(sent).await? {
+                Settlement::Done => return Ok(()),
+                Settlement::RetryAfter(delay, retry) => {
+                    self.wait(delay).await?;
+                    sent = self.retry(retry).await?.await;
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Waits `delay`, unless the bridge is stopping: then at once `Err`, leaving the message
+    /// unhandled, so that a message under retry never holds up a shutdown.
+    pub async fn wait(&self, delay: Duration) -> Result<(), SinkError> {
+        let mut shutdown = self.settings.shutdown.clone();
+        if shutdown.borrow().stopping {
+            return Err(stopping());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = shutdown.wait_for(|s| s.stopping) => Err(stopping()),
+        }
     }
 
     /// The mapping's state: sources report their connection there.
@@ -291,6 +360,7 @@ impl Processor {
                 original,
                 outputs,
                 results,
+                attempt: 1,
             }
         }))
     }
@@ -311,7 +381,12 @@ impl Processor {
             );
             return Decision::Retry(NO_TARGET_RETRY.as_millis() as u64);
         }
-        decision
+        match decision {
+            Decision::Retry(ms) if ms > MAX_RETRY_DELAY.as_millis() as u64 => {
+                Decision::Retry(MAX_RETRY_DELAY.as_millis() as u64)
+            }
+            other => other,
+        }
     }
 
     async fn send_dead_letter(
@@ -347,7 +422,7 @@ impl Processor {
         let Some(sink) = &self.dead_letter else {
             return Err(SinkError("no dead-letter target".to_string()));
         };
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = super::backoff(Duration::from_millis(500));
         loop {
             match sink.send(&letter).await?.await {
                 Ok(()) => {
@@ -358,8 +433,8 @@ impl Processor {
                 Err(r) if r.connection_lost => return Err(SinkError(r.detail)),
                 Err(r) => {
                     tracing::error!(mapping = %self.settings.mapping, error = %r.detail, "Dead-letter target refused the message; retrying.");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                    self.wait(delay).await?;
                 }
             }
         }
@@ -381,5 +456,6 @@ fn done(original: Message) -> Flight {
         original,
         outputs: Vec::new(),
         results: Vec::new(),
+        attempt: 1,
     }))
 }

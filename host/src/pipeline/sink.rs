@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::{AmqpTarget, KafkaTarget, Target};
+use crate::kafka::ClusterContext;
 use crate::plugin::{FailureKind, Message, Origin};
 
 /// How long writing a publish may take before the connection counts as lost.
@@ -58,7 +59,7 @@ pub enum Sink {
     /// Produces to Kafka.
     Kafka {
         /// The producer.
-        producer: FutureProducer,
+        producer: FutureProducer<ClusterContext>,
         /// Topic and partition rules.
         target: KafkaTarget,
     },
@@ -94,11 +95,11 @@ impl Sink {
                 let cluster = &config.kafka[&t.cluster];
                 // Tunables the cluster's `properties` may override; then what at-least-once
                 // delivery relies on, which they may not.
-                let producer: FutureProducer =
+                let producer: FutureProducer<ClusterContext> =
                     crate::kafka::client_config_with(cluster, PRODUCER_DEFAULTS)
                         .set("enable.idempotence", "true")
                         .set("acks", "all")
-                        .create()
+                        .create_with_context(ClusterContext::new(&t.cluster))
                         .map_err(|e| {
                             SinkError(format!(
                                 "cannot create a Kafka producer for `{}`: {e}",
