@@ -233,7 +233,16 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     let mut first = BridgeProcess::start(&config);
     let mut second = BridgeProcess::start(&config);
     wait_for(&seen, N / 4, Duration::from_secs(60)).await;
+    let assigned = |log: String| log.matches("Kafka partitions assigned").count();
+    let before = assigned(second.log_text());
     first.kill9();
+    let killed = Instant::now();
+    // The broker expires the dead member after the session timeout (10 s) and the survivor
+    // is assigned its partitions.
+    while assigned(second.log_text()) == before && killed.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let takeover = killed.elapsed();
     wait_distinct(&seen, N, Duration::from_secs(120)).await;
     assert!(
         second.terminate(Duration::from_secs(30)),
@@ -243,6 +252,14 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(|(_, p)| p.as_slice()));
-    println!("two bridges, one killed: loss = {loss}, duplicates = {duplicates}");
+    println!(
+        "two bridges, one killed: survivor assigned the partitions after {takeover:?}, \
+         loss = {loss}, duplicates = {duplicates}"
+    );
     assert_eq!(loss, 0, "survivor log:\n{}", second.log_text());
+    assert!(
+        assigned(second.log_text()) > before,
+        "the survivor took over the partitions; log:\n{}",
+        second.log_text()
+    );
 }
