@@ -1,50 +1,130 @@
-//! Bridge throughput against raw client rates on the same brokers, and end-to-end latency.
-//! Needs the brokers of `scripts/brokers.sh`; run with `scripts/bench.sh`.
+//! The bridge against this machine's ceiling, on Apache Kafka and RabbitMQ (`scripts/bench.sh`
+//! starts them). In one run, 1 KiB messages with a key and 5 headers:
 //!
-//! Prints one JSON object: msgs/s of each raw client and of the bridge in each direction
-//! (through the `header-map` + `routing-key` chain), their ratios, Kafka→RabbitMQ latency
-//! p50/p99 at half the measured bridge rate with the same figures for the Kafka broker alone,
-//! and a plain lapin→rdkafka relay as the machine's RabbitMQ→Kafka ceiling. 1 KiB payloads.
+//! - raw client rates: rdkafka produce (idempotent, `acks=all`) and consume, lapin publish
+//!   with confirms (persistent) and consume with manual acks;
+//! - plain relays with the bridge's delivery guarantees and no plugins (`bridge_tests::relay`),
+//!   Kafka→RabbitMQ, RabbitMQ→Kafka and Kafka→Kafka: the ceiling of each direction;
+//! - the bridge in each direction through `header-map` + `routing-key`, provenance headers on,
+//!   with its CPU time per 100 000 messages and peak RSS;
+//! - latency p50 / p99 / p99.9 at half the bridge's rate, from the producer's send to the
+//!   target consumer's receipt, for the bridge and the relay at the same rate.
+//!
+//! Prints one JSON object per figure. `BENCH_MESSAGES` sets the run length (default 50 000).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bridge_tests::artifacts;
 use bridge_tests::bridge::BridgeProcess;
-use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::brokers::{self, unique};
+use bridge_tests::relay;
 use futures_util::StreamExt;
-use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Connection};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
 
-const N: usize = 30_000;
+const PARTITIONS: i32 = 4;
+/// The headers every benchmark message carries besides the bridge's own.
+const HEADERS: [(&str, &str); 5] = [
+    ("region", "eu"),
+    ("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ("tenant", "acme"),
+    ("content-type", "application/json"),
+    ("schema", "order-damage-v3"),
+];
 
-fn payload(i: usize) -> Vec<u8> {
-    let mut p = format!(r#"{{"type":"damage","i":{i},"pad":""#).into_bytes();
+fn figure(name: &str, value: f64, unit: &str) {
+    println!(
+        "{}",
+        serde_json::json!({ "figure": name, "value": (value * 1000.0).round() / 1000.0, "unit": unit })
+    );
+}
+
+fn now_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros()
+}
+
+/// A 1 KiB JSON payload carrying its send time.
+fn payload() -> Vec<u8> {
+    let mut p = format!(r#"{{"type":"damage","sent_us":{},"pad":""#, now_us()).into_bytes();
     p.resize(1022, b'x');
     p.extend_from_slice(b"\"}");
     p
 }
 
-fn records() -> Vec<Record> {
-    (0..N)
-        .map(|i| Record {
-            key: Some(format!("k{}", i % 64).into_bytes()),
-            payload: Some(payload(i)),
-            headers: vec![("region".into(), b"eu".to_vec())],
-            partition: 0,
-            timestamp: None,
+fn kafka_headers() -> OwnedHeaders {
+    HEADERS.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
         })
-        .collect()
+    })
+}
+
+fn amqp_properties() -> BasicProperties {
+    let mut table = FieldTable::default();
+    for (k, v) in HEADERS {
+        table.insert(k.into(), AMQPValue::LongString(LongString::from(v)));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(table)
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
-    (n as f64 / d.as_secs_f64()).round()
+    n as f64 / d.as_secs_f64().max(1e-6)
 }
 
-/// Raw rdkafka consume of `n` messages from `topic` (after the first arrives).
-fn raw_kafka_consume(topic: &str, n: usize) -> f64 {
+/// Produces `n` messages to `topic`, at most `per_s` a second (`None`: as fast as the client
+/// goes), through an idempotent producer with `acks=all`; returns the rate.
+async fn kafka_produce(topic: &str, n: usize, per_s: Option<f64>) -> f64 {
+    let producer = brokers::producer(&brokers::kafka_bootstrap());
+    let start = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..n {
+        if let Some(r) = per_s {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let body = payload();
+        let key = format!("k{}", i % 64);
+        let mut rec = FutureRecord::<str, [u8]>::to(topic)
+            .payload(&body)
+            .key(&key)
+            .headers(kafka_headers());
+        loop {
+            match producer.send_result(rec) {
+                Ok(f) => break pending.push_back(f),
+                Err((_, back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        while pending.len() > 10_000 {
+            let _ = pending.pop_front().expect("pending").await;
+        }
+    }
+    for p in pending {
+        p.await.expect("delivery").expect("delivered");
+    }
+    rate(n, start.elapsed())
+}
+
+/// Consumes `n` messages of `topic` from the start with a plain consumer; the rate after the
+/// first.
+fn kafka_consume(topic: &str, n: usize) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers::kafka_bootstrap())
         .set("group.id", unique("raw"))
@@ -54,9 +134,8 @@ fn raw_kafka_consume(topic: &str, n: usize) -> f64 {
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let mut count = 0;
-    let mut start = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut count, mut start) = (0, None);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while count < n && Instant::now() < deadline {
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
             start.get_or_insert_with(Instant::now);
@@ -69,23 +148,29 @@ fn raw_kafka_consume(topic: &str, n: usize) -> f64 {
     )
 }
 
-/// Raw lapin publish with confirms, persistent, 1000 in flight.
-async fn raw_amqp_publish(exchange: &str, n: usize) -> f64 {
-    let conn = brokers::amqp().await;
+/// Publishes `n` persistent messages to `queue` with confirms (1 000 in flight), at most
+/// `per_s` a second; returns the rate.
+async fn amqp_publish(conn: &Connection, queue: &str, n: usize, per_s: Option<f64>) -> f64 {
     let ch = conn.create_channel().await.expect("channel");
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    let props = BasicProperties::default().with_delivery_mode(2);
+    let props = amqp_properties();
     let start = Instant::now();
     let mut pending = std::collections::VecDeque::new();
     for i in 0..n {
+        if let Some(r) = per_s {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let c = ch
             .basic_publish(
-                exchange.into(),
-                "bench".into(),
+                "".into(),
+                queue.into(),
                 BasicPublishOptions::default(),
-                &payload(i),
+                &payload(),
                 props.clone(),
             )
             .await
@@ -105,12 +190,11 @@ async fn raw_amqp_publish(exchange: &str, n: usize) -> f64 {
     rate(n, start.elapsed())
 }
 
-/// Raw lapin consume with manual acks (prefetch 500, `multiple` every 100).
-async fn raw_amqp_consume(queue: &str, n: usize) -> f64 {
-    let conn = brokers::amqp().await;
-    let (_ch, mut consumer) = brokers::queue_consumer(&conn, queue, 500, false).await;
-    let mut start = None;
-    let mut count = 0;
+/// Consumes `n` messages of `queue` with manual acks (prefetch 1 000, `multiple` every 100);
+/// the rate after the first.
+async fn amqp_consume(conn: &Connection, queue: &str, n: usize) -> f64 {
+    let (_ch, mut consumer) = brokers::queue_consumer(conn, queue, 1000, false).await;
+    let (mut count, mut start) = (0, None);
     while count < n {
         let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
         else {
@@ -131,67 +215,102 @@ async fn raw_amqp_consume(queue: &str, n: usize) -> f64 {
     )
 }
 
-async fn wait_count<T>(seen: &Arc<Mutex<Vec<T>>>, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Messages written to `topic` so far (sum of its partitions' high watermarks).
+fn topic_count(client: &BaseConsumer, topic: &str) -> usize {
+    (0..PARTITIONS)
+        .map(|p| {
+            client
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |w| w.1)
+        })
+        .sum::<i64>() as usize
+}
+
+/// CPU time (user + system) and peak RSS of a process, from `/proc`.
+fn process_usage(pid: u32) -> Option<(Duration, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    // Linux reports CPU time in clock ticks of 1/100 s.
+    Some((Duration::from_millis(ticks * 10), hwm_kib))
+}
+
+/// A throughput run: messages per second from the first arrival to the `n`-th, and for a
+/// bridge process its CPU time per 100 000 messages over the same span and its peak RSS.
+struct Run {
+    rate: f64,
+    cpu_per_100k: Option<f64>,
+    peak_rss_mib: Option<f64>,
+}
+
+/// Polls `count` until it reaches `n` (or 5 minutes pass).
+async fn measure(pid: Option<u32>, n: usize, mut count: impl FnMut() -> usize) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first = None;
+    let (mut last, mut seen) = (Instant::now(), 0);
+    while seen < n && Instant::now() < deadline {
+        seen = count();
+        if seen > 0 && first.is_none() {
+            first = Some((Instant::now(), seen, pid.and_then(process_usage)));
+        }
+        last = Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some((t0, n0, usage0)) = first else {
+        return Run {
+            rate: 0.0,
+            cpu_per_100k: None,
+            peak_rss_mib: None,
+        };
+    };
+    let moved = seen.saturating_sub(n0);
+    let usage1 = pid.and_then(process_usage);
+    Run {
+        rate: rate(moved, last - t0),
+        cpu_per_100k: match (usage0, usage1) {
+            (Some((c0, _)), Some((c1, _))) if moved > 0 => {
+                Some((c1 - c0).as_secs_f64() * 100_000.0 / moved as f64)
+            }
+            _ => None,
+        },
+        peak_rss_mib: usage1.map(|(_, kib)| kib as f64 / 1024.0),
     }
 }
 
-/// Produces `n` messages to `topic` at `rate` msgs/s, each with its send time in the payload.
-async fn paced_produce(topic: &str, rate: f64, n: usize) {
-    let producer = brokers::producer(&brokers::kafka_bootstrap());
-    let start = Instant::now();
-    for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        let sent_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_micros();
-        let mut body = format!(r#"{{"sent_us":{sent_us},"pad":""#).into_bytes();
-        body.resize(1022, b'x');
-        body.extend_from_slice(b"\"}");
-        let rec = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic)
-            .payload(&body)
-            .key(b"k");
-        let _ = producer.send_result(rec);
-    }
-    let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10));
-}
+fn chain_config(mapping: &str) -> String {
+    format!(
+        r#"
+{}
+[plugins.headers]
+path = "{}"
+config = {{ rename = {{ kafka_key = "message_key" }}, set = {{ x-source = "{{source}}" }} }}
+[plugins.route]
+path = "{}"
+config = {{ routing_key = "{{header:region|eu}}.bench" }}
 
-/// Arrival times and payloads of `n` messages read from the end of `topic` by a plain
-/// consumer with the bridge's fetch settings.
-fn raw_kafka_arrivals(topic: &str, n: usize) -> Vec<(Instant, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers::kafka_bootstrap())
-        .set("group.id", unique("raw-lat"))
-        .set("auto.offset.reset", "latest")
-        .set("fetch.wait.max.ms", "10")
-        .set("fetch.queue.backoff.ms", "10")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::with_capacity(n);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while out.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            use rdkafka::message::Message as _;
-            out.push((Instant::now(), m.payload().unwrap_or_default().to_vec()));
-        }
-    }
-    out
+[[mapping]]
+name = "bench"
+plugins = ["headers", "route"]
+max_in_flight = {}
+{mapping}"#,
+        brokers::brokers_toml(),
+        artifacts::HEADER_MAP,
+        artifacts::ROUTING_KEY,
+        relay::IN_FLIGHT,
+    )
 }
 
 /// Milliseconds from the `sent_us` in each payload to its arrival.
-fn latencies_ms(arrivals: &[(Instant, &[u8])]) -> Vec<f64> {
-    let now = Instant::now();
-    let now_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as f64;
+fn latencies_ms(arrivals: &[(Instant, Vec<u8>)]) -> Vec<f64> {
+    let (now, now_us) = (Instant::now(), now_us() as f64);
     arrivals
         .iter()
         .filter_map(|(at, data)| {
@@ -202,269 +321,321 @@ fn latencies_ms(arrivals: &[(Instant, &[u8])]) -> Vec<f64> {
         .collect()
 }
 
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    samples: usize,
-}
-
-fn percentiles(mut ms: Vec<f64>) -> Percentiles {
+/// p50, p99, p99.9 in ms.
+fn percentiles(mut ms: Vec<f64>) -> [f64; 3] {
     ms.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         ms.get(((ms.len() as f64 * p) as usize).min(ms.len().saturating_sub(1)))
-            .map_or(f64::NAN, |v| (v * 100.0).round() / 100.0)
+            .copied()
+            .unwrap_or(f64::NAN)
     };
-    Percentiles {
-        p50: pct(0.50),
-        p99: pct(0.99),
-        samples: ms.len(),
-    }
+    [pct(0.50), pct(0.99), pct(0.999)]
 }
 
-/// The machine's own ceiling for RabbitMQ → Kafka: a plain lapin consumer feeding a plain
-/// rdkafka producer (idempotent, `acks=all`) with the same headers the bridge writes, no
-/// plugins, acking each delivery after its delivery report (`multiple` every 100, 500 in
-/// flight). Messages per second, after the first.
-async fn raw_relay_amqp_to_kafka(queue: &str, topic: &str, n: usize) -> f64 {
-    let conn = brokers::amqp().await;
-    let (_ch, mut consumer) = brokers::queue_consumer(&conn, queue, 1000, false).await;
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers::kafka_bootstrap())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let mut pending = std::collections::VecDeque::new();
-    let mut since_ack = 0;
-    let mut start = None;
-    let mut count = 0;
-    while count < n {
-        let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await
-        else {
-            break;
-        };
-        start.get_or_insert_with(Instant::now);
-        // The five headers the bridge writes here: tansu stores each header as a row of its
-        // own, so headers cost the broker more than the payload does.
-        let headers = [
-            ("rabbitmq_queue", queue),
-            ("rabbitmq_exchange", ""),
-            ("rabbitmq_routing_key", queue),
-            ("x-bridge-hops", "1"),
-            ("x-source", queue),
-        ]
-        .iter()
-        .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(rdkafka::message::Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            })
-        });
-        let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic)
-            .payload(&d.data)
-            .headers(headers);
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(f) => break f,
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+/// Reads `topic` from its end in the background, recording arrivals, until `stop`.
+fn topic_arrivals(
+    topic: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(Instant, Vec<u8>)>> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers::kafka_bootstrap())
+            .set("group.id", unique("lat"))
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "10")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let mut out = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                out.push((Instant::now(), m.payload().unwrap_or_default().to_vec()));
             }
-        };
-        pending.push_back((delivery, d.acker));
-        count += 1;
-        while pending.len() >= 500 || (count == n && !pending.is_empty()) {
-            let (delivery, acker) = pending.pop_front().expect("pending");
-            let _ = delivery.await;
-            since_ack += 1;
-            if since_ack >= 100 || pending.is_empty() {
-                since_ack = 0;
-                acker
-                    .ack(BasicAckOptions { multiple: true })
-                    .await
-                    .expect("ack");
+        }
+        out
+    })
+}
+
+/// What sits between the source and the target in a run.
+enum Mover {
+    Bridge(BridgeProcess),
+    Relay(Arc<AtomicBool>, tokio::task::JoinHandle<usize>),
+}
+
+impl Mover {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Mover::Bridge(b) => Some(b.pid()),
+            Mover::Relay(..) => None,
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Mover::Bridge(mut b) => {
+                b.terminate(Duration::from_secs(30));
+            }
+            Mover::Relay(stop, task) => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = task.await;
             }
         }
     }
-    rate(
-        count.saturating_sub(1),
-        start.map_or(Duration::from_secs(1), |s| s.elapsed()),
-    )
 }
 
-fn chain_config(extra: &str) -> String {
-    format!(
-        r#"
-{}
-[plugins.headers]
-path = "{}"
-config = {{ rename = {{ kafka_key = "message_key" }}, set = {{ x-source = "{{source}}" }} }}
-[plugins.route]
-path = "{}"
-config = {{ routing_key = "{{header:region|eu}}.bench" }}
-{extra}"#,
-        brokers::brokers_toml(),
-        artifacts::HEADER_MAP,
-        artifacts::ROUTING_KEY
-    )
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    KafkaToRabbitmq,
+    RabbitmqToKafka,
+    KafkaToKafka,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::KafkaToRabbitmq => "kafka_to_rabbitmq",
+            Direction::RabbitmqToKafka => "rabbitmq_to_kafka",
+            Direction::KafkaToKafka => "kafka_to_kafka",
+        }
+    }
+}
+
+/// A source and a target of one direction, fresh for each run.
+struct Lane {
+    topic: String,
+    queue: String,
+    out_topic: String,
+    exchange: String,
+}
+
+impl Lane {
+    async fn new(conn: &Connection) -> Self {
+        let lane = Lane {
+            topic: unique("bench-in"),
+            queue: unique("bench-q"),
+            out_topic: unique("bench-out"),
+            exchange: unique("bench-ex"),
+        };
+        brokers::create_topic(&lane.topic, PARTITIONS).await;
+        brokers::create_topic(&lane.out_topic, PARTITIONS).await;
+        brokers::declare_bound_queue(conn, &lane.exchange, &lane.queue, "eu.bench").await;
+        lane
+    }
+
+    /// The bridge or the relay moving this lane's messages in `dir`.
+    async fn start(&self, dir: Direction, bridge: bool) -> Mover {
+        if bridge {
+            let mapping = match dir {
+                Direction::KafkaToRabbitmq => format!(
+                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ rabbitmq = \"local\", exchange = \"{}\" }}\n",
+                    self.topic,
+                    unique("bench"),
+                    self.exchange
+                ),
+                Direction::RabbitmqToKafka => format!(
+                    "source = {{ rabbitmq = \"local\", queue = \"{}\", prefetch = 1000 }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n",
+                    self.queue, self.out_topic
+                ),
+                Direction::KafkaToKafka => format!(
+                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n",
+                    self.topic,
+                    unique("bench"),
+                    self.out_topic
+                ),
+            };
+            return Mover::Bridge(BridgeProcess::start(&chain_config(&mapping)));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bootstrap, s) = (brokers::kafka_bootstrap(), Arc::clone(&stop));
+        let task = match dir {
+            Direction::KafkaToRabbitmq => tokio::spawn(relay::kafka_to_rabbitmq(
+                bootstrap,
+                self.topic.clone(),
+                "earliest",
+                brokers::amqp().await,
+                self.exchange.clone(),
+                "eu.bench".to_string(),
+                s,
+            )),
+            Direction::RabbitmqToKafka => tokio::spawn(relay::rabbitmq_to_kafka(
+                brokers::amqp().await,
+                self.queue.clone(),
+                bootstrap,
+                self.out_topic.clone(),
+                s,
+            )),
+            Direction::KafkaToKafka => tokio::spawn(relay::kafka_to_kafka(
+                bootstrap,
+                self.topic.clone(),
+                self.out_topic.clone(),
+                s,
+            )),
+        };
+        Mover::Relay(stop, task)
+    }
+}
+
+/// Throughput of the bridge or the relay in `dir` over `n` messages waiting in the source.
+async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: bool) -> Run {
+    let lane = Lane::new(conn).await;
+    // The target's reader: a queue consumer or watermark polling.
+    let (arrived, collector) = brokers::collect_queue(&lane.queue).await;
+    match dir {
+        Direction::RabbitmqToKafka => {
+            collector.abort();
+            let in_queue = unique("bench-src");
+            brokers::declare_queue(conn, &in_queue).await;
+            amqp_publish(conn, &in_queue, n, None).await;
+            let lane = Lane {
+                queue: in_queue,
+                ..lane
+            };
+            let mover = lane.start(dir, bridge).await;
+            let client: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers::kafka_bootstrap())
+                .create()
+                .expect("client");
+            let run = measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await;
+            mover.stop().await;
+            run
+        }
+        Direction::KafkaToKafka => {
+            collector.abort();
+            kafka_produce(&lane.topic, n, None).await;
+            let mover = lane.start(dir, bridge).await;
+            let client: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers::kafka_bootstrap())
+                .create()
+                .expect("client");
+            let run = measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await;
+            mover.stop().await;
+            run
+        }
+        Direction::KafkaToRabbitmq => {
+            kafka_produce(&lane.topic, n, None).await;
+            let mover = lane.start(dir, bridge).await;
+            let run = measure(mover.pid(), n, || arrived.lock().expect("lock").len()).await;
+            mover.stop().await;
+            collector.abort();
+            run
+        }
+    }
+}
+
+/// Latency p50/p99/p99.9 (ms) of the bridge or the relay in `dir` at `per_s` messages/s for
+/// `secs` seconds, from the producer's send to the target consumer's receipt.
+async fn latency(
+    conn: &Connection,
+    dir: Direction,
+    per_s: f64,
+    secs: f64,
+    bridge: bool,
+) -> [f64; 3] {
+    let lane = Lane::new(conn).await;
+    let n = (per_s * secs) as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mover = lane.start(dir, bridge).await;
+    // Let the mover connect and join its group before the clock starts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let arrivals: brokers::Arrivals;
+    match dir {
+        Direction::KafkaToRabbitmq => {
+            let (seen, collector) = brokers::collect_queue(&lane.queue).await;
+            kafka_produce(&lane.topic, n, Some(per_s)).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            collector.abort();
+            arrivals = seen;
+        }
+        _ => {
+            let reader = topic_arrivals(&lane.out_topic, Arc::clone(&stop));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            amqp_publish(conn, &lane.queue, n, Some(per_s)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            stop.store(true, Ordering::Relaxed);
+            arrivals = Arc::new(Mutex::new(reader.await.expect("reader")));
+        }
+    }
+    mover.stop().await;
+    let got = arrivals.lock().expect("lock");
+    percentiles(latencies_ms(&got))
 }
 
 #[tokio::main]
 async fn main() {
+    let n: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
     let conn = brokers::amqp().await;
-    // Kafka → RabbitMQ.
-    let topic = unique("bench-k2r");
-    brokers::create_topic(&topic, 4).await;
-    brokers::produce(&topic, &records(), None).await;
-    let t = topic.clone();
-    let raw_consume = tokio::task::spawn_blocking(move || raw_kafka_consume(&t, N))
-        .await
-        .expect("raw consume");
-    let exchange = unique("bench-ex");
-    let queue = unique("bench-q");
-    brokers::declare_bound_queue(&conn, &exchange, &queue, "eu.bench").await;
-    let raw_ex = unique("bench-raw-ex");
-    let raw_q = unique("bench-raw-q");
-    brokers::declare_bound_queue(&conn, &raw_ex, &raw_q, "bench").await;
-    let raw_publish = raw_amqp_publish(&raw_ex, N).await;
-    let raw_amqp_consume_rate = raw_amqp_consume(&raw_q, N).await;
 
-    let (seen, _collector) = brokers::collect_queue(&queue).await;
-    let mut bridge = BridgeProcess::start(&chain_config(&format!(
-        r#"[[mapping]]
-name = "k2r"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}" }}
-plugins = ["headers", "route"]
-"#,
-        unique("bench")
-    )));
-    wait_count(&seen, N, Duration::from_secs(300)).await;
-    let k2r = {
-        let s = seen.lock().expect("lock");
-        match (s.first(), s.last()) {
-            (Some(a), Some(b)) if s.len() > 1 => rate(s.len() - 1, b.0 - a.0),
-            _ => 0.0,
-        }
-    };
-    bridge.terminate(Duration::from_secs(30));
-
-    // Latency at half the bridge rate: timestamps in the payload, measured on arrival.
-    let lat_topic = unique("bench-lat");
-    brokers::create_topic(&lat_topic, 4).await;
-    let lat_queue = unique("bench-lat-q");
-    brokers::declare_bound_queue(&conn, &exchange, &lat_queue, "eu.bench").await;
-    let (lat_seen, _lat_collector) = brokers::collect_queue(&lat_queue).await;
-    let mut bridge = BridgeProcess::start(&chain_config(&format!(
-        r#"[[mapping]]
-name = "lat"
-source = {{ kafka = "main", topics = ["{lat_topic}"], group = "{}", auto_offset_reset = "latest" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}" }}
-plugins = ["headers", "route"]
-"#,
-        unique("bench")
-    )));
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let half = (k2r / 2.0).max(100.0);
-    let lat_n = (half * 8.0) as usize;
-    paced_produce(&lat_topic, half, lat_n).await;
-    wait_count(&lat_seen, lat_n, Duration::from_secs(60)).await;
-    bridge.terminate(Duration::from_secs(30));
-    let latencies = {
-        let s = lat_seen.lock().expect("lock");
-        let arrivals: Vec<(Instant, &[u8])> = s.iter().map(|(at, d)| (*at, d.as_slice())).collect();
-        percentiles(latencies_ms(&arrivals))
-    };
-
-    // The same rate straight through the Kafka broker: what the bridge's latency is made of
-    // before it adds anything.
-    let raw_lat_topic = unique("bench-raw-lat");
-    brokers::create_topic(&raw_lat_topic, 4).await;
-    let t = raw_lat_topic.clone();
-    let reader = tokio::task::spawn_blocking(move || raw_kafka_arrivals(&t, lat_n));
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    paced_produce(&raw_lat_topic, half, lat_n).await;
-    let raw_arrivals = reader.await.expect("raw reader");
-    let raw_latencies = percentiles(latencies_ms(
-        &raw_arrivals
-            .iter()
-            .map(|(at, d)| (*at, d.as_slice()))
-            .collect::<Vec<_>>(),
-    ));
-
-    // RabbitMQ → Kafka.
-    let in_queue = unique("bench-r2k");
-    brokers::declare_queue(&conn, &in_queue).await;
-    let msgs: Vec<_> = (0..N)
-        .map(|i| (payload(i), BasicProperties::default()))
-        .collect();
-    brokers::publish_to_queue(&conn, &in_queue, &msgs).await;
-    let out_topic = unique("bench-r2k-out");
-    brokers::create_topic(&out_topic, 4).await;
-    let mut bridge = BridgeProcess::start(&chain_config(&format!(
-        r#"[[mapping]]
-name = "r2k"
-source = {{ rabbitmq = "local", queue = "{in_queue}", prefetch = 1000 }}
-target = {{ kafka = "main", topic = "{out_topic}" }}
-plugins = ["headers", "route"]
-"#
-    )));
-    let watermarks: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers::kafka_bootstrap())
-        .create()
-        .expect("consumer");
-    let mut first: Option<(Instant, i64)> = None;
-    let mut last = (Instant::now(), 0i64);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while last.1 < N as i64 && Instant::now() < deadline {
-        let written: i64 = (0..4)
-            .map(|p| {
-                watermarks
-                    .fetch_watermarks(&out_topic, p, Duration::from_secs(5))
-                    .map_or(0, |w| w.1)
-            })
-            .sum();
-        let now = Instant::now();
-        if written > 0 && first.is_none() {
-            first = Some((now, written));
-        }
-        last = (now, written);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bridge.terminate(Duration::from_secs(30));
-    let r2k = first.map_or(0.0, |(t0, n0)| rate((last.1 - n0) as usize, last.0 - t0));
-
-    // The machine's ceiling for RabbitMQ → Kafka with both brokers on it.
-    let relay_queue = unique("bench-relay-in");
-    brokers::declare_queue(&conn, &relay_queue).await;
-    brokers::publish_to_queue(&conn, &relay_queue, &msgs).await;
-    let relay_topic = unique("bench-relay-out");
-    brokers::create_topic(&relay_topic, 4).await;
-    let relay = raw_relay_amqp_to_kafka(&relay_queue, &relay_topic, N).await;
-
-    let ratio = |a: f64, b: f64| ((a / b) * 1000.0).round() / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({
-            "messages": N,
-            "payload_bytes": 1024,
-            "raw_kafka_consume_msgs_per_s": raw_consume,
-            "raw_amqp_publish_confirmed_msgs_per_s": raw_publish,
-            "raw_amqp_consume_ack_msgs_per_s": raw_amqp_consume_rate,
-            "bridge_kafka_to_rabbitmq_msgs_per_s": k2r,
-            "kafka_to_rabbitmq_ratio_to_raw": ratio(k2r, raw_consume.min(raw_publish)),
-            "bridge_rabbitmq_to_kafka_msgs_per_s": r2k,
-            "rabbitmq_to_kafka_ratio_to_raw": ratio(r2k, raw_amqp_consume_rate),
-            "raw_relay_amqp_to_kafka_msgs_per_s": relay,
-            "rabbitmq_to_kafka_ratio_to_relay": ratio(r2k, relay),
-            "latency_rate_msgs_per_s": half.round(),
-            "latency_p50_ms": latencies.p50,
-            "latency_p99_ms": latencies.p99,
-            "latency_samples": latencies.samples,
-            "raw_kafka_latency_p50_ms": raw_latencies.p50,
-            "raw_kafka_latency_p99_ms": raw_latencies.p99,
-        })
+    // Raw clients.
+    let topic = unique("bench-raw");
+    brokers::create_topic(&topic, PARTITIONS).await;
+    figure(
+        "raw_kafka_produce",
+        kafka_produce(&topic, n, None).await,
+        "msgs/s",
     );
+    let t = topic.clone();
+    let consumed = tokio::task::spawn_blocking(move || kafka_consume(&t, n))
+        .await
+        .expect("consume");
+    figure("raw_kafka_consume", consumed, "msgs/s");
+    let queue = unique("bench-raw-q");
+    brokers::declare_queue(&conn, &queue).await;
+    figure(
+        "raw_amqp_publish_confirmed",
+        amqp_publish(&conn, &queue, n, None).await,
+        "msgs/s",
+    );
+    figure(
+        "raw_amqp_consume_acked",
+        amqp_consume(&conn, &queue, n).await,
+        "msgs/s",
+    );
+
+    // Each direction: the relay, then the bridge; then latency at half the bridge's rate.
+    for dir in [
+        Direction::KafkaToRabbitmq,
+        Direction::RabbitmqToKafka,
+        Direction::KafkaToKafka,
+    ] {
+        let name = dir.name();
+        let relay_run = throughput(&conn, dir, n, false).await;
+        let bridge_run = throughput(&conn, dir, n, true).await;
+        figure(&format!("relay_{name}"), relay_run.rate, "msgs/s");
+        figure(&format!("bridge_{name}"), bridge_run.rate, "msgs/s");
+        figure(
+            &format!("bridge_{name}_ratio_to_relay"),
+            bridge_run.rate / relay_run.rate.max(1.0),
+            "ratio",
+        );
+        if let Some(cpu) = bridge_run.cpu_per_100k {
+            figure(&format!("bridge_{name}_cpu_per_100k"), cpu, "s");
+        }
+        if let Some(rss) = bridge_run.peak_rss_mib {
+            figure(&format!("bridge_{name}_peak_rss"), rss, "MiB");
+        }
+        if dir == Direction::KafkaToKafka {
+            continue;
+        }
+        let half = (bridge_run.rate / 2.0).max(100.0);
+        figure(&format!("latency_{name}_rate"), half, "msgs/s");
+        let relay_lat = latency(&conn, dir, half, 10.0, false).await;
+        let bridge_lat = latency(&conn, dir, half, 10.0, true).await;
+        for (i, p) in ["p50", "p99", "p99_9"].iter().enumerate() {
+            figure(&format!("relay_{name}_latency_{p}"), relay_lat[i], "ms");
+            figure(&format!("bridge_{name}_latency_{p}"), bridge_lat[i], "ms");
+        }
+        figure(
+            &format!("bridge_{name}_added_latency_p99"),
+            bridge_lat[1] - relay_lat[1],
+            "ms",
+        );
+    }
 }

@@ -4,6 +4,7 @@ pub mod bridge;
 pub mod brokers;
 pub mod kafka_node;
 pub mod rabbit_node;
+pub mod relay;
 
 /// Paths of the plugin components built by `build.rs`.
 pub mod artifacts {

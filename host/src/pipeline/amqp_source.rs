@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use tokio::sync::watch;
 
 use super::processor::Processor;
-use super::{PipelineError, Shutdown, take_ready};
+use super::{PipelineError, Shutdown, stop_or, take_ready};
 use crate::config::{AmqpSource, RabbitConnection};
 
 /// Runs until shutdown (then drains and acks) or a fatal error.
@@ -65,7 +65,7 @@ pub async fn run(
             }
             Some((acker, sent)) = inflight.next(), if !inflight.is_empty() => {
                 if let Err(e) = processor.settle_in_order(sent).await {
-                    break Err(PipelineError::Sink(e.0));
+                    break stop_or(shutdown, PipelineError::Sink(e.0));
                 }
                 if let Err(e) = acks.settled(acker, inflight.is_empty()).await {
                     break Err(e);
@@ -99,7 +99,7 @@ pub async fn run(
                             inflight.push_back(async move { (acker, flight.await) });
                         }
                     }
-                    Err(e) => break Err(PipelineError::Sink(e.0)),
+                    Err(e) => break stop_or(shutdown, PipelineError::Sink(e.0)),
                 }
                 if let Some(e) = failure {
                     break Err(e);

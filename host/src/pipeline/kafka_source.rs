@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::processor::{Processor, Retry, Sent, Settlement};
 use super::watermark::{Coordinates, Watermarks};
-use super::{PipelineError, Shutdown, take_ready};
+use super::{PipelineError, Shutdown, stop_or, take_ready};
 use crate::config::{KafkaCluster, KafkaSource};
 use crate::kafka::ClusterContext;
 
@@ -155,12 +155,12 @@ pub async fn run(
             }
             Some(first) = state.flights.next(), if !state.flights.is_empty() => {
                 if let Err(e) = state.settle_ready(processor, first).await {
-                    break Err(e);
+                    break stop_or(shutdown, e);
                 }
             }
             Some((at, retry)) = state.retries.next(), if !state.retries.is_empty() => {
                 if let Err(e) = state.resend(processor, at, retry).await {
-                    break Err(e);
+                    break stop_or(shutdown, e);
                 }
             }
             received = stream.next(), if room > 0 => {
@@ -183,7 +183,7 @@ pub async fn run(
                             state.flights.push(async move { (at, flight.await) }.boxed());
                         }
                     }
-                    Err(e) => break Err(PipelineError::Sink(e.0)),
+                    Err(e) => break stop_or(shutdown, PipelineError::Sink(e.0)),
                 }
             }
         }
@@ -193,8 +193,9 @@ pub async fn run(
         // owner), then commit.
         let deadline = shutdown.borrow().deadline;
         while let Ok(Some(first)) = tokio::time::timeout_at(deadline, state.flights.next()).await {
-            if state.settle_ready(processor, first).await.is_err() {
-                break;
+            // A message that would need a retry stays unsettled; the others still settle.
+            if let Err(e) = state.settle_ready(processor, first).await {
+                tracing::debug!(mapping, error = %e, "Left unsettled at shutdown.");
             }
         }
         processor.flush(Duration::from_secs(5));
@@ -207,7 +208,7 @@ pub async fn run(
 }
 
 type FlightFuture = futures_util::future::BoxFuture<'static, (Coordinates, Sent)>;
-type RetryFuture = futures_util::future::BoxFuture<'static, (Coordinates, Retry)>;
+type RetryFuture = futures_util::future::BoxFuture<'static, (Coordinates, Box<Retry>)>;
 
 /// What the source loop tracks besides the consumer stream.
 struct SourceState<'a> {
@@ -228,12 +229,16 @@ impl SourceState<'_> {
         first: (Coordinates, Sent),
     ) -> Result<(), PipelineError> {
         let mut next = Some(first);
+        let mut result = Ok(());
         while let Some((at, sent)) = next {
-            self.settle_one(processor, at, sent).await?;
+            result = self.settle_one(processor, at, sent).await;
+            if result.is_err() {
+                break;
+            }
             next = self.flights.next().now_or_never().flatten();
         }
         self.store_moved();
-        Ok(())
+        result
     }
 
     async fn settle_one(
@@ -279,7 +284,7 @@ impl SourceState<'_> {
         &mut self,
         processor: &mut Processor,
         at: Coordinates,
-        retry: Retry,
+        retry: Box<Retry>,
     ) -> Result<(), PipelineError> {
         if !self.watermarks.is_current(&at) {
             return Ok(());

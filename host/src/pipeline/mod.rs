@@ -68,6 +68,17 @@ fn take_ready<S: Stream + Unpin>(stream: &mut S, batch: &mut Vec<Option<S::Item>
     }
 }
 
+/// Ends a source loop after `e`: while the bridge is stopping, as a graceful stop (what is
+/// settled is still committed or acked; the rest is redelivered after the restart).
+fn stop_or(shutdown: &watch::Receiver<Shutdown>, e: PipelineError) -> Result<(), PipelineError> {
+    if shutdown.borrow().stopping {
+        tracing::debug!(error = %e, "Stopping with a message unsettled.");
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 /// How often an idle mapping checks that its RabbitMQ connections are still open.
 const CONNECTION_CHECK: Duration = Duration::from_secs(1);
 
@@ -160,7 +171,7 @@ async fn run_once(
         shutdown: shutdown.clone(),
     };
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
-    match &mapping.source {
+    let result = match &mapping.source {
         Source::Kafka(k) => {
             kafka_source::run(
                 &mapping.name,
@@ -183,5 +194,7 @@ async fn run_once(
             )
             .await
         }
-    }
+    };
+    processor.close().await;
+    result
 }

@@ -41,7 +41,7 @@ pub enum Settlement {
     Done,
     /// The policy wants the refused outputs sent again after a delay; until then the consumed
     /// message is not handled. Hand the retry to [`Processor::retry`] when the delay is over.
-    RetryAfter(Duration, Retry),
+    RetryAfter(Duration, Box<Retry>),
 }
 
 /// Outputs the target refused, waiting to be sent again.
@@ -249,11 +249,11 @@ impl Processor {
             Decision::Retry(ms) => {
                 Counters::add(&self.counters().retries, 1);
                 tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
-                let retry = Retry {
+                let retry = Box::new(Retry {
                     original,
                     failed,
                     attempt: attempt + 1,
-                };
+                });
                 Ok(Settlement::RetryAfter(Duration::from_millis(ms), retry))
             }
             Decision::Drop => {
@@ -269,12 +269,12 @@ impl Processor {
     }
 
     /// Sends a retry's refused outputs again; the flight settles like the first one.
-    pub async fn retry(&mut self, retry: Retry) -> Result<Flight, SinkError> {
+    pub async fn retry(&mut self, retry: Box<Retry>) -> Result<Flight, SinkError> {
         let Retry {
             original,
             failed,
             attempt,
-        } = retry;
+        } = *retry;
         let flight = self.send(original, failed).await?;
         Ok(Box::pin(async move {
             let mut sent = flight.await;
@@ -334,6 +334,15 @@ impl Processor {
             Err(SinkError(
                 "the RabbitMQ connection of a target closed".to_string(),
             ))
+        }
+    }
+
+    /// Closes the sinks' RabbitMQ channels and connections, on every way out of a mapping.
+    pub async fn close(&self) {
+        let timeout = Duration::from_secs(2);
+        self.sink.close(timeout).await;
+        if let Some(dl) = &self.dead_letter {
+            dl.close(timeout).await;
         }
     }
 

@@ -46,8 +46,8 @@ pub struct SinkError(pub String);
 pub struct AmqpSink {
     /// A channel in confirm mode.
     channel: lapin::Channel,
-    /// Keeps the connection open.
-    _connection: lapin::Connection,
+    /// The channel's connection, closed with the sink.
+    connection: lapin::Connection,
     /// Exchange, default routing key, persistence.
     target: AmqpTarget,
 }
@@ -87,7 +87,7 @@ impl Sink {
                     .map_err(|e| SinkError(format!("cannot enable publisher confirms: {e}")))?;
                 Ok(Sink::Amqp(Box::new(AmqpSink {
                     channel,
-                    _connection: connection,
+                    connection,
                     target: t.clone(),
                 })))
             }
@@ -265,6 +265,23 @@ impl Sink {
         match self {
             Sink::Amqp(amqp) => amqp.channel.status().connected(),
             Sink::Kafka { .. } => true,
+        }
+    }
+
+    /// Closes a RabbitMQ sink's channel and connection (each bounded by `timeout`, as a dead
+    /// connection may never answer); a Kafka producer closes when dropped.
+    pub async fn close(&self, timeout: Duration) {
+        if let Sink::Amqp(amqp) = self {
+            let _ = tokio::time::timeout(
+                timeout,
+                amqp.channel.close(200, "bridge mapping stopping".into()),
+            )
+            .await;
+            let _ = tokio::time::timeout(
+                timeout,
+                amqp.connection.close(200, "bridge mapping stopping".into()),
+            )
+            .await;
         }
     }
 

@@ -1,0 +1,122 @@
+//! Settlement per partition: a message the target keeps refusing (unroutable, and no
+//! dead-letter target, so it is kept and retried) holds back only its own partition; the
+//! others keep flowing. SIGTERM still stops the bridge at once, the message is not committed,
+//! and once the target can take it, a restarted bridge delivers it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use bridge_tests::artifacts;
+use bridge_tests::bridge::BridgeProcess;
+use bridge_tests::brokers::{self, Record, unique};
+use lapin::options::QueueBindOptions;
+use lapin::types::FieldTable;
+
+fn record(kind: &str, i: usize) -> Record {
+    Record {
+        key: Some(format!("k{i}").into_bytes()),
+        payload: Some(format!(r#"{{"kind":"{kind}","i":{i}}}"#).into_bytes()),
+        headers: vec![],
+        partition: 0,
+        timestamp: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_message_holds_back_only_its_partition_and_never_blocks_shutdown() {
+    let topic = unique("settle");
+    brokers::create_topic(&topic, 2).await;
+    let exchange = unique("settle-ex");
+    let queue = unique("settle-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
+    let (arrived, collector) = brokers::collect_queue(&queue).await;
+    let config = format!(
+        r#"{}
+[plugins.route]
+path = "{}"
+config = {{ routing_key = "order.{{json:kind}}" }}
+
+[bridge]
+shutdown_timeout_secs = 20
+
+[[mapping]]
+name = "settle"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+plugins = ["route"]
+"#,
+        brokers::brokers_toml(),
+        artifacts::ROUTING_KEY,
+        unique("settle")
+    );
+    // Partition 0: a message no queue is bound for.
+    brokers::produce(&topic, &[record("lost", 0)], Some(0)).await;
+    let mut bridge = BridgeProcess::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bridge.log_text().contains("retrying") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        bridge.log_text().contains("retrying"),
+        "the refused message is retried; log:\n{}",
+        bridge.log_text()
+    );
+    // Partition 1 flows while partition 0 waits on its retry.
+    let flowing: Vec<Record> = (1..=200).map(|i| record("ok", i)).collect();
+    brokers::produce(&topic, &flowing, Some(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrived.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        arrived.lock().unwrap().len(),
+        200,
+        "partition 1 is not held back; log:\n{}",
+        bridge.log_text()
+    );
+
+    // SIGTERM with the message still under retry: a prompt, clean stop.
+    let stopping = Instant::now();
+    assert!(
+        bridge.terminate(Duration::from_secs(15)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
+    println!(
+        "stopped {:?} after SIGTERM with a message under retry",
+        stopping.elapsed()
+    );
+
+    // The message was not committed: once it can be routed, the next run delivers it.
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.as_str().into(),
+        "order.lost".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    bridge.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrived.lock().unwrap().len() < 201 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(bridge.terminate(Duration::from_secs(15)));
+    collector.abort();
+    let got = arrived.lock().unwrap();
+    let lost = got
+        .iter()
+        .filter(|(_, p)| p.starts_with(br#"{"kind":"lost""#))
+        .count();
+    assert_eq!(
+        lost,
+        1,
+        "the held message arrives once; log:\n{}",
+        bridge.log_text()
+    );
+    assert_eq!(got.len(), 201, "nothing else is redelivered");
+}
