@@ -166,8 +166,15 @@ async fn tls_mutual_tls_and_scram_bridge_messages_and_bad_credentials_fail_namin
             s.cluster("no_client_cert", s.mtls, &format!("tls = {{ {} }}", s.ca())),
         ),
     ];
-    for (name, config) in &failing {
-        let (ok, said) = check(dir.path(), name, config, &topic);
+    // Each check waits out its connection timeout: run them side by side.
+    let results: Vec<(bool, String)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = failing
+            .iter()
+            .map(|(name, config)| scope.spawn(|| check(dir.path(), name, config, &topic)))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for ((name, _), (ok, said)) in failing.iter().zip(results) {
         assert!(!ok, "`{name}` must fail: {said}");
         assert!(
             said.contains(&format!("kafka.{name}")),

@@ -120,3 +120,85 @@ plugins = ["route"]
     );
     assert_eq!(got.len(), 201, "nothing else is redelivered");
 }
+
+/// The same for a message a plugin fails on (it traps): the policy's retries re-run the chain
+/// for that message only, its partition waits, the other flows; after SIGTERM and a restart
+/// with a dead-letter target, it is dead-lettered, not lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_a_plugin_fails_on_holds_back_only_its_partition() {
+    let topic = unique("settle-chain");
+    brokers::create_topic(&topic, 2).await;
+    let dlq = unique("settle-dlq");
+    brokers::create_topic(&dlq, 1).await;
+    let exchange = unique("settle-chain-ex");
+    let queue = unique("settle-chain-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let (arrived, collector) = brokers::collect_queue(&queue).await;
+    let behave = |mut r: Record| {
+        r.headers.push(("x-behave".to_string(), b"1".to_vec()));
+        r
+    };
+    let group = unique("settle-chain");
+    let config = |dead_letter: &str| {
+        format!(
+            r#"{}
+[plugins.hostile]
+path = "{}"
+config = {{ mode = "trap" }}
+
+[[mapping]]
+name = "settle-chain"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+plugins = ["hostile"]
+{dead_letter}
+"#,
+            brokers::brokers_toml(),
+            artifacts::HOSTILE,
+        )
+    };
+    brokers::produce(&topic, &[record("poison", 0)], Some(0)).await;
+    let mut bridge = BridgeProcess::start(&config(""));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bridge.log_text().contains("Processing failed; retrying") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flowing: Vec<Record> = (1..=200).map(|i| behave(record("ok", i))).collect();
+    brokers::produce(&topic, &flowing, Some(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrived.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        arrived.lock().unwrap().len(),
+        200,
+        "partition 1 is not held back; log:\n{}",
+        bridge.log_text()
+    );
+    assert!(
+        bridge.terminate(Duration::from_secs(15)),
+        "clean exit; log:\n{}",
+        bridge.log_text()
+    );
+    let mut bridge = BridgeProcess::start(&config(&format!(
+        "dead_letter = {{ kafka = \"main\", topic = \"{dlq}\" }}"
+    )));
+    let d = dlq.clone();
+    let dead =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 1, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert!(bridge.terminate(Duration::from_secs(15)));
+    collector.abort();
+    assert_eq!(dead.len(), 1, "log:\n{}", bridge.log_text());
+    assert_eq!(
+        dead[0].header("x-bridge-failure-kind").as_deref(),
+        Some("plugin-trap")
+    );
+    assert_eq!(
+        arrived.lock().unwrap().len(),
+        200,
+        "nothing redelivered twice"
+    );
+}

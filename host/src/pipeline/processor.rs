@@ -26,6 +26,8 @@ pub struct Sent {
     results: Vec<Result<(), Rejected>>,
     /// Delivery attempts so far (1 for the first send).
     attempt: u32,
+    /// A retry the policy already asked for (a plugin failure): settling hands it on.
+    retry: Option<(Duration, Box<Retry>)>,
 }
 
 impl Sent {
@@ -44,11 +46,22 @@ pub enum Settlement {
     RetryAfter(Duration, Box<Retry>),
 }
 
-/// Outputs the target refused, waiting to be sent again.
+/// A consumed message waiting to be tried again.
 pub struct Retry {
     original: Message,
-    failed: Vec<Message>,
+    again: Again,
     attempt: u32,
+}
+
+/// What a retry does again.
+enum Again {
+    /// Sends the outputs the target refused.
+    Resend(Vec<Message>),
+    /// Runs the plugin chain again (it failed on the message), then sends.
+    Rerun {
+        /// The message's hop count as consumed.
+        hops: u32,
+    },
 }
 
 /// Mapping settings the processor needs.
@@ -119,18 +132,20 @@ impl Processor {
             steps.push(self.admit(original, &mut prepared));
         }
         let mut outcomes = self.chain.run_batch(prepared).await.into_iter();
+        // A message whose chain failed is settled by the policy without waiting here: a retry
+        // comes back through its flight, so the messages after it are not held up.
         let mut flights = Vec::with_capacity(originals.len());
         for (original, step) in originals.into_iter().zip(steps) {
             let flight = match step {
                 Step::Duplicate => done(original),
                 Step::HopLimit(hops) => {
                     let failure = self.hop_failure(hops);
-                    self.recover(original, failure, hops).await?
+                    self.failed(original, failure, hops, 1).await?
                 }
                 Step::Chain(hops) => match outcomes.next().unwrap_or_else(no_outcome) {
                     ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
                     ChainOutcome::Dropped => self.dropped(original),
-                    ChainOutcome::Failed(f) => self.recover(original, f, hops).await?,
+                    ChainOutcome::Failed(f) => self.failed(original, f, hops, 1).await?,
                 },
             };
             flights.push(flight);
@@ -167,39 +182,38 @@ impl Processor {
         }
     }
 
-    /// Settles a message whose first attempt failed: asks the policy, then retries the chain,
-    /// dead-letters or drops it.
-    async fn recover(
+    /// Settles a message the chain failed on (attempt `attempt`): the policy drops it,
+    /// dead-letters it, or asks for a retry, which the returned flight carries.
+    async fn failed(
         &mut self,
         original: Message,
-        mut failure: ProcessingFailure,
+        failure: ProcessingFailure,
         hops: u32,
+        attempt: u32,
     ) -> Result<Flight, SinkError> {
-        let mut attempt = 1;
-        loop {
-            match self.decide(&original, &failure, attempt).await {
-                Decision::Retry(ms) => {
-                    Counters::add(&self.counters().retries, 1);
-                    tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Processing failed; retrying.");
-                    self.wait(Duration::from_millis(ms)).await?;
-                    attempt += 1;
-                }
-                Decision::Drop => return Ok(self.dropped(original)),
-                Decision::DeadLetter(d) => {
-                    self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
-                        .await?;
-                    return Ok(done(original));
-                }
+        match self.decide(&original, &failure, attempt).await {
+            Decision::Retry(ms) => {
+                Counters::add(&self.counters().retries, 1);
+                tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Processing failed; retrying.");
+                let retry = Box::new(Retry {
+                    original,
+                    again: Again::Rerun { hops },
+                    attempt: attempt + 1,
+                });
+                Ok(Box::pin(std::future::ready(Sent {
+                    original: Message::new(None),
+                    outputs: Vec::new(),
+                    results: Vec::new(),
+                    attempt,
+                    retry: Some((Duration::from_millis(ms), retry)),
+                })))
             }
-            failure = if hops >= self.settings.hop_limit {
-                self.hop_failure(hops)
-            } else {
-                match self.chain.run(self.prepare(&original, hops)).await {
-                    ChainOutcome::Send(outputs) => return self.send(original, outputs).await,
-                    ChainOutcome::Dropped => return Ok(self.dropped(original)),
-                    ChainOutcome::Failed(f) => f,
-                }
-            };
+            Decision::Drop => Ok(self.dropped(original)),
+            Decision::DeadLetter(d) => {
+                self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
+                    .await?;
+                Ok(done(original))
+            }
         }
     }
 
@@ -223,7 +237,11 @@ impl Processor {
             outputs,
             results,
             attempt,
+            retry,
         } = sent;
+        if let Some((delay, retry)) = retry {
+            return Ok(Settlement::RetryAfter(delay, retry));
+        }
         let mut failed: Vec<Message> = Vec::new();
         let mut first: Option<Rejected> = None;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
@@ -251,7 +269,7 @@ impl Processor {
                 tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
                 let retry = Box::new(Retry {
                     original,
-                    failed,
+                    again: Again::Resend(failed),
                     attempt: attempt + 1,
                 });
                 Ok(Settlement::RetryAfter(Duration::from_millis(ms), retry))
@@ -268,14 +286,30 @@ impl Processor {
         }
     }
 
-    /// Sends a retry's refused outputs again; the flight settles like the first one.
+    /// Tries a message again: sends the refused outputs, or runs the chain again and sends
+    /// what it makes. The flight settles like the first one.
     pub async fn retry(&mut self, retry: Box<Retry>) -> Result<Flight, SinkError> {
         let Retry {
             original,
-            failed,
+            again,
             attempt,
         } = *retry;
-        let flight = self.send(original, failed).await?;
+        let flight = match again {
+            Again::Resend(failed) => self.send(original, failed).await?,
+            Again::Rerun { hops } => {
+                let outcome = if hops >= self.settings.hop_limit {
+                    ChainOutcome::Failed(self.hop_failure(hops))
+                } else {
+                    self.chain.run(self.prepare(&original, hops)).await
+                };
+                match outcome {
+                    ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
+                    ChainOutcome::Dropped => self.dropped(original),
+                    ChainOutcome::Failed(f) => self.failed(original, f, hops, attempt).await?,
+                }
+            }
+        };
+        // Whatever came of it, the flight belongs to a retry (sources track that by attempt).
         Ok(Box::pin(async move {
             let mut sent = flight.await;
             sent.attempt = attempt;
@@ -370,6 +404,7 @@ impl Processor {
                 outputs,
                 results,
                 attempt: 1,
+                retry: None,
             }
         }))
     }
@@ -466,5 +501,6 @@ fn done(original: Message) -> Flight {
         outputs: Vec::new(),
         results: Vec::new(),
         attempt: 1,
+        retry: None,
     }))
 }
