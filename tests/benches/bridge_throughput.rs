@@ -103,15 +103,7 @@ async fn kafka_produce(topic: &str, n: usize, per_s: Option<f64>) -> f64 {
             .payload(&body)
             .key(&key)
             .headers(kafka_headers());
-        loop {
-            match producer.send_result(rec) {
-                Ok(f) => break pending.push_back(f),
-                Err((_, back)) => {
-                    rec = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        pending.push_back(brokers::send(&producer, rec).await);
         while pending.len() > 10_000 {
             let _ = pending.pop_front().expect("pending").await;
         }

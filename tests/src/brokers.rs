@@ -126,6 +126,27 @@ impl Record {
     }
 }
 
+/// Hands `record` to `producer`, waiting while its queue is full; the delivery report comes
+/// through the returned future.
+pub async fn send<K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+) -> rdkafka::producer::DeliveryFuture
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return delivery,
+            Err((_, back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
 /// An idempotent producer.
 pub fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
@@ -165,18 +186,7 @@ pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partit
         if let Some(ts) = r.timestamp {
             rec = rec.timestamp(ts);
         }
-        loop {
-            match producer.send_result(rec) {
-                Ok(f) => {
-                    pending.push(f);
-                    break;
-                }
-                Err((_, back)) => {
-                    rec = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
+        pending.push(send(&producer, rec).await);
     }
     for p in pending {
         p.await.expect("delivery").expect("delivered");
@@ -217,19 +227,11 @@ pub fn feed_partitions(
             for i in start..(start + 100).min(n) {
                 let payload = format!("{prefix}-{i:07}");
                 let key = format!("k{i}");
-                let mut rec = FutureRecord::<str, str>::to(&topic)
+                let rec = FutureRecord::<str, str>::to(&topic)
                     .key(&key)
                     .payload(&payload)
                     .partition(i as i32 % partitions);
-                loop {
-                    match producer.send_result(rec) {
-                        Ok(f) => break pending.push(f),
-                        Err((_, back)) => {
-                            rec = back;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                }
+                pending.push(send(&producer, rec).await);
             }
             for p in pending {
                 p.await.expect("delivery").expect("delivered");
@@ -540,6 +542,36 @@ pub async fn wait_topic_settled(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Loss and duplicates among what arrived on a queue (see [`loss_and_duplicates`]).
+pub fn arrivals_loss_and_duplicates(expected: usize, seen: &Arrivals) -> (usize, usize) {
+    let seen = seen.lock().expect("lock");
+    loss_and_duplicates(expected, seen.iter().map(|(_, p)| p.as_slice()))
+}
+
+/// Waits until `n` distinct payloads arrived, or `limit` passed.
+pub async fn wait_distinct(seen: &Arrivals, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while arrivals_loss_and_duplicates(n, seen).0 > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads all of `topic` on `bootstrap` and counts loss and duplicates of `expected` distinct
+/// payloads.
+pub async fn topic_loss_and_duplicates(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+) -> (usize, usize) {
+    let (b, t) = (bootstrap.to_string(), topic.to_string());
+    let got = tokio::task::spawn_blocking(move || {
+        consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10))
+    })
+    .await
+    .expect("reader");
+    loss_and_duplicates(expected, got.iter().filter_map(|r| r.payload.as_deref()))
 }
 
 /// Counts messages by payload: how many distinct arrived, and how many duplicates.

@@ -160,18 +160,10 @@ pub async fn rabbitmq_to_kafka(
                         value: Some(v),
                     })
                 });
-            let mut record = FutureRecord::<[u8], [u8]>::to(&topic)
+            let record = FutureRecord::<[u8], [u8]>::to(&topic)
                 .payload(&d.data)
                 .headers(headers);
-            let delivery = loop {
-                match producer.send_result(record) {
-                    Ok(f) => break f,
-                    Err((_, back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            };
+            let delivery = brokers::send(&producer, record).await;
             pending.push_back((delivery, d.acker));
         }
         while pending.len() >= IN_FLIGHT || (idle && !pending.is_empty()) {
@@ -223,15 +215,7 @@ pub async fn kafka_to_kafka(
             if let Some(ts) = m.timestamp().to_millis() {
                 record = record.timestamp(ts);
             }
-            let delivery = loop {
-                match producer.send_result(record) {
-                    Ok(f) => break f,
-                    Err((_, back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            };
+            let delivery = brokers::send(&producer, record).await;
             pending.push_back((delivery, m.partition(), m.offset()));
         }
         while pending.len() >= IN_FLIGHT || (idle && !pending.is_empty()) {

@@ -119,17 +119,7 @@ target = {{ kafka = "main", topic = "{r2k_topic}" }}
     to_rabbitmq.await.unwrap();
 
     // Everything arrives on both sides.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < deadline {
-        let (loss, _) = brokers::loss_and_duplicates(
-            N,
-            arrived.lock().unwrap().iter().map(|(_, p)| p.as_slice()),
-        );
-        if loss == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    brokers::wait_distinct(&arrived, N, Duration::from_secs(180)).await;
     brokers::wait_topic_settled(
         &bootstrap,
         &r2k_topic,
@@ -145,16 +135,8 @@ target = {{ kafka = "main", topic = "{r2k_topic}" }}
         bridge.log_text()
     );
     collector.abort();
-    let (k2r_loss, k2r_dups) =
-        brokers::loss_and_duplicates(N, arrived.lock().unwrap().iter().map(|(_, p)| p.as_slice()));
-    let (b, t) = (bootstrap.clone(), r2k_topic.clone());
-    let got = tokio::task::spawn_blocking(move || {
-        brokers::consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10))
-    })
-    .await
-    .unwrap();
-    let (r2k_loss, r2k_dups) =
-        brokers::loss_and_duplicates(N, got.iter().filter_map(|r| r.payload.as_deref()));
+    let (k2r_loss, k2r_dups) = brokers::arrivals_loss_and_duplicates(N, &arrived);
+    let (r2k_loss, r2k_dups) = brokers::topic_loss_and_duplicates(&bootstrap, &r2k_topic, N).await;
     println!(
         "Kafka restart: Kafka→RabbitMQ loss = {k2r_loss}, duplicates = {k2r_dups}; \
          RabbitMQ→Kafka loss = {r2k_loss}, duplicates = {r2k_dups}"

@@ -56,17 +56,7 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
         }
     }
     feed.await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        let (loss, _) = brokers::loss_and_duplicates(
-            n,
-            arrived.lock().unwrap().iter().map(|(_, p)| p.as_slice()),
-        );
-        if loss == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    brokers::wait_distinct(&arrived, n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         steady.terminate(Duration::from_secs(30)),

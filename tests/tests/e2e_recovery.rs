@@ -77,7 +77,7 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
         bridge.log_text()
     );
     bridge.spawn();
-    wait_distinct(&seen, N, Duration::from_secs(180)).await;
+    brokers::wait_distinct(&seen, N, Duration::from_secs(180)).await;
     assert!(
         bridge.terminate(Duration::from_secs(30)),
         "log:\n{}",
@@ -161,23 +161,6 @@ target = {{ kafka = "main", topic = "{topic}" }}
     assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
 }
 
-async fn wait_distinct(seen: &brokers::Arrivals, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        wait_for(seen, usize::MAX, Duration::from_secs(3)).await;
-        let distinct = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, payload)| payload)
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        if distinct >= n || Instant::now() > deadline {
-            return;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_shutdown_then_restart_has_no_duplicates() {
     let topic = unique("graceful");
@@ -243,7 +226,7 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let takeover = killed.elapsed();
-    wait_distinct(&seen, N, Duration::from_secs(120)).await;
+    brokers::wait_distinct(&seen, N, Duration::from_secs(120)).await;
     assert!(
         second.terminate(Duration::from_secs(30)),
         "log:\n{}",
