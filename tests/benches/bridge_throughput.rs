@@ -99,7 +99,7 @@ async fn kafka_produce(topic: &str, n: usize, per_s: Option<f64>) -> f64 {
         }
         let body = payload();
         let key = format!("k{}", i % 64);
-        let mut rec = FutureRecord::<str, [u8]>::to(topic)
+        let rec = FutureRecord::<str, [u8]>::to(topic)
             .payload(&body)
             .key(&key)
             .headers(kafka_headers());
