@@ -135,12 +135,15 @@ pub async fn rabbitmq_to_kafka(
     topic: String,
     stop: Arc<AtomicBool>,
 ) -> usize {
+    // The bridge's default prefetch; the window stays below it by an ack batch, or the queue
+    // would stop delivering before the next ack.
     let (_ch, mut consumer) = brokers::queue_consumer(&conn, &queue, 1000, false).await;
+    let window = 1000 - ACK_EVERY;
     let producer = producer(&bootstrap);
     let mut pending = VecDeque::with_capacity(IN_FLIGHT);
     let (mut relayed, mut unacked) = (0, 0);
     while !stop.load(Ordering::Relaxed) || !pending.is_empty() {
-        let received = if pending.len() < IN_FLIGHT && !stop.load(Ordering::Relaxed) {
+        let received = if pending.len() < window && !stop.load(Ordering::Relaxed) {
             next(&mut consumer).await
         } else {
             None
@@ -166,7 +169,7 @@ pub async fn rabbitmq_to_kafka(
             let delivery = brokers::send(&producer, record).await;
             pending.push_back((delivery, d.acker));
         }
-        while pending.len() >= IN_FLIGHT || (idle && !pending.is_empty()) {
+        while pending.len() >= window || (idle && !pending.is_empty()) {
             let (delivery, acker) = pending.pop_front().expect("pending");
             delivery.await.expect("delivery").expect("delivered");
             relayed += 1;

@@ -34,6 +34,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "1000"),
     ("partition.assignment.strategy", "cooperative-sticky"),
+    // Prefetch at most 16 MiB per consumer (librdkafka's default is 64 MiB): plenty to keep
+    // the pipeline busy, and it bounds the bridge's memory.
+    ("queued.max.messages.kbytes", "16384"),
 ];
 
 /// The consumer's context: logs the group's rebalances and hands revoked partitions to the
