@@ -162,7 +162,7 @@ pub async fn produce(topic: &str, records: &[Record], partition: Option<i32>) {
     produce_to(&kafka_bootstrap(), topic, records, partition).await;
 }
 
-/// [`produce`] to another cluster (for example rdkafka's mock cluster).
+/// [`produce`] to another cluster.
 pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partition: Option<i32>) {
     let producer = producer(bootstrap);
     let mut pending = Vec::with_capacity(records.len());
