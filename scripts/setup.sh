@@ -28,3 +28,10 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q rabbitmq-serve
 fi
 
 scripts/kafka.sh fetch >/dev/null
+
+# The metrics test checks /metrics with the Prometheus project's own parser (PyPI).
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+  echo "Installing prometheus-client (PyPI)…"
+  python3 -m pip install -q --disable-pip-version-check prometheus-client 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages prometheus-client
+fi

@@ -3,7 +3,8 @@
 //! - `GET /livez`: `200 ok` while the process serves requests;
 //! - `GET /readyz`: `200` when every mapping's source and target are connected and every Kafka
 //!   cluster answers, `503` otherwise; the body is the status JSON either way;
-//! - `GET /status`: the status JSON (readiness, connections, counters).
+//! - `GET /status`: the status JSON (readiness, connections, counters);
+//! - `GET /metrics`: every metric in Prometheus' text format.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -57,6 +58,15 @@ fn respond<B>(req: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
             (code, status.to_json().to_string(), true)
         }
         (&Method::GET, "/status") => (StatusCode::OK, status.to_json().to_string(), true),
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(status.metrics().encode())));
+            if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::CONTENT_TYPE, v);
+            }
+            return response;
+        }
         (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found\n".to_string(), false),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,

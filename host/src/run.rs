@@ -78,9 +78,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         None => None,
     };
     let status = Status::new(&config);
+    for plugin in plugins.values() {
+        status.plugin_loaded(plugin.name(), plugin.version(), plugin.digest());
+    }
     let mut background = tokio::task::JoinSet::new();
     if let Some(listener) = health {
-        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status.");
+        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics.");
         background.spawn(crate::health::serve(listener, Arc::clone(&status)));
     }
     if config.bridge.stats_interval_secs > 0 {

@@ -4,50 +4,102 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 
 use crate::config::{BridgeConfig, Source, Target};
 use crate::kafka::ClusterContext;
+use crate::metrics::{ClusterLabel, FailureLabel, Metrics, PluginLabel};
 
-/// Counters of one mapping since the bridge started.
-#[derive(Debug, Default)]
+/// Counters of one mapping since the bridge started: handles into the bridge's metrics
+/// registry ([`Metrics`]), so `/metrics`, `/status` and the heartbeat read the same values.
+#[derive(Debug)]
 pub struct Counters {
+    mapping: String,
     /// Messages taken from the source.
-    pub consumed: AtomicU64,
+    pub consumed: Counter,
     /// Messages the target confirmed.
-    pub delivered: AtomicU64,
+    pub delivered: Counter,
     /// Messages dropped by a plugin or the policy.
-    pub dropped: AtomicU64,
+    pub dropped: Counter,
     /// Messages dropped as duplicates.
-    pub duplicates: AtomicU64,
+    pub duplicates: Counter,
     /// Messages sent to the dead-letter target.
-    pub dead_lettered: AtomicU64,
+    pub dead_lettered: Counter,
     /// Retries decided by the dead-letter policy.
-    pub retries: AtomicU64,
+    pub retries: Counter,
     /// Restarts after a broker connection was lost.
-    pub restarts: AtomicU64,
+    pub restarts: Counter,
+    failures: Family<FailureLabel, Counter>,
+    in_flight: Gauge,
+    latency: Histogram,
 }
 
 impl Counters {
+    fn new(metrics: &Metrics, mapping: &str) -> Self {
+        let label = Metrics::mapping(mapping);
+        Counters {
+            mapping: mapping.to_string(),
+            consumed: metrics.consumed.get_or_create(&label).clone(),
+            delivered: metrics.delivered.get_or_create(&label).clone(),
+            dropped: metrics.dropped.get_or_create(&label).clone(),
+            duplicates: metrics.duplicates.get_or_create(&label).clone(),
+            dead_lettered: metrics.dead_lettered.get_or_create(&label).clone(),
+            retries: metrics.retries.get_or_create(&label).clone(),
+            restarts: metrics.restarts.get_or_create(&label).clone(),
+            failures: metrics.failures.clone(),
+            in_flight: metrics.in_flight.get_or_create(&label).clone(),
+            latency: metrics.latency.get_or_create(&label).clone(),
+        }
+    }
+
     /// Adds `n` to `counter`.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
+    }
+
+    /// Counts a failure of `kind` handed to the dead-letter policy.
+    pub fn failure(&self, kind: &str) {
+        self.failures
+            .get_or_create(&FailureLabel {
+                mapping: self.mapping.clone(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records how many messages are consumed and not yet settled.
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(n as i64);
+    }
+
+    /// Records a confirmed message's end-to-end latency from its source timestamp (ms since
+    /// the epoch).
+    pub fn delivered_since(&self, timestamp_ms: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if now >= timestamp_ms {
+            self.latency.observe((now - timestamp_ms) as f64 / 1000.0);
+        }
     }
 
     fn to_json(&self) -> Value {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         json!({
-            "consumed": get(&self.consumed),
-            "delivered": get(&self.delivered),
-            "dropped": get(&self.dropped),
-            "duplicates": get(&self.duplicates),
-            "dead_lettered": get(&self.dead_lettered),
-            "retries": get(&self.retries),
-            "restarts": get(&self.restarts),
+            "consumed": self.consumed.get(),
+            "delivered": self.delivered.get(),
+            "dropped": self.dropped.get(),
+            "duplicates": self.duplicates.get(),
+            "dead_lettered": self.dead_lettered.get(),
+            "retries": self.retries.get(),
+            "restarts": self.restarts.get(),
         })
     }
 }
@@ -59,6 +111,7 @@ pub struct MappingStatus {
     pub name: String,
     /// Source consuming and target open.
     connected: AtomicBool,
+    connected_gauge: Gauge,
     /// Its counters.
     pub counters: Counters,
 }
@@ -67,6 +120,7 @@ impl MappingStatus {
     /// Records whether the mapping's source and target are connected.
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+        self.connected_gauge.set(i64::from(connected));
     }
 
     /// Whether the mapping's source and target are connected.
@@ -81,6 +135,7 @@ pub struct Status {
     mappings: Vec<Arc<MappingStatus>>,
     /// Kafka clusters in use, and whether they answered the last metadata request.
     clusters: BTreeMap<String, AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Status {
@@ -97,6 +152,16 @@ impl Status {
                 }
             }
         }
+        let metrics = Arc::new(Metrics::new());
+        for name in clusters.keys() {
+            // Each cluster's series exists (at 0) before its first probe.
+            metrics
+                .cluster_reachable
+                .get_or_create(&ClusterLabel {
+                    cluster: name.clone(),
+                })
+                .set(0);
+        }
         Arc::new(Status {
             mappings: config
                 .mapping
@@ -105,12 +170,34 @@ impl Status {
                     Arc::new(MappingStatus {
                         name: m.name.clone(),
                         connected: AtomicBool::new(false),
-                        counters: Counters::default(),
+                        connected_gauge: metrics
+                            .connected
+                            .get_or_create(&Metrics::mapping(&m.name))
+                            .clone(),
+                        counters: Counters::new(&metrics, &m.name),
                     })
                 })
                 .collect(),
             clusters,
+            metrics,
         })
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Records a loaded plugin (the `bridge_plugin` info metric).
+    pub fn plugin_loaded(&self, plugin: &str, version: &str, digest: &str) {
+        self.metrics
+            .plugin_info
+            .get_or_create(&PluginLabel {
+                plugin: plugin.to_string(),
+                version: version.to_string(),
+                digest: digest.to_string(),
+            })
+            .set(1);
     }
 
     /// The mappings' states, in configuration order.
@@ -145,17 +232,16 @@ impl Status {
             tick.tick().await;
             for m in &self.mappings {
                 let c = &m.counters;
-                let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 tracing::info!(
                     mapping = %m.name,
                     connected = m.is_connected(),
-                    consumed = get(&c.consumed),
-                    delivered = get(&c.delivered),
-                    dropped = get(&c.dropped),
-                    duplicates = get(&c.duplicates),
-                    dead_lettered = get(&c.dead_lettered),
-                    retries = get(&c.retries),
-                    restarts = get(&c.restarts),
+                    consumed = c.consumed.get(),
+                    delivered = c.delivered.get(),
+                    dropped = c.dropped.get(),
+                    duplicates = c.duplicates.get(),
+                    dead_lettered = c.dead_lettered.get(),
+                    retries = c.retries.get(),
+                    restarts = c.restarts.get(),
                     "Stats."
                 );
             }
@@ -187,6 +273,12 @@ impl Status {
                 .await
                 .unwrap_or(false);
                 let was = self.clusters[name].swap(up, Ordering::Relaxed);
+                self.metrics
+                    .cluster_reachable
+                    .get_or_create(&ClusterLabel {
+                        cluster: name.clone(),
+                    })
+                    .set(i64::from(up));
                 if was != up {
                     if up {
                         tracing::info!(cluster = %name, "Kafka cluster reachable.");

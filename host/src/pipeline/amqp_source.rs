@@ -52,6 +52,7 @@ pub async fn run(
     let mut acks = AckBatch::default();
     let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
     let result = loop {
+        processor.status().counters.set_in_flight(inflight.len());
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),

@@ -147,6 +147,10 @@ pub async fn run(
     let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
     let result = loop {
         state.abandon_revoked();
+        processor
+            .status()
+            .counters
+            .set_in_flight(state.watermarks.in_flight());
         let room = max_in_flight.saturating_sub(state.watermarks.in_flight());
         tokio::select! {
             biased;

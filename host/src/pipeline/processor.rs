@@ -246,6 +246,11 @@ impl Processor {
         let mut first: Option<Rejected> = None;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
         Counters::add(&self.counters().delivered, confirmed as u64);
+        if confirmed > 0
+            && let Some(ts) = original.timestamp
+        {
+            self.counters().delivered_since(ts);
+        }
         for (msg, result) in outputs.into_iter().zip(results) {
             if let Err(rejected) = result {
                 if rejected.connection_lost {
@@ -417,6 +422,7 @@ impl Processor {
         failure: &ProcessingFailure,
         attempt: u32,
     ) -> Decision {
+        self.counters().failure(failure.kind.as_str());
         let decision = self.chain.decide(original, failure, attempt).await;
         if matches!(decision, Decision::DeadLetter(_)) && self.dead_letter.is_none() {
             tracing::error!(

@@ -1,0 +1,195 @@
+//! The bridge's metrics, in one Prometheus registry (`prometheus-client`): served as text on
+//! `GET /metrics`, and read by `/status` and the stats heartbeat through the same handles.
+//! A new metric is a field here and its registration in [`Metrics::new`].
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `mapping="…"`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MappingLabel {
+    /// The mapping's name.
+    pub mapping: String,
+}
+
+/// `mapping="…",kind="…"`: a failure kind (`plugin-trap`, `target-rejected`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabel {
+    /// The mapping's name.
+    pub mapping: String,
+    /// The failure kind.
+    pub kind: String,
+}
+
+/// `cluster="…"`: a `[kafka.NAME]` cluster.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    /// The cluster's name in the config.
+    pub cluster: String,
+}
+
+/// `plugin="…",version="…",digest="…"`: a loaded plugin.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabel {
+    /// The plugin's name in the config.
+    pub plugin: String,
+    /// The version the plugin declares.
+    pub version: String,
+    /// The SHA-256 of the component, in hex.
+    pub digest: String,
+}
+
+type Histograms = Family<MappingLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ≈ 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every metric the bridge exposes, labelled by mapping (or cluster, or plugin).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Messages taken from a mapping's source.
+    pub consumed: Family<MappingLabel, Counter>,
+    /// Messages the target confirmed.
+    pub delivered: Family<MappingLabel, Counter>,
+    /// Messages dropped by a plugin or the policy.
+    pub dropped: Family<MappingLabel, Counter>,
+    /// Messages dropped as duplicates.
+    pub duplicates: Family<MappingLabel, Counter>,
+    /// Messages sent to the dead-letter target.
+    pub dead_lettered: Family<MappingLabel, Counter>,
+    /// Retries the dead-letter policy decided.
+    pub retries: Family<MappingLabel, Counter>,
+    /// Failures handed to the dead-letter policy, by kind.
+    pub failures: Family<FailureLabel, Counter>,
+    /// Mapping restarts after a lost connection.
+    pub restarts: Family<MappingLabel, Counter>,
+    /// 1 while the mapping's source and target are connected.
+    pub connected: Family<MappingLabel, Gauge>,
+    /// Messages consumed and not yet settled.
+    pub in_flight: Family<MappingLabel, Gauge>,
+    /// Seconds from the source message's timestamp to the target's confirmation.
+    pub latency: Histograms,
+    /// 1 while the Kafka cluster answers metadata requests.
+    pub cluster_reachable: Family<ClusterLabel, Gauge>,
+    /// 1 for every loaded plugin, with its version and digest.
+    pub plugin_info: Family<PluginLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `bridge_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bridge");
+        let m = Metrics {
+            consumed: Family::default(),
+            delivered: Family::default(),
+            dropped: Family::default(),
+            duplicates: Family::default(),
+            dead_lettered: Family::default(),
+            retries: Family::default(),
+            failures: Family::default(),
+            restarts: Family::default(),
+            connected: Family::default(),
+            in_flight: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            cluster_reachable: Family::default(),
+            plugin_info: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "messages_consumed",
+            "Messages taken from the mapping's source",
+            m.consumed.clone(),
+        );
+        r.register(
+            "messages_delivered",
+            "Messages the mapping's target confirmed",
+            m.delivered.clone(),
+        );
+        r.register(
+            "messages_dropped",
+            "Messages dropped by a plugin or the dead-letter policy",
+            m.dropped.clone(),
+        );
+        r.register(
+            "messages_duplicates",
+            "Messages dropped as duplicates (dedup)",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "messages_dead_lettered",
+            "Messages sent to the dead-letter target",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "messages_retried",
+            "Retries decided by the dead-letter policy",
+            m.retries.clone(),
+        );
+        r.register(
+            "failures",
+            "Failures handed to the dead-letter policy, by failure kind",
+            m.failures.clone(),
+        );
+        r.register(
+            "mapping_restarts",
+            "Mapping restarts after a lost broker connection",
+            m.restarts.clone(),
+        );
+        r.register(
+            "mapping_connected",
+            "1 while the mapping's source and target are connected",
+            m.connected.clone(),
+        );
+        r.register(
+            "messages_in_flight",
+            "Messages consumed and not yet settled",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "end_to_end_latency_seconds",
+            "From the source message's timestamp to the target's confirmation",
+            m.latency.clone(),
+        );
+        r.register(
+            "kafka_cluster_reachable",
+            "1 while the Kafka cluster answers metadata requests",
+            m.cluster_reachable.clone(),
+        );
+        r.register(
+            "plugin_info",
+            "A loaded plugin, with its version and digest (always 1)",
+            m.plugin_info.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The registry in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "Cannot encode the metrics.");
+        }
+        out
+    }
+
+    /// The label of mapping `name`.
+    pub fn mapping(name: &str) -> MappingLabel {
+        MappingLabel {
+            mapping: name.to_string(),
+        }
+    }
+}

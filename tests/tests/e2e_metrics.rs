@@ -1,0 +1,215 @@
+//! `GET /metrics`: Prometheus text that the Prometheus project's own OpenMetrics parser
+//! (`prometheus_client` from PyPI) accepts, with counters that match what the test sent in
+//! each direction, and the same figures on `/status`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bridge_tests::artifacts;
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
+use bridge_tests::brokers::{self, Record, unique};
+use serde_json::Value;
+
+/// Parses OpenMetrics text with `prometheus_client`; returns `{sample name: [[labels, value]]}`.
+fn parse(text: &str) -> Value {
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.setdefault(s.name, []).append([s.labels, s.value])
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/setup.sh installs prometheus-client)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejects /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The value of sample `name` whose labels include every `(key, value)` of `labels`.
+fn sample(parsed: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    parsed[name].as_array()?.iter().find_map(|s| {
+        let have = &s[0];
+        labels
+            .iter()
+            .all(|(k, v)| have[*k] == *v)
+            .then(|| s[1].as_f64())
+            .flatten()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_and_count_what_was_sent_both_ways() {
+    const K2R: usize = 300;
+    const R2K: usize = 200;
+    let topic = unique("metrics-in");
+    brokers::create_topic(&topic, 2).await;
+    let back = unique("metrics-back");
+    brokers::create_topic(&back, 1).await;
+    let exchange = unique("metrics-ex");
+    let queue = unique("metrics-q");
+    let in_queue = unique("metrics-in-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    brokers::declare_queue(&conn, &in_queue).await;
+    let health = free_port();
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"{}
+[bridge]
+health_listen = "127.0.0.1:{health}"
+
+[plugins.headers]
+path = "{}"
+config = {{ set = {{ x-metered = "yes" }} }}
+
+[[mapping]]
+name = "metered"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+plugins = ["headers"]
+
+[[mapping]]
+name = "metered-back"
+source = {{ rabbitmq = "local", queue = "{in_queue}" }}
+target = {{ kafka = "main", topic = "{back}" }}
+"#,
+        brokers::brokers_toml(),
+        artifacts::HEADER_MAP,
+        unique("metrics")
+    ));
+    let records: Vec<Record> = (0..K2R)
+        .map(|i| Record {
+            key: Some(format!("k{i}").into_bytes()),
+            payload: Some(format!("m-{i}").into_bytes()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect();
+    brokers::produce(&topic, &records, None).await;
+    let messages: Vec<_> = (0..R2K)
+        .map(|i| {
+            (
+                format!("b-{i}").into_bytes(),
+                lapin::BasicProperties::default(),
+            )
+        })
+        .collect();
+    brokers::publish_to_queue(&conn, &in_queue, &messages).await;
+    assert_eq!(
+        brokers::consume_queue(&conn, &queue, K2R, Duration::from_secs(30))
+            .await
+            .len(),
+        K2R
+    );
+    brokers::wait_topic_settled(
+        &brokers::kafka_bootstrap(),
+        &back,
+        1,
+        R2K,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Counters settle within a moment of the last confirmation; the cluster probe runs every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let parsed = loop {
+        let (code, text) = tokio::task::spawn_blocking(move || http_get(health, "/metrics"))
+            .await
+            .unwrap()
+            .expect("/metrics answers");
+        assert_eq!(code, 200);
+        let parsed = parse(&text);
+        let done = sample(
+            &parsed,
+            "bridge_messages_delivered_total",
+            &[("mapping", "metered-back")],
+        ) == Some(R2K as f64)
+            && sample(
+                &parsed,
+                "bridge_kafka_cluster_reachable",
+                &[("cluster", "main")],
+            ) == Some(1.0);
+        if done || Instant::now() > deadline {
+            break parsed;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let status = tokio::task::spawn_blocking(move || http_get(health, "/status"))
+        .await
+        .unwrap()
+        .unwrap()
+        .1;
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    let status: Value = serde_json::from_str(&status).unwrap();
+
+    for (mapping, n) in [("metered", K2R), ("metered-back", R2K)] {
+        let m = [("mapping", mapping)];
+        assert_eq!(
+            sample(&parsed, "bridge_messages_consumed_total", &m),
+            Some(n as f64),
+            "{mapping}"
+        );
+        assert_eq!(
+            sample(&parsed, "bridge_messages_delivered_total", &m),
+            Some(n as f64),
+            "{mapping}"
+        );
+        assert_eq!(
+            sample(&parsed, "bridge_messages_dead_lettered_total", &m),
+            Some(0.0)
+        );
+        assert_eq!(sample(&parsed, "bridge_mapping_connected", &m), Some(1.0));
+        assert_eq!(
+            sample(&parsed, "bridge_mapping_restarts_total", &m),
+            Some(0.0)
+        );
+        assert_eq!(
+            status["mappings"][mapping]["counters"]["delivered"], n,
+            "/status agrees"
+        );
+    }
+    // Kafka records carry a timestamp: every delivery was timed.
+    assert_eq!(
+        sample(
+            &parsed,
+            "bridge_end_to_end_latency_seconds_count",
+            &[("mapping", "metered")]
+        ),
+        Some(K2R as f64)
+    );
+    assert_eq!(
+        sample(
+            &parsed,
+            "bridge_kafka_cluster_reachable",
+            &[("cluster", "main")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&parsed, "bridge_plugin_info", &[("plugin", "headers")]),
+        Some(1.0),
+        "the loaded plugin's info metric: {}",
+        parsed["bridge_plugin_info"]
+    );
+}
