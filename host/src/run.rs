@@ -107,6 +107,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             rx.clone(),
         ));
     }
+    crate::telemetry::log_start(
+        &config,
+        &plugins.values().map(AsRef::as_ref).collect::<Vec<_>>(),
+    );
     tracing::info!(
         mappings = config.mapping.len(),
         plugins = plugins.len(),
@@ -129,6 +133,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     });
     while tasks.join_next().await.is_some() {}
     signals.abort();
+    crate::telemetry::log_stop(&status);
     tracing::info!("Bridge stopped.");
     Ok(())
 }

@@ -1,12 +1,96 @@
-//! Logging setup.
+//! Logging: human-readable lines by default, one JSON object per line with
+//! `--log-format json`; the level from `RUST_LOG` (default `info`). Also the summaries the
+//! bridge logs when it starts and stops.
 
+use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+use crate::config::{BridgeConfig, Source, Target, redact_url};
+use crate::plugin::LoadedPlugin;
+use crate::status::Status;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (fields first-class), for log pipelines.
+    Json,
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// One line per broker, plugin and mapping: what this process runs. No secrets: URLs lose
+/// their password, SASL shows only the user name.
+pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
+    for (name, k) in &config.kafka {
+        tracing::info!(
+            cluster = %name,
+            bootstrap_servers = %k.bootstrap_servers,
+            tls = k.tls.is_some(),
+            sasl_user = k.sasl.as_ref().map(|s| s.username.as_str()),
+            "Kafka cluster."
+        );
+    }
+    for (name, r) in &config.rabbitmq {
+        tracing::info!(connection = %name, url = %redact_url(&r.url), "RabbitMQ connection.");
+    }
+    for p in plugins {
+        tracing::info!(
+            plugin = p.name(),
+            version = p.version(),
+            digest = p.digest(),
+            "Plugin loaded."
+        );
+    }
+    for m in &config.mapping {
+        let source = match &m.source {
+            Source::Kafka(k) => format!("kafka:{}/{}", k.cluster, k.topics.join(",")),
+            Source::Amqp(a) => format!("rabbitmq:{}/{}", a.connection, a.queue),
+        };
+        let destination = match &m.target {
+            Target::Kafka(k) => format!(
+                "kafka:{}/{}",
+                k.cluster,
+                k.topic.as_deref().unwrap_or("(source topic)")
+            ),
+            Target::Amqp(a) => format!("rabbitmq:{}/{}", a.connection, a.exchange),
+        };
+        tracing::info!(
+            mapping = %m.name,
+            source,
+            destination,
+            plugins = %m.plugins.join(","),
+            "Mapping."
+        );
+    }
+}
+
+/// One line per mapping with what it did since the start.
+pub fn log_stop(status: &Status) {
+    for m in status.mappings() {
+        let c = &m.counters;
+        tracing::info!(
+            mapping = %m.name,
+            consumed = c.consumed.get(),
+            delivered = c.delivered.get(),
+            dropped = c.dropped.get(),
+            duplicates = c.duplicates.get(),
+            dead_lettered = c.dead_lettered.get(),
+            retries = c.retries.get(),
+            restarts = c.restarts.get(),
+            "Mapping summary."
+        );
+    }
 }

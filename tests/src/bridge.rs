@@ -13,6 +13,7 @@ pub struct BridgeProcess {
     pub config: PathBuf,
     /// Where its log goes.
     pub log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// The `bridge-host` binary of this build.
@@ -30,6 +31,11 @@ pub fn binary() -> PathBuf {
 impl BridgeProcess {
     /// Writes `config` to a temporary file and starts `bridge-host run --config FILE`.
     pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`BridgeProcess::start`] with more environment variables for the process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("bridge.toml");
         std::fs::File::create(&path)
@@ -41,6 +47,10 @@ impl BridgeProcess {
             _dir: dir,
             config: path,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         process.spawn();
         process
@@ -60,6 +70,7 @@ impl BridgeProcess {
                 "RUST_LOG",
                 std::env::var("BRIDGE_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_string()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -213,3 +213,65 @@ target = {{ kafka = "main", topic = "{back}" }}
         parsed["bridge_plugin_info"]
     );
 }
+
+/// `--log-format json` (here through `BRIDGE_LOG_FORMAT`): every line is a JSON object; the
+/// start names each mapping, broker and plugin without secrets, and the stop sums up.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_with_start_and_stop_summaries() {
+    let topic = unique("jsonlog-in");
+    brokers::create_topic(&topic, 1).await;
+    let exchange = unique("jsonlog-ex");
+    let queue = unique("jsonlog-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let mut bridge = BridgeProcess::start_with_env(
+        &format!(
+            r#"{}
+[[mapping]]
+name = "logged"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+"#,
+            brokers::brokers_toml(),
+            unique("jsonlog")
+        ),
+        &[("BRIDGE_LOG_FORMAT", "json")],
+    );
+    let records: Vec<Record> = (0..50)
+        .map(|i| Record {
+            key: None,
+            payload: Some(format!("j-{i}").into_bytes()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect();
+    brokers::produce(&topic, &records, None).await;
+    let got = brokers::consume_queue(&conn, &queue, 50, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 50);
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    let log = bridge.log_text();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message && l["mapping"] == "logged")
+            .unwrap_or_else(|| panic!("no `{message}` line for the mapping in:\n{log}"))
+    };
+    let started = find("Mapping.");
+    assert_eq!(started["source"], format!("kafka:main/{topic}"));
+    let stopped = find("Mapping summary.");
+    assert_eq!(stopped["delivered"], 50);
+    assert_eq!(stopped["consumed"], 50);
+    let rabbit = lines
+        .iter()
+        .find(|l| l["message"] == "RabbitMQ connection.")
+        .expect("the RabbitMQ connection is listed");
+    assert!(
+        !rabbit["url"].as_str().unwrap().contains(":guest@"),
+        "the password is hidden: {rabbit}"
+    );
+}

@@ -14,6 +14,16 @@ pub struct Cli {
     #[arg(long, short = 'c', global = false)]
     pub config: Option<PathBuf>,
 
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "BRIDGE_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+
     /// What to do; without a subcommand, run the bridge with `--config`.
     #[command(subcommand)]
     pub command: Option<Command>,
