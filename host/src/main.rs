@@ -15,6 +15,16 @@ fn main() -> ExitCode {
     bridge_host::telemetry::init_logging(cli.log_format);
     let result = match cli.command {
         Some(Command::Plugin(cmd)) => cmd.execute().map(|out| println!("{out}")),
+        Some(Command::Migrate { values, output }) => bridge_host::cli::migrate::migrate(&values)
+            .map_err(anyhow::Error::from)
+            .and_then(|toml| match output {
+                Some(path) => std::fs::write(&path, toml)
+                    .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display())),
+                None => {
+                    print!("{toml}");
+                    Ok(())
+                }
+            }),
         Some(Command::Run { config }) => {
             tokio_run(async move { bridge_host::run::run(&config).await })
         }

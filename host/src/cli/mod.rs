@@ -1,5 +1,6 @@
 //! Command-line interface of `bridge-host`.
 
+pub mod migrate;
 pub mod plugin;
 
 use std::path::PathBuf;
@@ -46,6 +47,16 @@ pub enum Command {
         /// Also connect to every broker and check that topics, queues and exchanges exist.
         #[arg(long)]
         connect: bool,
+    },
+    /// Write a `bridge.toml` equivalent to the Python replicators' Helm values (several files
+    /// merge as Helm merges them; later ones win).
+    Migrate {
+        /// Values files, e.g. `values.yaml values-production.yaml`.
+        #[arg(required = true)]
+        values: Vec<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
     },
     /// Tools for plugin authors.
     #[command(subcommand)]
