@@ -29,6 +29,14 @@ fi
 
 scripts/kafka.sh fetch >/dev/null
 
+# The chart tests render with the real helm, built from its Go module once.
+HELM="$HOME/.cache/bridge-host/bin/helm"
+if [ ! -x "$HELM" ]; then
+  command -v go >/dev/null || { echo "error: go is not installed (the chart tests build helm with it)" >&2; exit 1; }
+  echo "Building helm v3.22.0 from its Go module…"
+  GOBIN="$(dirname "$HELM")" go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
+
 # The metrics test checks /metrics with the Prometheus project's own parser (PyPI).
 if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
   echo "Installing prometheus-client (PyPI)…"
