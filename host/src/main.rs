@@ -15,6 +15,11 @@ fn main() -> ExitCode {
     bridge_host::telemetry::init_logging(cli.log_format);
     let result = match cli.command {
         Some(Command::Plugin(cmd)) => cmd.execute().map(|out| println!("{out}")),
+        Some(Command::Top { url, interval_ms }) => tokio_run(async move {
+            bridge_host::cli::top::run(&url, std::time::Duration::from_millis(interval_ms))
+                .await
+                .map_err(anyhow::Error::from)
+        }),
         Some(Command::Migrate { values, output }) => bridge_host::cli::migrate::migrate(&values)
             .map_err(anyhow::Error::from)
             .and_then(|toml| match output {

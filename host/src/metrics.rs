@@ -25,6 +25,17 @@ pub struct FailureLabel {
     pub kind: String,
 }
 
+/// `mapping="…",topic="…",partition="…"`: a partition a mapping consumes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// The mapping's name.
+    pub mapping: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+}
+
 /// `cluster="…"`: a `[kafka.NAME]` cluster.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabel {
@@ -74,6 +85,8 @@ pub struct Metrics {
     pub connected: Family<MappingLabel, Gauge>,
     /// Messages consumed and not yet settled.
     pub in_flight: Family<MappingLabel, Gauge>,
+    /// Messages in a partition beyond the mapping's consumer position (librdkafka statistics).
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
     /// Seconds from the source message's timestamp to the target's confirmation.
     pub latency: Histograms,
     /// 1 while the Kafka cluster answers metadata requests.
@@ -103,6 +116,7 @@ impl Metrics {
             restarts: Family::default(),
             connected: Family::default(),
             in_flight: Family::default(),
+            consumer_lag: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             cluster_reachable: Family::default(),
             plugin_info: Family::default(),
@@ -158,6 +172,11 @@ impl Metrics {
             "messages_in_flight",
             "Messages consumed and not yet settled",
             m.in_flight.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages in a partition beyond the mapping's consumer position",
+            m.consumer_lag.clone(),
         );
         r.register(
             "end_to_end_latency_seconds",

@@ -81,6 +81,18 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     for plugin in plugins.values() {
         status.plugin_loaded(plugin.name(), plugin.version(), plugin.digest());
     }
+    for (mapping, state) in config.mapping.iter().zip(status.mappings()) {
+        let names = mapping.plugins.iter().chain(&mapping.dead_letter_policy);
+        state.set_plugins(
+            names
+                .filter_map(|n| plugins.get(n))
+                .map(|p| match p.version() {
+                    "" => format!("{}@{}", p.name(), &p.digest()[..12.min(p.digest().len())]),
+                    v => format!("{}@{v}", p.name()),
+                })
+                .collect(),
+        );
+    }
     let mut background = tokio::task::JoinSet::new();
     if let Some(listener) = health {
         tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics.");

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::config::{BridgeConfig, Source, Target};
 use crate::kafka::ClusterContext;
-use crate::metrics::{ClusterLabel, FailureLabel, Metrics, PluginLabel};
+use crate::metrics::{ClusterLabel, FailureLabel, Metrics, PartitionLabel, PluginLabel};
 
 /// Counters of one mapping since the bridge started: handles into the bridge's metrics
 /// registry ([`Metrics`]), so `/metrics`, `/status` and the heartbeat read the same values.
@@ -40,6 +41,8 @@ pub struct Counters {
     failures: Family<FailureLabel, Counter>,
     in_flight: Gauge,
     latency: Histogram,
+    lag: Family<PartitionLabel, Gauge>,
+    lag_total: AtomicI64,
 }
 
 impl Counters {
@@ -57,6 +60,8 @@ impl Counters {
             failures: metrics.failures.clone(),
             in_flight: metrics.in_flight.get_or_create(&label).clone(),
             latency: metrics.latency.get_or_create(&label).clone(),
+            lag: metrics.consumer_lag.clone(),
+            lag_total: AtomicI64::new(0),
         }
     }
 
@@ -80,6 +85,22 @@ impl Counters {
         self.in_flight.set(n as i64);
     }
 
+    /// Records the consumer lag of the mapping's partitions (`(topic, partition, lag)`), as
+    /// librdkafka's statistics report it.
+    pub fn set_lag(&self, partitions: &[(String, i32, i64)]) {
+        for (topic, partition, lag) in partitions {
+            self.lag
+                .get_or_create(&PartitionLabel {
+                    mapping: self.mapping.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                })
+                .set(*lag);
+        }
+        let total = partitions.iter().map(|(_, _, lag)| lag).sum();
+        self.lag_total.store(total, Ordering::Relaxed);
+    }
+
     /// Records a confirmed message's end-to-end latency from its source timestamp (ms since
     /// the epoch).
     pub fn delivered_since(&self, timestamp_ms: i64) {
@@ -100,6 +121,8 @@ impl Counters {
             "dead_lettered": self.dead_lettered.get(),
             "retries": self.retries.get(),
             "restarts": self.restarts.get(),
+            "in_flight": self.in_flight.get(),
+            "lag": self.lag_total.load(Ordering::Relaxed),
         })
     }
 }
@@ -114,6 +137,8 @@ pub struct MappingStatus {
     connected_gauge: Gauge,
     /// Its counters.
     pub counters: Counters,
+    /// Its plugins, `name@version` (in chain order, then the policy).
+    plugins: Mutex<Vec<String>>,
 }
 
 impl MappingStatus {
@@ -121,6 +146,17 @@ impl MappingStatus {
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
         self.connected_gauge.set(i64::from(connected));
+    }
+
+    /// Records the mapping's plugins, `name@version`.
+    pub fn set_plugins(&self, plugins: Vec<String>) {
+        if let Ok(mut p) = self.plugins.lock() {
+            *p = plugins;
+        }
+    }
+
+    fn plugins(&self) -> Vec<String> {
+        self.plugins.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// Whether the mapping's source and target are connected.
@@ -175,6 +211,7 @@ impl Status {
                             .get_or_create(&Metrics::mapping(&m.name))
                             .clone(),
                         counters: Counters::new(&metrics, &m.name),
+                        plugins: Mutex::new(Vec::new()),
                     })
                 })
                 .collect(),
@@ -219,7 +256,7 @@ impl Status {
                 .map(|(name, up)| (name.clone(), json!({ "reachable": up.load(Ordering::Relaxed) })))
                 .collect::<serde_json::Map<_, _>>(),
             "mappings": self.mappings.iter()
-                .map(|m| (m.name.clone(), json!({ "connected": m.is_connected(), "counters": m.counters.to_json() })))
+                .map(|m| (m.name.clone(), json!({ "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
         })
     }

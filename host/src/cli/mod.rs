@@ -2,6 +2,7 @@
 
 pub mod migrate;
 pub mod plugin;
+pub mod top;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,15 @@ pub enum Command {
         /// Write here instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+    },
+    /// A live view of a running bridge (from its health listener), refreshed every second.
+    Top {
+        /// The bridge's health listener.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Milliseconds between refreshes.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
     },
     /// Tools for plugin authors.
     #[command(subcommand)]

@@ -17,6 +17,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -25,6 +26,7 @@ use super::watermark::{Coordinates, Watermarks};
 use super::{PipelineError, Shutdown, stop_or, take_ready};
 use crate::config::{KafkaCluster, KafkaSource};
 use crate::kafka::ClusterContext;
+use crate::status::MappingStatus;
 
 /// Consumer settings the cluster's `properties` may override.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -34,6 +36,8 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "1000"),
     ("partition.assignment.strategy", "cooperative-sticky"),
+    // Statistics (consumer lag for `/metrics` and `/status`) every 5 s.
+    ("statistics.interval.ms", "5000"),
     // Prefetch at most 16 MiB per consumer (librdkafka's default is 64 MiB): plenty to keep
     // the pipeline busy, and it bounds the bridge's memory.
     ("queued.max.messages.kbytes", "16384"),
@@ -45,6 +49,7 @@ struct GroupContext {
     cluster: ClusterContext,
     mapping: String,
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    status: Arc<MappingStatus>,
 }
 
 impl ClientContext for GroupContext {
@@ -54,6 +59,21 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.cluster.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        // Assigned partitions with a known lag (librdkafka reports -1 until it knows).
+        let lag: Vec<(String, i32, i64)> = statistics
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+            })
+            .collect();
+        self.status.counters.set_lag(&lag);
     }
 }
 
@@ -112,6 +132,7 @@ pub async fn run(
         cluster: ClusterContext::new(&source.cluster),
         mapping: mapping.to_string(),
         revoked: Arc::clone(&revoked),
+        status: processor.shared_status(),
     };
     // Tunables the cluster's `properties` may override; then what the offset watermark relies
     // on, which they may not.

@@ -354,6 +354,11 @@ impl Processor {
         &self.settings.status
     }
 
+    /// The mapping's state, shared (for callbacks that outlive a borrow).
+    pub fn shared_status(&self) -> Arc<MappingStatus> {
+        Arc::clone(&self.settings.status)
+    }
+
     fn counters(&self) -> &Counters {
         &self.settings.status.counters
     }
