@@ -18,6 +18,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
+command -v curl >/dev/null 2>&1 || missing+=(curl) # scripts/demo.sh waits for readiness
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} (Debian packages)…"
   apt-get update -q >/dev/null
