@@ -23,8 +23,11 @@ async fn main() {
         .map(|i| Record {
             key: Some(format!("order-{run}-{i}").into_bytes()),
             payload: Some(
-                format!(r#"{{"type":"created","run":{run},"order":{i},"amount":{}}}"#, 10 * i + 5)
-                    .into_bytes(),
+                format!(
+                    r#"{{"type":"created","run":{run},"order":{i},"amount":{}}}"#,
+                    10 * i + 5
+                )
+                .into_bytes(),
             ),
             headers: vec![("region".to_string(), b"eu".to_vec())],
             partition: 0,
@@ -41,7 +44,9 @@ async fn main() {
         })
         .collect();
     brokers::publish_to_queue(&conn, "quickstart-warehouse", &events).await;
-    println!("sent {N} orders to Kafka `quickstart-orders` and {N} events to RabbitMQ `quickstart-warehouse`\n");
+    println!(
+        "sent {N} orders to Kafka `quickstart-orders` and {N} events to RabbitMQ `quickstart-warehouse`\n"
+    );
 
     let (_ch, mut queue) = brokers::queue_consumer(&conn, "quickstart-orders", 100, false).await;
     let topic: BaseConsumer = ClientConfig::new()
@@ -50,12 +55,16 @@ async fn main() {
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
-    topic.subscribe(&["quickstart-warehouse"]).expect("subscribe");
+    topic
+        .subscribe(&["quickstart-warehouse"])
+        .expect("subscribe");
     let marker = format!(r#""run":{run},"#);
     let (mut to_rabbit, mut to_kafka) = (HashSet::new(), HashSet::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     while (to_rabbit.len() < N || to_kafka.len() < N) && Instant::now() < deadline {
-        if let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_millis(100), queue.next()).await {
+        if let Ok(Some(Ok(d))) =
+            tokio::time::timeout(Duration::from_millis(100), queue.next()).await
+        {
             let _ = d.acker.ack(BasicAckOptions::default()).await;
             let body = String::from_utf8_lossy(&d.data).into_owned();
             if body.contains(&marker) && to_rabbit.insert(body.clone()) {
@@ -67,10 +76,16 @@ async fn main() {
                     .unwrap_or_default();
                 let shown: Vec<String> = headers
                     .iter()
-                    .filter(|(k, _)| ["order_id", "x-bridged-by", "kafka_topic"].contains(&k.as_str()))
+                    .filter(|(k, _)| {
+                        ["order_id", "x-bridged-by", "kafka_topic"].contains(&k.as_str())
+                    })
                     .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
                     .collect();
-                println!("\r→ RabbitMQ  routing key {:<14} {body}  [{}]", d.routing_key, shown.join(" "));
+                println!(
+                    "\r\x1b[2K→ RabbitMQ  routing key {:<14} {body}  [{}]",
+                    d.routing_key,
+                    shown.join(" ")
+                );
             }
         }
         if let Some(Ok(m)) = topic.poll(Duration::from_millis(50)) {
@@ -81,14 +96,28 @@ async fn main() {
                     .map(|h| {
                         h.iter()
                             .filter(|h| ["rabbitmq_queue", "x-bridged-by"].contains(&h.key))
-                            .map(|h| format!("{}={}", h.key, String::from_utf8_lossy(h.value.unwrap_or_default())))
+                            .map(|h| {
+                                format!(
+                                    "{}={}",
+                                    h.key,
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
-                println!("\r→ Kafka     partition {:<15} {body}  [{}]", m.partition(), shown.join(" "));
+                println!(
+                    "\r\x1b[2K→ Kafka     partition {:<15} {body}  [{}]",
+                    m.partition(),
+                    shown.join(" ")
+                );
             }
         }
-        print!("\rprogress: orders {}/{N} → RabbitMQ, events {}/{N} → Kafka ", to_rabbit.len(), to_kafka.len());
+        print!(
+            "\rprogress: orders {}/{N} → RabbitMQ, events {}/{N} → Kafka ",
+            to_rabbit.len(),
+            to_kafka.len()
+        );
         let _ = std::io::stdout().flush();
     }
     println!();
