@@ -159,6 +159,25 @@ impl MappingStatus {
         self.plugins.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Logs the mapping's counters in one fields-first line (the heartbeat, the stop summary).
+    pub fn log_counters(&self, message: &str) {
+        let c = &self.counters;
+        tracing::info!(
+            mapping = %self.name,
+            connected = self.is_connected(),
+            consumed = c.consumed.get(),
+            delivered = c.delivered.get(),
+            dropped = c.dropped.get(),
+            duplicates = c.duplicates.get(),
+            dead_lettered = c.dead_lettered.get(),
+            retries = c.retries.get(),
+            restarts = c.restarts.get(),
+            in_flight = c.in_flight.get(),
+            lag = c.lag_total.load(Ordering::Relaxed),
+            "{message}"
+        );
+    }
+
     /// Whether the mapping's source and target are connected.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
@@ -268,19 +287,7 @@ impl Status {
         loop {
             tick.tick().await;
             for m in &self.mappings {
-                let c = &m.counters;
-                tracing::info!(
-                    mapping = %m.name,
-                    connected = m.is_connected(),
-                    consumed = c.consumed.get(),
-                    delivered = c.delivered.get(),
-                    dropped = c.dropped.get(),
-                    duplicates = c.duplicates.get(),
-                    dead_lettered = c.dead_lettered.get(),
-                    retries = c.retries.get(),
-                    restarts = c.restarts.get(),
-                    "Stats."
-                );
+                m.log_counters("Stats.");
             }
         }
     }

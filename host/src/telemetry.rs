@@ -80,17 +80,6 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
 /// One line per mapping with what it did since the start.
 pub fn log_stop(status: &Status) {
     for m in status.mappings() {
-        let c = &m.counters;
-        tracing::info!(
-            mapping = %m.name,
-            consumed = c.consumed.get(),
-            delivered = c.delivered.get(),
-            dropped = c.dropped.get(),
-            duplicates = c.duplicates.get(),
-            dead_lettered = c.dead_lettered.get(),
-            retries = c.retries.get(),
-            restarts = c.restarts.get(),
-            "Mapping summary."
-        );
+        m.log_counters("Mapping summary.");
     }
 }
