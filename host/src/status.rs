@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 
 use crate::config::{BridgeConfig, Source, Target};
 use crate::kafka::ClusterContext;
-use crate::metrics::{ClusterLabel, FailureLabel, Metrics, PartitionLabel, PluginLabel};
+use crate::metrics::{
+    ClusterLabel, FailureLabel, Metrics, PartitionLabel, PluginCallLabel, PluginLabel,
+};
 
 /// Counters of one mapping since the bridge started: handles into the bridge's metrics
 /// registry ([`Metrics`]), so `/metrics`, `/status` and the heartbeat read the same values.
@@ -43,6 +45,7 @@ pub struct Counters {
     latency: Histogram,
     lag: Family<PartitionLabel, Gauge>,
     lag_total: AtomicI64,
+    plugin_calls: Family<PluginCallLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Counters {
@@ -62,6 +65,7 @@ impl Counters {
             latency: metrics.latency.get_or_create(&label).clone(),
             lag: metrics.consumer_lag.clone(),
             lag_total: AtomicI64::new(0),
+            plugin_calls: metrics.plugin_call.clone(),
         }
     }
 
@@ -83,6 +87,16 @@ impl Counters {
     /// Records how many messages are consumed and not yet settled.
     pub fn set_in_flight(&self, n: usize) {
         self.in_flight.set(n as i64);
+    }
+
+    /// The histogram of plugin `plugin`'s call times in this mapping.
+    pub fn plugin_timer(&self, plugin: &str) -> Histogram {
+        self.plugin_calls
+            .get_or_create(&PluginCallLabel {
+                mapping: self.mapping.clone(),
+                plugin: plugin.to_string(),
+            })
+            .clone()
     }
 
     /// Records the consumer lag of the mapping's partitions (`(topic, partition, lag)`), as

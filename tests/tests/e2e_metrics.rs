@@ -206,6 +206,15 @@ target = {{ kafka = "main", topic = "{back}" }}
         ),
         Some(1.0)
     );
+    // Each call of the mapping's plugin was timed.
+    assert_eq!(
+        sample(
+            &parsed,
+            "bridge_plugin_call_seconds_count",
+            &[("mapping", "metered"), ("plugin", "headers")]
+        ),
+        Some(K2R as f64)
+    );
     assert_eq!(
         sample(&parsed, "bridge_plugin_info", &[("plugin", "headers")]),
         Some(1.0),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use crate::plugin::{
@@ -45,6 +46,8 @@ impl From<CallError> for ProcessingFailure {
 /// calling thread; see [`Chain`] for the asynchronous handle the pipelines use.
 pub struct ChainCore {
     transforms: Vec<PluginInstance>,
+    /// Per transform, where its call times go (`bridge_plugin_call_seconds`), if anywhere.
+    timers: Vec<Option<Histogram>>,
     policy: Policy,
 }
 
@@ -62,12 +65,14 @@ impl ChainCore {
     pub fn new(
         transforms: &[Arc<LoadedPlugin>],
         policy: Option<&Arc<LoadedPlugin>>,
+        timers: Vec<Option<Histogram>>,
     ) -> Result<Self, crate::plugin::LoadError> {
         Ok(ChainCore {
             transforms: transforms
                 .iter()
                 .map(|p| p.instantiate())
                 .collect::<Result<_, _>>()?,
+            timers,
             policy: match policy {
                 Some(p) => Policy::Plugin(Box::new(p.instantiate()?)),
                 None => Policy::Default,
@@ -78,10 +83,16 @@ impl ChainCore {
     /// Runs every transform in order on `msg`.
     pub fn run(&mut self, msg: Message) -> ChainOutcome {
         let mut current = vec![msg];
-        for plugin in &mut self.transforms {
+        for (i, plugin) in self.transforms.iter_mut().enumerate() {
+            let timer = self.timers.get(i).and_then(Option::as_ref);
             let mut next = Vec::with_capacity(current.len());
             for m in current {
-                match plugin.process(m) {
+                let started = timer.map(|_| std::time::Instant::now());
+                let result = plugin.process(m);
+                if let (Some(t), Some(s)) = (timer, started) {
+                    t.observe(s.elapsed().as_secs_f64());
+                }
+                match result {
                     Ok(Outcome::Forward(out)) => next.extend(out),
                     Ok(Outcome::Drop) => {}
                     Ok(Outcome::DeadLetter { reason, .. }) => {
@@ -161,6 +172,7 @@ impl Chain {
         name: &str,
         transforms: &[Arc<LoadedPlugin>],
         policy: Option<&Arc<LoadedPlugin>>,
+        timers: Vec<Option<Histogram>>,
     ) -> Result<Self, crate::plugin::LoadError> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -170,7 +182,7 @@ impl Chain {
             .name(format!("plugins-{name}"))
             .stack_size(CHAIN_THREAD_STACK)
             .spawn(move || {
-                let mut core = match ChainCore::new(&transforms, policy.as_ref()) {
+                let mut core = match ChainCore::new(&transforms, policy.as_ref(), timers) {
                     Ok(core) => {
                         let _ = ready_tx.send(Ok(()));
                         core

@@ -149,7 +149,12 @@ async fn run_once(
         .map(|p| Arc::clone(&plugins[p]))
         .collect();
     let policy = mapping.dead_letter_policy.as_ref().map(|p| &plugins[p]);
-    let chain = Chain::new(&mapping.name, &transforms, policy)
+    let timers = mapping
+        .plugins
+        .iter()
+        .map(|p| Some(status.counters.plugin_timer(p)))
+        .collect();
+    let chain = Chain::new(&mapping.name, &transforms, policy, timers)
         .map_err(|e| PipelineError::Plugin(e.to_string()))?;
     let sink = Sink::open(config, &mapping.target)
         .await
