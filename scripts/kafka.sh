@@ -91,7 +91,7 @@ PROPS
     fi
     local format_args=()
     read -ra format_args <<<"${KAFKA_FORMAT_ARGS:-}"
-    java "${java_opts[@]}" kafka.tools.StorageTool format -c "$dir/server.properties" -t "$id" \
+    java "${java_opts[@]}" kafka.tools.StorageTool format -c "$dir/server.properties" --cluster-id="$id" \
       "${format_args[@]}" >>"$dir/format.log" 2>&1 ||
       { echo "error: formatting Kafka storage in $dir failed: $(tail -3 "$dir/format.log")" >&2; return 1; }
   fi
