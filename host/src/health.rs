@@ -46,45 +46,35 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>) {
     }
 }
 
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 fn respond<B>(req: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
-    let (code, body, json) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/livez") => (StatusCode::OK, "ok\n".to_string(), false),
+    let (code, body, content_type) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/livez") => (StatusCode::OK, "ok\n".to_string(), TEXT),
         (&Method::GET, "/readyz") => {
             let code = if status.is_ready() {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            (code, status.to_json().to_string(), true)
+            (code, status.to_json().to_string(), JSON)
         }
-        (&Method::GET, "/status") => (StatusCode::OK, status.to_json().to_string(), true),
-        (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(status.metrics().encode())));
-            if let Ok(v) = "application/openmetrics-text; version=1.0.0; charset=utf-8".parse() {
-                response
-                    .headers_mut()
-                    .insert(hyper::header::CONTENT_TYPE, v);
-            }
-            return response;
-        }
-        (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found\n".to_string(), false),
+        (&Method::GET, "/status") => (StatusCode::OK, status.to_json().to_string(), JSON),
+        (&Method::GET, "/metrics") => (StatusCode::OK, status.metrics().encode(), OPENMETRICS),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found\n".to_string(), TEXT),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".to_string(),
-            false,
+            TEXT,
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = code;
-    let content_type = if json {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    if let Ok(v) = content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, v);
-    }
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     response
 }

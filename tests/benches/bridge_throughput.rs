@@ -491,48 +491,33 @@ impl Lane {
 /// Throughput of the bridge or the relay in `dir` over `n` messages waiting in the source.
 async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: bool) -> Run {
     let lane = Lane::new(conn).await;
-    // The target's reader: a queue consumer or watermark polling.
-    let (arrived, collector) = brokers::collect_queue(&lane.queue).await;
-    match dir {
-        Direction::RabbitmqToKafka => {
-            collector.abort();
-            let in_queue = unique("bench-src");
-            brokers::declare_queue(conn, &in_queue).await;
-            amqp_publish(conn, &in_queue, n, None).await;
-            let lane = Lane {
-                queue: in_queue,
-                ..lane
-            };
-            let mover = lane.start(dir, bridge).await;
-            let client: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", brokers::kafka_bootstrap())
-                .create()
-                .expect("client");
-            let run = measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await;
-            mover.stop().await;
-            run
-        }
-        Direction::KafkaToKafka => {
-            collector.abort();
-            kafka_produce(&lane.topic, n, None).await;
-            let mover = lane.start(dir, bridge).await;
-            let client: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", brokers::kafka_bootstrap())
-                .create()
-                .expect("client");
-            let run = measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await;
-            mover.stop().await;
-            run
-        }
-        Direction::KafkaToRabbitmq => {
-            kafka_produce(&lane.topic, n, None).await;
-            let mover = lane.start(dir, bridge).await;
-            let run = measure(mover.pid(), n, || arrived.lock().expect("lock").len()).await;
-            mover.stop().await;
-            collector.abort();
-            run
-        }
+    // Fill the source, then count what reaches the target: a queue consumer or Kafka's
+    // watermarks.
+    if dir == Direction::RabbitmqToKafka {
+        amqp_publish(conn, &lane.queue, n, None).await;
+    } else {
+        kafka_produce(&lane.topic, n, None).await;
     }
+    let collector = match dir {
+        Direction::KafkaToRabbitmq => Some(brokers::collect_queue(&lane.queue).await),
+        _ => None,
+    };
+    let mover = lane.start(dir, bridge).await;
+    let run = match &collector {
+        Some((arrived, _)) => measure(mover.pid(), n, || arrived.lock().expect("lock").len()).await,
+        None => {
+            let client: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers::kafka_bootstrap())
+                .create()
+                .expect("client");
+            measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await
+        }
+    };
+    mover.stop().await;
+    if let Some((_, task)) = collector {
+        task.abort();
+    }
+    run
 }
 
 /// Latency p50/p99/p99.9 (ms) of the bridge or the relay in `dir` at `per_s` messages/s for

@@ -40,6 +40,41 @@ pub fn brokers_toml_with(amqp_url: &str) -> String {
     )
 }
 
+/// A bridge config moving both ways between Kafka at `bootstrap` and the test RabbitMQ:
+/// mapping `to-rabbitmq` (topic `k2r_topic` → `exchange`, routing key `rk`, its own consumer
+/// group) and `to-kafka` (queue `r2k_queue`, prefetch 200 → topic `r2k_topic`); `extra` is
+/// appended (a `[bridge]` table, say).
+pub fn two_way_toml(
+    bootstrap: &str,
+    k2r_topic: &str,
+    exchange: &str,
+    r2k_queue: &str,
+    r2k_topic: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[kafka.main]
+bootstrap_servers = "{bootstrap}"
+[rabbitmq.local]
+url = "{}"
+
+[[mapping]]
+name = "to-rabbitmq"
+source = {{ kafka = "main", topics = ["{k2r_topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+
+[[mapping]]
+name = "to-kafka"
+source = {{ rabbitmq = "local", queue = "{r2k_queue}", prefetch = 200 }}
+target = {{ kafka = "main", topic = "{r2k_topic}" }}
+{extra}
+"#,
+        amqp_url(),
+        unique("two-way")
+    )
+}
+
 /// A name unique to this test run: `prefix-<pid>-<counter>`.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

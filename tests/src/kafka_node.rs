@@ -218,13 +218,13 @@ fn signal(pid: u32, sig: &str) {
     }
 }
 
-/// A fresh KRaft cluster id (22 characters of URL-safe base64 of 16 random bytes, not starting
-/// with `-`, which command lines would take for an option — Kafka's own ids avoid it too).
+/// A fresh KRaft cluster id (22 characters of URL-safe base64 of 16 random bytes; the
+/// launcher passes it as `--cluster-id=ID`, so a leading `-` is fine).
 fn uuid_for_cluster() -> String {
     let out = Command::new("python3")
         .args([
             "-c",
-            "import base64,os\nwhile True:\n  i=base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip('=')\n  if not i.startswith('-'): break\nprint(i)",
+            "import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip('='))",
         ])
         .output()
         .expect("python3 runs");

@@ -34,25 +34,8 @@ async fn killing_the_partition_leaders_broker_loses_nothing_in_either_direction(
     let r2k_queue = unique("leader-in");
     brokers::declare_queue(&conn, &r2k_queue).await;
 
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"
-[kafka.main]
-bootstrap_servers = "{bootstrap}"
-[rabbitmq.local]
-url = "{}"
-
-[[mapping]]
-name = "to-rabbitmq"
-source = {{ kafka = "main", topics = ["{k2r_topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-
-[[mapping]]
-name = "to-kafka"
-source = {{ rabbitmq = "local", queue = "{r2k_queue}", prefetch = 200 }}
-target = {{ kafka = "main", topic = "{r2k_topic}" }}
-"#,
-        brokers::amqp_url(),
-        unique("leader")
+    let mut bridge = BridgeProcess::start(&brokers::two_way_toml(
+        &bootstrap, &k2r_topic, &exchange, &r2k_queue, &r2k_topic, "",
     ));
     let to_kafka = brokers::feed_partitions(&bootstrap, &k2r_topic, "k2r", N, PARTITIONS);
     let to_rabbitmq = brokers::feed_queue(

@@ -46,27 +46,13 @@ async fn kafka_restart_mid_run_loses_nothing_in_either_direction() {
     brokers::create_topic_on(&bootstrap, &r2k_topic, PARTITIONS).await;
 
     let health = free_port();
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"
-[kafka.main]
-bootstrap_servers = "{bootstrap}"
-[rabbitmq.local]
-url = "{}"
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[[mapping]]
-name = "to-rabbitmq"
-source = {{ kafka = "main", topics = ["{k2r_topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-
-[[mapping]]
-name = "to-kafka"
-source = {{ rabbitmq = "local", queue = "{r2k_queue}", prefetch = 200 }}
-target = {{ kafka = "main", topic = "{r2k_topic}" }}
-"#,
-        brokers::amqp_url(),
-        unique("krestart")
+    let mut bridge = BridgeProcess::start(&brokers::two_way_toml(
+        &bootstrap,
+        &k2r_topic,
+        &exchange,
+        &r2k_queue,
+        &r2k_topic,
+        &format!("[bridge]\nhealth_listen = \"127.0.0.1:{health}\"\n"),
     ));
 
     // Both directions are fed at about 1 000 messages/s while the broker goes down.
