@@ -8,7 +8,6 @@ pub mod config;
 pub mod health;
 pub mod kafka;
 pub mod message_json;
-pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;

@@ -5,141 +5,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 
 use crate::config::{BridgeConfig, Source, Target};
 use crate::kafka::ClusterContext;
-use crate::metrics::{
-    ClusterLabel, FailureLabel, Metrics, PartitionLabel, PluginCallLabel, PluginLabel,
-};
-
-/// Counters of one mapping since the bridge started: handles into the bridge's metrics
-/// registry ([`Metrics`]), so `/metrics`, `/status` and the heartbeat read the same values.
-#[derive(Debug)]
-pub struct Counters {
-    mapping: String,
-    /// Messages taken from the source.
-    pub consumed: Counter,
-    /// Messages the target confirmed.
-    pub delivered: Counter,
-    /// Messages dropped by a plugin or the policy.
-    pub dropped: Counter,
-    /// Messages dropped as duplicates.
-    pub duplicates: Counter,
-    /// Messages sent to the dead-letter target.
-    pub dead_lettered: Counter,
-    /// Retries decided by the dead-letter policy.
-    pub retries: Counter,
-    /// Restarts after a broker connection was lost.
-    pub restarts: Counter,
-    failures: Family<FailureLabel, Counter>,
-    in_flight: Gauge,
-    latency: Histogram,
-    lag: Family<PartitionLabel, Gauge>,
-    lag_total: AtomicI64,
-    plugin_calls: Family<PluginCallLabel, Histogram, fn() -> Histogram>,
-}
-
-impl Counters {
-    fn new(metrics: &Metrics, mapping: &str) -> Self {
-        let label = Metrics::mapping(mapping);
-        Counters {
-            mapping: mapping.to_string(),
-            consumed: metrics.consumed.get_or_create(&label).clone(),
-            delivered: metrics.delivered.get_or_create(&label).clone(),
-            dropped: metrics.dropped.get_or_create(&label).clone(),
-            duplicates: metrics.duplicates.get_or_create(&label).clone(),
-            dead_lettered: metrics.dead_lettered.get_or_create(&label).clone(),
-            retries: metrics.retries.get_or_create(&label).clone(),
-            restarts: metrics.restarts.get_or_create(&label).clone(),
-            failures: metrics.failures.clone(),
-            in_flight: metrics.in_flight.get_or_create(&label).clone(),
-            latency: metrics.latency.get_or_create(&label).clone(),
-            lag: metrics.consumer_lag.clone(),
-            lag_total: AtomicI64::new(0),
-            plugin_calls: metrics.plugin_call.clone(),
-        }
-    }
-
-    /// Adds `n` to `counter`.
-    pub fn add(counter: &Counter, n: u64) {
-        counter.inc_by(n);
-    }
-
-    /// Counts a failure of `kind` handed to the dead-letter policy.
-    pub fn failure(&self, kind: &str) {
-        self.failures
-            .get_or_create(&FailureLabel {
-                mapping: self.mapping.clone(),
-                kind: kind.to_string(),
-            })
-            .inc();
-    }
-
-    /// Records how many messages are consumed and not yet settled.
-    pub fn set_in_flight(&self, n: usize) {
-        self.in_flight.set(n as i64);
-    }
-
-    /// The histogram of plugin `plugin`'s call times in this mapping.
-    pub fn plugin_timer(&self, plugin: &str) -> Histogram {
-        self.plugin_calls
-            .get_or_create(&PluginCallLabel {
-                mapping: self.mapping.clone(),
-                plugin: plugin.to_string(),
-            })
-            .clone()
-    }
-
-    /// Records the consumer lag of the mapping's partitions (`(topic, partition, lag)`), as
-    /// librdkafka's statistics report it.
-    pub fn set_lag(&self, partitions: &[(String, i32, i64)]) {
-        for (topic, partition, lag) in partitions {
-            self.lag
-                .get_or_create(&PartitionLabel {
-                    mapping: self.mapping.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                })
-                .set(*lag);
-        }
-        let total = partitions.iter().map(|(_, _, lag)| lag).sum();
-        self.lag_total.store(total, Ordering::Relaxed);
-    }
-
-    /// Records a confirmed message's end-to-end latency from its source timestamp (ms since
-    /// the epoch).
-    pub fn delivered_since(&self, timestamp_ms: i64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        if now >= timestamp_ms {
-            self.latency.observe((now - timestamp_ms) as f64 / 1000.0);
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "consumed": self.consumed.get(),
-            "delivered": self.delivered.get(),
-            "dropped": self.dropped.get(),
-            "duplicates": self.duplicates.get(),
-            "dead_lettered": self.dead_lettered.get(),
-            "retries": self.retries.get(),
-            "restarts": self.restarts.get(),
-            "in_flight": self.in_flight.get(),
-            "lag": self.lag_total.load(Ordering::Relaxed),
-        })
-    }
-}
+use crate::telemetry::Counters;
+use crate::telemetry::metrics::{ClusterLabel, Metrics, PluginLabel};
 
 /// State of one mapping.
 #[derive(Debug)]
@@ -175,21 +51,7 @@ impl MappingStatus {
 
     /// Logs the mapping's counters in one fields-first line (the heartbeat, the stop summary).
     pub fn log_counters(&self, message: &str) {
-        let c = &self.counters;
-        tracing::info!(
-            mapping = %self.name,
-            connected = self.is_connected(),
-            consumed = c.consumed.get(),
-            delivered = c.delivered.get(),
-            dropped = c.dropped.get(),
-            duplicates = c.duplicates.get(),
-            dead_lettered = c.dead_lettered.get(),
-            retries = c.retries.get(),
-            restarts = c.restarts.get(),
-            in_flight = c.in_flight.get(),
-            lag = c.lag_total.load(Ordering::Relaxed),
-            "{message}"
-        );
+        self.counters.log(self.is_connected(), message);
     }
 
     /// Whether the mapping's source and target are connected.

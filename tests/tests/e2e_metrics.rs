@@ -206,6 +206,24 @@ target = {{ kafka = "main", topic = "{back}" }}
         ),
         Some(1.0)
     );
+    // The Kafka source holds both partitions of its topic, assigned once.
+    assert_eq!(
+        sample(
+            &parsed,
+            "bridge_partitions_assigned",
+            &[("mapping", "metered")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &parsed,
+            "bridge_rebalanced_partitions_total",
+            &[("mapping", "metered"), ("change", "assigned")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(status["mappings"]["metered"]["counters"]["partitions"], 2);
     // Each call of the mapping's plugin was timed.
     assert_eq!(
         sample(

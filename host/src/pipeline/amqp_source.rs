@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::processor::Processor;
 use super::{PipelineError, Shutdown, stop_or, take_ready};
 use crate::config::{AmqpSource, RabbitConnection};
+use crate::telemetry::Event;
 
 /// Runs until shutdown (then drains and acks) or a fatal error.
 pub async fn run(
@@ -52,7 +53,10 @@ pub async fn run(
     let mut acks = AckBatch::default();
     let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
     let result = loop {
-        processor.status().counters.set_in_flight(inflight.len());
+        processor
+            .status()
+            .counters
+            .emit(Event::InFlight(inflight.len()));
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),

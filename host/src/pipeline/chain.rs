@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::oneshot;
 
 use crate::plugin::{
     CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
     PluginInstance,
 };
+use crate::telemetry::PluginTimer;
 
 /// What the chain made of one message.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl From<CallError> for ProcessingFailure {
 pub struct ChainCore {
     transforms: Vec<PluginInstance>,
     /// Per transform, where its call times go (`bridge_plugin_call_seconds`), if anywhere.
-    timers: Vec<Option<Histogram>>,
+    timers: Vec<Option<PluginTimer>>,
     policy: Policy,
 }
 
@@ -65,7 +65,7 @@ impl ChainCore {
     pub fn new(
         transforms: &[Arc<LoadedPlugin>],
         policy: Option<&Arc<LoadedPlugin>>,
-        timers: Vec<Option<Histogram>>,
+        timers: Vec<Option<PluginTimer>>,
     ) -> Result<Self, crate::plugin::LoadError> {
         Ok(ChainCore {
             transforms: transforms
@@ -90,7 +90,7 @@ impl ChainCore {
                 let started = timer.map(|_| std::time::Instant::now());
                 let result = plugin.process(m);
                 if let (Some(t), Some(s)) = (timer, started) {
-                    t.observe(s.elapsed().as_secs_f64());
+                    t.called(s.elapsed());
                 }
                 match result {
                     Ok(Outcome::Forward(out)) => next.extend(out),
@@ -172,7 +172,7 @@ impl Chain {
         name: &str,
         transforms: &[Arc<LoadedPlugin>],
         policy: Option<&Arc<LoadedPlugin>>,
-        timers: Vec<Option<Histogram>>,
+        timers: Vec<Option<PluginTimer>>,
     ) -> Result<Self, crate::plugin::LoadError> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

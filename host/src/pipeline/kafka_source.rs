@@ -27,6 +27,7 @@ use super::{PipelineError, Shutdown, stop_or, take_ready};
 use crate::config::{KafkaCluster, KafkaSource};
 use crate::kafka::ClusterContext;
 use crate::status::MappingStatus;
+use crate::telemetry::Event;
 
 /// Consumer settings the cluster's `properties` may override.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -73,7 +74,7 @@ impl ClientContext for GroupContext {
                     .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
             })
             .collect();
-        self.status.counters.set_lag(&lag);
+        self.status.counters.emit(Event::Lag(&lag));
     }
 }
 
@@ -82,7 +83,7 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let parts = partitions(tpl);
-                tracing::info!(mapping = %self.mapping, partitions = %describe(&parts), "Kafka partitions revoked.");
+                self.status.counters.emit(Event::PartitionsRevoked(&parts));
                 if let Ok(mut revoked) = self.revoked.lock() {
                     revoked.extend(parts);
                 }
@@ -96,7 +97,8 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            tracing::info!(mapping = %self.mapping, partitions = %describe(&partitions(tpl)), "Kafka partitions assigned.");
+            let parts = partitions(tpl);
+            self.status.counters.emit(Event::PartitionsAssigned(&parts));
         }
     }
 }
@@ -106,14 +108,6 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .iter()
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect()
-}
-
-fn describe(parts: &[(String, i32)]) -> String {
-    parts
-        .iter()
-        .map(|(t, p)| format!("{t}/{p}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 type Consumer_ = StreamConsumer<GroupContext>;
@@ -171,7 +165,7 @@ pub async fn run(
         processor
             .status()
             .counters
-            .set_in_flight(state.watermarks.in_flight());
+            .emit(Event::InFlight(state.watermarks.in_flight()));
         let room = max_in_flight.saturating_sub(state.watermarks.in_flight());
         tokio::select! {
             biased;

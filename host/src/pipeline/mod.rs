@@ -26,7 +26,8 @@ pub use sink::Sink;
 
 use crate::config::{BridgeConfig, Mapping, Source};
 use crate::plugin::LoadedPlugin;
-use crate::status::{Counters, MappingStatus};
+use crate::status::MappingStatus;
+use crate::telemetry::Event;
 
 /// Why a mapping stopped running.
 #[derive(Debug, thiserror::Error)]
@@ -121,12 +122,14 @@ pub async fn run_mapping(
                     tracing::warn!(mapping = %mapping.name, error = %e, "Mapping stopped while shutting down.");
                     return;
                 }
-                Counters::add(&status.counters.restarts, 1);
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = self::backoff(Duration::from_secs(1));
                 }
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                tracing::error!(mapping = %mapping.name, error = %e, retry_in_ms = delay.as_millis() as u64, "Mapping stopped; restarting.");
+                status.counters.emit(Event::Restarted {
+                    error: &e.to_string(),
+                    retry_in: delay,
+                });
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,

@@ -14,7 +14,9 @@ use super::chain::{Chain, ChainOutcome, ProcessingFailure, no_outcome};
 use super::headers::{self, DeadLetterContext};
 use super::sink::{Rejected, Sink, SinkError};
 use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message};
-use crate::status::{Counters, MappingStatus};
+use crate::status::MappingStatus;
+use crate::telemetry::event::Stage;
+use crate::telemetry::{Counters, Event};
 
 /// A consumed message on its way: resolves when every output has been answered.
 pub type Flight = Pin<Box<dyn Future<Output = Sent> + Send>>;
@@ -125,7 +127,8 @@ impl Processor {
         &mut self,
         originals: Vec<Message>,
     ) -> Result<Vec<Flight>, SinkError> {
-        Counters::add(&self.counters().consumed, originals.len() as u64);
+        self.counters()
+            .emit(Event::Consumed(originals.len() as u64));
         let mut steps = Vec::with_capacity(originals.len());
         let mut prepared = Vec::with_capacity(originals.len());
         for original in &originals {
@@ -159,8 +162,7 @@ impl Processor {
         if let Some(dedup) = &mut self.settings.dedup
             && dedup.is_duplicate(original)
         {
-            tracing::debug!(mapping = %self.settings.mapping, "Duplicate dropped.");
-            Counters::add(&self.counters().duplicates, 1);
+            self.counters().emit(Event::Duplicate);
             return Step::Duplicate;
         }
         let hops = headers::hops(original);
@@ -193,8 +195,7 @@ impl Processor {
     ) -> Result<Flight, SinkError> {
         match self.decide(&original, &failure, attempt).await {
             Decision::Retry(ms) => {
-                Counters::add(&self.counters().retries, 1);
-                tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Processing failed; retrying.");
+                self.retried(&failure, Stage::Processing, attempt, ms);
                 let retry = Box::new(Retry {
                     original,
                     again: Again::Rerun { hops },
@@ -245,12 +246,10 @@ impl Processor {
         let mut failed: Vec<Message> = Vec::new();
         let mut first: Option<Rejected> = None;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
-        Counters::add(&self.counters().delivered, confirmed as u64);
-        if confirmed > 0
-            && let Some(ts) = original.timestamp
-        {
-            self.counters().delivered_since(ts);
-        }
+        self.counters().emit(Event::Delivered {
+            messages: confirmed as u64,
+            source_timestamp_ms: original.timestamp,
+        });
         for (msg, result) in outputs.into_iter().zip(results) {
             if let Err(rejected) = result {
                 if rejected.connection_lost {
@@ -270,8 +269,7 @@ impl Processor {
         };
         match self.decide(&original, &failure, attempt).await {
             Decision::Retry(ms) => {
-                Counters::add(&self.counters().retries, 1);
-                tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, attempt, retry_ms = ms, error = %failure.detail, "Delivery failed; retrying.");
+                self.retried(&failure, Stage::Delivery, attempt, ms);
                 let retry = Box::new(Retry {
                     original,
                     again: Again::Resend(failed),
@@ -280,7 +278,7 @@ impl Processor {
                 Ok(Settlement::RetryAfter(Duration::from_millis(ms), retry))
             }
             Decision::Drop => {
-                Counters::add(&self.counters().dropped, 1);
+                self.counters().emit(Event::Dropped);
                 Ok(Settlement::Done)
             }
             Decision::DeadLetter(d) => {
@@ -363,8 +361,18 @@ impl Processor {
         &self.settings.status.counters
     }
 
+    fn retried(&self, failure: &ProcessingFailure, stage: Stage, attempt: u32, delay_ms: u64) {
+        self.counters().emit(Event::Retried {
+            kind: failure.kind.as_str(),
+            stage,
+            attempt,
+            delay: Duration::from_millis(delay_ms),
+            error: &failure.detail,
+        });
+    }
+
     fn dropped(&self, original: Message) -> Flight {
-        Counters::add(&self.counters().dropped, 1);
+        self.counters().emit(Event::Dropped);
         done(original)
     }
 
@@ -427,7 +435,9 @@ impl Processor {
         failure: &ProcessingFailure,
         attempt: u32,
     ) -> Decision {
-        self.counters().failure(failure.kind.as_str());
+        self.counters().emit(Event::Failed {
+            kind: failure.kind.as_str(),
+        });
         let decision = self.chain.decide(original, failure, attempt).await;
         if matches!(decision, Decision::DeadLetter(_)) && self.dead_letter.is_none() {
             tracing::error!(
@@ -481,8 +491,10 @@ impl Processor {
         loop {
             match sink.send(&letter).await?.await {
                 Ok(()) => {
-                    Counters::add(&self.counters().dead_lettered, 1);
-                    tracing::warn!(mapping = %self.settings.mapping, kind = %failure.kind, reason, "Message dead-lettered.");
+                    self.counters().emit(Event::DeadLettered {
+                        kind: failure.kind.as_str(),
+                        reason,
+                    });
                     return Ok(());
                 }
                 Err(r) if r.connection_lost => return Err(SinkError(r.detail)),

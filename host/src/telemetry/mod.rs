@@ -1,6 +1,13 @@
-//! Logging: human-readable lines by default, one JSON object per line with
-//! `--log-format json`; the level from `RUST_LOG` (default `info`). Also the summaries the
-//! bridge logs when it starts and stops.
+//! Everything the bridge tells its operators, in one place: typed events ([`event`]) that each
+//! update one metric and, where an operator should see it, write one fields-first log line;
+//! the Prometheus registry they update ([`metrics`]); and logging itself — human-readable
+//! lines by default, one JSON object per line with `--log-format json`, the level from
+//! `RUST_LOG` (default `info`) — with the summaries the bridge logs when it starts and stops.
+
+pub mod event;
+pub mod metrics;
+
+pub use event::{Counters, Event, PluginTimer};
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;

@@ -45,6 +45,15 @@ pub struct PluginCallLabel {
     pub plugin: String,
 }
 
+/// `mapping="…",change="assigned|revoked"`: a consumer-group rebalance.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RebalanceLabel {
+    /// The mapping's name.
+    pub mapping: String,
+    /// `assigned` or `revoked`.
+    pub change: String,
+}
+
 /// `cluster="…"`: a `[kafka.NAME]` cluster.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabel {
@@ -102,6 +111,10 @@ pub struct Metrics {
     pub in_flight: Family<MappingLabel, Gauge>,
     /// Messages in a partition beyond the mapping's consumer position (librdkafka statistics).
     pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Kafka partitions the mapping's consumer holds.
+    pub partitions: Family<MappingLabel, Gauge>,
+    /// Partitions assigned to or revoked from the mapping, counted per partition.
+    pub rebalances: Family<RebalanceLabel, Counter>,
     /// Seconds from the source message's timestamp to the target's confirmation.
     pub latency: Histograms,
     /// Seconds per plugin call (`process`), by mapping and plugin.
@@ -134,6 +147,8 @@ impl Metrics {
             connected: Family::default(),
             in_flight: Family::default(),
             consumer_lag: Family::default(),
+            partitions: Family::default(),
+            rebalances: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             plugin_call: Family::new_with_constructor(call_histogram),
             cluster_reachable: Family::default(),
@@ -195,6 +210,16 @@ impl Metrics {
             "consumer_lag",
             "Messages in a partition beyond the mapping's consumer position",
             m.consumer_lag.clone(),
+        );
+        r.register(
+            "partitions_assigned",
+            "Kafka partitions the mapping's consumer holds",
+            m.partitions.clone(),
+        );
+        r.register(
+            "rebalanced_partitions",
+            "Partitions assigned to or revoked from the mapping by its consumer group",
+            m.rebalances.clone(),
         );
         r.register(
             "end_to_end_latency_seconds",
