@@ -9,6 +9,7 @@ pub use convert::{
 use std::path::PathBuf;
 
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 
 use crate::config::{RabbitConnection, TlsFiles, redact_url};
@@ -27,6 +28,14 @@ pub enum ConnectError {
         #[source]
         source: Box<lapin::Error>,
     },
+    /// The URL is not an AMQP URI.
+    #[error("`rabbitmq.{name}.url` is not a valid AMQP URL: {reason}")]
+    Url {
+        /// The connection name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A TLS file could not be read.
     #[error("`rabbitmq.{name}.tls.{key}`: cannot read {}: {source}", path.display())]
     TlsFile {
@@ -44,15 +53,10 @@ pub enum ConnectError {
 
 /// Opens a connection.
 pub async fn connect(name: &str, conn: &RabbitConnection) -> Result<Connection, ConnectError> {
-    let mut url = conn.url.clone();
-    if let Some(vhost) = &conn.vhost {
-        let (base, _) = split_vhost(&url);
-        url = format!("{base}/{}", encode_vhost(vhost));
-    }
-    if let Some(hb) = conn.heartbeat_secs {
-        url.push_str(if url.contains('?') { "&" } else { "?" });
-        url.push_str(&format!("heartbeat={hb}"));
-    }
+    let uri = uri(conn).map_err(|reason| ConnectError::Url {
+        name: name.to_string(),
+        reason,
+    })?;
     let props =
         ConnectionProperties::default().with_connection_name(format!("bridge-host/{name}").into());
     let broker_error = |source| ConnectError::Broker {
@@ -62,7 +66,7 @@ pub async fn connect(name: &str, conn: &RabbitConnection) -> Result<Connection, 
     };
     let tls = tls_config(name, conn.tls.as_ref())?;
     let runtime = lapin::runtime::default_runtime().map_err(broker_error)?;
-    Connection::connect_with_config(&url, props, tls, runtime)
+    Connection::connect_uri_with_config(uri, props, tls, runtime)
         .await
         .map_err(broker_error)
 }
@@ -98,14 +102,57 @@ fn tls_config(name: &str, tls: Option<&TlsFiles>) -> Result<OwnedTLSConfig, Conn
     })
 }
 
-fn split_vhost(url: &str) -> (&str, &str) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(i) => (&url[..after_scheme + i], &url[after_scheme + i + 1..]),
-        None => (url, ""),
+/// The connection's URL with the `vhost` and `heartbeat_secs` overrides applied, parsed as an
+/// AMQP URI so that its query parameters (`frame_max`, `connection_timeout`, …) are kept.
+pub fn uri(conn: &RabbitConnection) -> Result<AMQPUri, String> {
+    let mut uri: AMQPUri = conn.url.parse()?;
+    if let Some(vhost) = &conn.vhost {
+        uri.vhost = vhost.clone();
     }
+    if let Some(hb) = conn.heartbeat_secs {
+        uri.query.heartbeat = Some(hb);
+    }
+    Ok(uri)
 }
 
-fn encode_vhost(vhost: &str) -> String {
-    vhost.replace('%', "%25").replace('/', "%2f")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(url: &str, vhost: Option<&str>, heartbeat_secs: Option<u16>) -> RabbitConnection {
+        RabbitConnection {
+            url: url.to_string(),
+            vhost: vhost.map(str::to_string),
+            heartbeat_secs,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn overrides_keep_the_query_string() {
+        let c = connection(
+            "amqp://u:p@h:5673/old?frame_max=8192&connection_timeout=500",
+            Some("new/vh"),
+            Some(15),
+        );
+        let uri = uri(&c).unwrap();
+        assert_eq!(uri.vhost, "new/vh");
+        assert_eq!(uri.query.heartbeat, Some(15));
+        assert_eq!(uri.query.frame_max, Some(8192));
+        assert_eq!(uri.query.connection_timeout, Some(500));
+        assert_eq!(uri.authority.port, 5673);
+    }
+
+    #[test]
+    fn the_default_vhost_is_decoded() {
+        assert_eq!(
+            uri(&connection("amqp://h/%2f", None, None)).unwrap().vhost,
+            "/"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_is_an_error() {
+        assert!(uri(&connection("amqp://h:notaport/", None, None)).is_err());
+    }
 }

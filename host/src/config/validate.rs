@@ -31,6 +31,10 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
             problems.push(format!(
                 "`rabbitmq.{name}.url` must start with `amqp://` or `amqps://`"
             ));
+        } else if let Err(e) = crate::amqp::uri(conn) {
+            problems.push(format!(
+                "`rabbitmq.{name}.url` is not a valid AMQP URL: {e}"
+            ));
         }
     }
     for (name, cluster) in &config.kafka {
