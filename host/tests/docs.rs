@@ -219,3 +219,45 @@ fn the_shipped_example_configs_load() {
         load(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+#[test]
+fn the_operations_page_lists_every_metric() {
+    let doc = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    use bridge_host::telemetry::metrics::{ClusterLabel, Metrics, PluginLabel};
+    use bridge_host::telemetry::{Counters, Event};
+    // A family is shown once it has a series: make one of each.
+    let metrics = Metrics::new();
+    let c = Counters::new(&metrics, "m");
+    let parts = [("t".to_string(), 0)];
+    c.emit(Event::Failed {
+        kind: "plugin-trap",
+    });
+    c.emit(Event::PartitionsAssigned(&parts));
+    c.emit(Event::Lag(&[("t".to_string(), 0, 1)]));
+    c.plugin_timer("p");
+    let _ = metrics.connected.get_or_create(&Metrics::mapping("m"));
+    let _ = metrics.cluster_reachable.get_or_create(&ClusterLabel {
+        cluster: "k".into(),
+    });
+    let _ = metrics.plugin_info.get_or_create(&PluginLabel {
+        plugin: "p".into(),
+        version: "1".into(),
+        digest: "d".into(),
+    });
+    let names: BTreeSet<String> = metrics
+        .encode()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 17, "{names:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| {
+            let shown = [n.to_string(), format!("{n}_total")];
+            !shown.iter().any(|s| doc.contains(&format!("`{s}`")))
+        })
+        .collect();
+    assert!(missing.is_empty(), "not in docs/operations.md: {missing:?}");
+}
