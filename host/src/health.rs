@@ -4,7 +4,11 @@
 //! - `GET /readyz`: `200` when every mapping's source and target are connected and every Kafka
 //!   cluster answers, `503` otherwise; the body is the status JSON either way;
 //! - `GET /status`: the status JSON (readiness, connections, counters);
-//! - `GET /metrics`: every metric in Prometheus' text format.
+//! - `GET /metrics`: every metric in Prometheus' text format;
+//! - `POST /admin/reload`: reloads the plugins and answers what it did (`200`, or `422` when a
+//!   new version was rejected). Admin endpoints need `Authorization: Bearer <admin_token>`:
+//!   without it they answer `401`, with a wrong token (or none configured) `403`, and change
+//!   nothing.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,8 +21,19 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::reload::{self, Trigger};
 use crate::status::Status;
+
+/// What the admin endpoints act on.
+#[derive(Clone)]
+pub struct Admin {
+    /// The bearer token they require; `None` turns them off.
+    pub token: Option<String>,
+    /// Where reload requests go.
+    pub reload: mpsc::Sender<reload::Request>,
+}
 
 /// Binds `addr`; an error names the address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -28,16 +43,25 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves the probes until the task is dropped.
-pub async fn serve(listener: TcpListener, status: Arc<Status>) {
+pub async fn serve(listener: TcpListener, status: Arc<Status>, admin: Admin) {
+    let admin = Arc::new(admin);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, for instance: wait instead of spinning.
+                tracing::warn!(error = %e, "The health listener cannot accept a connection.");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let status = Arc::clone(&status);
+        let admin = Arc::clone(&admin);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let status = Arc::clone(&status);
-                async move { Ok::<_, Infallible>(respond(&req, &status)) }
+                let admin = Arc::clone(&admin);
+                async move { Ok::<_, Infallible>(respond(&req, &status, &admin).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -50,8 +74,12 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn respond<B>(req: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
+async fn respond<B>(req: &Request<B>, status: &Status, admin: &Admin) -> Response<Full<Bytes>> {
     let (code, body, content_type) = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/admin/reload") => match authorize(req, admin) {
+            Err(refusal) => refusal,
+            Ok(()) => reload(admin).await,
+        },
         (&Method::GET, "/livez") => (StatusCode::OK, "ok\n".to_string(), TEXT),
         (&Method::GET, "/readyz") => {
             let code = if status.is_ready() {
@@ -71,10 +99,118 @@ fn respond<B>(req: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
+    if code == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+    }
     *response.status_mut() = code;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+type Answer = (StatusCode, String, &'static str);
+
+/// `Ok` when the request carries the admin token.
+fn authorize<B>(req: &Request<B>, admin: &Admin) -> Result<(), Answer> {
+    let Some(token) = &admin.token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "admin endpoints are off: set `bridge.admin_token`\n".to_string(),
+            TEXT,
+        ));
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "an `Authorization: Bearer <admin_token>` header is required\n".to_string(),
+            TEXT,
+        )),
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err((
+            StatusCode::FORBIDDEN,
+            "wrong admin token\n".to_string(),
+            TEXT,
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn reload(admin: &Admin) -> Answer {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the bridge is stopping\n".to_string(),
+            TEXT,
+        )
+    };
+    if admin.reload.send((Trigger::Admin, Some(tx))).await.is_err() {
+        return unavailable();
+    }
+    let Ok(report) = rx.await else {
+        return unavailable();
+    };
+    let code = if report.rejected.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let body = serde_json::to_string(&report).unwrap_or_default();
+    (code, body, JSON)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(token: Option<&str>) -> Admin {
+        Admin {
+            token: token.map(str::to_string),
+            reload: mpsc::channel(1).0,
+        }
+    }
+
+    fn post(auth: Option<&str>) -> Request<()> {
+        let mut req = Request::post("/admin/reload");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn admin_requests_need_the_token() {
+        let a = admin(Some("s3cret"));
+        assert_eq!(
+            authorize(&post(None), &a).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            authorize(&post(Some("Bearer nope")), &a).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            authorize(&post(Some("Basic s3cret")), &a).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(authorize(&post(Some("Bearer s3cret")), &a).is_ok());
+        let off = admin(None);
+        assert_eq!(
+            authorize(&post(Some("Bearer s3cret")), &off).unwrap_err().0,
+            StatusCode::FORBIDDEN
+        );
+    }
 }

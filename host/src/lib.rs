@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod message_json;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod run;
 pub mod status;
 pub mod telemetry;

@@ -7,23 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::BridgeConfig;
+use crate::reload::{self, PluginSet};
 use crate::status::Status;
 use crate::topology;
 
 /// How often readiness asks each Kafka cluster for metadata.
 const KAFKA_PROBE_EVERY: Duration = Duration::from_secs(2);
 use crate::pipeline::{self, Shutdown};
-use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec, RuntimeOptions};
+use crate::plugin::{PluginRuntime, PluginSpec, RuntimeOptions};
 
 /// Loads every plugin the mappings use and starts one instance of each, so that a bad
 /// component or a rejected configuration stops the bridge before it touches a broker.
-pub fn load_plugins(
-    config: &BridgeConfig,
-) -> Result<HashMap<String, Arc<LoadedPlugin>>, Vec<String>> {
+pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
     let runtime = PluginRuntime::new(RuntimeOptions {
         cache_dir: config.bridge.plugin_cache_dir.clone(),
     })
@@ -63,7 +62,7 @@ pub fn load_plugins(
         }
     }
     if problems.is_empty() {
-        Ok(loaded)
+        Ok(PluginSet::new(config, runtime, loaded))
     } else {
         Err(problems)
     }
@@ -78,26 +77,32 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         None => None,
     };
     let status = Status::new(&config);
-    for plugin in plugins.values() {
-        status.plugin_loaded(plugin.name(), plugin.version(), plugin.digest());
-    }
-    for (mapping, state) in config.mapping.iter().zip(status.mappings()) {
-        let names = mapping.plugins.iter().chain(&mapping.dead_letter_policy);
-        state.set_plugins(
-            names
-                .filter_map(|n| plugins.get(n))
-                .map(|p| match p.version() {
-                    "" => format!("{}@{}", p.name(), &p.digest()[..12.min(p.digest().len())]),
-                    v => format!("{}@{v}", p.name()),
-                })
-                .collect(),
-        );
-    }
+    status.plugins_loaded(&config, &plugins);
     let mut background = tokio::task::JoinSet::new();
+    let (reload_tx, reload_rx) = mpsc::channel::<reload::Request>(1);
+    background.spawn(reload::serve(
+        Arc::clone(&config),
+        Arc::clone(&plugins),
+        Arc::clone(&status),
+        reload_rx,
+    ));
+    background.spawn(reload_on_sighup(reload_tx.clone()));
+    let _watch = if config.bridge.watch_plugins {
+        reload::watch_files(&plugins.paths(), reload_tx.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, "Cannot watch the plugin files; SIGHUP and POST /admin/reload still reload."))
+            .ok()
+    } else {
+        None
+    };
     if let Some(listener) = health {
         tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics.");
-        background.spawn(crate::health::serve(listener, Arc::clone(&status)));
+        let admin = crate::health::Admin {
+            token: config.bridge.admin_token.clone(),
+            reload: reload_tx.clone(),
+        };
+        background.spawn(crate::health::serve(listener, Arc::clone(&status), admin));
     }
+    drop(reload_tx);
     if config.bridge.stats_interval_secs > 0 {
         let every = Duration::from_secs(config.bridge.stats_interval_secs);
         background.spawn(Arc::clone(&status).heartbeat(every));
@@ -121,11 +126,11 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     }
     crate::telemetry::log_start(
         &config,
-        &plugins.values().map(AsRef::as_ref).collect::<Vec<_>>(),
+        &plugins.all().iter().map(AsRef::as_ref).collect::<Vec<_>>(),
     );
     tracing::info!(
         mappings = config.mapping.len(),
-        plugins = plugins.len(),
+        plugins = plugins.all().len(),
         "Bridge started."
     );
 
@@ -165,6 +170,29 @@ async fn prepare_topology(config: &BridgeConfig) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("{}", report.missing.join("; "))
     }
+}
+
+/// Asks for a plugin reload on every SIGHUP.
+async fn reload_on_sighup(requests: mpsc::Sender<reload::Request>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the plugins.");
+            if requests
+                .send((reload::Trigger::Signal, None))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(requests);
 }
 
 async fn wait_for_signal() {

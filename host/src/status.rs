@@ -14,8 +14,11 @@ use serde_json::{Value, json};
 
 use crate::config::{BridgeConfig, Source, Target};
 use crate::kafka::ClusterContext;
-use crate::telemetry::Counters;
-use crate::telemetry::metrics::{ClusterLabel, Metrics, PluginLabel};
+use serde::Serialize;
+
+use crate::reload::{PluginSet, Rejection, ReloadReport, Swap};
+use crate::telemetry::metrics::{ClusterLabel, Metrics};
+use crate::telemetry::{BridgeEvent, Counters};
 
 /// State of one mapping.
 #[derive(Debug)]
@@ -60,9 +63,22 @@ impl MappingStatus {
     }
 }
 
+/// Rejections `/status` keeps.
+const RECENT_REJECTIONS: usize = 5;
+
+/// Plugin reloads since the start.
+#[derive(Debug, Default, Serialize)]
+struct Reloads {
+    applied: u64,
+    rejected: u64,
+    /// The latest rejections, oldest first.
+    recent_rejections: Vec<Rejection>,
+}
+
 /// The bridge's state.
 #[derive(Debug)]
 pub struct Status {
+    reloads: Mutex<Reloads>,
     mappings: Vec<Arc<MappingStatus>>,
     /// Kafka clusters in use, and whether they answered the last metadata request.
     clusters: BTreeMap<String, AtomicBool>,
@@ -94,6 +110,7 @@ impl Status {
                 .set(0);
         }
         Arc::new(Status {
+            reloads: Mutex::default(),
             mappings: config
                 .mapping
                 .iter()
@@ -120,16 +137,62 @@ impl Status {
         &self.metrics
     }
 
-    /// Records a loaded plugin (the `bridge_plugin` info metric).
-    pub fn plugin_loaded(&self, plugin: &str, version: &str, digest: &str) {
-        self.metrics
-            .plugin_info
-            .get_or_create(&PluginLabel {
-                plugin: plugin.to_string(),
-                version: version.to_string(),
-                digest: digest.to_string(),
-            })
-            .set(1);
+    /// Records the plugins loaded at startup and which of them each mapping runs.
+    pub fn plugins_loaded(&self, config: &BridgeConfig, plugins: &PluginSet) {
+        for p in plugins.all() {
+            self.metrics.emit(BridgeEvent::PluginLoaded(&p));
+        }
+        self.show_plugins(config, plugins);
+    }
+
+    fn show_plugins(&self, config: &BridgeConfig, plugins: &PluginSet) {
+        for (mapping, state) in config.mapping.iter().zip(&self.mappings) {
+            let names = mapping.plugins.iter().chain(&mapping.dead_letter_policy);
+            state.set_plugins(
+                names
+                    .filter_map(|n| plugins.get(n))
+                    .map(|p| p.describe())
+                    .collect(),
+            );
+        }
+    }
+
+    /// Records what a reload did: metrics, log lines, the mappings' plugin lists, and the
+    /// latest rejections for `/status`.
+    pub fn reloaded(
+        &self,
+        config: &BridgeConfig,
+        trigger: &str,
+        report: &ReloadReport,
+        swapped: &[Swap],
+        plugins: &PluginSet,
+    ) {
+        for (old, new) in swapped {
+            self.metrics.emit(BridgeEvent::PluginReloaded {
+                old: old.as_deref(),
+                new,
+                trigger,
+            });
+        }
+        let new_rejections = report.rejected.iter().filter(|r| !r.repeated);
+        for r in new_rejections.clone() {
+            self.metrics.emit(BridgeEvent::PluginRejected {
+                plugin: &r.plugin,
+                reason: &r.reason,
+                trigger,
+            });
+        }
+        self.show_plugins(config, plugins);
+        if let Ok(mut reloads) = self.reloads.lock() {
+            reloads.applied += report.applied.len() as u64;
+            for r in new_rejections {
+                reloads.rejected += 1;
+                if reloads.recent_rejections.len() == RECENT_REJECTIONS {
+                    reloads.recent_rejections.remove(0);
+                }
+                reloads.recent_rejections.push(r.clone());
+            }
+        }
     }
 
     /// The mappings' states, in configuration order.
@@ -153,6 +216,7 @@ impl Status {
             "mappings": self.mappings.iter()
                 .map(|m| (m.name.clone(), json!({ "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
+            "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
         })
     }
 

@@ -1,5 +1,6 @@
 //! The documentation against the code: the configuration reference lists exactly the keys the
 //! configuration types accept, and every `toml` example in the docs loads.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -223,7 +224,7 @@ fn the_shipped_example_configs_load() {
 #[test]
 fn the_operations_page_lists_every_metric() {
     let doc = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
-    use bridge_host::telemetry::metrics::{ClusterLabel, Metrics, PluginLabel};
+    use bridge_host::telemetry::metrics::{ClusterLabel, Metrics, PluginLabel, ReloadLabel};
     use bridge_host::telemetry::{Counters, Event};
     // A family is shown once it has a series: make one of each.
     let metrics = Metrics::new();
@@ -241,8 +242,12 @@ fn the_operations_page_lists_every_metric() {
     });
     let _ = metrics.plugin_info.get_or_create(&PluginLabel {
         plugin: "p".into(),
-        version: "1".into(),
+        contract: "0.1.0".into(),
         digest: "d".into(),
+    });
+    let _ = metrics.plugin_reloads.get_or_create(&ReloadLabel {
+        plugin: "p".into(),
+        result: "applied".into(),
     });
     let names: BTreeSet<String> = metrics
         .encode()
@@ -251,7 +256,7 @@ fn the_operations_page_lists_every_metric() {
         .filter_map(|l| l.split(' ').next())
         .map(str::to_string)
         .collect();
-    assert!(names.len() >= 17, "{names:?}");
+    assert!(names.len() >= 18, "{names:?}");
     let missing: Vec<_> = names
         .iter()
         .filter(|n| {

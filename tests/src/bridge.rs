@@ -56,6 +56,25 @@ impl BridgeProcess {
         process
     }
 
+    /// Starts `bridge-host run --config PATH` on an existing file (relative plugin paths resolve
+    /// against its directory), with more environment variables.
+    pub fn start_at(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("bridge.log");
+        let mut process = BridgeProcess {
+            child: None,
+            _dir: dir,
+            config: config.to_path_buf(),
+            log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        process.spawn();
+        process
+    }
+
     /// (Re)starts the process with the same configuration.
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
@@ -125,12 +144,31 @@ impl Drop for BridgeProcess {
 
 /// `GET path` on `127.0.0.1:port`: the status code and body, or `None` if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, &[])
+}
+
+/// `POST path` on `127.0.0.1:port`, with `Authorization: Bearer TOKEN` when a token is given.
+pub fn http_post(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+    http_request(port, "POST", path, auth.as_slice())
+}
+
+/// A request with `headers` (`Name: value`) and no body: the status code and body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[String],
+) -> Option<(u16, String)> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
     )
     .ok()?;
     let mut response = String::new();

@@ -27,6 +27,9 @@ pub(super) fn substitute(
             apply(format!("kafka.{name}.sasl.password"), &mut sasl.password);
         }
     }
+    if let Some(token) = &mut config.bridge.admin_token {
+        apply("bridge.admin_token".to_string(), token);
+    }
     for (name, conn) in &mut config.rabbitmq {
         apply(format!("rabbitmq.{name}.url"), &mut conn.url);
         if let Some(vhost) = &mut conn.vhost {

@@ -54,6 +54,10 @@ pub struct Mapping {
     /// Without it, a missing one stops the bridge at startup.
     #[serde(default, deserialize_with = "super::declare::deserialize")]
     pub declare: Option<super::declare::Declare>,
+    /// Tag every output message with the plugin versions that made it
+    /// (`x-bridge-plugin-versions: name@sha256:…,…`): `plugin_versions_header = true`.
+    #[serde(default)]
+    pub plugin_versions_header: bool,
 }
 
 /// Deduplication settings of a mapping.

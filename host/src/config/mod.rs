@@ -224,18 +224,38 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
 /// health_listen = "0.0.0.0:8080"
 /// stats_interval_secs = 60
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeSettings {
     /// How long a graceful shutdown may drain in-flight messages: `shutdown_timeout_secs = 30`.
     pub shutdown_timeout_secs: u64,
     /// Compiled-plugin cache directory: `plugin_cache_dir = "/var/cache/bridge"`.
     pub plugin_cache_dir: Option<PathBuf>,
-    /// Serve `/livez`, `/readyz` and `/status` on this address: `health_listen = "0.0.0.0:8080"`.
+    /// Serve `/livez`, `/readyz`, `/status`, `/metrics` and the admin endpoints on this address:
+    /// `health_listen = "0.0.0.0:8080"`.
     pub health_listen: Option<std::net::SocketAddr>,
     /// Log every mapping's counters this often; 0 turns the heartbeat off:
     /// `stats_interval_secs = 60`.
     pub stats_interval_secs: u64,
+    /// The bearer token the admin endpoints (`POST /admin/…`) require; without one they are
+    /// off: `admin_token = "${BRIDGE_ADMIN_TOKEN}"`.
+    pub admin_token: Option<String>,
+    /// Reload a plugin when its file changes (SIGHUP and `POST /admin/reload` always do):
+    /// `watch_plugins = true`.
+    pub watch_plugins: bool,
+}
+
+impl std::fmt::Debug for BridgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeSettings")
+            .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("plugin_cache_dir", &self.plugin_cache_dir)
+            .field("health_listen", &self.health_listen)
+            .field("stats_interval_secs", &self.stats_interval_secs)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("watch_plugins", &self.watch_plugins)
+            .finish()
+    }
 }
 
 impl Default for BridgeSettings {
@@ -245,6 +265,8 @@ impl Default for BridgeSettings {
             plugin_cache_dir: None,
             health_listen: None,
             stats_interval_secs: 60,
+            admin_token: None,
+            watch_plugins: true,
         }
     }
 }

@@ -11,6 +11,17 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
     if config.mapping.is_empty() {
         problems.push("no `[[mapping]]`: nothing to bridge".to_string());
     }
+    if let Some(token) = &config.bridge.admin_token {
+        if token.trim().is_empty() {
+            problems.push("`bridge.admin_token` is empty".to_string());
+        }
+        if config.bridge.health_listen.is_none() {
+            problems.push(
+                "`bridge.admin_token` needs `bridge.health_listen`, where the admin endpoints are served"
+                    .to_string(),
+            );
+        }
+    }
     for (name, plugin) in &config.plugins {
         if let Err(e) = plugin.limits.validate() {
             problems.push(format!("`plugins.{name}.limits`: {e}"));

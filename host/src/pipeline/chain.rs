@@ -8,6 +8,7 @@ use crate::plugin::{
     CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
     PluginInstance,
 };
+use crate::reload::PluginSet;
 use crate::telemetry::PluginTimer;
 
 /// What the chain made of one message.
@@ -30,6 +31,8 @@ pub struct ProcessingFailure {
     pub plugin: Option<String>,
     /// The error text or the plugin's reason.
     pub detail: String,
+    /// The plugin's version that failed, `name@sha256:…`.
+    pub version: Option<String>,
 }
 
 impl From<CallError> for ProcessingFailure {
@@ -38,6 +41,7 @@ impl From<CallError> for ProcessingFailure {
             kind: e.kind,
             plugin: Some(e.plugin),
             detail: e.detail,
+            version: None,
         }
     }
 }
@@ -46,6 +50,8 @@ impl From<CallError> for ProcessingFailure {
 /// calling thread; see [`Chain`] for the asynchronous handle the pipelines use.
 pub struct ChainCore {
     transforms: Vec<PluginInstance>,
+    /// `x-bridge-plugin-versions` for every output, when the mapping asks for it.
+    versions: Option<Vec<u8>>,
     /// Per transform, where its call times go (`bridge_plugin_call_seconds`), if anywhere.
     timers: Vec<Option<PluginTimer>>,
     policy: Policy,
@@ -72,6 +78,7 @@ impl ChainCore {
                 .iter()
                 .map(|p| p.instantiate())
                 .collect::<Result<_, _>>()?,
+            versions: None,
             timers,
             policy: match policy {
                 Some(p) => Policy::Plugin(Box::new(p.instantiate()?)),
@@ -100,9 +107,14 @@ impl ChainCore {
                             kind: FailureKind::PluginError,
                             plugin: Some(plugin.plugin().name().to_string()),
                             detail: reason,
+                            version: Some(plugin.plugin().describe()),
                         });
                     }
-                    Err(e) => return ChainOutcome::Failed(e.into()),
+                    Err(e) => {
+                        let mut failure = ProcessingFailure::from(e);
+                        failure.version = Some(plugin.plugin().describe());
+                        return ChainOutcome::Failed(failure);
+                    }
                 }
             }
             current = next;
@@ -110,7 +122,24 @@ impl ChainCore {
                 return ChainOutcome::Dropped;
             }
         }
+        if let Some(versions) = &self.versions {
+            for m in &mut current {
+                m.headers.retain(|(k, _)| k != VERSIONS_HEADER);
+                m.headers
+                    .push((VERSIONS_HEADER.to_string(), versions.clone()));
+            }
+        }
         ChainOutcome::Send(current)
+    }
+
+    /// Tags every output with the chain's plugin versions (`x-bridge-plugin-versions`).
+    pub fn tag_versions(&mut self) {
+        let versions: Vec<String> = self
+            .transforms
+            .iter()
+            .map(|t| t.plugin().describe())
+            .collect();
+        self.versions = Some(versions.join(",").into_bytes());
     }
 
     /// Asks the policy what to do after `failure` on attempt `attempt` (1-based).
@@ -154,6 +183,50 @@ enum Job {
     Describe(String, oneshot::Sender<Option<String>>),
 }
 
+/// The header naming the plugin versions that made an output message, when the mapping has
+/// `plugin_versions_header = true`: `name@sha256:…,name@sha256:…`, in chain order.
+pub const VERSIONS_HEADER: &str = "x-bridge-plugin-versions";
+
+/// What a mapping's chain is made of: plugin names, looked up in the bridge's [`PluginSet`]
+/// whenever its generation moves (a reload swapped a plugin).
+pub struct ChainSpec {
+    /// The mapping's name.
+    pub mapping: String,
+    /// The running plugins.
+    pub plugins: Arc<PluginSet>,
+    /// Transform plugin names, in order.
+    pub transforms: Vec<String>,
+    /// The dead-letter policy plugin's name.
+    pub policy: Option<String>,
+    /// Per transform, where its call times go.
+    pub timers: Vec<Option<PluginTimer>>,
+    /// Tag outputs with `x-bridge-plugin-versions`.
+    pub tag_versions: bool,
+}
+
+impl ChainSpec {
+    /// Fresh instances of the running versions; also returns the generation they belong to.
+    fn build(&self) -> Result<(u64, ChainCore), crate::plugin::LoadError> {
+        let generation = self.plugins.generation();
+        let get = |name: &String| {
+            self.plugins.get(name).ok_or_else(|| {
+                crate::plugin::LoadError::Engine(format!("plugin `{name}` is not loaded"))
+            })
+        };
+        let transforms = self
+            .transforms
+            .iter()
+            .map(get)
+            .collect::<Result<Vec<_>, _>>()?;
+        let policy = self.policy.as_ref().map(get).transpose()?;
+        let mut core = ChainCore::new(&transforms, policy.as_ref(), self.timers.clone())?;
+        if self.tag_versions {
+            core.tag_versions();
+        }
+        Ok((generation, core))
+    }
+}
+
 /// The asynchronous handle of a [`ChainCore`] running on its own thread.
 ///
 /// Plugins run outside the async runtime: WebAssembly work never blocks a runtime worker, the
@@ -167,25 +240,20 @@ pub struct Chain {
 const CHAIN_THREAD_STACK: usize = 8 * 1024 * 1024;
 
 impl Chain {
-    /// Starts the chain's thread with fresh plugin instances.
-    pub fn new(
-        name: &str,
-        transforms: &[Arc<LoadedPlugin>],
-        policy: Option<&Arc<LoadedPlugin>>,
-        timers: Vec<Option<PluginTimer>>,
-    ) -> Result<Self, crate::plugin::LoadError> {
+    /// Starts the chain's thread with fresh instances of the running plugin versions. Between
+    /// two jobs the thread checks whether a reload swapped a plugin and, if so, moves to fresh
+    /// instances of the new versions: every message runs its whole chain on one version.
+    pub fn new(spec: ChainSpec) -> Result<Self, crate::plugin::LoadError> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let transforms = transforms.to_vec();
-        let policy = policy.cloned();
         std::thread::Builder::new()
-            .name(format!("plugins-{name}"))
+            .name(format!("plugins-{}", spec.mapping))
             .stack_size(CHAIN_THREAD_STACK)
             .spawn(move || {
-                let mut core = match ChainCore::new(&transforms, policy.as_ref(), timers) {
-                    Ok(core) => {
+                let (mut generation, mut core) = match spec.build() {
+                    Ok(built) => {
                         let _ = ready_tx.send(Ok(()));
-                        core
+                        built
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -193,6 +261,15 @@ impl Chain {
                     }
                 };
                 while let Ok(job) = rx.recv() {
+                    if spec.plugins.generation() != generation {
+                        match spec.build() {
+                            Ok((g, c)) => (generation, core) = (g, c),
+                            Err(e) => {
+                                tracing::error!(mapping = %spec.mapping, error = %e, "Cannot start the reloaded plugins; the running versions stay.");
+                                generation = spec.plugins.generation();
+                            }
+                        }
+                    }
                     match job {
                         Job::Run(batch, reply) => {
                             let _ = reply.send(batch.into_iter().map(|m| core.run(m)).collect());
@@ -284,6 +361,7 @@ fn thread_gone() -> ProcessingFailure {
         kind: FailureKind::PluginTrap,
         plugin: None,
         detail: "the plugin thread exited".to_string(),
+        version: None,
     }
 }
 

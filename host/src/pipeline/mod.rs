@@ -11,7 +11,6 @@ mod processor;
 mod sink;
 mod watermark;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +18,13 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use chain::{Chain, default_decision};
+pub use chain::{Chain, ChainSpec, VERSIONS_HEADER, default_decision};
 pub use headers::{HOPS, add_provenance};
 pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use sink::Sink;
 
 use crate::config::{BridgeConfig, Mapping, Source};
-use crate::plugin::LoadedPlugin;
+use crate::reload::PluginSet;
 use crate::status::MappingStatus;
 use crate::telemetry::Event;
 
@@ -103,7 +102,7 @@ pub(crate) fn backoff(first: Duration) -> impl Iterator<Item = Duration> {
 pub async fn run_mapping(
     config: Arc<BridgeConfig>,
     mapping: Mapping,
-    plugins: Arc<HashMap<String, Arc<LoadedPlugin>>>,
+    plugins: Arc<PluginSet>,
     status: Arc<MappingStatus>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) {
@@ -142,23 +141,23 @@ pub async fn run_mapping(
 async fn run_once(
     config: &BridgeConfig,
     mapping: &Mapping,
-    plugins: &HashMap<String, Arc<LoadedPlugin>>,
+    plugins: &Arc<PluginSet>,
     status: &Arc<MappingStatus>,
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
-    let transforms: Vec<_> = mapping
-        .plugins
-        .iter()
-        .map(|p| Arc::clone(&plugins[p]))
-        .collect();
-    let policy = mapping.dead_letter_policy.as_ref().map(|p| &plugins[p]);
-    let timers = mapping
-        .plugins
-        .iter()
-        .map(|p| Some(status.counters.plugin_timer(p)))
-        .collect();
-    let chain = Chain::new(&mapping.name, &transforms, policy, timers)
-        .map_err(|e| PipelineError::Plugin(e.to_string()))?;
+    let chain = Chain::new(ChainSpec {
+        mapping: mapping.name.clone(),
+        plugins: Arc::clone(plugins),
+        transforms: mapping.plugins.clone(),
+        policy: mapping.dead_letter_policy.clone(),
+        timers: mapping
+            .plugins
+            .iter()
+            .map(|p| Some(status.counters.plugin_timer(p)))
+            .collect(),
+        tag_versions: mapping.plugin_versions_header,
+    })
+    .map_err(|e| PipelineError::Plugin(e.to_string()))?;
     let sink = Sink::open(config, &mapping.target)
         .await
         .map_err(|e| PipelineError::Sink(e.0))?;

@@ -181,6 +181,7 @@ impl Processor {
                 "the message crossed {hops} bridges (hop_limit = {})",
                 self.settings.hop_limit
             ),
+            version: None,
         }
     }
 
@@ -266,6 +267,7 @@ impl Processor {
             kind: first.kind,
             plugin: None,
             detail: first.detail,
+            version: None,
         };
         match self.decide(&original, &failure, attempt).await {
             Decision::Retry(ms) => {
@@ -462,14 +464,15 @@ impl Processor {
         attempts: u32,
         target: Option<DeadLetterTarget>,
     ) -> Result<(), SinkError> {
-        let plugin = match &failure.plugin {
-            Some(p) => Some(
+        let plugin = match (&failure.version, &failure.plugin) {
+            (Some(version), _) => Some(version.clone()),
+            (None, Some(p)) => Some(
                 self.chain
                     .describe_plugin(p)
                     .await
                     .unwrap_or_else(|| p.clone()),
             ),
-            None => None,
+            (None, None) => None,
         };
         let ctx = DeadLetterContext {
             mapping: &self.settings.mapping,

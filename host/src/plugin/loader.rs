@@ -74,17 +74,12 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    /// The plugin's name.
-    /// The version the plugin declares (empty if none).
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
     /// The SHA-256 of the component's bytes, in hex.
     pub fn digest(&self) -> &str {
         &self.digest
     }
 
+    /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.spec.name
     }

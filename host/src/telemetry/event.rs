@@ -13,7 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::{Value, json};
 
-use super::metrics::{FailureLabel, Metrics, PartitionLabel, PluginCallLabel, RebalanceLabel};
+use super::metrics::{
+    FailureLabel, Metrics, PartitionLabel, PluginCallLabel, PluginLabel, RebalanceLabel,
+    ReloadLabel,
+};
+use crate::plugin::LoadedPlugin;
 
 /// Where a retried failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +329,86 @@ impl Counters {
             lag = self.lag_total.load(Ordering::Relaxed),
             "{message}"
         );
+    }
+}
+
+/// Something that happened to the bridge as a whole.
+#[derive(Debug)]
+pub enum BridgeEvent<'a> {
+    /// A plugin was loaded at startup.
+    PluginLoaded(&'a LoadedPlugin),
+    /// A new version of a plugin replaced the running one.
+    PluginReloaded {
+        /// The version it replaced.
+        old: Option<&'a LoadedPlugin>,
+        /// The new version.
+        new: &'a LoadedPlugin,
+        /// `file`, `signal` or `admin`.
+        trigger: &'a str,
+    },
+    /// A new version of a plugin was rejected; the running one stays.
+    PluginRejected {
+        /// The plugin's name.
+        plugin: &'a str,
+        /// Why.
+        reason: &'a str,
+        /// `file`, `signal` or `admin`.
+        trigger: &'a str,
+    },
+}
+
+impl Metrics {
+    /// Records `event`: its metric, and its log line where it has one.
+    pub fn emit(&self, event: BridgeEvent<'_>) {
+        match event {
+            BridgeEvent::PluginLoaded(p) => {
+                self.plugin_info.get_or_create(&plugin_label(p)).set(1);
+            }
+            BridgeEvent::PluginReloaded { old, new, trigger } => {
+                if let Some(old) = old {
+                    self.plugin_info.remove(&plugin_label(old));
+                }
+                self.plugin_info.get_or_create(&plugin_label(new)).set(1);
+                self.reloads(new.name(), "applied");
+                tracing::info!(
+                    plugin = new.name(),
+                    from = old.map(|o| o.digest()),
+                    to = new.digest(),
+                    trigger,
+                    "Plugin reloaded."
+                );
+            }
+            BridgeEvent::PluginRejected {
+                plugin,
+                reason,
+                trigger,
+            } => {
+                self.reloads(plugin, "rejected");
+                tracing::error!(
+                    plugin,
+                    reason,
+                    trigger,
+                    "Plugin reload rejected; the running version stays."
+                );
+            }
+        }
+    }
+
+    fn reloads(&self, plugin: &str, result: &str) {
+        self.plugin_reloads
+            .get_or_create(&ReloadLabel {
+                plugin: plugin.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+}
+
+fn plugin_label(p: &LoadedPlugin) -> PluginLabel {
+    PluginLabel {
+        plugin: p.name().to_string(),
+        contract: p.contract_version().to_string(),
+        digest: p.digest().to_string(),
     }
 }
 

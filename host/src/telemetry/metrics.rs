@@ -61,13 +61,22 @@ pub struct ClusterLabel {
     pub cluster: String,
 }
 
-/// `plugin="…",version="…",digest="…"`: a loaded plugin.
+/// `plugin="…",result="applied|rejected"`: a plugin reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    /// The plugin's name in the config.
+    pub plugin: String,
+    /// `applied` or `rejected`.
+    pub result: String,
+}
+
+/// `plugin="…",contract="…",digest="…"`: a loaded plugin.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabel {
     /// The plugin's name in the config.
     pub plugin: String,
-    /// The version the plugin declares.
-    pub version: String,
+    /// The `bridge:plugin` contract version it was built against.
+    pub contract: String,
     /// The SHA-256 of the component, in hex.
     pub digest: String,
 }
@@ -121,8 +130,10 @@ pub struct Metrics {
     pub plugin_call: CallHistograms,
     /// 1 while the Kafka cluster answers metadata requests.
     pub cluster_reachable: Family<ClusterLabel, Gauge>,
-    /// 1 for every loaded plugin, with its version and digest.
+    /// 1 for every running plugin version, with its contract version and digest.
     pub plugin_info: Family<PluginLabel, Gauge>,
+    /// Plugin reloads, applied or rejected.
+    pub plugin_reloads: Family<ReloadLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -153,6 +164,7 @@ impl Metrics {
             plugin_call: Family::new_with_constructor(call_histogram),
             cluster_reachable: Family::default(),
             plugin_info: Family::default(),
+            plugin_reloads: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -238,8 +250,13 @@ impl Metrics {
         );
         r.register(
             "plugin_info",
-            "A loaded plugin, with its version and digest (always 1)",
+            "A running plugin version, with its contract version and digest (always 1)",
             m.plugin_info.clone(),
+        );
+        r.register(
+            "plugin_reloads",
+            "Plugin reloads, by result (applied, rejected)",
+            m.plugin_reloads.clone(),
         );
         Metrics { registry, ..m }
     }

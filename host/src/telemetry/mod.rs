@@ -7,7 +7,7 @@
 pub mod event;
 pub mod metrics;
 
-pub use event::{Counters, Event, PluginTimer};
+pub use event::{BridgeEvent, Counters, Event, PluginTimer};
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -56,7 +56,7 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
     for p in plugins {
         tracing::info!(
             plugin = p.name(),
-            version = p.version(),
+            contract = p.contract_version(),
             digest = p.digest(),
             "Plugin loaded."
         );
