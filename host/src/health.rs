@@ -5,8 +5,8 @@
 //!   cluster answers, `503` otherwise; the body is the status JSON either way;
 //! - `GET /status`: the status JSON (readiness, connections, counters);
 //! - `GET /metrics`: every metric in Prometheus' text format;
-//! - `POST /admin/reload`: reloads the plugins and answers what it did (`200`, or `422` when a
-//!   new version was rejected). Admin endpoints need `Authorization: Bearer <admin_token>`:
+//! - `POST /admin/reload`: reloads the configuration and the plugins and answers what it did
+//!   (`200`, or `422` when the configuration or a new plugin version was rejected). Admin endpoints need `Authorization: Bearer <admin_token>`:
 //!   without it they answer `401`, with a wrong token (or none configured) `403`, and change
 //!   nothing.
 
@@ -163,7 +163,7 @@ async fn reload(admin: &Admin) -> Answer {
     let Ok(report) = rx.await else {
         return unavailable();
     };
-    let code = if report.rejected.is_empty() {
+    let code = if report.rejected.is_empty() && report.config != "rejected" {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY

@@ -13,5 +13,6 @@ pub mod plugin;
 pub mod reload;
 pub mod run;
 pub mod status;
+pub mod supervisor;
 pub mod telemetry;
 pub mod topology;

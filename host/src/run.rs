@@ -7,17 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::BridgeConfig;
 use crate::reload::{self, PluginSet};
 use crate::status::Status;
+use crate::supervisor::Supervisor;
 use crate::topology;
 
-/// How often readiness asks each Kafka cluster for metadata.
-const KAFKA_PROBE_EVERY: Duration = Duration::from_secs(2);
-use crate::pipeline::{self, Shutdown};
 use crate::plugin::{PluginRuntime, PluginSpec, RuntimeOptions};
 
 /// Loads every plugin the mappings use and starts one instance of each, so that a bad
@@ -70,7 +68,14 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
 
 /// Runs the bridge until a signal.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
-    let config = Arc::new(BridgeConfig::load(path)?);
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let config = Arc::new(BridgeConfig::parse(path, &text, &|name| {
+        std::env::var(name).ok()
+    })?);
     let plugins = Arc::new(load_plugins(&config).map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?);
     let health = match config.bridge.health_listen {
         Some(addr) => Some(crate::health::bind(addr).await?),
@@ -79,51 +84,30 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let status = Status::new(&config);
     status.plugins_loaded(&config, &plugins);
     let mut background = tokio::task::JoinSet::new();
-    let (reload_tx, reload_rx) = mpsc::channel::<reload::Request>(1);
-    background.spawn(reload::serve(
-        Arc::clone(&config),
-        Arc::clone(&plugins),
-        Arc::clone(&status),
-        reload_rx,
-    ));
+    let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(1);
     background.spawn(reload_on_sighup(reload_tx.clone()));
-    let _watch = if config.bridge.watch_plugins {
-        reload::watch_files(&plugins.paths(), reload_tx.clone())
-            .inspect_err(|e| tracing::warn!(error = %e, "Cannot watch the plugin files; SIGHUP and POST /admin/reload still reload."))
-            .ok()
-    } else {
-        None
-    };
     if let Some(listener) = health {
-        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics.");
+        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics, /admin/reload.");
         let admin = crate::health::Admin {
             token: config.bridge.admin_token.clone(),
             reload: reload_tx.clone(),
         };
         background.spawn(crate::health::serve(listener, Arc::clone(&status), admin));
     }
-    drop(reload_tx);
     if config.bridge.stats_interval_secs > 0 {
         let every = Duration::from_secs(config.bridge.stats_interval_secs);
         background.spawn(Arc::clone(&status).heartbeat(every));
     }
-    background.spawn(Arc::clone(&status).probe_kafka(Arc::clone(&config), KAFKA_PROBE_EVERY));
     prepare_topology(&config).await?;
     let timeout = Duration::from_secs(config.bridge.shutdown_timeout_secs);
-    let (tx, rx) = watch::channel(Shutdown {
-        stopping: false,
-        deadline: Instant::now(),
-    });
-    let mut tasks = tokio::task::JoinSet::new();
-    for (mapping, state) in config.mapping.iter().zip(status.mappings()) {
-        tasks.spawn(pipeline::run_mapping(
-            Arc::clone(&config),
-            mapping.clone(),
-            Arc::clone(&plugins),
-            Arc::clone(state),
-            rx.clone(),
-        ));
-    }
+    let mut supervisor = Supervisor::start(
+        path.to_path_buf(),
+        text,
+        Arc::clone(&config),
+        Arc::clone(&plugins),
+        Arc::clone(&status),
+        reload_tx,
+    );
     crate::telemetry::log_start(
         &config,
         &plugins.all().iter().map(AsRef::as_ref).collect::<Vec<_>>(),
@@ -134,21 +118,30 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         "Bridge started."
     );
 
+    // Reloads, one at a time, until the first SIGTERM/SIGINT.
+    let first_signal = wait_for_signal();
+    tokio::pin!(first_signal);
+    loop {
+        tokio::select! {
+            _ = &mut first_signal => break,
+            Some((trigger, reply)) = reload_rx.recv() => {
+                let report = supervisor.reload(trigger).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(report);
+                }
+            }
+        }
+    }
+    tracing::info!(
+        timeout_secs = timeout.as_secs(),
+        "Shutting down: draining in-flight messages."
+    );
     let signals = tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!(
-            timeout_secs = timeout.as_secs(),
-            "Shutting down: draining in-flight messages."
-        );
-        let _ = tx.send(Shutdown {
-            stopping: true,
-            deadline: Instant::now() + timeout,
-        });
         wait_for_signal().await;
         tracing::warn!("Second signal: exiting now.");
         std::process::exit(130);
     });
-    while tasks.join_next().await.is_some() {}
+    supervisor.stop_all(Instant::now() + timeout).await;
     signals.abort();
     crate::telemetry::log_stop(&status);
     tracing::info!("Bridge stopped.");

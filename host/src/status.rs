@@ -2,10 +2,10 @@
 //! each Kafka cluster answers. Read by the health endpoints ([`crate::health`]) and logged as
 //! a periodic stats heartbeat.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,7 +16,7 @@ use crate::config::{BridgeConfig, Source, Target};
 use crate::kafka::ClusterContext;
 use serde::Serialize;
 
-use crate::reload::{PluginSet, Rejection, ReloadReport, Swap};
+use crate::reload::{MappingChanges, PluginSet, Rejection, ReloadReport, Swap};
 use crate::telemetry::metrics::{ClusterLabel, Metrics};
 use crate::telemetry::{BridgeEvent, Counters};
 
@@ -66,75 +66,140 @@ impl MappingStatus {
 /// Rejections `/status` keeps.
 const RECENT_REJECTIONS: usize = 5;
 
-/// Plugin reloads since the start.
+/// Plugin and configuration reloads since the start.
 #[derive(Debug, Default, Serialize)]
 struct Reloads {
     applied: u64,
     rejected: u64,
     /// The latest rejections, oldest first.
     recent_rejections: Vec<Rejection>,
+    config: ConfigReloads,
+}
+
+/// Configuration reloads since the start.
+#[derive(Debug, Default, Serialize)]
+struct ConfigReloads {
+    applied: u64,
+    rejected: u64,
+    /// Why the last rejected configuration was rejected.
+    last_rejection: Option<String>,
+    /// What the last applied configuration changed.
+    last_changes: Option<MappingChanges>,
 }
 
 /// The bridge's state.
 #[derive(Debug)]
 pub struct Status {
     reloads: Mutex<Reloads>,
-    mappings: Vec<Arc<MappingStatus>>,
+    /// The running mappings, in configuration order (a configuration reload changes them).
+    mappings: RwLock<Vec<Arc<MappingStatus>>>,
     /// Kafka clusters in use, and whether they answered the last metadata request.
-    clusters: BTreeMap<String, AtomicBool>,
+    clusters: RwLock<BTreeMap<String, Arc<AtomicBool>>>,
     metrics: Arc<Metrics>,
 }
 
 impl Status {
     /// A status for the mappings and Kafka clusters of `config`, nothing connected yet.
     pub fn new(config: &BridgeConfig) -> Arc<Self> {
-        let mut clusters = BTreeMap::new();
+        let status = Status {
+            reloads: Mutex::default(),
+            mappings: RwLock::default(),
+            clusters: RwLock::default(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        status.configure(config);
+        Arc::new(status)
+    }
+
+    /// Follows a new configuration: a mapping keeps its state and counters under the same
+    /// name, new ones start disconnected, removed ones disappear (their connection gauge too);
+    /// the same for Kafka clusters.
+    pub fn configure(&self, config: &BridgeConfig) {
+        let Ok(mut mappings) = self.mappings.write() else {
+            return;
+        };
+        let mut next = Vec::with_capacity(config.mapping.len());
+        for m in &config.mapping {
+            let existing = mappings.iter().find(|s| s.name == m.name).cloned();
+            next.push(existing.unwrap_or_else(|| {
+                Arc::new(MappingStatus {
+                    name: m.name.clone(),
+                    connected: AtomicBool::new(false),
+                    connected_gauge: self
+                        .metrics
+                        .connected
+                        .get_or_create(&Metrics::mapping(&m.name))
+                        .clone(),
+                    counters: Counters::new(&self.metrics, &m.name),
+                    plugins: Mutex::new(Vec::new()),
+                })
+            }));
+        }
+        for gone in mappings
+            .iter()
+            .filter(|s| !next.iter().any(|n| n.name == s.name))
+        {
+            self.metrics.connected.remove(&Metrics::mapping(&gone.name));
+        }
+        *mappings = next;
+        drop(mappings);
+
+        let mut wanted = BTreeSet::new();
         for m in &config.mapping {
             if let Source::Kafka(k) = &m.source {
-                clusters.insert(k.cluster.clone(), AtomicBool::new(false));
+                wanted.insert(k.cluster.clone());
             }
             for t in std::iter::once(&m.target).chain(m.dead_letter.as_ref().map(|d| &d.0)) {
                 if let Target::Kafka(k) = t {
-                    clusters.insert(k.cluster.clone(), AtomicBool::new(false));
+                    wanted.insert(k.cluster.clone());
                 }
             }
         }
-        let metrics = Arc::new(Metrics::new());
-        for name in clusters.keys() {
-            // Each cluster's series exists (at 0) before its first probe.
-            metrics
-                .cluster_reachable
-                .get_or_create(&ClusterLabel {
-                    cluster: name.clone(),
-                })
-                .set(0);
+        let Ok(mut clusters) = self.clusters.write() else {
+            return;
+        };
+        clusters.retain(|name, _| {
+            let keep = wanted.contains(name);
+            if !keep {
+                self.metrics.cluster_reachable.remove(&cluster_label(name));
+            }
+            keep
+        });
+        for name in wanted {
+            clusters.entry(name.clone()).or_insert_with(|| {
+                // Each cluster's series exists (at 0) before its first probe.
+                self.metrics
+                    .cluster_reachable
+                    .get_or_create(&cluster_label(&name))
+                    .set(0);
+                Arc::new(AtomicBool::new(false))
+            });
         }
-        Arc::new(Status {
-            reloads: Mutex::default(),
-            mappings: config
-                .mapping
-                .iter()
-                .map(|m| {
-                    Arc::new(MappingStatus {
-                        name: m.name.clone(),
-                        connected: AtomicBool::new(false),
-                        connected_gauge: metrics
-                            .connected
-                            .get_or_create(&Metrics::mapping(&m.name))
-                            .clone(),
-                        counters: Counters::new(&metrics, &m.name),
-                        plugins: Mutex::new(Vec::new()),
-                    })
-                })
-                .collect(),
-            clusters,
-            metrics,
-        })
     }
 
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Records an applied configuration reload.
+    pub fn config_applied(&self, changes: &MappingChanges, trigger: &str) {
+        self.metrics
+            .emit(BridgeEvent::ConfigReloaded { changes, trigger });
+        if let Ok(mut r) = self.reloads.lock() {
+            r.config.applied += 1;
+            r.config.last_changes = Some(changes.clone());
+        }
+    }
+
+    /// Records a rejected configuration reload; the running configuration stays.
+    pub fn config_rejected(&self, reason: &str, trigger: &str) {
+        self.metrics
+            .emit(BridgeEvent::ConfigRejected { reason, trigger });
+        if let Ok(mut r) = self.reloads.lock() {
+            r.config.rejected += 1;
+            r.config.last_rejection = Some(reason.to_string());
+        }
     }
 
     /// Records the plugins loaded at startup and which of them each mapping runs.
@@ -146,7 +211,7 @@ impl Status {
     }
 
     fn show_plugins(&self, config: &BridgeConfig, plugins: &PluginSet) {
-        for (mapping, state) in config.mapping.iter().zip(&self.mappings) {
+        for (mapping, state) in config.mapping.iter().zip(self.mappings()) {
             let names = mapping.plugins.iter().chain(&mapping.dead_letter_policy);
             state.set_plugins(
                 names
@@ -196,24 +261,39 @@ impl Status {
     }
 
     /// The mappings' states, in configuration order.
-    pub fn mappings(&self) -> &[Arc<MappingStatus>] {
-        &self.mappings
+    pub fn mappings(&self) -> Vec<Arc<MappingStatus>> {
+        self.mappings.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The state of mapping `name`.
+    pub fn mapping(&self, name: &str) -> Option<Arc<MappingStatus>> {
+        self.mappings().into_iter().find(|m| m.name == name)
+    }
+
+    fn clusters(&self) -> Vec<(String, Arc<AtomicBool>)> {
+        self.clusters
+            .read()
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
+            .unwrap_or_default()
     }
 
     /// Ready: every mapping is connected and every Kafka cluster answers.
     pub fn is_ready(&self) -> bool {
-        self.mappings.iter().all(|m| m.is_connected())
-            && self.clusters.values().all(|up| up.load(Ordering::Relaxed))
+        self.mappings().iter().all(|m| m.is_connected())
+            && self
+                .clusters()
+                .iter()
+                .all(|(_, up)| up.load(Ordering::Relaxed))
     }
 
     /// Readiness, connections and counters as JSON.
     pub fn to_json(&self) -> Value {
         json!({
             "ready": self.is_ready(),
-            "kafka": self.clusters.iter()
+            "kafka": self.clusters().iter()
                 .map(|(name, up)| (name.clone(), json!({ "reachable": up.load(Ordering::Relaxed) })))
                 .collect::<serde_json::Map<_, _>>(),
-            "mappings": self.mappings.iter()
+            "mappings": self.mappings().iter()
                 .map(|m| (m.name.clone(), json!({ "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
             "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
@@ -226,21 +306,25 @@ impl Status {
         tick.tick().await;
         loop {
             tick.tick().await;
-            for m in &self.mappings {
+            for m in self.mappings() {
                 m.log_counters("Stats.");
             }
         }
     }
 
     /// Asks every Kafka cluster in use for metadata every `every`, recording whether it
-    /// answered (librdkafka reconnects on its own; this only observes).
+    /// answered (librdkafka reconnects on its own; this only observes). A configuration reload
+    /// replaces the task.
     pub async fn probe_kafka(self: Arc<Self>, config: Arc<BridgeConfig>, every: Duration) {
         let mut clients = Vec::new();
-        for name in self.clusters.keys() {
-            match crate::kafka::client_config(&config.kafka[name])
-                .create_with_context::<_, BaseConsumer<ClusterContext>>(ClusterContext::new(name))
+        for (name, up) in self.clusters() {
+            let Some(cluster) = config.kafka.get(&name) else {
+                continue;
+            };
+            match crate::kafka::client_config(cluster)
+                .create_with_context::<_, BaseConsumer<ClusterContext>>(ClusterContext::new(&name))
             {
-                Ok(c) => clients.push((name.clone(), Arc::new(c))),
+                Ok(c) => clients.push((name.clone(), up, Arc::new(c))),
                 Err(e) => {
                     tracing::error!(cluster = %name, error = %e, "Cannot create a Kafka client for the readiness probe.")
                 }
@@ -249,19 +333,17 @@ impl Status {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            for (name, client) in &clients {
+            for (name, up_flag, client) in &clients {
                 let client = Arc::clone(client);
                 let up = tokio::task::spawn_blocking(move || {
                     client.fetch_metadata(None, Duration::from_secs(2)).is_ok()
                 })
                 .await
                 .unwrap_or(false);
-                let was = self.clusters[name].swap(up, Ordering::Relaxed);
+                let was = up_flag.swap(up, Ordering::Relaxed);
                 self.metrics
                     .cluster_reachable
-                    .get_or_create(&ClusterLabel {
-                        cluster: name.clone(),
-                    })
+                    .get_or_create(&cluster_label(name))
                     .set(i64::from(up));
                 if was != up {
                     if up {
@@ -272,5 +354,11 @@ impl Status {
                 }
             }
         }
+    }
+}
+
+fn cluster_label(name: &str) -> ClusterLabel {
+    ClusterLabel {
+        cluster: name.to_string(),
     }
 }

@@ -36,6 +36,7 @@ source = { @source, kafka = "k", topics = ["t"] }
 target = { @target, rabbitmq = "r", exchange = "e" }
 dedup = { @dedup, by = "coordinates" }
 declare = { @declare, partitions = 1 }
+breaker = { @breaker, failures = 1 }
 
 [bridge]
 @bridge
@@ -56,6 +57,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("### `target` and `dead_letter`", "target"),
     ("### `dedup`", "dedup"),
     ("### `declare`", "declare"),
+    ("### `breaker`", "breaker"),
 ];
 
 /// The keys the table marked `marker` accepts, from the error an unknown key there gets.
@@ -224,7 +226,9 @@ fn the_shipped_example_configs_load() {
 #[test]
 fn the_operations_page_lists_every_metric() {
     let doc = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
-    use bridge_host::telemetry::metrics::{ClusterLabel, Metrics, PluginLabel, ReloadLabel};
+    use bridge_host::telemetry::metrics::{
+        ClusterLabel, Metrics, PluginLabel, ReloadLabel, ResultLabel,
+    };
     use bridge_host::telemetry::{Counters, Event};
     // A family is shown once it has a series: make one of each.
     let metrics = Metrics::new();
@@ -249,6 +253,9 @@ fn the_operations_page_lists_every_metric() {
         plugin: "p".into(),
         result: "applied".into(),
     });
+    let _ = metrics.config_reloads.get_or_create(&ResultLabel {
+        result: "applied".into(),
+    });
     let names: BTreeSet<String> = metrics
         .encode()
         .lines()
@@ -256,7 +263,7 @@ fn the_operations_page_lists_every_metric() {
         .filter_map(|l| l.split(' ').next())
         .map(str::to_string)
         .collect();
-    assert!(names.len() >= 18, "{names:?}");
+    assert!(names.len() >= 19, "{names:?}");
     let missing: Vec<_> = names
         .iter()
         .filter(|n| {

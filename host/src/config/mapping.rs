@@ -12,7 +12,7 @@ use serde::Deserialize;
 /// plugins = ["headers"]
 /// dead_letter = { rabbitmq = "local", exchange = "dead-letters", routing_key = "order-damage" }
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// `name = "order-damage"`: unique; used in logs, metrics and dead-letter headers.
@@ -58,10 +58,50 @@ pub struct Mapping {
     /// (`x-bridge-plugin-versions: name@sha256:…,…`): `plugin_versions_header = true`.
     #[serde(default)]
     pub plugin_versions_header: bool,
+    /// A circuit breaker over the mapping's plugin failures:
+    /// `breaker = { failures = 10, window_secs = 60, cool_down_secs = 30, action = "pause" }`.
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
+}
+
+/// A mapping's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Plugin failures within the window that trip the breaker.
+    pub failures: u32,
+    /// The window, in seconds.
+    #[serde(default = "default_breaker_window")]
+    pub window_secs: u64,
+    /// How long the breaker stays open before one message may try again, in seconds.
+    #[serde(default = "default_cool_down")]
+    pub cool_down_secs: u64,
+    /// What an open breaker does with messages.
+    #[serde(default)]
+    pub action: BreakerAction,
+}
+
+/// What an open breaker does with a mapping's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerAction {
+    /// Stop taking messages: they wait unacknowledged and uncommitted until it closes.
+    #[default]
+    Pause,
+    /// Dead-letter them without calling the plugins.
+    DeadLetter,
+}
+
+fn default_breaker_window() -> u64 {
+    60
+}
+
+fn default_cool_down() -> u64 {
+    30
 }
 
 /// Deduplication settings of a mapping.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupConfig {
     /// What identifies a message.
@@ -98,7 +138,7 @@ fn default_hops() -> u32 {
 }
 
 /// A Kafka or RabbitMQ source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawSource")]
 pub enum Source {
     /// `source = { kafka = "main", topics = ["a", "b"], group = "bridge" }`.
@@ -108,7 +148,7 @@ pub enum Source {
 }
 
 /// A Kafka source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSource {
     /// The cluster name.
     pub cluster: String,
@@ -121,7 +161,7 @@ pub struct KafkaSource {
 }
 
 /// A RabbitMQ source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AmqpSource {
     /// The connection name.
     pub connection: String,
@@ -210,7 +250,7 @@ impl TryFrom<RawSource> for Source {
 }
 
 /// A Kafka or RabbitMQ target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawTarget")]
 pub enum Target {
     /// `target = { kafka = "main", topic = "warehouse-events" }`.
@@ -220,7 +260,7 @@ pub enum Target {
 }
 
 /// A Kafka target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KafkaTarget {
     /// The cluster name.
     pub cluster: String,
@@ -231,7 +271,7 @@ pub struct KafkaTarget {
 }
 
 /// A RabbitMQ target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AmqpTarget {
     /// The connection name.
     pub connection: String,
@@ -297,7 +337,7 @@ impl TryFrom<RawTarget> for Target {
 }
 
 /// Where dead letters go; the same forms as a target (a Kafka topic is required).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawTarget")]
 pub struct DeadLetterTarget(pub Target);
 

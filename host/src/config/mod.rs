@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 pub use declare::{Declare, ExchangeType};
 pub use mapping::{
-    AmqpSource, AmqpTarget, DeadLetterTarget, DedupBy, DedupConfig, KafkaSource, KafkaTarget,
-    Mapping, Source, Target,
+    AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,
+    KafkaSource, KafkaTarget, Mapping, Source, Target,
 };
 
 use crate::plugin::PluginLimits;
@@ -77,7 +77,7 @@ pub struct BridgeConfig {
 /// sasl = { username = "bridge", password = "${KAFKA_PASSWORD}" }
 /// tls = { ca_file = "/etc/ssl/ca.pem" }
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaCluster {
     /// `bootstrap_servers = "host:9092,host2:9092"`.
@@ -94,7 +94,7 @@ pub struct KafkaCluster {
 }
 
 /// SASL credentials: `sasl = { username = "u", password = "${PW}", mechanism = "SCRAM-SHA-512" }`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSasl {
     /// `username = "bridge"`.
@@ -117,7 +117,7 @@ impl std::fmt::Debug for KafkaSasl {
 }
 
 /// TLS files: `tls = { ca_file = "ca.pem", cert_file = "client.pem", key_file = "client.key" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// CA certificate (PEM).
@@ -138,7 +138,7 @@ pub struct TlsFiles {
 /// url = "amqp://guest:${RABBITMQ_PASSWORD}@127.0.0.1:5672/%2f"
 /// heartbeat_secs = 30
 /// ```
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RabbitConnection {
     /// `url = "amqp://user:pass@host:5672/vhost"` (or `amqps://`).
@@ -174,7 +174,7 @@ impl std::fmt::Debug for RabbitConnection {
 /// config = { routing_key = "order.{json:type}" }
 /// limits = { timeout_ms = 50 }
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The component file, relative to the configuration file's directory.

@@ -64,6 +64,18 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         } else if !names.insert(m.name.as_str()) {
             problems.push(format!("{at}: the name is used by another mapping"));
         }
+        if let Some(b) = &m.breaker {
+            if b.failures == 0 || b.window_secs == 0 {
+                problems.push(format!(
+                    "{at}.breaker: `failures` and `window_secs` must be at least 1"
+                ));
+            }
+            if b.action == super::BreakerAction::DeadLetter && m.dead_letter.is_none() {
+                problems.push(format!(
+                    "{at}.breaker: `action = \"dead-letter\"` needs the mapping's `dead_letter` target"
+                ));
+            }
+        }
         match &m.source {
             Source::Kafka(k) if !config.kafka.contains_key(&k.cluster) => {
                 problems.push(format!(

@@ -234,6 +234,7 @@ impl ChainSpec {
 /// stdout, stderr) may drive its own small runtime, which it cannot do on a runtime worker.
 pub struct Chain {
     jobs: std::sync::mpsc::Sender<Job>,
+    plugins: Arc<PluginSet>,
 }
 
 /// Stack of a chain thread: room for the largest guest stack (1 MiB) and the host below it.
@@ -246,6 +247,7 @@ impl Chain {
     pub fn new(spec: ChainSpec) -> Result<Self, crate::plugin::LoadError> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let plugins = Arc::clone(&spec.plugins);
         std::thread::Builder::new()
             .name(format!("plugins-{}", spec.mapping))
             .stack_size(CHAIN_THREAD_STACK)
@@ -290,7 +292,12 @@ impl Chain {
         ready_rx.recv().map_err(|_| {
             crate::plugin::LoadError::Engine("the plugin thread exited".to_string())
         })??;
-        Ok(Chain { jobs })
+        Ok(Chain { jobs, plugins })
+    }
+
+    /// The plugin generation: it moves when a reload swaps a plugin.
+    pub fn generation(&self) -> u64 {
+        self.plugins.generation()
     }
 
     /// Runs the transforms on `msg`.

@@ -3,6 +3,7 @@
 //! a broker connection is lost; unhandled messages are then redelivered, never skipped.
 
 mod amqp_source;
+mod breaker;
 mod chain;
 mod dedup;
 mod headers;
@@ -176,6 +177,7 @@ async fn run_once(
         dedup: mapping.dedup.as_ref().map(dedup::Dedup::new),
         status: Arc::clone(status),
         shutdown: shutdown.clone(),
+        breaker: mapping.breaker.map(breaker::Breaker::new),
     };
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
     let result = match &mapping.source {

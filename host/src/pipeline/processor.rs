@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::Shutdown;
+use super::breaker::{Admit, Breaker};
 use super::chain::{Chain, ChainOutcome, ProcessingFailure, no_outcome};
 use super::headers::{self, DeadLetterContext};
 use super::sink::{Rejected, Sink, SinkError};
@@ -80,6 +81,8 @@ pub struct ProcessorSettings {
     pub status: Arc<MappingStatus>,
     /// The bridge's shutdown signal: retry and back-off waits end when it fires.
     pub shutdown: watch::Receiver<Shutdown>,
+    /// The mapping's circuit breaker, if configured.
+    pub breaker: Option<Breaker>,
 }
 
 /// Processes the messages of one mapping.
@@ -88,6 +91,8 @@ pub struct Processor {
     chain: Chain,
     sink: Sink,
     dead_letter: Option<Sink>,
+    /// The plugin generation the breaker last saw: a reload closes it.
+    generation: u64,
 }
 
 /// Pause before retrying when a message should be dead-lettered but the mapping has no
@@ -111,11 +116,13 @@ impl Processor {
         sink: Sink,
         dead_letter: Option<Sink>,
     ) -> Self {
+        let generation = chain.generation();
         Processor {
             settings,
             chain,
             sink,
             dead_letter,
+            generation,
         }
     }
 
@@ -145,11 +152,17 @@ impl Processor {
                     let failure = self.hop_failure(hops);
                     self.failed(original, failure, hops, 1).await?
                 }
-                Step::Chain(hops) => match outcomes.next().unwrap_or_else(no_outcome) {
-                    ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
-                    ChainOutcome::Dropped => self.dropped(original),
-                    ChainOutcome::Failed(f) => self.failed(original, f, hops, 1).await?,
-                },
+                Step::Wait(hops, delay) => later(original, Again::Rerun { hops }, 1, delay),
+                Step::Broken(hops) => self.broken(original, hops, 1).await?,
+                Step::Chain(hops) => {
+                    let outcome = outcomes.next().unwrap_or_else(no_outcome);
+                    self.observe(&outcome);
+                    match outcome {
+                        ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
+                        ChainOutcome::Dropped => self.dropped(original),
+                        ChainOutcome::Failed(f) => self.failed(original, f, hops, 1).await?,
+                    }
+                }
             };
             flights.push(flight);
         }
@@ -169,8 +182,71 @@ impl Processor {
         if hops >= self.settings.hop_limit {
             return Step::HopLimit(hops);
         }
-        prepared.push(self.prepare(original, hops));
-        Step::Chain(hops)
+        match self.gate() {
+            Admit::Pass => {
+                prepared.push(self.prepare(original, hops));
+                Step::Chain(hops)
+            }
+            Admit::Wait(delay) => Step::Wait(hops, delay),
+            Admit::DeadLetter => Step::Broken(hops),
+        }
+    }
+
+    /// Whether the circuit breaker lets a message reach the plugins (a reload closes it).
+    fn gate(&mut self) -> Admit {
+        let generation = self.chain.generation();
+        let Some(breaker) = &mut self.settings.breaker else {
+            return Admit::Pass;
+        };
+        let mut changed = None;
+        if generation != self.generation {
+            self.generation = generation;
+            changed = breaker.reset();
+        }
+        let before = breaker.state();
+        let admit = breaker.admit(std::time::Instant::now());
+        let state = breaker.state();
+        if changed.is_some() || state != before {
+            self.counters().emit(Event::Breaker(state.as_str()));
+        }
+        admit
+    }
+
+    /// Feeds a chain outcome to the circuit breaker.
+    fn observe(&mut self, outcome: &ChainOutcome) {
+        let Some(breaker) = &mut self.settings.breaker else {
+            return;
+        };
+        let changed = match outcome {
+            ChainOutcome::Failed(f) if f.plugin.is_some() => {
+                breaker.failed(std::time::Instant::now())
+            }
+            ChainOutcome::Failed(_) => None,
+            ChainOutcome::Send(_) | ChainOutcome::Dropped => breaker.succeeded(),
+        };
+        if let Some(state) = changed {
+            self.settings
+                .status
+                .counters
+                .emit(Event::Breaker(state.as_str()));
+        }
+    }
+
+    /// Dead-letters a message the open breaker keeps from the plugins.
+    async fn broken(
+        &mut self,
+        original: Message,
+        hops: u32,
+        attempt: u32,
+    ) -> Result<Flight, SinkError> {
+        let failure = ProcessingFailure {
+            kind: FailureKind::PluginError,
+            plugin: None,
+            detail: "the mapping's circuit breaker is open; the plugins were not called"
+                .to_string(),
+            version: None,
+        };
+        self.failed(original, failure, hops, attempt).await
     }
 
     fn hop_failure(&self, hops: u32) -> ProcessingFailure {
@@ -197,18 +273,12 @@ impl Processor {
         match self.decide(&original, &failure, attempt).await {
             Decision::Retry(ms) => {
                 self.retried(&failure, Stage::Processing, attempt, ms);
-                let retry = Box::new(Retry {
+                Ok(later(
                     original,
-                    again: Again::Rerun { hops },
-                    attempt: attempt + 1,
-                });
-                Ok(Box::pin(std::future::ready(Sent {
-                    original: Message::new(None),
-                    outputs: Vec::new(),
-                    results: Vec::new(),
-                    attempt,
-                    retry: Some((Duration::from_millis(ms), retry)),
-                })))
+                    Again::Rerun { hops },
+                    attempt + 1,
+                    Duration::from_millis(ms),
+                ))
             }
             Decision::Drop => Ok(self.dropped(original)),
             Decision::DeadLetter(d) => {
@@ -301,18 +371,23 @@ impl Processor {
         } = *retry;
         let flight = match again {
             Again::Resend(failed) => self.send(original, failed).await?,
-            Again::Rerun { hops } => {
-                let outcome = if hops >= self.settings.hop_limit {
-                    ChainOutcome::Failed(self.hop_failure(hops))
-                } else {
-                    self.chain.run(self.prepare(&original, hops)).await
-                };
-                match outcome {
-                    ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
-                    ChainOutcome::Dropped => self.dropped(original),
-                    ChainOutcome::Failed(f) => self.failed(original, f, hops, attempt).await?,
-                }
+            Again::Rerun { hops } if hops >= self.settings.hop_limit => {
+                let failure = self.hop_failure(hops);
+                self.failed(original, failure, hops, attempt).await?
             }
+            Again::Rerun { hops } => match self.gate() {
+                Admit::Wait(delay) => later(original, Again::Rerun { hops }, attempt, delay),
+                Admit::DeadLetter => self.broken(original, hops, attempt).await?,
+                Admit::Pass => {
+                    let outcome = self.chain.run(self.prepare(&original, hops)).await;
+                    self.observe(&outcome);
+                    match outcome {
+                        ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
+                        ChainOutcome::Dropped => self.dropped(original),
+                        ChainOutcome::Failed(f) => self.failed(original, f, hops, attempt).await?,
+                    }
+                }
+            },
         };
         // Whatever came of it, the flight belongs to a retry (sources track that by attempt).
         Ok(Box::pin(async move {
@@ -511,6 +586,22 @@ impl Processor {
     }
 }
 
+/// A flight that asks for `again` after `delay` (attempt `attempt` then).
+fn later(original: Message, again: Again, attempt: u32, delay: Duration) -> Flight {
+    let retry = Box::new(Retry {
+        original,
+        again,
+        attempt,
+    });
+    Box::pin(std::future::ready(Sent {
+        original: Message::new(None),
+        outputs: Vec::new(),
+        results: Vec::new(),
+        attempt: attempt.saturating_sub(1).max(1),
+        retry: Some((delay, retry)),
+    }))
+}
+
 /// What happens to a consumed message before the chain.
 enum Step {
     /// Already bridged within the dedup window.
@@ -519,6 +610,10 @@ enum Step {
     HopLimit(u32),
     /// Goes through the chain (the message's hop count).
     Chain(u32),
+    /// Held back by the open circuit breaker: tried again after the delay.
+    Wait(u32, Duration),
+    /// Dead-lettered by the open circuit breaker without calling the plugins.
+    Broken(u32),
 }
 
 fn done(original: Message) -> Flight {

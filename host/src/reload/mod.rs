@@ -6,6 +6,7 @@
 //! and no mapping pauses for another's swap. A version that fails is rejected with its reason
 //! and the running one stays.
 
+mod diff;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,8 +16,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+pub use diff::{MappingChanges, mapping_changes};
 pub use watch::watch_files;
 
 use crate::config::BridgeConfig;
@@ -25,9 +27,9 @@ use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec};
 /// The plugins the bridge runs, by name, with a generation that moves on every swap.
 pub struct PluginSet {
     runtime: PluginRuntime,
-    specs: BTreeMap<String, PluginSpec>,
+    specs: RwLock<BTreeMap<String, PluginSpec>>,
     /// How each plugin is used (a transform, a policy), from the mappings.
-    uses: HashMap<String, Use>,
+    uses: RwLock<HashMap<String, Use>>,
     current: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     /// The last rejected file of each plugin (digest, reason): not checked again.
     rejected: Mutex<HashMap<String, (String, String)>>,
@@ -46,6 +48,14 @@ pub type Swap = (Option<Arc<LoadedPlugin>>, Arc<LoadedPlugin>);
 /// What one reload did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReloadReport {
+    /// The configuration file: `unchanged`, `applied` or `rejected`.
+    pub config: &'static str,
+    /// Why the configuration was rejected (it names the file, line and key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    /// The mappings the configuration reload stopped, started and restarted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mappings: Option<MappingChanges>,
     /// Plugins swapped to a new version: `name@sha256:…`.
     pub applied: Vec<String>,
     /// Plugins whose new version was rejected, with the reason; the old version keeps running.
@@ -75,22 +85,15 @@ impl PluginSet {
         runtime: PluginRuntime,
         loaded: HashMap<String, Arc<LoadedPlugin>>,
     ) -> Self {
-        let mut uses: HashMap<String, Use> = HashMap::new();
-        for m in &config.mapping {
-            for p in &m.plugins {
-                uses.entry(p.clone()).or_default().transform = true;
-            }
-            if let Some(p) = &m.dead_letter_policy {
-                uses.entry(p.clone()).or_default().policy = true;
-            }
-        }
         PluginSet {
             runtime,
-            specs: loaded
-                .iter()
-                .map(|(name, p)| (name.clone(), p.spec().clone()))
-                .collect(),
-            uses,
+            specs: RwLock::new(
+                loaded
+                    .iter()
+                    .map(|(name, p)| (name.clone(), p.spec().clone()))
+                    .collect(),
+            ),
+            uses: RwLock::new(uses(config)),
             current: RwLock::new(loaded),
             rejected: Mutex::default(),
             generation: AtomicU64::new(0),
@@ -117,7 +120,82 @@ impl PluginSet {
 
     /// The plugin files, to watch.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.specs.values().map(|s| s.path.clone()).collect()
+        self.specs().into_values().map(|s| s.path).collect()
+    }
+
+    fn specs(&self) -> BTreeMap<String, PluginSpec> {
+        self.specs.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Loads what a new configuration needs: every plugin that is new, whose spec (file,
+    /// config, limits) changed or whose file changed, checked against the new mappings' uses.
+    /// Nothing is swapped yet; any problem rejects the whole configuration.
+    pub fn prepare(&self, config: &BridgeConfig) -> Result<Prepared, Vec<String>> {
+        let uses = uses(config);
+        let mut plugins = HashMap::new();
+        let mut problems = Vec::new();
+        for (name, plugin) in &config.plugins {
+            let spec = PluginSpec {
+                name: name.clone(),
+                path: config.plugin_path(plugin),
+                config: plugin.flat_config(),
+                limits: plugin.limits.clone(),
+            };
+            let running = self.get(name).filter(|p| {
+                *p.spec() == spec
+                    && std::fs::read(&spec.path)
+                        .is_ok_and(|b| hex::encode(Sha256::digest(&b)) == p.digest())
+            });
+            let use_ = uses.get(name).copied().unwrap_or_default();
+            match running {
+                Some(p) => {
+                    if let Err(e) = check_uses(&p, use_) {
+                        problems.push(format!("`plugins.{name}`: {e}"));
+                    }
+                    plugins.insert(name.clone(), p);
+                }
+                None => match self.check(&spec, use_) {
+                    Ok(p) => {
+                        plugins.insert(name.clone(), p);
+                    }
+                    Err(e) => problems.push(format!("`plugins.{name}`: {e}")),
+                },
+            }
+        }
+        if problems.is_empty() {
+            Ok(Prepared { plugins, uses })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Swaps in what [`PluginSet::prepare`] loaded; returns the plugins that changed.
+    pub fn commit(&self, prepared: Prepared) -> Vec<Swap> {
+        let Prepared { plugins, uses } = prepared;
+        let mut swapped = Vec::new();
+        if let Ok(mut current) = self.current.write() {
+            for (name, new) in &plugins {
+                let old = current.get(name);
+                if !old.is_some_and(|o| Arc::ptr_eq(o, new)) {
+                    swapped.push((old.cloned(), Arc::clone(new)));
+                }
+            }
+            let removed = current.keys().any(|k| !plugins.contains_key(k));
+            if removed || !swapped.is_empty() {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            if let Ok(mut specs) = self.specs.write() {
+                *specs = plugins
+                    .iter()
+                    .map(|(n, p)| (n.clone(), p.spec().clone()))
+                    .collect();
+            }
+            if let Ok(mut u) = self.uses.write() {
+                *u = uses;
+            }
+            *current = plugins;
+        }
+        swapped
     }
 
     /// Reads every plugin file; swaps in each changed one that compiles, has the exports its
@@ -125,7 +203,7 @@ impl PluginSet {
     pub fn reload(&self) -> (ReloadReport, Vec<Swap>) {
         let mut report = ReloadReport::default();
         let mut swapped = Vec::new();
-        for (name, spec) in &self.specs {
+        for (name, spec) in &self.specs() {
             let old = self.get(name);
             let digest = match std::fs::read(&spec.path) {
                 Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
@@ -153,7 +231,13 @@ impl PluginSet {
                 });
                 continue;
             }
-            match self.check(name, spec) {
+            let use_ = self
+                .uses
+                .read()
+                .ok()
+                .and_then(|u| u.get(name).copied())
+                .unwrap_or_default();
+            match self.check(spec, use_) {
                 Ok(new) => {
                     if let Ok(mut rejected) = self.rejected.lock() {
                         rejected.remove(name);
@@ -183,25 +267,50 @@ impl PluginSet {
         (report, swapped)
     }
 
-    /// Loads and initialises a new version of plugin `name`.
-    fn check(&self, name: &str, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, String> {
+    /// Loads and initialises a new version of a plugin used as `use_`.
+    fn check(&self, spec: &PluginSpec, use_: Use) -> Result<Arc<LoadedPlugin>, String> {
         let new = self.runtime.load(spec).map_err(|e| e.to_string())?;
-        let uses = self.uses.get(name).copied().unwrap_or_default();
-        if uses.transform && !new.is_transform() {
-            return Err("the new version does not export `bridge:plugin/transform`, which its mappings call".into());
-        }
-        if uses.policy && !new.is_policy() {
-            return Err("the new version does not export `bridge:plugin/dead-letter-policy`, which its mappings call".into());
-        }
+        check_uses(&new, use_)?;
         new.instantiate().map_err(|e| e.to_string())?;
         Ok(new)
     }
 }
 
+/// Plugins loaded for a new configuration, not swapped in yet.
+pub struct Prepared {
+    plugins: HashMap<String, Arc<LoadedPlugin>>,
+    uses: HashMap<String, Use>,
+}
+
+fn uses(config: &BridgeConfig) -> HashMap<String, Use> {
+    let mut uses: HashMap<String, Use> = HashMap::new();
+    for m in &config.mapping {
+        for p in &m.plugins {
+            uses.entry(p.clone()).or_default().transform = true;
+        }
+        if let Some(p) = &m.dead_letter_policy {
+            uses.entry(p.clone()).or_default().policy = true;
+        }
+    }
+    uses
+}
+
+fn check_uses(plugin: &LoadedPlugin, use_: Use) -> Result<(), String> {
+    if use_.transform && !plugin.is_transform() {
+        return Err("it does not export `bridge:plugin/transform`, which its mappings call".into());
+    }
+    if use_.policy && !plugin.is_policy() {
+        return Err(
+            "it does not export `bridge:plugin/dead-letter-policy`, which its mappings call".into(),
+        );
+    }
+    Ok(())
+}
+
 /// Why a reload was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// A watched plugin file changed.
+    /// A watched plugin or configuration file changed.
     File,
     /// SIGHUP.
     Signal,
@@ -210,7 +319,8 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    fn as_str(self) -> &'static str {
+    /// `file`, `signal` or `admin`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Trigger::File => "file",
             Trigger::Signal => "signal",
@@ -221,22 +331,3 @@ impl Trigger {
 
 /// A reload request, answered with the report when one is wanted.
 pub type Request = (Trigger, Option<oneshot::Sender<ReloadReport>>);
-
-/// Serves reload requests one at a time until every sender is gone.
-pub async fn serve(
-    config: Arc<BridgeConfig>,
-    plugins: Arc<PluginSet>,
-    status: Arc<crate::status::Status>,
-    mut requests: mpsc::Receiver<Request>,
-) {
-    while let Some((trigger, reply)) = requests.recv().await {
-        let set = Arc::clone(&plugins);
-        let Ok((report, swapped)) = tokio::task::spawn_blocking(move || set.reload()).await else {
-            continue;
-        };
-        status.reloaded(&config, trigger.as_str(), &report, &swapped, &plugins);
-        if let Some(reply) = reply {
-            let _ = reply.send(report);
-        }
-    }
-}

@@ -15,9 +15,13 @@ use serde_json::{Value, json};
 
 use super::metrics::{
     FailureLabel, Metrics, PartitionLabel, PluginCallLabel, PluginLabel, RebalanceLabel,
-    ReloadLabel,
+    ReloadLabel, ResultLabel,
 };
 use crate::plugin::LoadedPlugin;
+use crate::reload::MappingChanges;
+
+/// Circuit breaker states, by their `bridge_breaker_state` value.
+const BREAKER_STATES: [&str; 3] = ["closed", "open", "half-open"];
 
 /// Where a retried failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub enum Event<'a> {
     InFlight(usize),
     /// Consumer lag per partition (`(topic, partition, lag)`), from librdkafka's statistics.
     Lag(&'a [(String, i32, i64)]),
+    /// The circuit breaker moved to `closed`, `open` or `half-open`.
+    Breaker(&'static str),
 }
 
 /// The telemetry of one mapping: handles into the bridge's metrics registry.
@@ -105,6 +111,7 @@ pub struct Counters {
     lag_total: AtomicI64,
     partitions: Gauge,
     rebalances: Family<RebalanceLabel, Counter>,
+    breaker: Gauge,
     plugin_calls: Family<PluginCallLabel, Histogram, fn() -> Histogram>,
     timers: RwLock<Vec<PluginTimer>>,
 }
@@ -144,6 +151,7 @@ impl Counters {
             lag_total: AtomicI64::new(0),
             partitions: metrics.partitions.get_or_create(&label).clone(),
             rebalances: metrics.rebalances.clone(),
+            breaker: metrics.breaker.get_or_create(&label).clone(),
             plugin_calls: metrics.plugin_call.clone(),
             timers: RwLock::new(Vec::new()),
         }
@@ -237,6 +245,18 @@ impl Counters {
                 let partitions = describe(parts);
                 tracing::info!(mapping, partitions, "Kafka partitions revoked.");
             }
+            Event::Breaker(state) => {
+                let code = BREAKER_STATES.iter().position(|s| *s == state).unwrap_or(0);
+                self.breaker.set(code as i64);
+                match state {
+                    "open" => tracing::warn!(
+                        mapping,
+                        state,
+                        "Circuit breaker open: plugin failures reached the limit."
+                    ),
+                    _ => tracing::info!(mapping, state, "Circuit breaker {state}."),
+                }
+            }
             Event::InFlight(n) => {
                 self.in_flight.set(n as i64);
             }
@@ -310,6 +330,7 @@ impl Counters {
             "in_flight": self.in_flight.get(),
             "lag": self.lag_total.load(Ordering::Relaxed),
             "partitions": self.partitions.get(),
+            "breaker": BREAKER_STATES.get(self.breaker.get() as usize).copied().unwrap_or("closed"),
         })
     }
 
@@ -346,6 +367,20 @@ pub enum BridgeEvent<'a> {
         /// `file`, `signal` or `admin`.
         trigger: &'a str,
     },
+    /// A new configuration was applied.
+    ConfigReloaded {
+        /// The mappings it stopped, started and restarted.
+        changes: &'a MappingChanges,
+        /// `file`, `signal` or `admin`.
+        trigger: &'a str,
+    },
+    /// A new configuration was rejected whole; the running one stays.
+    ConfigRejected {
+        /// Why (file, line and key).
+        reason: &'a str,
+        /// `file`, `signal` or `admin`.
+        trigger: &'a str,
+    },
     /// A new version of a plugin was rejected; the running one stays.
     PluginRejected {
         /// The plugin's name.
@@ -378,6 +413,25 @@ impl Metrics {
                     "Plugin reloaded."
                 );
             }
+            BridgeEvent::ConfigReloaded { changes, trigger } => {
+                self.config_reloads("applied");
+                tracing::info!(
+                    added = %changes.added.join(","),
+                    removed = %changes.removed.join(","),
+                    restarted = %changes.restarted.join(","),
+                    unchanged = changes.unchanged.len(),
+                    trigger,
+                    "Configuration reloaded."
+                );
+            }
+            BridgeEvent::ConfigRejected { reason, trigger } => {
+                self.config_reloads("rejected");
+                tracing::error!(
+                    reason,
+                    trigger,
+                    "Configuration reload rejected; the running configuration stays."
+                );
+            }
             BridgeEvent::PluginRejected {
                 plugin,
                 reason,
@@ -392,6 +446,14 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    fn config_reloads(&self, result: &str) {
+        self.config_reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     fn reloads(&self, plugin: &str, result: &str) {

@@ -70,6 +70,13 @@ pub struct ReloadLabel {
     pub result: String,
 }
 
+/// `result="applied|rejected"`: a configuration reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `applied` or `rejected`.
+    pub result: String,
+}
+
 /// `plugin="…",contract="…",digest="…"`: a loaded plugin.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabel {
@@ -124,6 +131,8 @@ pub struct Metrics {
     pub partitions: Family<MappingLabel, Gauge>,
     /// Partitions assigned to or revoked from the mapping, counted per partition.
     pub rebalances: Family<RebalanceLabel, Counter>,
+    /// The mapping's circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker: Family<MappingLabel, Gauge>,
     /// Seconds from the source message's timestamp to the target's confirmation.
     pub latency: Histograms,
     /// Seconds per plugin call (`process`), by mapping and plugin.
@@ -134,6 +143,8 @@ pub struct Metrics {
     pub plugin_info: Family<PluginLabel, Gauge>,
     /// Plugin reloads, applied or rejected.
     pub plugin_reloads: Family<ReloadLabel, Counter>,
+    /// Configuration reloads, applied or rejected.
+    pub config_reloads: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -160,11 +171,13 @@ impl Metrics {
             consumer_lag: Family::default(),
             partitions: Family::default(),
             rebalances: Family::default(),
+            breaker: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             plugin_call: Family::new_with_constructor(call_histogram),
             cluster_reachable: Family::default(),
             plugin_info: Family::default(),
             plugin_reloads: Family::default(),
+            config_reloads: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -234,6 +247,11 @@ impl Metrics {
             m.rebalances.clone(),
         );
         r.register(
+            "breaker_state",
+            "The mapping's circuit breaker: 0 closed, 1 open, 2 half-open",
+            m.breaker.clone(),
+        );
+        r.register(
             "end_to_end_latency_seconds",
             "From the source message's timestamp to the target's confirmation",
             m.latency.clone(),
@@ -257,6 +275,11 @@ impl Metrics {
             "plugin_reloads",
             "Plugin reloads, by result (applied, rejected)",
             m.plugin_reloads.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads, by result (applied, rejected)",
+            m.config_reloads.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,0 +1,250 @@
+//! The running mappings and what a reload does to them. Each mapping runs in its own task with
+//! its own stop signal, so a configuration reload stops (drained, offsets committed), starts and
+//! restarts exactly the mappings it changes and leaves the others running untouched.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::BridgeConfig;
+use crate::pipeline::{self, Shutdown};
+use crate::reload::{self, PluginSet, ReloadReport, Trigger};
+use crate::status::Status;
+use crate::topology;
+
+/// How often readiness asks each Kafka cluster for metadata.
+const KAFKA_PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// A mapping's task and its stop signal.
+struct Running {
+    stop: watch::Sender<Shutdown>,
+    task: JoinHandle<()>,
+}
+
+/// Owns the mappings' tasks, the Kafka readiness probe and the file watch.
+pub struct Supervisor {
+    path: PathBuf,
+    config: Arc<BridgeConfig>,
+    /// The configuration text last applied (or last rejected): a reload parses the file again
+    /// only when it changed.
+    config_text: String,
+    plugins: Arc<PluginSet>,
+    status: Arc<Status>,
+    running: HashMap<String, Running>,
+    probe: Option<JoinHandle<()>>,
+    requests: mpsc::Sender<reload::Request>,
+    watch:
+        Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>>,
+}
+
+impl Supervisor {
+    /// Starts every mapping of `config` (read from `path` as `config_text`).
+    pub fn start(
+        path: PathBuf,
+        config_text: String,
+        config: Arc<BridgeConfig>,
+        plugins: Arc<PluginSet>,
+        status: Arc<Status>,
+        requests: mpsc::Sender<reload::Request>,
+    ) -> Self {
+        let mut supervisor = Supervisor {
+            path,
+            config: Arc::clone(&config),
+            config_text,
+            plugins,
+            status,
+            running: HashMap::new(),
+            probe: None,
+            requests,
+            watch: None,
+        };
+        for m in &config.mapping {
+            supervisor.spawn(&m.name);
+        }
+        supervisor.restart_probe();
+        supervisor.rewatch();
+        supervisor
+    }
+
+    fn spawn(&mut self, name: &str) {
+        let Some(mapping) = self.config.mapping.iter().find(|m| m.name == name) else {
+            return;
+        };
+        let Some(state) = self.status.mapping(name) else {
+            return;
+        };
+        let (stop, rx) = watch::channel(Shutdown {
+            stopping: false,
+            deadline: Instant::now(),
+        });
+        let task = tokio::spawn(pipeline::run_mapping(
+            Arc::clone(&self.config),
+            mapping.clone(),
+            Arc::clone(&self.plugins),
+            state,
+            rx,
+        ));
+        self.running
+            .insert(name.to_string(), Running { stop, task });
+    }
+
+    fn restart_probe(&mut self) {
+        if let Some(old) = self.probe.take() {
+            old.abort();
+        }
+        self.probe = Some(tokio::spawn(
+            Arc::clone(&self.status).probe_kafka(Arc::clone(&self.config), KAFKA_PROBE_EVERY),
+        ));
+    }
+
+    /// Watches the configuration file and every plugin file, unless `watch_plugins = false`.
+    fn rewatch(&mut self) {
+        self.watch = None;
+        if !self.config.bridge.watch_plugins {
+            return;
+        }
+        let mut files = self.plugins.paths();
+        files.push(self.path.clone());
+        self.watch = reload::watch_files(&files, self.requests.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, "Cannot watch the plugin and configuration files; SIGHUP and POST /admin/reload still reload."))
+            .ok();
+    }
+
+    /// Stops the mappings `names`, each draining until `deadline` and committing what was
+    /// settled; waits for all of them.
+    async fn stop(&mut self, names: &[String], deadline: Instant) {
+        let mut tasks = Vec::new();
+        for name in names {
+            if let Some(r) = self.running.remove(name) {
+                let _ = r.stop.send(Shutdown {
+                    stopping: true,
+                    deadline,
+                });
+                tasks.push(r.task);
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops every mapping (SIGTERM): drain until `deadline`, commit, return.
+    pub async fn stop_all(&mut self, deadline: Instant) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        self.stop(&names, deadline).await;
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+    }
+
+    /// Reloads: the configuration file when its text changed (applied whole or rejected
+    /// whole), else every plugin file that changed.
+    pub async fn reload(&mut self, trigger: Trigger) -> ReloadReport {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                let error = format!("cannot read {}: {e}", self.path.display());
+                self.status.config_rejected(&error, trigger.as_str());
+                let mut report = self.reload_plugins(trigger).await;
+                report.config = "rejected";
+                report.config_error = Some(error);
+                return report;
+            }
+        };
+        if text == self.config_text {
+            return self.reload_plugins(trigger).await;
+        }
+        self.config_text = text.clone();
+        match self.apply_config(&text, trigger).await {
+            Ok(report) => report,
+            Err(problems) => {
+                let error = problems.join("; ");
+                self.status.config_rejected(&error, trigger.as_str());
+                let mut report = self.reload_plugins(trigger).await;
+                report.config = "rejected";
+                report.config_error = Some(error);
+                report
+            }
+        }
+    }
+
+    async fn reload_plugins(&self, trigger: Trigger) -> ReloadReport {
+        let set = Arc::clone(&self.plugins);
+        let Ok((mut report, swapped)) = tokio::task::spawn_blocking(move || set.reload()).await
+        else {
+            return ReloadReport::default();
+        };
+        report.config = "unchanged";
+        self.status.reloaded(
+            &self.config,
+            trigger.as_str(),
+            &report,
+            &swapped,
+            &self.plugins,
+        );
+        report
+    }
+
+    /// Applies a new configuration, or changes nothing and says why.
+    async fn apply_config(
+        &mut self,
+        text: &str,
+        trigger: Trigger,
+    ) -> Result<ReloadReport, Vec<String>> {
+        let new = BridgeConfig::parse(&self.path, text, &|name| std::env::var(name).ok())
+            .map_err(|e| vec![e.to_string()])?;
+        let new = Arc::new(new);
+        if format!("{:?}", new.bridge) != format!("{:?}", self.config.bridge) {
+            tracing::warn!("`[bridge]` settings changed: they take effect at the next restart.");
+        }
+        let changes = reload::mapping_changes(&self.config, &new);
+        let set = Arc::clone(&self.plugins);
+        let for_plugins = Arc::clone(&new);
+        let prepared = tokio::task::spawn_blocking(move || set.prepare(&for_plugins))
+            .await
+            .map_err(|e| vec![format!("loading the plugins failed: {e}")])??;
+        let starting: BTreeSet<&String> = changes.added.iter().chain(&changes.restarted).collect();
+        if !starting.is_empty() {
+            let mut subset = (*new).clone();
+            subset.mapping.retain(|m| starting.contains(&m.name));
+            let topology = topology::ensure(&subset, topology::Mode::Declare).await;
+            if !topology.missing.is_empty() {
+                return Err(topology.missing);
+            }
+        }
+
+        // Valid as a whole: apply. Stopped mappings drain and commit first.
+        let drain = Duration::from_secs(self.config.bridge.shutdown_timeout_secs);
+        let stopping: Vec<String> = changes
+            .removed
+            .iter()
+            .chain(&changes.restarted)
+            .cloned()
+            .collect();
+        self.stop(&stopping, Instant::now() + drain).await;
+        let swapped = self.plugins.commit(prepared);
+        self.config = Arc::clone(&new);
+        self.status.configure(&new);
+        let mut report = ReloadReport {
+            config: "applied",
+            applied: swapped.iter().map(|(_, p)| p.describe()).collect(),
+            mappings: Some(changes.clone()),
+            ..ReloadReport::default()
+        };
+        report.unchanged = new.plugins.len().saturating_sub(report.applied.len());
+        self.status
+            .reloaded(&new, trigger.as_str(), &report, &swapped, &self.plugins);
+        for name in changes.added.iter().chain(&changes.restarted) {
+            self.spawn(name);
+        }
+        self.restart_probe();
+        self.rewatch();
+        self.status.config_applied(&changes, trigger.as_str());
+        Ok(report)
+    }
+}

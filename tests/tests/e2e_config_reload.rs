@@ -1,0 +1,251 @@
+//! Configuration reload against the real brokers: a new file adds one mapping and removes
+//! another while a third keeps flowing untouched (no restart, no rebalance, nothing lost or
+//! duplicated); an invalid file is rejected whole, naming the file, line and key, and the
+//! running configuration stays.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get, http_post};
+use bridge_tests::brokers::{self, Record, unique};
+use serde_json::Value;
+
+const TOKEN: &str = "config-reload-token";
+
+fn mapping(name: &str, topic: &str, exchange: &str, group: &str) -> String {
+    format!(
+        r#"
+[[mapping]]
+name = "{name}"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+"#
+    )
+}
+
+fn header(health: u16) -> String {
+    format!(
+        r#"{}
+[bridge]
+health_listen = "127.0.0.1:{health}"
+admin_token = "{TOKEN}"
+"#,
+        brokers::brokers_toml()
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn status(port: u16) -> Value {
+    serde_json::from_str(&http_get(port, "/status").unwrap().1).unwrap()
+}
+
+fn metric(port: u16, line_start: &str) -> Option<f64> {
+    let text = http_get(port, "/metrics").unwrap().1;
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct Route {
+    topic: String,
+    exchange: String,
+    queue: String,
+    group: String,
+}
+
+async fn route(prefix: &str, partitions: i32) -> Route {
+    let topic = unique(&format!("{prefix}-in"));
+    brokers::create_topic(&topic, partitions).await;
+    let exchange = unique(&format!("{prefix}-ex"));
+    let queue = unique(&format!("{prefix}-q"));
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    Route {
+        topic,
+        exchange,
+        queue,
+        group: unique(prefix),
+    }
+}
+
+fn records(prefix: &str, n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            key: Some(format!("k{i}").into_bytes()),
+            payload: Some(format!("{prefix}-{i:06}").into_bytes()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
+    const KEEP: usize = 6_000;
+    let keep = route("keep", 2).await;
+    let old = route("old", 1).await;
+    let new = route("new", 1).await;
+    let health = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let keep_toml = mapping("keep", &keep.topic, &keep.exchange, &keep.group);
+    write(
+        &path,
+        &format!(
+            "{}{keep_toml}{}",
+            header(health),
+            mapping("old", &old.topic, &old.exchange, &old.group)
+        ),
+    );
+    let mut bridge = BridgeProcess::start_at(&path, &[]);
+    wait_for("readiness", || {
+        http_get(health, "/readyz").is_some_and(|(c, _)| c == 200)
+    })
+    .await;
+    let (seen, reader) = brokers::collect_queue(&keep.queue).await;
+    let feed = brokers::feed_partitions(&brokers::kafka_bootstrap(), &keep.topic, "keep", KEEP, 2);
+    brokers::produce(&old.topic, &records("old", 100), None).await;
+    brokers::produce(&new.topic, &records("new", 100), None).await;
+    let conn = brokers::amqp().await;
+    assert_eq!(
+        brokers::consume_queue(&conn, &old.queue, 100, Duration::from_secs(30))
+            .await
+            .len(),
+        100
+    );
+    wait_for("the keep mapping to flow", || {
+        seen.lock().unwrap().len() > 1_000
+    })
+    .await;
+    let before = status(health);
+    assert_eq!(before["mappings"]["keep"]["counters"]["partitions"], 2);
+
+    // Remove `old`, add `new`; the file watch applies it.
+    write(
+        &path,
+        &format!(
+            "{}{keep_toml}{}",
+            header(health),
+            mapping("new", &new.topic, &new.exchange, &new.group)
+        ),
+    );
+    wait_for("the configuration reload", || {
+        status(health)["reloads"]["config"]["applied"] == 1
+    })
+    .await;
+    let reloaded_at = Instant::now();
+    assert_eq!(
+        brokers::consume_queue(&conn, &new.queue, 100, Duration::from_secs(30))
+            .await
+            .len(),
+        100,
+        "the added mapping bridges"
+    );
+    // What reaches `old`'s topic now stays in Kafka.
+    brokers::produce(&old.topic, &records("late", 10), None).await;
+    feed.await.unwrap();
+    brokers::wait_distinct(&seen, KEEP, Duration::from_secs(60)).await;
+    let after = status(health);
+    let revoked = metric(
+        health,
+        "bridge_rebalanced_partitions_total{mapping=\"keep\",change=\"revoked\"}",
+    );
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    reader.abort();
+
+    let (lost, duplicates) = brokers::arrivals_loss_and_duplicates(KEEP, &seen);
+    assert_eq!((lost, duplicates), (0, 0), "keep: lost, duplicated");
+    let changes = &after["reloads"]["config"]["last_changes"];
+    assert_eq!(changes["added"], serde_json::json!(["new"]));
+    assert_eq!(changes["removed"], serde_json::json!(["old"]));
+    assert_eq!(changes["restarted"], serde_json::json!([]));
+    assert!(after["mappings"].get("old").is_none(), "{after}");
+    // `keep` was not touched: same partitions, no restart, no rebalance.
+    let keep_after = &after["mappings"]["keep"]["counters"];
+    assert_eq!(keep_after["partitions"], 2);
+    assert_eq!(keep_after["restarts"], 0);
+    assert_eq!(revoked.unwrap_or(0.0), 0.0, "keep lost no partition");
+    assert_eq!(
+        brokers::consume_queue(&conn, &old.queue, 1, Duration::from_secs(2))
+            .await
+            .len(),
+        0,
+        "the removed mapping no longer bridges"
+    );
+    // Throughput of `keep` around the reload (a figure, not an assertion).
+    let arrivals = seen.lock().unwrap();
+    let rate = |from: Instant, to: Instant| {
+        let n = arrivals
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .count();
+        n as f64 / (to - from).as_secs_f64()
+    };
+    let window = Duration::from_secs(2);
+    eprintln!(
+        "keep: {:.0} msg/s in the 2 s before the reload, {:.0} msg/s in the 2 s after",
+        rate(reloaded_at - window, reloaded_at),
+        rate(reloaded_at, reloaded_at + window)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_configuration_is_rejected_whole() {
+    let keep = route("inv", 1).await;
+    let health = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let good = format!(
+        "{}{}",
+        header(health),
+        mapping("keep", &keep.topic, &keep.exchange, &keep.group)
+    );
+    write(&path, &good);
+    let mut bridge = BridgeProcess::start_at(&path, &[]);
+    wait_for("readiness", || {
+        http_get(health, "/readyz").is_some_and(|(c, _)| c == 200)
+    })
+    .await;
+    // A typo in one key, and a second mapping that would otherwise be added.
+    let bad = format!(
+        "{good}{}",
+        mapping("extra", &keep.topic, &keep.exchange, "g").replace("routing_key", "routing_kee")
+    );
+    write(&path, &bad);
+    let (code, body) = http_post(health, "/admin/reload", Some(TOKEN)).unwrap();
+    assert_eq!(code, 422, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["config"], "rejected");
+    let error = report["config_error"].as_str().unwrap();
+    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(error.contains("routing_kee"), "{error}");
+    assert!(error.contains("line"), "{error}");
+
+    brokers::produce(&keep.topic, &records("after", 50), None).await;
+    let conn = brokers::amqp().await;
+    let got = brokers::consume_queue(&conn, &keep.queue, 50, Duration::from_secs(30)).await;
+    let st = status(health);
+    let log = bridge.log_text();
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    assert_eq!(got.len(), 50, "the running configuration keeps bridging");
+    assert!(st["mappings"].get("extra").is_none());
+    assert!(st["reloads"]["config"]["rejected"].as_u64().unwrap() >= 1);
+    assert!(log.contains("Configuration reload rejected; the running configuration stays."));
+}
