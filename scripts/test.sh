@@ -17,7 +17,7 @@ echo "== cargo clippy (host and native builds)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo clippy (plugins for wasm32-wasip2)"
 cargo clippy --locked --target wasm32-wasip2 \
-  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record \
+  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth \
   -- -D warnings
 echo "== cargo test"
 # The end-to-end tests run the bridge-host binary as users do.

@@ -13,6 +13,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("hostile", "hostile"),
     ("bad-import", "bad_import"),
     ("shape-record", "shape_record"),
+    ("tenth", "tenth"),
 ];
 
 const PROFILE: &str = "plugin";

@@ -6,7 +6,10 @@
 //! - `GET /status`: the status JSON (readiness, connections, counters);
 //! - `GET /metrics`: every metric in Prometheus' text format;
 //! - `POST /admin/reload`: reloads the configuration and the plugins and answers what it did
-//!   (`200`, or `422` when the configuration or a new plugin version was rejected). Admin endpoints need `Authorization: Bearer <admin_token>`:
+//!   (`200`, or `422` when the configuration or a new plugin version was rejected);
+//! - `POST /admin/stage?plugin=NAME&path=FILE`: runs a candidate version in shadow;
+//!   `POST /admin/promote` makes it live, `POST /admin/rollback` drops it or undoes the
+//!   promotion. Admin endpoints need `Authorization: Bearer <admin_token>`:
 //!   without it they answer `401`, with a wrong token (or none configured) `403`, and change
 //!   nothing.
 
@@ -23,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reload::{self, Trigger};
+use crate::reload::{self, Command, Trigger};
 use crate::status::Status;
 
 /// What the admin endpoints act on.
@@ -76,9 +79,12 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 async fn respond<B>(req: &Request<B>, status: &Status, admin: &Admin) -> Response<Full<Bytes>> {
     let (code, body, content_type) = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/admin/reload") => match authorize(req, admin) {
+        (&Method::POST, path) if path.starts_with("/admin/") => match authorize(req, admin) {
             Err(refusal) => refusal,
-            Ok(()) => reload(admin).await,
+            Ok(()) => match admin_command(path, req.uri().query()) {
+                Ok(command) => ask(admin, command).await,
+                Err(answer) => answer,
+            },
         },
         (&Method::GET, "/livez") => (StatusCode::OK, "ok\n".to_string(), TEXT),
         (&Method::GET, "/readyz") => {
@@ -148,7 +154,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn reload(admin: &Admin) -> Answer {
+/// The command an admin request asks for.
+fn admin_command(path: &str, query: Option<&str>) -> Result<Command, Answer> {
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    match path {
+        "/admin/reload" => Ok(Command::Reload(Trigger::Admin)),
+        "/admin/promote" => Ok(Command::Promote),
+        "/admin/rollback" => Ok(Command::Rollback),
+        "/admin/stage" => match (param("plugin"), param("path")) {
+            (Some(plugin), Some(path)) => Ok(Command::Stage {
+                plugin,
+                path: path.into(),
+            }),
+            _ => Err((
+                StatusCode::BAD_REQUEST,
+                "`/admin/stage?plugin=NAME&path=FILE.wasm`: both are required\n".to_string(),
+                TEXT,
+            )),
+        },
+        _ => Err((StatusCode::NOT_FOUND, "not found\n".to_string(), TEXT)),
+    }
+}
+
+async fn ask(admin: &Admin, command: Command) -> Answer {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         (
@@ -157,19 +189,14 @@ async fn reload(admin: &Admin) -> Answer {
             TEXT,
         )
     };
-    if admin.reload.send((Trigger::Admin, Some(tx))).await.is_err() {
+    if admin.reload.send((command, Some(tx))).await.is_err() {
         return unavailable();
     }
-    let Ok(report) = rx.await else {
+    let Ok(answer) = rx.await else {
         return unavailable();
     };
-    let code = if report.rejected.is_empty() && report.config != "rejected" {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let body = serde_json::to_string(&report).unwrap_or_default();
-    (code, body, JSON)
+    let code = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, answer.body.to_string(), JSON)
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(1);
     background.spawn(reload_on_sighup(reload_tx.clone()));
     if let Some(listener) = health {
-        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics, /admin/reload.");
+        tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics, /admin/*.");
         let admin = crate::health::Admin {
             token: config.bridge.admin_token.clone(),
             reload: reload_tx.clone(),
@@ -124,10 +124,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = &mut first_signal => break,
-            Some((trigger, reply)) = reload_rx.recv() => {
-                let report = supervisor.reload(trigger).await;
+            Some((command, reply)) = reload_rx.recv() => {
+                let answer = supervisor.handle(command).await;
                 if let Some(reply) = reply {
-                    let _ = reply.send(report);
+                    let _ = reply.send(answer);
                 }
             }
         }
@@ -176,7 +176,7 @@ async fn reload_on_sighup(requests: mpsc::Sender<reload::Request>) {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugins.");
             if requests
-                .send((reload::Trigger::Signal, None))
+                .send((reload::Command::Reload(reload::Trigger::Signal), None))
                 .await
                 .is_err()
             {

@@ -91,6 +91,8 @@ struct ConfigReloads {
 #[derive(Debug)]
 pub struct Status {
     reloads: Mutex<Reloads>,
+    /// The running plugins, for the stage on `/status`.
+    plugins: std::sync::OnceLock<Arc<PluginSet>>,
     /// The running mappings, in configuration order (a configuration reload changes them).
     mappings: RwLock<Vec<Arc<MappingStatus>>>,
     /// Kafka clusters in use, and whether they answered the last metadata request.
@@ -103,6 +105,7 @@ impl Status {
     pub fn new(config: &BridgeConfig) -> Arc<Self> {
         let status = Status {
             reloads: Mutex::default(),
+            plugins: std::sync::OnceLock::new(),
             mappings: RwLock::default(),
             clusters: RwLock::default(),
             metrics: Arc::new(Metrics::new()),
@@ -203,7 +206,8 @@ impl Status {
     }
 
     /// Records the plugins loaded at startup and which of them each mapping runs.
-    pub fn plugins_loaded(&self, config: &BridgeConfig, plugins: &PluginSet) {
+    pub fn plugins_loaded(&self, config: &BridgeConfig, plugins: &Arc<PluginSet>) {
+        let _ = self.plugins.set(Arc::clone(plugins));
         for p in plugins.all() {
             self.metrics.emit(BridgeEvent::PluginLoaded(&p));
         }
@@ -297,6 +301,7 @@ impl Status {
                 .map(|m| (m.name.clone(), json!({ "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
             "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
+            "stage": self.plugins.get().and_then(|p| serde_json::to_value(p.stage_view()).ok()),
         })
     }
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::BridgeConfig;
 use crate::pipeline::{self, Shutdown};
-use crate::reload::{self, PluginSet, ReloadReport, Trigger};
+use crate::reload::{self, Answer, Command, PluginSet, ReloadReport, Trigger};
 use crate::status::Status;
 use crate::topology;
 
@@ -142,9 +142,88 @@ impl Supervisor {
         }
     }
 
+    /// Carries out an admin, signal or file-watch command.
+    pub async fn handle(&mut self, command: Command) -> Answer {
+        let answer = |code: u16, body: serde_json::Value| Answer { code, body };
+        match command {
+            Command::Reload(trigger) => {
+                let report = self.reload(trigger).await;
+                let code = if report.rejected.is_empty() && report.config != "rejected" {
+                    200
+                } else {
+                    422
+                };
+                answer(code, serde_json::to_value(&report).unwrap_or_default())
+            }
+            Command::Stage { plugin, path } => {
+                let path = if path.is_absolute() {
+                    path
+                } else {
+                    self.config.base_dir.join(path)
+                };
+                let set = Arc::clone(&self.plugins);
+                let name = plugin.clone();
+                let staged = tokio::task::spawn_blocking(move || set.stage(&name, path))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                match staged {
+                    Ok(candidate) => {
+                        tracing::info!(
+                            plugin,
+                            candidate,
+                            "Candidate staged: it runs in shadow, its outputs are compared and not sent."
+                        );
+                        answer(200, serde_json::json!({ "staged": candidate }))
+                    }
+                    Err(error) => {
+                        self.status
+                            .metrics()
+                            .emit(crate::telemetry::BridgeEvent::PluginRejected {
+                                plugin: &plugin,
+                                reason: &error,
+                                trigger: "stage",
+                            });
+                        answer(422, serde_json::json!({ "plugin": plugin, "error": error }))
+                    }
+                }
+            }
+            Command::Promote | Command::Rollback => {
+                let promote = command == Command::Promote;
+                let comparison = self.plugins.stage_view().counts;
+                let result = if promote {
+                    self.plugins.promote()
+                } else {
+                    self.plugins.rollback()
+                };
+                let trigger = if promote { "promote" } else { "rollback" };
+                match result {
+                    Ok(swapped) => {
+                        let report = ReloadReport {
+                            applied: swapped.iter().map(|(_, p)| p.describe()).collect(),
+                            ..ReloadReport::default()
+                        };
+                        self.status.reloaded(
+                            &self.config,
+                            trigger,
+                            &report,
+                            &swapped,
+                            &self.plugins,
+                        );
+                        tracing::info!(trigger, live = %report.applied.join(","), same = comparison.same, different = comparison.different, failed = comparison.failed, "Stage ended.");
+                        answer(
+                            200,
+                            serde_json::json!({ trigger: report.applied, "comparison": comparison }),
+                        )
+                    }
+                    Err(error) => answer(409, serde_json::json!({ "error": error })),
+                }
+            }
+        }
+    }
+
     /// Reloads: the configuration file when its text changed (applied whole or rejected
     /// whole), else every plugin file that changed.
-    pub async fn reload(&mut self, trigger: Trigger) -> ReloadReport {
+    async fn reload(&mut self, trigger: Trigger) -> ReloadReport {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) => {

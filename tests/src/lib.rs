@@ -20,6 +20,8 @@ pub mod artifacts {
     pub const BAD_IMPORT: &str = env!("PLUGIN_BAD_IMPORT");
     /// The record-shaped benchmark plugin (`tests/plugins/shape-record/shape.wit`).
     pub const SHAPE_RECORD: &str = env!("PLUGIN_SHAPE_RECORD");
+    /// A candidate that marks every tenth message (staged-rollout tests).
+    pub const TENTH: &str = env!("PLUGIN_TENTH");
 }
 
 use bridge_host::plugin::{Message, PluginRuntime, RuntimeOptions};

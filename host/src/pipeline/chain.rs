@@ -205,14 +205,14 @@ pub struct ChainSpec {
 }
 
 impl ChainSpec {
-    /// Fresh instances of the running versions; also returns the generation they belong to.
-    fn build(&self) -> Result<(u64, ChainCore), crate::plugin::LoadError> {
+    /// Fresh instances of the running versions, and of the staged candidates in shadow when
+    /// one of the transforms has a candidate; also the generation they belong to.
+    fn build(&self) -> Result<Built, crate::plugin::LoadError> {
         let generation = self.plugins.generation();
-        let get = |name: &String| {
-            self.plugins.get(name).ok_or_else(|| {
-                crate::plugin::LoadError::Engine(format!("plugin `{name}` is not loaded"))
-            })
+        let missing = |name: &String| {
+            crate::plugin::LoadError::Engine(format!("plugin `{name}` is not loaded"))
         };
+        let get = |name: &String| self.plugins.get(name).ok_or_else(|| missing(name));
         let transforms = self
             .transforms
             .iter()
@@ -223,8 +223,35 @@ impl ChainSpec {
         if self.tag_versions {
             core.tag_versions();
         }
-        Ok((generation, core))
+        let staged = self
+            .transforms
+            .iter()
+            .any(|n| self.plugins.candidate(n).is_some());
+        let shadow = if staged {
+            let candidates = self
+                .transforms
+                .iter()
+                .map(|n| self.plugins.candidate(n).map_or_else(|| get(n), Ok))
+                .collect::<Result<Vec<_>, _>>()?;
+            let untimed = vec![None; candidates.len()];
+            Some(ChainCore::new(&candidates, policy.as_ref(), untimed)?)
+        } else {
+            None
+        };
+        Ok(Built {
+            generation,
+            core,
+            shadow,
+        })
     }
+}
+
+/// A chain's instances for one plugin generation.
+struct Built {
+    generation: u64,
+    core: ChainCore,
+    /// The staged candidates' chain, run in shadow and compared, never sent.
+    shadow: Option<ChainCore>,
 }
 
 /// The asynchronous handle of a [`ChainCore`] running on its own thread.
@@ -252,7 +279,7 @@ impl Chain {
             .name(format!("plugins-{}", spec.mapping))
             .stack_size(CHAIN_THREAD_STACK)
             .spawn(move || {
-                let (mut generation, mut core) = match spec.build() {
+                let mut built = match spec.build() {
                     Ok(built) => {
                         let _ = ready_tx.send(Ok(()));
                         built
@@ -262,19 +289,33 @@ impl Chain {
                         return;
                     }
                 };
+                let stage = spec.plugins.stage_stats();
                 while let Ok(job) = rx.recv() {
-                    if spec.plugins.generation() != generation {
+                    if spec.plugins.generation() != built.generation {
                         match spec.build() {
-                            Ok((g, c)) => (generation, core) = (g, c),
+                            Ok(b) => built = b,
                             Err(e) => {
                                 tracing::error!(mapping = %spec.mapping, error = %e, "Cannot start the reloaded plugins; the running versions stay.");
-                                generation = spec.plugins.generation();
+                                built.generation = spec.plugins.generation();
                             }
                         }
                     }
+                    let Built { core, shadow, .. } = &mut built;
                     match job {
                         Job::Run(batch, reply) => {
-                            let _ = reply.send(batch.into_iter().map(|m| core.run(m)).collect());
+                            let outcomes = batch
+                                .into_iter()
+                                .map(|m| match shadow {
+                                    Some(shadow) => {
+                                        let live = core.run(m.clone());
+                                        let candidate = shadow.run(m);
+                                        stage.compare(&spec.mapping, &live, &candidate);
+                                        live
+                                    }
+                                    None => core.run(m),
+                                })
+                                .collect();
+                            let _ = reply.send(outcomes);
                         }
                         Job::Decide(job, attempt, reply) => {
                             let (msg, failure) = *job;

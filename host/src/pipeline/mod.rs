@@ -19,7 +19,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use chain::{Chain, ChainSpec, VERSIONS_HEADER, default_decision};
+pub use chain::{Chain, ChainOutcome, ChainSpec, VERSIONS_HEADER, default_decision};
 pub use headers::{HOPS, add_provenance};
 pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use sink::Sink;

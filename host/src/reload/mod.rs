@@ -7,6 +7,7 @@
 //! and the running one stays.
 
 mod diff;
+mod stage;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 pub use diff::{MappingChanges, mapping_changes};
+pub use stage::{Difference, StageCounts, StageStats};
 pub use watch::watch_files;
 
 use crate::config::BridgeConfig;
@@ -33,7 +35,25 @@ pub struct PluginSet {
     current: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
     /// The last rejected file of each plugin (digest, reason): not checked again.
     rejected: Mutex<HashMap<String, (String, String)>>,
+    /// Staged candidates, running in shadow.
+    candidates: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    /// The versions the last promotion replaced, kept loaded for an instant rollback.
+    previous: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    /// How the candidates compare with the live versions.
+    stage: Arc<StageStats>,
     generation: AtomicU64,
+}
+
+/// What the current stage looks like, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageView {
+    /// Candidates in shadow: plugin name → `name@sha256:…`.
+    pub candidates: BTreeMap<String, String>,
+    /// Versions a rollback would bring back.
+    pub previous: BTreeMap<String, String>,
+    /// The comparison since the stage began.
+    #[serde(flatten)]
+    pub counts: StageCounts,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,6 +64,18 @@ struct Use {
 
 /// A swapped plugin: the version replaced (none if it was not running) and the new one.
 pub type Swap = (Option<Arc<LoadedPlugin>>, Arc<LoadedPlugin>);
+
+impl std::fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSet")
+            .field(
+                "plugins",
+                &self.all().iter().map(|p| p.describe()).collect::<Vec<_>>(),
+            )
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
 
 /// What one reload did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -96,6 +128,9 @@ impl PluginSet {
             uses: RwLock::new(uses(config)),
             current: RwLock::new(loaded),
             rejected: Mutex::default(),
+            candidates: RwLock::default(),
+            previous: RwLock::default(),
+            stage: Arc::default(),
             generation: AtomicU64::new(0),
         }
     }
@@ -103,6 +138,112 @@ impl PluginSet {
     /// The running version of plugin `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
         self.current.read().ok()?.get(name).cloned()
+    }
+
+    /// The staged candidate of plugin `name`, if one runs in shadow.
+    pub fn candidate(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.candidates.read().ok()?.get(name).cloned()
+    }
+
+    /// Where shadow comparisons are counted.
+    pub fn stage_stats(&self) -> Arc<StageStats> {
+        Arc::clone(&self.stage)
+    }
+
+    /// The current stage: candidates, the versions a rollback brings back, the comparison.
+    pub fn stage_view(&self) -> StageView {
+        let describe = |m: &RwLock<HashMap<String, Arc<LoadedPlugin>>>| {
+            m.read()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.describe())).collect())
+                .unwrap_or_default()
+        };
+        StageView {
+            candidates: describe(&self.candidates),
+            previous: describe(&self.previous),
+            counts: self.stage.counts(),
+        }
+    }
+
+    /// Stages the component at `path` as the candidate of plugin `name`: loaded, checked and
+    /// initialised like a reload, then run in shadow beside the live version.
+    pub fn stage(&self, name: &str, path: PathBuf) -> Result<String, String> {
+        let Some(live) = self.get(name) else {
+            return Err(format!("no plugin `{name}` is running"));
+        };
+        let spec = PluginSpec {
+            path,
+            ..live.spec().clone()
+        };
+        let use_ = self
+            .uses
+            .read()
+            .ok()
+            .and_then(|u| u.get(name).copied())
+            .unwrap_or_default();
+        let candidate = self.check(&spec, use_)?;
+        let described = candidate.describe();
+        if let Ok(mut c) = self.candidates.write() {
+            c.insert(name.to_string(), candidate);
+        }
+        self.stage.reset();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(described)
+    }
+
+    /// Makes every candidate live; the versions they replace stay loaded for a rollback.
+    pub fn promote(&self) -> Result<Vec<Swap>, String> {
+        let candidates = self
+            .candidates
+            .write()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        if candidates.is_empty() {
+            return Err("nothing is staged: stage a candidate first".into());
+        }
+        let mut swapped = Vec::new();
+        if let (Ok(mut current), Ok(mut previous)) = (self.current.write(), self.previous.write()) {
+            previous.clear();
+            for (name, candidate) in candidates {
+                let old = current.insert(name.clone(), Arc::clone(&candidate));
+                if let Some(old) = &old {
+                    previous.insert(name, Arc::clone(old));
+                }
+                swapped.push((old, candidate));
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(swapped)
+    }
+
+    /// Ends a stage without promoting it, or after a promotion brings the previous versions
+    /// back at once (they stayed loaded).
+    pub fn rollback(&self) -> Result<Vec<Swap>, String> {
+        let dropped = self
+            .candidates
+            .write()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        if !dropped.is_empty() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            return Ok(Vec::new());
+        }
+        let previous = self
+            .previous
+            .write()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        if previous.is_empty() {
+            return Err("nothing to roll back: no stage and no promotion".into());
+        }
+        let mut swapped = Vec::new();
+        if let Ok(mut current) = self.current.write() {
+            for (name, old) in previous {
+                let promoted = current.insert(name, Arc::clone(&old));
+                swapped.push((promoted, old));
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(swapped)
     }
 
     /// Every running plugin.
@@ -329,5 +470,32 @@ impl Trigger {
     }
 }
 
-/// A reload request, answered with the report when one is wanted.
-pub type Request = (Trigger, Option<oneshot::Sender<ReloadReport>>);
+/// What the reload loop is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Reload the configuration and the plugin files.
+    Reload(Trigger),
+    /// Run the component at `path` in shadow as the candidate of plugin `plugin`.
+    Stage {
+        /// The plugin's name.
+        plugin: String,
+        /// The candidate component (relative paths: to the configuration's directory).
+        path: PathBuf,
+    },
+    /// Make the staged candidates live.
+    Promote,
+    /// Drop the stage, or undo the last promotion.
+    Rollback,
+}
+
+/// An answer to an admin command: an HTTP status and a JSON body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status code.
+    pub code: u16,
+    /// What was done, or why not.
+    pub body: serde_json::Value,
+}
+
+/// A request, answered when an answer is wanted.
+pub type Request = (Command, Option<oneshot::Sender<Answer>>);

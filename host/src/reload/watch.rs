@@ -10,7 +10,7 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 use tokio::sync::mpsc;
 
-use super::{Request, Trigger};
+use super::{Command, Request, Trigger};
 
 /// Changes closer together than this make one reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -29,7 +29,7 @@ pub fn watch_files(
         match result {
             Ok(events) if events.iter().any(|e| watched.contains(&absolute(&e.path))) => {
                 // A full queue already holds a reload that will see this change.
-                let _ = requests.try_send((Trigger::File, None));
+                let _ = requests.try_send((Command::Reload(Trigger::File), None));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "Watching the plugin files failed."),
