@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 # Builds are shared between checkouts: wasmtime and librdkafka take minutes to build cold.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"
+# Test runs are not edit loops: no incremental caches, and test executables no build has
+# touched for a day are pruned, so the shared target directory does not fill the disk.
+export CARGO_INCREMENTAL=0
+if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x -mtime +1 -delete
+  rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+fi
 
 scripts/setup.sh
 scripts/brokers.sh start

@@ -16,7 +16,7 @@ use crate::status::Status;
 use crate::supervisor::Supervisor;
 use crate::topology;
 
-use crate::plugin::{PluginRuntime, PluginSpec, RuntimeOptions};
+use crate::plugin::{PluginRuntime, RuntimeOptions};
 
 /// Loads every plugin the mappings use and starts one instance of each, so that a bad
 /// component or a rejected configuration stops the bridge before it touches a broker.
@@ -28,12 +28,7 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
     let mut loaded = HashMap::new();
     let mut problems = Vec::new();
     for (name, plugin) in &config.plugins {
-        let spec = PluginSpec {
-            name: name.clone(),
-            path: config.plugin_path(plugin),
-            config: plugin.flat_config(),
-            limits: plugin.limits.clone(),
-        };
+        let spec = config.plugin_spec(name, plugin);
         match runtime.load(&spec).and_then(|p| p.instantiate().map(|_| p)) {
             Ok(p) => {
                 loaded.insert(name.clone(), p);

@@ -25,6 +25,8 @@ use crate::telemetry::{BridgeEvent, Counters};
 pub struct MappingStatus {
     /// The mapping name.
     pub name: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// Source consuming and target open.
     connected: AtomicBool,
     connected_gauge: Gauge,
@@ -131,9 +133,10 @@ impl Status {
                     connected_gauge: self
                         .metrics
                         .connected
-                        .get_or_create(&Metrics::mapping(&m.name))
+                        .get_or_create(&Metrics::mapping(&m.name, m.tenant()))
                         .clone(),
-                    counters: Counters::new(&self.metrics, &m.name),
+                    counters: Counters::new(&self.metrics, &m.name, m.tenant()),
+                    tenant: m.tenant().to_string(),
                     plugins: Mutex::new(Vec::new()),
                 })
             }));
@@ -142,7 +145,9 @@ impl Status {
             .iter()
             .filter(|s| !next.iter().any(|n| n.name == s.name))
         {
-            self.metrics.connected.remove(&Metrics::mapping(&gone.name));
+            self.metrics
+                .connected
+                .remove(&Metrics::mapping(&gone.name, &gone.tenant));
         }
         *mappings = next;
         drop(mappings);
@@ -298,7 +303,7 @@ impl Status {
                 .map(|(name, up)| (name.clone(), json!({ "reachable": up.load(Ordering::Relaxed) })))
                 .collect::<serde_json::Map<_, _>>(),
             "mappings": self.mappings().iter()
-                .map(|m| (m.name.clone(), json!({ "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
+                .map(|m| (m.name.clone(), json!({ "tenant": m.tenant, "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
             "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
             "stage": self.plugins.get().and_then(|p| serde_json::to_value(p.stage_view()).ok()),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::BridgeConfig;
 use crate::pipeline::{self, Shutdown};
@@ -82,13 +83,18 @@ impl Supervisor {
             stopping: false,
             deadline: Instant::now(),
         });
-        let task = tokio::spawn(pipeline::run_mapping(
-            Arc::clone(&self.config),
-            mapping.clone(),
-            Arc::clone(&self.plugins),
-            state,
-            rx,
-        ));
+        // Every line the mapping logs carries its tenant.
+        let span = tracing::info_span!("mapping", tenant = %mapping.tenant());
+        let task = tokio::spawn(
+            pipeline::run_mapping(
+                Arc::clone(&self.config),
+                mapping.clone(),
+                Arc::clone(&self.plugins),
+                state,
+                rx,
+            )
+            .instrument(span),
+        );
         self.running
             .insert(name.to_string(), Running { stop, task });
     }

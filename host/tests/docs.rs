@@ -38,6 +38,10 @@ dedup = { @dedup, by = "coordinates" }
 declare = { @declare, partitions = 1 }
 breaker = { @breaker, failures = 1 }
 
+[tenants.t]
+@tenant
+allow = { @allow, topics = ["*"] }
+
 [bridge]
 @bridge
 "#;
@@ -58,6 +62,8 @@ const SECTIONS: &[(&str, &str)] = &[
     ("### `dedup`", "dedup"),
     ("### `declare`", "declare"),
     ("### `breaker`", "breaker"),
+    ("## `[tenants.NAME]`", "tenant"),
+    ("### `allow`", "allow"),
 ];
 
 /// The keys the table marked `marker` accepts, from the error an unknown key there gets.
@@ -232,7 +238,7 @@ fn the_operations_page_lists_every_metric() {
     use bridge_host::telemetry::{Counters, Event};
     // A family is shown once it has a series: make one of each.
     let metrics = Metrics::new();
-    let c = Counters::new(&metrics, "m");
+    let c = Counters::new(&metrics, "m", "t");
     let parts = [("t".to_string(), 0)];
     c.emit(Event::Failed {
         kind: "plugin-trap",
@@ -240,7 +246,7 @@ fn the_operations_page_lists_every_metric() {
     c.emit(Event::PartitionsAssigned(&parts));
     c.emit(Event::Lag(&[("t".to_string(), 0, 1)]));
     c.plugin_timer("p");
-    let _ = metrics.connected.get_or_create(&Metrics::mapping("m"));
+    let _ = metrics.connected.get_or_create(&Metrics::mapping("m", "t"));
     let _ = metrics.cluster_reachable.get_or_create(&ClusterLabel {
         cluster: "k".into(),
     });

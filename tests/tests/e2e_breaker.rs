@@ -129,10 +129,10 @@ async fn an_open_breaker_dead_letters_without_calling_the_plugin_until_a_reload(
     let metrics = http_get(s.health, "/metrics").unwrap().1;
     assert!(
         metrics
-            .contains("bridge_plugin_call_seconds_count{mapping=\"guarded\",plugin=\"hostile\"} 3"),
+            .contains("bridge_plugin_call_seconds_count{mapping=\"guarded\",tenant=\"default\",plugin=\"hostile\"} 3"),
         "only the three failing calls reached the plugin"
     );
-    assert!(metrics.contains("bridge_breaker_state{mapping=\"guarded\"} 1"));
+    assert!(metrics.contains("bridge_breaker_state{mapping=\"guarded\",tenant=\"default\"} 1"));
 
     // A new plugin version closes the breaker; well-behaved messages flow again.
     let mut v2 = std::fs::read(artifacts::HOSTILE).unwrap();

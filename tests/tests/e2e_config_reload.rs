@@ -165,7 +165,7 @@ async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
     let after = status(health);
     let revoked = metric(
         health,
-        "bridge_rebalanced_partitions_total{mapping=\"keep\",change=\"revoked\"}",
+        "bridge_rebalanced_partitions_total{mapping=\"keep\",tenant=\"default\",change=\"revoked\"}",
     );
     assert!(bridge.terminate(Duration::from_secs(20)));
     reader.abort();

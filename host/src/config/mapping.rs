@@ -58,10 +58,20 @@ pub struct Mapping {
     /// (`x-bridge-plugin-versions: name@sha256:…,…`): `plugin_versions_header = true`.
     #[serde(default)]
     pub plugin_versions_header: bool,
+    /// The tenant it belongs to: `tenant = "payments"` (default: `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// A circuit breaker over the mapping's plugin failures:
     /// `breaker = { failures = 10, window_secs = 60, cool_down_secs = 30, action = "pause" }`.
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
+}
+
+impl Mapping {
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(super::DEFAULT_TENANT)
+    }
 }
 
 /// A mapping's circuit breaker.

@@ -8,6 +8,7 @@
 mod declare;
 mod env;
 mod mapping;
+mod tenant;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,8 +21,9 @@ pub use mapping::{
     AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,
     KafkaSource, KafkaTarget, Mapping, Source, Target,
 };
+pub use tenant::{Allow, DEFAULT_TENANT, TenantConfig};
 
-use crate::plugin::PluginLimits;
+use crate::plugin::{PluginLimits, PluginSpec};
 
 /// A configuration error. The text names the file and where in it.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,9 @@ pub struct BridgeConfig {
     /// Process-wide settings: `[bridge]`.
     #[serde(default)]
     pub bridge: BridgeSettings,
+    /// Tenants: `[tenants.payments]`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
     /// Where the file was read from; relative plugin paths are resolved against its directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -185,9 +190,17 @@ pub struct PluginConfig {
     /// Resource limits.
     #[serde(default)]
     pub limits: PluginLimits,
+    /// The tenant it belongs to: `tenant = "payments"` (default: `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 impl PluginConfig {
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(DEFAULT_TENANT)
+    }
+
     /// The config table flattened to ordered key/value strings (`a.b`, `list.0`).
     pub fn flat_config(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -301,6 +314,23 @@ impl BridgeConfig {
                 path: path.to_path_buf(),
                 problems,
             })
+        }
+    }
+
+    /// What to load for plugin `name`: its file, config, and limits capped by its tenant's.
+    pub fn plugin_spec(&self, name: &str, plugin: &PluginConfig) -> PluginSpec {
+        let tenant = self.tenants.get(plugin.tenant());
+        let limits = match tenant.and_then(|t| t.limits.as_ref()) {
+            Some(ceiling) => plugin.limits.capped_by(ceiling),
+            None => plugin.limits.clone(),
+        };
+        PluginSpec {
+            name: name.to_string(),
+            path: self.plugin_path(plugin),
+            config: plugin.flat_config(),
+            limits,
+            tenant: plugin.tenant().to_string(),
+            held_bytes: tenant.and_then(|t| t.held_bytes),
         }
     }
 

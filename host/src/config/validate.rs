@@ -22,6 +22,7 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
             );
         }
     }
+    problems.extend(super::tenant::check(config));
     for (name, plugin) in &config.plugins {
         if let Err(e) = plugin.limits.validate() {
             problems.push(format!("`plugins.{name}.limits`: {e}"));

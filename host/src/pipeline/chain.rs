@@ -111,6 +111,9 @@ impl ChainCore {
                         });
                     }
                     Err(e) => {
+                        if e.kind == FailureKind::PluginTimeout {
+                            yield_cpu();
+                        }
                         let mut failure = ProcessingFailure::from(e);
                         failure.version = Some(plugin.plugin().describe());
                         return ChainOutcome::Failed(failure);
@@ -183,6 +186,37 @@ enum Job {
     Describe(String, oneshot::Sender<Option<String>>),
 }
 
+/// The nice value of a chain thread whose plugin ran into its CPU time limit.
+const SPINNER_NICE: i32 = 10;
+
+/// Lowers this chain thread's CPU priority once its plugin has spun to its time limit: a
+/// plugin that burns its whole CPU budget on every call then yields the cores to the other
+/// mappings' pipelines and plugins instead of taking a core from them. Lasts for the thread's
+/// life (the mapping's run); raising it back would need privileges a bridge should not have.
+fn yield_cpu() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if DONE.with(|d| d.replace(true)) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes
+        // this thread's nice value.
+        let result = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, SPINNER_NICE)
+        };
+        if result == 0 {
+            tracing::warn!(
+                nice = SPINNER_NICE,
+                "A plugin ran into its CPU time limit: its mapping's plugin thread now runs at a lower CPU priority."
+            );
+        }
+    }
+}
+
 /// The header naming the plugin versions that made an output message, when the mapping has
 /// `plugin_versions_header = true`: `name@sha256:…,name@sha256:…`, in chain order.
 pub const VERSIONS_HEADER: &str = "x-bridge-plugin-versions";
@@ -192,6 +226,8 @@ pub const VERSIONS_HEADER: &str = "x-bridge-plugin-versions";
 pub struct ChainSpec {
     /// The mapping's name.
     pub mapping: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// The running plugins.
     pub plugins: Arc<PluginSet>,
     /// Transform plugin names, in order.
@@ -279,6 +315,7 @@ impl Chain {
             .name(format!("plugins-{}", spec.mapping))
             .stack_size(CHAIN_THREAD_STACK)
             .spawn(move || {
+                let _span = tracing::info_span!("mapping", tenant = %spec.tenant).entered();
                 let mut built = match spec.build() {
                     Ok(built) => {
                         let _ = ready_tx.send(Ok(()));

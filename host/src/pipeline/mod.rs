@@ -148,6 +148,7 @@ async fn run_once(
 ) -> Result<(), PipelineError> {
     let chain = Chain::new(ChainSpec {
         mapping: mapping.name.clone(),
+        tenant: mapping.tenant().to_string(),
         plugins: Arc::clone(plugins),
         transforms: mapping.plugins.clone(),
         policy: mapping.dead_letter_policy.clone(),

@@ -86,13 +86,27 @@ pub enum LimitHit {
     /// Output larger than allowed.
     #[error("output limit exceeded: {0}")]
     Output(String),
+    /// The tenant's plugins would hold more message bytes than its budget.
+    #[error(
+        "tenant `{tenant}` would hold {wanted} bytes of messages, more than its `held_bytes` = {limit}"
+    )]
+    Held {
+        /// The tenant.
+        tenant: String,
+        /// Its budget.
+        limit: u64,
+        /// What it would hold.
+        wanted: u64,
+    },
 }
 
 impl LimitHit {
     /// The failure kind this limit maps to.
     pub fn kind(&self) -> FailureKind {
         match self {
-            LimitHit::Memory { .. } | LimitHit::Table { .. } => FailureKind::PluginMemoryLimit,
+            LimitHit::Memory { .. } | LimitHit::Table { .. } | LimitHit::Held { .. } => {
+                FailureKind::PluginMemoryLimit
+            }
             LimitHit::Output(_) => FailureKind::PluginOutputLimit,
         }
     }

@@ -87,7 +87,9 @@ impl PluginInstance {
         let Some(live) = self.live.as_mut() else {
             return Err(self.host_error(wasmtime::format_err!("instance vanished")));
         };
-        let table = &mut live.store.data_mut().table;
+        let state = live.store.data_mut();
+        state.charges.release(rep);
+        let table = &mut state.table;
         let msg = match table.delete(res) {
             Ok(m) => m,
             Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
@@ -106,8 +108,12 @@ impl PluginInstance {
                         out.push(msg.clone());
                         continue;
                     }
+                    let out_rep = r.rep();
                     match table.delete(r) {
-                        Ok(m) => out.push(m),
+                        Ok(m) => {
+                            state.charges.release(out_rep);
+                            out.push(m)
+                        }
                         Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
                     }
                 }
@@ -125,6 +131,7 @@ impl PluginInstance {
         let decision =
             self.call(|store| guest.call_decide(store, Resource::new_borrow(rep), failure))?;
         if let Some(live) = self.live.as_mut() {
+            live.store.data_mut().charges.release(rep);
             let _ = live.store.data_mut().table.delete(res);
         }
         Ok(decision)
@@ -148,6 +155,7 @@ impl PluginInstance {
             limits: limits.clone(),
             log: Arc::clone(&self.log),
             created: 0,
+            charges: super::budget::Charges::new(plugin.budget.clone()),
         };
         let mut store = Store::new(&plugin.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -286,8 +294,13 @@ impl PluginInstance {
         let Some(guest) = pick(live).cloned() else {
             return Err(self.not_exported(what));
         };
-        match live.store.data_mut().table.push(msg) {
-            Ok(res) => Ok((guest, res)),
+        let size = msg.size();
+        let state = live.store.data_mut();
+        match state.table.push(msg) {
+            Ok(res) => {
+                state.charges.lent(res.rep(), size);
+                Ok((guest, res))
+            }
             Err(e) => Err(self.host_error(e.into())),
         }
     }

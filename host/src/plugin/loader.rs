@@ -25,6 +25,10 @@ pub struct PluginSpec {
     pub config: Vec<(String, String)>,
     /// Resource limits.
     pub limits: PluginLimits,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// The tenant's budget of message bytes its plugins may make the host hold, if any.
+    pub held_bytes: Option<u64>,
 }
 
 impl PluginSpec {
@@ -35,6 +39,8 @@ impl PluginSpec {
             path: path.into(),
             config: Vec::new(),
             limits: PluginLimits::default(),
+            tenant: crate::config::DEFAULT_TENANT.to_string(),
+            held_bytes: None,
         }
     }
 
@@ -53,6 +59,8 @@ impl PluginSpec {
 
 /// A compiled, validated, pre-instantiated plugin. Instances are made from it cheaply.
 pub struct LoadedPlugin {
+    /// The tenant's held-bytes budget, if it has one.
+    pub(crate) budget: Option<Arc<super::HeldBytes>>,
     pub(crate) spec: PluginSpec,
     pub(crate) engine: EngineHandle,
     pub(crate) pre: InstancePre<PluginState>,
@@ -184,6 +192,9 @@ impl PluginRuntime {
             policy,
             version,
             digest,
+            budget: spec
+                .held_bytes
+                .map(|limit| self.budget(&spec.tenant, limit)),
         }))
     }
 

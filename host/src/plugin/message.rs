@@ -105,7 +105,20 @@ impl PluginState {
                 "more than {limit} messages created in one call"
             ))));
         }
-        Ok(self.table.push(msg)?)
+        let size = msg.size();
+        let res = self.table.push(msg)?;
+        self.charges
+            .resize(res.rep(), size)
+            .map_err(wasmtime::Error::new)?;
+        Ok(res)
+    }
+
+    /// Charges the tenant for what message `r` holds now.
+    fn recharge(&mut self, r: &Resource<Message>) -> wasmtime::Result<()> {
+        let size = self.msg(r)?.size();
+        self.charges
+            .resize(r.rep(), size)
+            .map_err(wasmtime::Error::new)
     }
 }
 
@@ -128,7 +141,7 @@ impl types::HostMessage for PluginState {
     fn set_key(&mut self, this: Resource<Message>, key: Option<Vec<u8>>) -> wasmtime::Result<()> {
         self.check_bytes("key", key.as_ref().map_or(0, Vec::len))?;
         self.msg_mut(&this)?.key = key;
-        Ok(())
+        self.recharge(&this)
     }
 
     fn payload(&mut self, this: Resource<Message>) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -150,7 +163,7 @@ impl types::HostMessage for PluginState {
     ) -> wasmtime::Result<()> {
         self.check_bytes("payload", payload.as_ref().map_or(0, Vec::len))?;
         self.msg_mut(&this)?.payload = payload.map(Bytes::from);
-        Ok(())
+        self.recharge(&this)
     }
 
     fn header(
@@ -211,7 +224,7 @@ impl types::HostMessage for PluginState {
                 self.msg_mut(&this)?.headers.push((name, value));
             }
         }
-        Ok(())
+        self.recharge(&this)
     }
 
     fn add_header(
@@ -224,7 +237,7 @@ impl types::HostMessage for PluginState {
         let count = self.msg(&this)?.headers.len() + 1;
         self.check_headers(count)?;
         self.msg_mut(&this)?.headers.push((name, value));
-        Ok(())
+        self.recharge(&this)
     }
 
     fn remove_header(&mut self, this: Resource<Message>, name: String) -> wasmtime::Result<u32> {
@@ -240,7 +253,7 @@ impl types::HostMessage for PluginState {
             self.check_bytes("header value", v.len())?;
         }
         self.msg_mut(&this)?.headers = headers;
-        Ok(())
+        self.recharge(&this)
     }
 
     fn timestamp(&mut self, this: Resource<Message>) -> wasmtime::Result<Option<i64>> {
@@ -296,7 +309,9 @@ impl types::HostMessage for PluginState {
     }
 
     fn drop(&mut self, this: Resource<Message>) -> wasmtime::Result<()> {
+        let rep = this.rep();
         self.table.delete(this)?;
+        self.charges.release(rep);
         Ok(())
     }
 }

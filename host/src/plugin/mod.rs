@@ -7,6 +7,7 @@
 //! [`CallError`] with a [`FailureKind`]; the failed instance is replaced on the next call.
 
 mod bindings;
+mod budget;
 mod error;
 mod instance;
 mod limits;
@@ -20,6 +21,7 @@ pub use bindings::{
     AmqpOrigin, AmqpProperties, AmqpTarget, DeadLetterDecision, DeadLetterTarget, Decision,
     Failure, FailureKind, KafkaOrigin, KafkaTarget, LogLevel, Origin, VERSION as CONTRACT_VERSION,
 };
+pub use budget::HeldBytes;
 pub use error::{CallError, LimitHit, LoadError};
 pub use instance::{Outcome, PluginInstance};
 pub use limits::{MAX_STACK_KIB, PluginLimits};

@@ -44,6 +44,8 @@ struct Inner {
     cache: Option<Cache>,
     engines: Mutex<HashMap<u32, EngineHandle>>,
     ticker: Arc<Mutex<Vec<Engine>>>,
+    /// Each tenant's budget of held message bytes, shared by all its plugins.
+    budgets: Mutex<HashMap<String, Arc<super::HeldBytes>>>,
 }
 
 impl PluginRuntime {
@@ -75,6 +77,7 @@ impl PluginRuntime {
                 cache,
                 engines: Mutex::default(),
                 ticker,
+                budgets: Mutex::default(),
             }),
         })
     }
@@ -82,6 +85,21 @@ impl PluginRuntime {
     /// The runtime's options.
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.options
+    }
+
+    /// The held-bytes budget of `tenant` with `limit`, shared by all its plugins (a new limit
+    /// starts a new budget).
+    pub fn budget(&self, tenant: &str, limit: u64) -> Arc<super::HeldBytes> {
+        let Ok(mut budgets) = self.inner.budgets.lock() else {
+            return Arc::new(super::HeldBytes::new(tenant, limit));
+        };
+        let entry = budgets
+            .entry(tenant.to_string())
+            .or_insert_with(|| Arc::new(super::HeldBytes::new(tenant, limit)));
+        if entry.limit() != limit {
+            *entry = Arc::new(super::HeldBytes::new(tenant, limit));
+        }
+        Arc::clone(entry)
     }
 
     /// Compiled-code cache hits so far (0 without a cache).

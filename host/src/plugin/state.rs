@@ -17,6 +17,8 @@ pub struct PluginState {
     pub(crate) log: Arc<PluginLog>,
     /// Messages the guest created during the current call.
     pub(crate) created: u32,
+    /// Message bytes charged to the tenant's budget.
+    pub(crate) charges: super::budget::Charges,
 }
 
 impl WasiView for PluginState {

@@ -276,12 +276,7 @@ impl PluginSet {
         let mut plugins = HashMap::new();
         let mut problems = Vec::new();
         for (name, plugin) in &config.plugins {
-            let spec = PluginSpec {
-                name: name.clone(),
-                path: config.plugin_path(plugin),
-                config: plugin.flat_config(),
-                limits: plugin.limits.clone(),
-            };
+            let spec = config.plugin_spec(name, plugin);
             let running = self.get(name).filter(|p| {
                 *p.spec() == spec
                     && std::fs::read(&spec.path)

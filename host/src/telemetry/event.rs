@@ -97,6 +97,7 @@ pub enum Event<'a> {
 #[derive(Debug)]
 pub struct Counters {
     mapping: String,
+    tenant: String,
     consumed: Counter,
     delivered: Counter,
     dropped: Counter,
@@ -133,10 +134,11 @@ impl PluginTimer {
 
 impl Counters {
     /// The handles of mapping `mapping` (its series exist, at 0, from now on).
-    pub fn new(metrics: &Metrics, mapping: &str) -> Self {
-        let label = Metrics::mapping(mapping);
+    pub fn new(metrics: &Metrics, mapping: &str, tenant: &str) -> Self {
+        let label = Metrics::mapping(mapping, tenant);
         Counters {
             mapping: mapping.to_string(),
+            tenant: tenant.to_string(),
             consumed: metrics.consumed.get_or_create(&label).clone(),
             delivered: metrics.delivered.get_or_create(&label).clone(),
             dropped: metrics.dropped.get_or_create(&label).clone(),
@@ -186,6 +188,7 @@ impl Counters {
                 self.failures
                     .get_or_create(&FailureLabel {
                         mapping: mapping.to_string(),
+                        tenant: self.tenant.clone(),
                         kind: kind.to_string(),
                     })
                     .inc();
@@ -265,6 +268,7 @@ impl Counters {
                     self.lag
                         .get_or_create(&PartitionLabel {
                             mapping: mapping.to_string(),
+                            tenant: self.tenant.clone(),
                             topic: topic.clone(),
                             partition: *partition,
                         })
@@ -280,6 +284,7 @@ impl Counters {
         self.rebalances
             .get_or_create(&RebalanceLabel {
                 mapping: self.mapping.clone(),
+                tenant: self.tenant.clone(),
                 change: change.to_string(),
             })
             .inc_by(partitions as u64);
@@ -307,6 +312,7 @@ impl Counters {
                 .plugin_calls
                 .get_or_create(&PluginCallLabel {
                     mapping: self.mapping.clone(),
+                    tenant: self.tenant.clone(),
                     plugin: plugin.to_string(),
                 })
                 .clone(),
@@ -489,7 +495,7 @@ mod tests {
     #[test]
     fn each_event_moves_its_metric() {
         let metrics = Metrics::new();
-        let c = Counters::new(&metrics, "m");
+        let c = Counters::new(&metrics, "m", "t");
         c.emit(Event::Consumed(3));
         c.emit(Event::Delivered {
             messages: 2,
@@ -511,14 +517,14 @@ mod tests {
         c.plugin_timer("p").called(Duration::from_micros(3));
         let text = metrics.encode();
         for line in [
-            "bridge_messages_consumed_total{mapping=\"m\"} 3",
-            "bridge_messages_delivered_total{mapping=\"m\"} 2",
-            "bridge_failures_total{mapping=\"m\",kind=\"plugin-trap\"} 1",
-            "bridge_messages_retried_total{mapping=\"m\"} 1",
-            "bridge_partitions_assigned{mapping=\"m\"} 1",
-            "bridge_rebalanced_partitions_total{mapping=\"m\",change=\"assigned\"} 2",
-            "bridge_plugin_call_seconds_count{mapping=\"m\",plugin=\"p\"} 1",
-            "bridge_end_to_end_latency_seconds_count{mapping=\"m\"} 1",
+            "bridge_messages_consumed_total{mapping=\"m\",tenant=\"t\"} 3",
+            "bridge_messages_delivered_total{mapping=\"m\",tenant=\"t\"} 2",
+            "bridge_failures_total{mapping=\"m\",tenant=\"t\",kind=\"plugin-trap\"} 1",
+            "bridge_messages_retried_total{mapping=\"m\",tenant=\"t\"} 1",
+            "bridge_partitions_assigned{mapping=\"m\",tenant=\"t\"} 1",
+            "bridge_rebalanced_partitions_total{mapping=\"m\",tenant=\"t\",change=\"assigned\"} 2",
+            "bridge_plugin_call_seconds_count{mapping=\"m\",tenant=\"t\",plugin=\"p\"} 1",
+            "bridge_end_to_end_latency_seconds_count{mapping=\"m\",tenant=\"t\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

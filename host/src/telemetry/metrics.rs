@@ -9,11 +9,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// `mapping="…"`.
+/// `mapping="…",tenant="…"`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MappingLabel {
     /// The mapping's name.
     pub mapping: String,
+    /// The tenant the mapping belongs to.
+    pub tenant: String,
 }
 
 /// `mapping="…",kind="…"`: a failure kind (`plugin-trap`, `target-rejected`, …).
@@ -21,6 +23,8 @@ pub struct MappingLabel {
 pub struct FailureLabel {
     /// The mapping's name.
     pub mapping: String,
+    /// The tenant the mapping belongs to.
+    pub tenant: String,
     /// The failure kind.
     pub kind: String,
 }
@@ -30,6 +34,8 @@ pub struct FailureLabel {
 pub struct PartitionLabel {
     /// The mapping's name.
     pub mapping: String,
+    /// The tenant the mapping belongs to.
+    pub tenant: String,
     /// The topic.
     pub topic: String,
     /// The partition.
@@ -41,6 +47,8 @@ pub struct PartitionLabel {
 pub struct PluginCallLabel {
     /// The mapping's name.
     pub mapping: String,
+    /// The tenant the mapping belongs to.
+    pub tenant: String,
     /// The plugin's name in the config.
     pub plugin: String,
 }
@@ -50,6 +58,8 @@ pub struct PluginCallLabel {
 pub struct RebalanceLabel {
     /// The mapping's name.
     pub mapping: String,
+    /// The tenant the mapping belongs to.
+    pub tenant: String,
     /// `assigned` or `revoked`.
     pub change: String,
 }
@@ -293,10 +303,11 @@ impl Metrics {
         out
     }
 
-    /// The label of mapping `name`.
-    pub fn mapping(name: &str) -> MappingLabel {
+    /// The label of mapping `name` of tenant `tenant`.
+    pub fn mapping(name: &str, tenant: &str) -> MappingLabel {
         MappingLabel {
             mapping: name.to_string(),
+            tenant: tenant.to_string(),
         }
     }
 }

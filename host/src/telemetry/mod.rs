@@ -29,8 +29,11 @@ pub enum LogFormat {
 /// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -76,6 +79,7 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
         };
         tracing::info!(
             mapping = %m.name,
+            tenant = m.tenant(),
             source,
             destination,
             plugins = %m.plugins.join(","),
