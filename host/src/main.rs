@@ -12,7 +12,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    bridge_host::telemetry::init_logging(cli.log_format);
+    // The flag (or BRIDGE_LOG_FORMAT) wins over the configuration; RUST_LOG over its level.
+    let (format, level) = cli
+        .running_config()
+        .map(bridge_host::telemetry::configured_logging)
+        .unwrap_or_default();
+    bridge_host::telemetry::init_logging(
+        cli.log_format.or(format).unwrap_or_default(),
+        level.as_deref(),
+    );
     let result = match cli.command {
         Some(Command::Plugin(cmd)) => cmd.execute().map(|out| println!("{out}")),
         Some(Command::Top { url, interval_ms }) => tokio_run(async move {

@@ -241,7 +241,7 @@ target = {{ kafka = "main", topic = "{back}" }}
     );
 }
 
-/// `--log-format json` (here through `BRIDGE_LOG_FORMAT`): every line is a JSON object; the
+/// `log_format = "json"` in the configuration: every line is a JSON object; the
 /// start names each mapping, broker and plugin without secrets, and the stop sums up.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_with_start_and_stop_summaries() {
@@ -251,19 +251,20 @@ async fn json_logs_with_start_and_stop_summaries() {
     let queue = unique("jsonlog-q");
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-    let mut bridge = BridgeProcess::start_with_env(
-        &format!(
-            r#"{}
+    // The format from the configuration (`--log-format` or BRIDGE_LOG_FORMAT would win).
+    let mut bridge = BridgeProcess::start(&format!(
+        r#"{}
+[bridge]
+log_format = "json"
+
 [[mapping]]
 name = "logged"
 source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
 target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
 "#,
-            brokers::brokers_toml(),
-            unique("jsonlog")
-        ),
-        &[("BRIDGE_LOG_FORMAT", "json")],
-    );
+        brokers::brokers_toml(),
+        unique("jsonlog")
+    ));
     let records: Vec<Record> = (0..50)
         .map(|i| Record {
             key: None,
@@ -289,6 +290,10 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
             .unwrap_or_else(|| panic!("no `{message}` line for the mapping in:\n{log}"))
     };
     let started = find("Mapping.");
+    assert_eq!(started["tenant"], "default");
+    // Lines the mapping writes while running carry its tenant in their span.
+    let running = find("Kafka source started.");
+    assert_eq!(running["span"]["tenant"], "default", "{running}");
     assert_eq!(started["source"], format!("kafka:main/{topic}"));
     let stopped = find("Mapping summary.");
     assert_eq!(stopped["delivered"], 50);

@@ -16,19 +16,25 @@ pub struct Cli {
     #[arg(long, short = 'c', global = false)]
     pub config: Option<PathBuf>,
 
-    /// Log lines as human-readable text or as one JSON object per line.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t,
-        env = "BRIDGE_LOG_FORMAT"
-    )]
-    pub log_format: crate::telemetry::LogFormat,
+    /// Log lines as human-readable text or as one JSON object per line (default: the
+    /// configuration's `log_format`, else text).
+    #[arg(long, global = true, value_enum, env = "BRIDGE_LOG_FORMAT")]
+    pub log_format: Option<crate::telemetry::LogFormat>,
 
     /// What to do; without a subcommand, run the bridge with `--config`.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The configuration file this invocation runs, if it runs one.
+    pub fn running_config(&self) -> Option<&std::path::Path> {
+        match &self.command {
+            Some(Command::Run { config }) => Some(config),
+            None => self.config.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Subcommands.

@@ -256,6 +256,10 @@ pub struct BridgeSettings {
     /// Reload a plugin when its file changes (SIGHUP and `POST /admin/reload` always do):
     /// `watch_plugins = true`.
     pub watch_plugins: bool,
+    /// `text` or `json` (`--log-format` and `BRIDGE_LOG_FORMAT` win): `log_format = "json"`.
+    pub log_format: Option<crate::telemetry::LogFormat>,
+    /// The log level or filter (`RUST_LOG` wins): `log_level = "info,bridge_host=debug"`.
+    pub log_level: Option<String>,
 }
 
 impl std::fmt::Debug for BridgeSettings {
@@ -267,6 +271,8 @@ impl std::fmt::Debug for BridgeSettings {
             .field("stats_interval_secs", &self.stats_interval_secs)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("watch_plugins", &self.watch_plugins)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
             .finish()
     }
 }
@@ -280,6 +286,8 @@ impl Default for BridgeSettings {
             stats_interval_secs: 60,
             admin_token: None,
             watch_plugins: true,
+            log_format: None,
+            log_level: None,
         }
     }
 }

@@ -23,6 +23,11 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         }
     }
     problems.extend(super::tenant::check(config));
+    if let Some(level) = &config.bridge.log_level
+        && let Err(e) = tracing_subscriber::EnvFilter::try_new(level)
+    {
+        problems.push(format!("`bridge.log_level` = {level:?}: {e}"));
+    }
     for (name, plugin) in &config.plugins {
         if let Err(e) = plugin.limits.validate() {
             problems.push(format!("`plugins.{name}.limits`: {e}"));

@@ -17,7 +17,8 @@ use crate::plugin::LoadedPlugin;
 use crate::status::Status;
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -26,9 +27,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr in `format`, filtered by `RUST_LOG`, else by `level` (an `EnvFilter`
+/// directive such as `info` or `info,bridge_host::pipeline=debug`), else at `info`.
+pub fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -39,6 +43,27 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The `log_format` and `log_level` of the `[bridge]` table of the configuration at `path`, read
+/// before logging starts (a file that cannot be read or parsed gives none: loading it later
+/// reports why).
+pub fn configured_logging(path: &std::path::Path) -> (Option<LogFormat>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        bridge: Bridge,
+    }
+    #[derive(Default, serde::Deserialize)]
+    struct Bridge {
+        log_format: Option<LogFormat>,
+        log_level: Option<String>,
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<File>(&text).ok())
+        .map(|f| (f.bridge.log_format, f.bridge.log_level))
+        .unwrap_or_default()
 }
 
 /// One line per broker, plugin and mapping: what this process runs. No secrets: URLs lose
