@@ -29,7 +29,8 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
     let mut problems = Vec::new();
     for (name, plugin) in &config.plugins {
         let spec = config.plugin_spec(name, plugin);
-        match runtime.load(&spec).and_then(|p| p.instantiate().map(|_| p)) {
+        let loaded_plugin = runtime.load(&spec).map_err(|e| e.to_string());
+        match loaded_plugin.and_then(|p| reload::run_canaries(&p).map(|()| p)) {
             Ok(p) => {
                 loaded.insert(name.clone(), p);
             }

@@ -41,30 +41,26 @@ impl BridgeProcess {
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("config written");
-        let log = dir.path().join("bridge.log");
-        let mut process = BridgeProcess {
-            child: None,
-            _dir: dir,
-            config: path,
-            log,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        process.spawn();
-        process
+        Self::launch(dir, path, env)
     }
 
     /// Starts `bridge-host run --config PATH` on an existing file (relative plugin paths resolve
     /// against its directory), with more environment variables.
     pub fn start_at(config: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(
+            tempfile::tempdir().expect("temp dir"),
+            config.to_path_buf(),
+            env,
+        )
+    }
+
+    /// Starts the process on `config`, its log in `dir`.
+    fn launch(dir: tempfile::TempDir, config: PathBuf, env: &[(&str, &str)]) -> Self {
         let log = dir.path().join("bridge.log");
         let mut process = BridgeProcess {
             child: None,
             _dir: dir,
-            config: config.to_path_buf(),
+            config,
             log,
             env: env
                 .iter()

@@ -86,6 +86,7 @@ plugin_cache_dir = "{cache}"
 [plugins.tagger]
 path = "tagger.wasm"
 config = {{ set = {{ x-tagged = "yes" }} }}
+canary = ["canary.json"]
 
 [[mapping]]
 name = "reloaded"
@@ -99,6 +100,11 @@ plugin_versions_header = true
         group = unique("reload"),
     );
     std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
+    std::fs::write(
+        dir.path().join("canary.json"),
+        r#"{"payload": "boom", "headers": [["x-canary", "1"]]}"#,
+    )
+    .unwrap();
     Setup {
         dir,
         plugin,
@@ -195,6 +201,20 @@ async fn wait_count(seen: &Arc<Mutex<Vec<AmqpRecord>>>, n: usize, idle: Duration
     }
 }
 
+/// Messages `m-0000000` … of a stream of `n` that did not arrive, and arrivals beyond one each.
+fn loss_and_duplicates(records: &[AmqpRecord], n: usize) -> (usize, usize) {
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records {
+        *count
+            .entry(String::from_utf8_lossy(&r.payload).into_owned())
+            .or_default() += 1;
+    }
+    let lost = (0..n)
+        .filter(|i| !count.contains_key(&format!("m-{i:07}")))
+        .count();
+    (lost, count.values().map(|c| c - 1).sum())
+}
+
 /// CI runs a shortened stream; `BRIDGE_FULL_TESTS=1` runs the issue's 5 000 msg/s for 30 s.
 fn stream_shape() -> (usize, usize) {
     if std::env::var_os("BRIDGE_FULL_TESTS").is_some() {
@@ -249,17 +269,11 @@ async fn reloading_every_second_under_a_stream_loses_and_duplicates_nothing() {
     );
 
     // Nothing lost, nothing duplicated.
-    let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &records {
-        *count
-            .entry(String::from_utf8_lossy(&r.payload).into_owned())
-            .or_default() += 1;
-    }
-    let lost = (0..n)
-        .filter(|i| !count.contains_key(&format!("m-{i:07}")))
-        .count();
-    let duplicates: usize = count.values().map(|c| c - 1).sum();
-    assert_eq!((lost, duplicates), (0, 0), "lost, duplicated of {n}");
+    assert_eq!(
+        loss_and_duplicates(&records, n),
+        (0, 0),
+        "lost, duplicated of {n}"
+    );
 
     // Every output carries exactly one version tag, one of the two; per partition, in offset
     // order, the tags change no more often than the plugin was swapped.
@@ -336,6 +350,11 @@ async fn bad_versions_are_rejected_and_the_running_one_keeps_going() {
             "which the host does not provide",
         ),
         (
+            "traps on a canary message",
+            std::fs::read(artifacts::TENTH).unwrap(),
+            "fails on canary message",
+        ),
+        (
             "init rejects the config",
             std::fs::read(artifacts::ROUTING_KEY).unwrap(),
             "rejected its configuration",
@@ -392,7 +411,8 @@ async fn bad_versions_are_rejected_and_the_running_one_keeps_going() {
     assert_eq!(st["reloads"]["rejected"], bad.len(), "{st}");
     assert_eq!(
         st["reloads"]["recent_rejections"].as_array().unwrap().len(),
-        5
+        5,
+        "the last five are kept"
     );
     assert!(log.contains("Plugin reload rejected; the running version stays."));
 }
@@ -552,17 +572,11 @@ plugins = ["p"]
     );
 
     let records = seen.lock().unwrap().clone();
-    let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &records {
-        *count
-            .entry(String::from_utf8_lossy(&r.payload).into_owned())
-            .or_default() += 1;
-    }
-    let lost = (0..N)
-        .filter(|i| !count.contains_key(&format!("m-{i:07}")))
-        .count();
-    let duplicates: usize = count.values().map(|c| c - 1).sum();
-    assert_eq!((lost, duplicates), (0, 0), "lost, duplicated of {N}");
+    assert_eq!(
+        loss_and_duplicates(&records, N),
+        (0, 0),
+        "lost, duplicated of {N}"
+    );
     // The candidate's outputs were sent only while it was live, and only on tenth messages.
     let marked: Vec<&AmqpRecord> = records
         .iter()

@@ -193,6 +193,11 @@ pub struct PluginConfig {
     /// The tenant it belongs to: `tenant = "payments"` (default: `default`).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Canary messages (message JSON files, relative to this file) every new version must
+    /// handle without a trap, a timeout or a limit hit before it replaces the running one:
+    /// `canary = ["canaries/order.json"]`.
+    #[serde(default)]
+    pub canary: Vec<PathBuf>,
 }
 
 impl PluginConfig {
@@ -339,6 +344,17 @@ impl BridgeConfig {
             limits,
             tenant: plugin.tenant().to_string(),
             held_bytes: tenant.and_then(|t| t.held_bytes),
+            canaries: plugin
+                .canary
+                .iter()
+                .map(|c| {
+                    if c.is_absolute() {
+                        c.clone()
+                    } else {
+                        self.base_dir.join(c)
+                    }
+                })
+                .collect(),
         }
     }
 

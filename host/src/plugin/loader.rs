@@ -29,6 +29,8 @@ pub struct PluginSpec {
     pub tenant: String,
     /// The tenant's budget of message bytes its plugins may make the host hold, if any.
     pub held_bytes: Option<u64>,
+    /// Canary messages (message JSON files) a version must handle before it runs.
+    pub canaries: Vec<PathBuf>,
 }
 
 impl PluginSpec {
@@ -41,6 +43,7 @@ impl PluginSpec {
             limits: PluginLimits::default(),
             tenant: crate::config::DEFAULT_TENANT.to_string(),
             held_bytes: None,
+            canaries: Vec::new(),
         }
     }
 

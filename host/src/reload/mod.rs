@@ -32,13 +32,13 @@ pub struct PluginSet {
     specs: RwLock<BTreeMap<String, PluginSpec>>,
     /// How each plugin is used (a transform, a policy), from the mappings.
     uses: RwLock<HashMap<String, Use>>,
-    current: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    current: Versions,
     /// The last rejected file of each plugin (digest, reason): not checked again.
     rejected: Mutex<HashMap<String, (String, String)>>,
     /// Staged candidates, running in shadow.
-    candidates: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    candidates: Versions,
     /// The versions the last promotion replaced, kept loaded for an instant rollback.
-    previous: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    previous: Versions,
     /// How the candidates compare with the live versions.
     stage: Arc<StageStats>,
     generation: AtomicU64,
@@ -152,7 +152,7 @@ impl PluginSet {
 
     /// The current stage: candidates, the versions a rollback brings back, the comparison.
     pub fn stage_view(&self) -> StageView {
-        let describe = |m: &RwLock<HashMap<String, Arc<LoadedPlugin>>>| {
+        let describe = |m: &Versions| {
             m.read()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.describe())).collect())
                 .unwrap_or_default()
@@ -192,11 +192,7 @@ impl PluginSet {
 
     /// Makes every candidate live; the versions they replace stay loaded for a rollback.
     pub fn promote(&self) -> Result<Vec<Swap>, String> {
-        let candidates = self
-            .candidates
-            .write()
-            .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default();
+        let candidates = take(&self.candidates);
         if candidates.is_empty() {
             return Err("nothing is staged: stage a candidate first".into());
         }
@@ -218,20 +214,12 @@ impl PluginSet {
     /// Ends a stage without promoting it, or after a promotion brings the previous versions
     /// back at once (they stayed loaded).
     pub fn rollback(&self) -> Result<Vec<Swap>, String> {
-        let dropped = self
-            .candidates
-            .write()
-            .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default();
+        let dropped = take(&self.candidates);
         if !dropped.is_empty() {
             self.generation.fetch_add(1, Ordering::AcqRel);
             return Ok(Vec::new());
         }
-        let previous = self
-            .previous
-            .write()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default();
+        let previous = take(&self.previous);
         if previous.is_empty() {
             return Err("nothing to roll back: no stage and no promotion".into());
         }
@@ -403,13 +391,49 @@ impl PluginSet {
         (report, swapped)
     }
 
-    /// Loads and initialises a new version of a plugin used as `use_`.
+    /// Loads and initialises a new version of a plugin used as `use_`, and runs its canaries.
     fn check(&self, spec: &PluginSpec, use_: Use) -> Result<Arc<LoadedPlugin>, String> {
         let new = self.runtime.load(spec).map_err(|e| e.to_string())?;
         check_uses(&new, use_)?;
-        new.instantiate().map_err(|e| e.to_string())?;
+        run_canaries(&new)?;
         Ok(new)
     }
+}
+
+/// Starts an instance of `plugin` (its `init` with its config) and, for a transform, runs each
+/// of its canary messages through it: a trap, a timeout or a limit hit rejects the version. A
+/// verdict of any kind (forward, drop, dead-letter) is fine.
+pub fn run_canaries(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
+    let mut instance = plugin.instantiate().map_err(|e| e.to_string())?;
+    if !plugin.is_transform() {
+        return Ok(());
+    }
+    for path in &plugin.spec().canaries {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read canary message `{shown}`: {e}"))?;
+        let message = serde_json::from_str::<crate::message_json::JsonMessage>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(crate::message_json::JsonMessage::into_message)
+            .map_err(|e| format!("canary message `{shown}` is not message JSON: {e}"))?;
+        instance.process(message).map_err(|e| {
+            format!(
+                "fails on canary message `{shown}` ({}): {}",
+                e.kind, e.detail
+            )
+        })?;
+    }
+    Ok(())
+}
+
+type Versions = RwLock<HashMap<String, Arc<LoadedPlugin>>>;
+
+/// Empties `versions`, returning what it held.
+fn take(versions: &Versions) -> HashMap<String, Arc<LoadedPlugin>> {
+    versions
+        .write()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
 }
 
 /// Plugins loaded for a new configuration, not swapped in yet.
