@@ -78,3 +78,16 @@ fn not_initialised() -> Decision {
         target: None,
     })
 }
+
+/// `version` and a newline as bytes, for the `bridge-plugin-version` custom section (a plugin
+/// exporting both kinds writes it twice; the host reads the first line).
+pub const fn version_line<const N: usize>(version: &str) -> [u8; N] {
+    let bytes = version.as_bytes();
+    let mut out = [b'\n'; N];
+    let mut i = 0;
+    while i < bytes.len() && i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}

@@ -307,6 +307,9 @@ impl Status {
                 .collect::<serde_json::Map<_, _>>(),
             "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
             "stage": self.plugins.get().and_then(|p| serde_json::to_value(p.stage_view()).ok()),
+            "plugins": self.plugins.get().map(|set| set.all().iter()
+                .map(|p| (p.name().to_string(), json!({ "version": p.version(), "digest": p.digest(), "contract": p.contract_version(), "tenant": p.spec().tenant })))
+                .collect::<serde_json::Map<_, _>>()),
         })
     }
 

@@ -252,6 +252,7 @@ fn the_operations_page_lists_every_metric() {
     });
     let _ = metrics.plugin_info.get_or_create(&PluginLabel {
         plugin: "p".into(),
+        version: "1.0.0".into(),
         contract: "0.1.0".into(),
         digest: "d".into(),
     });

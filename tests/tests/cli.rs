@@ -162,6 +162,8 @@ fn inspect_lists_exports_imports_and_version() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["kinds"], serde_json::json!(["transform"]));
     assert_eq!(json["contract_version"], "0.1.0");
+    // The SDK declares the plugin crate's version in a `bridge-plugin-version` section.
+    assert_eq!(json["version"], "0.1.0");
     assert_eq!(
         json["exports"],
         serde_json::json!(["bridge:plugin/transform@0.1.0"])
@@ -178,6 +180,7 @@ fn inspect_lists_exports_imports_and_version() {
     );
 
     let text = plugin_cmd(&["plugin", "inspect", artifacts::BAD_IMPORT]).unwrap();
+    assert!(text.contains("version: not declared"), "{text}");
     assert!(
         text.contains("not provided by this host:\n  evil:net/raw-socket@0.1.0"),
         "{text}"

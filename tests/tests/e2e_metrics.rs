@@ -234,7 +234,11 @@ target = {{ kafka = "main", topic = "{back}" }}
         Some(K2R as f64)
     );
     assert_eq!(
-        sample(&parsed, "bridge_plugin_info", &[("plugin", "headers")]),
+        sample(
+            &parsed,
+            "bridge_plugin_info",
+            &[("plugin", "headers"), ("version", "0.1.0")]
+        ),
         Some(1.0),
         "the loaded plugin's info metric: {}",
         parsed["bridge_plugin_info"]

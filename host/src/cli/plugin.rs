@@ -204,9 +204,10 @@ fn inspect(args: InspectArgs) -> anyhow::Result<String> {
         }
     };
     Ok(format!(
-        "file: {}\nsize: {} bytes\nkinds: {}\nbridge:plugin version: {}\nexports:\n{}\nimports:\n{}{}",
+        "file: {}\nsize: {} bytes\nversion: {}\nkinds: {}\nbridge:plugin version: {}\nexports:\n{}\nimports:\n{}{}",
         args.plugin.display(),
         info.size,
+        info.version.as_deref().unwrap_or("not declared"),
         if info.kinds.is_empty() {
             "none (not a bridge plugin)".to_string()
         } else {

@@ -62,6 +62,8 @@ impl PluginSpec {
 
 /// A compiled, validated, pre-instantiated plugin. Instances are made from it cheaply.
 pub struct LoadedPlugin {
+    /// The version the plugin declares, if it declares one.
+    pub(crate) declared: Option<String>,
     /// The tenant's held-bytes budget, if it has one.
     pub(crate) budget: Option<Arc<super::HeldBytes>>,
     pub(crate) spec: PluginSpec,
@@ -85,6 +87,11 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// The version the plugin declares in its `bridge-plugin-version` section, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.declared.as_deref()
+    }
+
     /// The SHA-256 of the component's bytes, in hex.
     pub fn digest(&self) -> &str {
         &self.digest
@@ -124,6 +131,8 @@ impl LoadedPlugin {
 /// What a component exports and imports, for `bridge-host plugin inspect`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Inspection {
+    /// The version the plugin declares, if any.
+    pub version: Option<String>,
     /// File size in bytes.
     pub size: u64,
     /// Exported names (interfaces and functions).
@@ -148,7 +157,7 @@ impl PluginRuntime {
                 problem,
             })?;
         let engine = self.engine(spec.limits.stack_kib)?;
-        let (component, digest) = compile(&engine, &spec.name, &spec.path)?;
+        let (component, digest, declared) = compile(&engine, &spec.name, &spec.path)?;
         let exports = Exports::read(&engine, &component);
         let (version, has_transform, has_policy) = exports.check(&spec.name, &spec.path)?;
         let unsupported = unsupported_imports(&engine, &component);
@@ -198,6 +207,7 @@ impl PluginRuntime {
             budget: spec
                 .held_bytes
                 .map(|limit| self.budget(&spec.tenant, limit)),
+            declared,
         }))
     }
 
@@ -212,7 +222,7 @@ impl PluginRuntime {
                 source,
             })?
             .len();
-        let (component, _) = compile(&engine, &name, path)?;
+        let (component, _, declared) = compile(&engine, &name, path)?;
         let exports = Exports::read(&engine, &component);
         let (kinds, contract_version) = match exports.check(&name, path) {
             Ok((version, t, p)) => {
@@ -234,6 +244,7 @@ impl PluginRuntime {
             .collect();
         Ok(Inspection {
             size,
+            version: declared,
             exports: exports.names,
             imports,
             kinds,
@@ -245,11 +256,31 @@ impl PluginRuntime {
 
 /// Reads and compiles a component, telling apart "not wasm", "core module" and "invalid".
 /// Returns the component and the hex SHA-256 of the file.
+/// The custom section in which a plugin declares its own version (the Rust SDK writes the
+/// crate's version there; any toolchain can add it, e.g. with `wasm-tools`).
+pub const VERSION_SECTION: &str = "bridge-plugin-version";
+
+/// The version a component declares in a `bridge-plugin-version` custom section (of the
+/// component or a module inside it): the first line, trimmed; `None` without one.
+pub fn declared_version(bytes: &[u8]) -> Option<String> {
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .filter_map(Result::ok)
+        .find_map(|payload| match payload {
+            wasmparser::Payload::CustomSection(section) if section.name() == VERSION_SECTION => {
+                let text = String::from_utf8_lossy(section.data());
+                let first = text.lines().next().unwrap_or("").trim().to_string();
+                (!first.is_empty()).then_some(first)
+            }
+            _ => None,
+        })
+}
+
 fn compile(
     engine: &EngineHandle,
     name: &str,
     path: &Path,
-) -> Result<(Component, String), LoadError> {
+) -> Result<(Component, String, Option<String>), LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         name: name.to_string(),
         path: path.to_path_buf(),
@@ -274,7 +305,7 @@ fn compile(
         detail: format!("{e:#}"),
     })?;
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    Ok((component, digest))
+    Ok((component, digest, declared_version(&bytes)))
 }
 
 /// The exported names of a component.

@@ -415,6 +415,7 @@ impl Metrics {
                     plugin = new.name(),
                     from = old.map(|o| o.digest()),
                     to = new.digest(),
+                    version = new.version(),
                     trigger,
                     "Plugin reloaded."
                 );
@@ -475,6 +476,7 @@ impl Metrics {
 fn plugin_label(p: &LoadedPlugin) -> PluginLabel {
     PluginLabel {
         plugin: p.name().to_string(),
+        version: p.version().unwrap_or_default().to_string(),
         contract: p.contract_version().to_string(),
         digest: p.digest().to_string(),
     }

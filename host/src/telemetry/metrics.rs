@@ -87,11 +87,13 @@ pub struct ResultLabel {
     pub result: String,
 }
 
-/// `plugin="…",contract="…",digest="…"`: a loaded plugin.
+/// `plugin="…",version="…",contract="…",digest="…"`: a loaded plugin.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabel {
     /// The plugin's name in the config.
     pub plugin: String,
+    /// The version the plugin declares (empty if none).
+    pub version: String,
     /// The `bridge:plugin` contract version it was built against.
     pub contract: String,
     /// The SHA-256 of the component, in hex.

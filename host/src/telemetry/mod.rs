@@ -84,6 +84,7 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
     for p in plugins {
         tracing::info!(
             plugin = p.name(),
+            version = p.version(),
             contract = p.contract_version(),
             digest = p.digest(),
             "Plugin loaded."
