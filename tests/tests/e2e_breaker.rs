@@ -156,7 +156,7 @@ async fn an_open_breaker_dead_letters_without_calling_the_plugin_until_a_reload(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_breaker_holds_messages_unacknowledged_then_resumes() {
     let s =
-        setup(r#"{ failures = 2, window_secs = 60, cool_down_secs = 4, action = "pause" }"#).await;
+        setup(r#"{ failures = 2, window_secs = 60, cool_down_secs = 10, action = "pause" }"#).await;
     let mut bridge = BridgeProcess::start_at(&s.dir.path().join("bridge.toml"), &[]);
     wait_for("readiness", || {
         http_get(s.health, "/readyz").is_some_and(|(c, _)| c == 200)
