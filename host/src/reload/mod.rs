@@ -174,12 +174,7 @@ impl PluginSet {
             path,
             ..live.spec().clone()
         };
-        let use_ = self
-            .uses
-            .read()
-            .ok()
-            .and_then(|u| u.get(name).copied())
-            .unwrap_or_default();
+        let use_ = self.use_of(name);
         let candidate = self.check(&spec, use_)?;
         let described = candidate.describe();
         if let Ok(mut c) = self.candidates.write() {
@@ -355,12 +350,7 @@ impl PluginSet {
                 });
                 continue;
             }
-            let use_ = self
-                .uses
-                .read()
-                .ok()
-                .and_then(|u| u.get(name).copied())
-                .unwrap_or_default();
+            let use_ = self.use_of(name);
             match self.check(spec, use_) {
                 Ok(new) => {
                     if let Ok(mut rejected) = self.rejected.lock() {
@@ -389,6 +379,15 @@ impl PluginSet {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         (report, swapped)
+    }
+
+    /// How the mappings use plugin `name`.
+    fn use_of(&self, name: &str) -> Use {
+        self.uses
+            .read()
+            .ok()
+            .and_then(|u| u.get(name).copied())
+            .unwrap_or_default()
     }
 
     /// Loads and initialises a new version of a plugin used as `use_`, and runs its canaries.
