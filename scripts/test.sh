@@ -9,9 +9,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"
 # Test runs are not edit loops: no incremental caches, and test executables no build has
 # touched for a day are pruned, so the shared target directory does not fill the disk.
 export CARGO_INCREMENTAL=0
+# Each test executable carries wasmtime and librdkafka with debug info (≈ 450 MB): when the disk
+# runs short, every executable older than a few minutes goes (they are relinked on demand).
 if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
   find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x -mtime +1 -delete
   rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+  free_kib=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')
+  if [ "${free_kib:-0}" -lt $((40 * 1024 * 1024)) ]; then
+    find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x -mmin +10 -delete
+  fi
 fi
 
 scripts/setup.sh
