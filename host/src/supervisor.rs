@@ -284,7 +284,7 @@ impl Supervisor {
         let new = BridgeConfig::parse(&self.path, text, &|name| std::env::var(name).ok())
             .map_err(|e| vec![e.to_string()])?;
         let new = Arc::new(new);
-        if format!("{:?}", new.bridge) != format!("{:?}", self.config.bridge) {
+        if new.bridge != self.config.bridge {
             tracing::warn!("`[bridge]` settings changed: they take effect at the next restart.");
         }
         let changes = reload::mapping_changes(&self.config, &new);

@@ -111,9 +111,7 @@ impl BridgeProcess {
         let Some(mut c) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        send_signal(c.id(), libc::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = c.try_wait() {
@@ -135,6 +133,21 @@ impl BridgeProcess {
 impl Drop for BridgeProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Sends signal `sig` (`libc::SIGHUP`, …) to process `pid`, without needing a `kill` program.
+pub fn send_signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the worst outcome is an error code.
+    let _ = unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// Waits (up to a minute) until the health listener on `port` answers `/readyz` with 200.
+pub async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/readyz").is_none_or(|(code, _)| code != 200) {
+        assert!(Instant::now() < deadline, "the bridge did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

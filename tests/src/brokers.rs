@@ -229,6 +229,23 @@ pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partit
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
+/// `n` records keyed `k{i}` with payload `{prefix}-{i:07}-`, padded with `x` to `size` bytes.
+pub fn numbered_records(prefix: &str, n: usize, size: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let mut payload = format!("{prefix}-{i:07}-").into_bytes();
+            payload.resize(size.max(payload.len()), b'x');
+            Record {
+                key: Some(format!("k{i}").into_bytes()),
+                payload: Some(payload),
+                headers: vec![],
+                partition: 0,
+                timestamp: None,
+            }
+        })
+        .collect()
+}
+
 /// Produces `records` to `topic` on `bootstrap` in the background, 100 every 100 ms (about
 /// 1 000 messages/s), so that a run is still under way when a test disturbs it.
 pub fn feed_topic(

@@ -179,7 +179,7 @@ impl KafkaCluster {
     pub fn kill(&mut self, id: u32) {
         let node = &mut self.nodes[(id - 1) as usize];
         if let Some(pid) = node.pid.take() {
-            signal(pid, "-KILL");
+            signal(pid, libc::SIGKILL);
         }
     }
 
@@ -204,8 +204,8 @@ impl KafkaCluster {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+fn signal(pid: u32, sig: i32) {
+    crate::bridge::send_signal(pid, sig);
     // Reap: wait until the process is gone so ports are free again.
     for _ in 0..200 {
         if !Path::new(&format!("/proc/{pid}")).exists()

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get, wait_ready};
 use bridge_tests::brokers::{self, Record, unique};
 use serde_json::Value;
 
@@ -101,10 +101,7 @@ async fn an_open_breaker_dead_letters_without_calling_the_plugin_until_a_reload(
     )
     .await;
     let mut bridge = BridgeProcess::start_at(&s.dir.path().join("bridge.toml"), &[]);
-    wait_for("readiness", || {
-        http_get(s.health, "/readyz").is_some_and(|(c, _)| c == 200)
-    })
-    .await;
+    wait_ready(s.health).await;
     brokers::produce(&s.topic, &records("bad", 3, false), None).await;
     wait_for("the breaker to open", || breaker(s.health) == "open").await;
     // Well-behaved messages now: the open breaker dead-letters them, the plugin is not called.
@@ -158,10 +155,7 @@ async fn a_paused_breaker_holds_messages_unacknowledged_then_resumes() {
     let s =
         setup(r#"{ failures = 2, window_secs = 60, cool_down_secs = 10, action = "pause" }"#).await;
     let mut bridge = BridgeProcess::start_at(&s.dir.path().join("bridge.toml"), &[]);
-    wait_for("readiness", || {
-        http_get(s.health, "/readyz").is_some_and(|(c, _)| c == 200)
-    })
-    .await;
+    wait_ready(s.health).await;
     brokers::produce(&s.topic, &records("bad", 2, false), None).await;
     wait_for("the breaker to open", || breaker(s.health) == "open").await;
     brokers::produce(&s.topic, &records("good", 10, true), None).await;

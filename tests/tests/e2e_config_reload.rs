@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, http_post};
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get, http_post, wait_ready};
 use bridge_tests::brokers::{self, Record, unique};
 use serde_json::Value;
 
@@ -115,10 +115,7 @@ async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
         ),
     );
     let mut bridge = BridgeProcess::start_at(&path, &[]);
-    wait_for("readiness", || {
-        http_get(health, "/readyz").is_some_and(|(c, _)| c == 200)
-    })
-    .await;
+    wait_ready(health).await;
     let (seen, reader) = brokers::collect_queue(&keep.queue).await;
     let feed = brokers::feed_partitions(&brokers::kafka_bootstrap(), &keep.topic, "keep", KEEP, 2);
     brokers::produce(&old.topic, &records("old", 100), None).await;
@@ -219,10 +216,7 @@ async fn an_invalid_configuration_is_rejected_whole() {
     );
     write(&path, &good);
     let mut bridge = BridgeProcess::start_at(&path, &[]);
-    wait_for("readiness", || {
-        http_get(health, "/readyz").is_some_and(|(c, _)| c == 200)
-    })
-    .await;
+    wait_ready(health).await;
     // A typo in one key, and a second mapping that would otherwise be added.
     let bad = format!(
         "{good}{}",

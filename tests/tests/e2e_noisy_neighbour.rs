@@ -7,29 +7,9 @@
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
-use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get, wait_ready};
+use bridge_tests::brokers::{self, unique};
 use serde_json::Value;
-
-fn records(prefix: &str, n: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| Record {
-            key: Some(format!("k{i}").into_bytes()),
-            payload: Some(format!("{prefix}-{i:07}").into_bytes()),
-            headers: vec![],
-            partition: 0,
-            timestamp: None,
-        })
-        .collect()
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(port, "/readyz").is_none_or(|(c, _)| c != 200) {
-        assert!(Instant::now() < deadline, "the bridge did not become ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Tenant A's plugin spins to its CPU limit on every call while tenant B bridges: B's
 /// throughput with A busy is compared with B alone, in the same run.
@@ -96,7 +76,12 @@ plugins = ["headers"]
         let topic = b_topic.clone();
         async move {
             let before = seen.lock().unwrap().len();
-            brokers::produce(&topic, &records(&round, B_MESSAGES), None).await;
+            brokers::produce(
+                &topic,
+                &brokers::numbered_records(&round, B_MESSAGES, 0),
+                None,
+            )
+            .await;
             brokers::wait_distinct(&seen, before + B_MESSAGES, Duration::from_secs(120)).await;
             let arrivals = seen.lock().unwrap();
             let mine = &arrivals[before..];
@@ -119,7 +104,12 @@ plugins = ["headers"]
     for round in 0..2 {
         alone.push(drain(format!("alone{round}")).await);
         let timeouts_before = timeouts(health);
-        brokers::produce(&a_topic, &records(&format!("a{round}"), A_MESSAGES), None).await;
+        brokers::produce(
+            &a_topic,
+            &brokers::numbered_records(&format!("a{round}"), A_MESSAGES, 0),
+            None,
+        )
+        .await;
         // A is busy once its calls time out.
         let deadline = Instant::now() + Duration::from_secs(30);
         while timeouts(health) == timeouts_before {

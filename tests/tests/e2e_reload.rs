@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, http_post};
+use bridge_tests::bridge::{
+    BridgeProcess, free_port, http_get, http_post, send_signal, wait_ready,
+};
 use bridge_tests::brokers::{self, AmqpRecord, unique};
 use futures_util::StreamExt;
 use lapin::options::BasicAckOptions;
@@ -124,17 +126,6 @@ fn start(s: &Setup) -> BridgeProcess {
 fn status(port: u16) -> Value {
     let (_, body) = http_get(port, "/status").expect("/status answers");
     serde_json::from_str(&body).unwrap()
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if http_get(port, "/readyz").is_some_and(|(code, _)| code == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the bridge did not become ready");
 }
 
 /// Produces `n` records at about `rate` per second: record `i` to partition `i % partitions`,
@@ -454,10 +445,7 @@ async fn admin_reload_needs_the_token_and_sighup_reloads() {
 
     install(&s.plugin, &version_of(&base, "3"));
     let v3 = format!("tagger@sha256:{}", sha256_prefix(&version_of(&base, "3")));
-    std::process::Command::new("kill")
-        .args(["-HUP", &bridge.pid().to_string()])
-        .status()
-        .unwrap();
+    send_signal(bridge.pid(), libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(30);
     while digest(&status(s.health)) != v3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -6,35 +6,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, binary, free_port, http_get};
-use bridge_tests::brokers::{self, Record, unique};
-
-fn records(prefix: &str, n: usize, size: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| {
-            let mut payload = format!("{prefix}-{i:07}-").into_bytes();
-            payload.resize(size.max(payload.len()), b'x');
-            Record {
-                key: Some(format!("k{i}").into_bytes()),
-                payload: Some(payload),
-                headers: vec![],
-                partition: 0,
-                timestamp: None,
-            }
-        })
-        .collect()
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(port, "/readyz").is_none_or(|(c, _)| c != 200) {
-        assert!(Instant::now() < deadline, "the bridge did not become ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use bridge_tests::bridge::{BridgeProcess, binary, free_port, wait_ready};
+use bridge_tests::brokers::{self, unique};
 
 #[test]
 fn a_mapping_outside_its_tenants_allowlist_is_rejected_naming_both() {
@@ -134,7 +110,12 @@ plugins = ["copier"]
     ));
     wait_ready(health).await;
     let idle = peak_rss_kib(bridge.pid());
-    brokers::produce(&topic, &records("big", 3, 512 * 1024), None).await;
+    brokers::produce(
+        &topic,
+        &brokers::numbered_records("big", 3, 512 * 1024),
+        None,
+    )
+    .await;
     let letters = brokers::consume_queue(&conn, &dlq, 3, Duration::from_secs(60)).await;
     let peak = peak_rss_kib(bridge.pid());
     assert!(bridge.terminate(Duration::from_secs(20)));

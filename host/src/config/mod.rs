@@ -242,7 +242,7 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
 /// health_listen = "0.0.0.0:8080"
 /// stats_interval_secs = 60
 /// ```
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeSettings {
     /// How long a graceful shutdown may drain in-flight messages: `shutdown_timeout_secs = 30`.
