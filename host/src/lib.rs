@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod reload;
 pub mod run;
+pub mod shared;
 pub mod status;
 pub mod supervisor;
 pub mod telemetry;

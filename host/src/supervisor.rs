@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::config::BridgeConfig;
 use crate::pipeline::{self, Shutdown};
 use crate::reload::{self, Answer, Command, PluginSet, ReloadReport, Trigger};
+use crate::shared::Shared;
 use crate::status::Status;
 use crate::topology;
 
@@ -35,6 +36,8 @@ pub struct Supervisor {
     /// only when it changed.
     config_text: String,
     plugins: Arc<PluginSet>,
+    /// The clients and worker pools the mappings of each tenant share.
+    shared: Arc<Shared>,
     status: Arc<Status>,
     running: HashMap<String, Running>,
     probe: Option<JoinHandle<()>>,
@@ -58,6 +61,7 @@ impl Supervisor {
             config: Arc::clone(&config),
             config_text,
             plugins,
+            shared: Arc::default(),
             status,
             running: HashMap::new(),
             probe: None,
@@ -90,6 +94,7 @@ impl Supervisor {
                 Arc::clone(&self.config),
                 mapping.clone(),
                 Arc::clone(&self.plugins),
+                Arc::clone(&self.shared),
                 state,
                 rx,
             )

@@ -325,6 +325,13 @@ async fn amqp(config: &BridgeConfig, name: &str, needs: &[Need], mode: Mode, rep
         .iter()
         .partition(|n| matches!(n.object, Object::Binding(..)));
     for need in objects.into_iter().chain(bindings) {
+        let declare = need.declare.as_ref().filter(|_| mode == Mode::Declare);
+        if matches!(
+            (&need.object, declare),
+            (Object::Topic(_), _) | (Object::Binding(..), None)
+        ) {
+            continue;
+        }
         // A failed declare closes its channel: one channel per object.
         let channel = match connection.create_channel().await {
             Ok(c) => c,
@@ -335,7 +342,6 @@ async fn amqp(config: &BridgeConfig, name: &str, needs: &[Need], mode: Mode, rep
                 break;
             }
         };
-        let declare = need.declare.as_ref().filter(|_| mode == Mode::Declare);
         let (what, result) = match (&need.object, declare) {
             (Object::Binding(queue, exchange, key), Some(_)) => (
                 format!("binding of queue `{queue}` to exchange `{exchange}` with `{key}`"),
@@ -350,17 +356,21 @@ async fn amqp(config: &BridgeConfig, name: &str, needs: &[Need], mode: Mode, rep
                     .await
                     .map(|_| true),
             ),
-            (Object::Binding(..), None) => continue,
+            (Object::Binding(..), None) | (Object::Topic(_), _) => continue,
             (Object::Queue(queue), declare) => (
                 format!("queue `{queue}`"),
-                declare_queue(&connection, channel, queue, declare).await,
+                declare_queue(&connection, channel.clone(), queue, declare).await,
             ),
             (Object::Exchange(exchange), declare) => (
                 format!("exchange `{exchange}`"),
-                declare_exchange(&connection, channel, exchange, declare).await,
+                declare_exchange(&connection, channel.clone(), exchange, declare).await,
             ),
-            (Object::Topic(_), _) => continue,
         };
+        // Closed before the next one: channels left closing when the connection closes
+        // make lapin log a connection error.
+        if channel.status().connected() {
+            let _ = channel.close(200, "checked".into()).await;
+        }
         match result {
             Ok(false) => {}
             Ok(true) => report.declared.push(format!("{what} on `{name}`")),

@@ -145,8 +145,15 @@ pub fn send_signal(pid: u32, sig: i32) {
 /// Waits (up to a minute) until the health listener on `port` answers `/readyz` with 200.
 pub async fn wait_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(port, "/readyz").is_none_or(|(code, _)| code != 200) {
-        assert!(Instant::now() < deadline, "the bridge did not become ready");
+    loop {
+        let answer = http_get(port, "/readyz");
+        if answer.as_ref().is_some_and(|(code, _)| *code == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bridge did not become ready: {answer:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -53,12 +53,20 @@ pub enum ConnectError {
 
 /// Opens a connection.
 pub async fn connect(name: &str, conn: &RabbitConnection) -> Result<Connection, ConnectError> {
+    connect_as(name, conn, &format!("bridge-host/{name}")).await
+}
+
+/// Opens a connection that the broker's management UI lists as `label`.
+pub async fn connect_as(
+    name: &str,
+    conn: &RabbitConnection,
+    label: &str,
+) -> Result<Connection, ConnectError> {
     let uri = uri(conn).map_err(|reason| ConnectError::Url {
         name: name.to_string(),
         reason,
     })?;
-    let props =
-        ConnectionProperties::default().with_connection_name(format!("bridge-host/{name}").into());
+    let props = ConnectionProperties::default().with_connection_name(label.to_string().into());
     let broker_error = |source| ConnectError::Broker {
         name: name.to_string(),
         url: redact_url(&conn.url),

@@ -7,6 +7,7 @@
 //! [tenants.payments]
 //! limits = { timeout_ms = 50, memory_mib = 32, instances = 8 }
 //! held_bytes = 67108864
+//! workers = 2
 //! allow = { kafka_clusters = ["main"], topics = ["payments-*"], exchanges = ["payments.*"] }
 //! ```
 
@@ -33,6 +34,22 @@ pub struct TenantConfig {
     /// What its mappings may use.
     #[serde(default)]
     pub allow: Allow,
+    /// Threads its plugin chains run on, shared by all its mappings (default: one per core).
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+/// The most worker threads a tenant may ask for.
+pub const MAX_WORKERS: usize = 64;
+
+impl BridgeConfig {
+    /// How many plugin worker threads `tenant` runs.
+    pub fn workers(&self, tenant: &str) -> usize {
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.workers)
+            .unwrap_or_else(crate::pipeline::default_workers)
+    }
 }
 
 /// Allowlists, as globs (`*`, `?`, `[ab]`, `{a,b}`); an absent list allows anything.
@@ -115,6 +132,15 @@ impl<'a> List<'a> {
 pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
     let mut problems = Vec::new();
     let known = |t: &str| t == DEFAULT_TENANT || config.tenants.contains_key(t);
+    for (name, t) in &config.tenants {
+        if let Some(w) = t.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            problems.push(format!(
+                "`tenants.{name}.workers = {w}`: must be between 1 and {MAX_WORKERS}"
+            ));
+        }
+    }
     for (name, p) in &config.plugins {
         if !known(p.tenant()) {
             problems.push(format!(

@@ -11,11 +11,16 @@ use tokio::sync::watch;
 use super::processor::Processor;
 use super::{PipelineError, Shutdown, stop_or, take_ready};
 use crate::config::{AmqpSource, RabbitConnection};
+use crate::shared::{Role, Shared};
 use crate::telemetry::Event;
 
-/// Runs until shutdown (then drains and acks) or a fatal error.
+/// Runs until shutdown (then drains and acks) or a fatal error, on a channel of its tenant's
+/// consuming connection.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mapping: &str,
+    shared: &Shared,
+    tenant: &str,
     conn: &RabbitConnection,
     source: &AmqpSource,
     max_in_flight: usize,
@@ -23,7 +28,8 @@ pub async fn run(
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
     let source_err = |what: &str, e: lapin::Error| PipelineError::Source(format!("{what}: {e}"));
-    let connection = crate::amqp::connect(&source.connection, conn)
+    let connection = shared
+        .connection(tenant, &source.connection, conn, Role::Consume)
         .await
         .map_err(|e| PipelineError::Source(e.to_string()))?;
     let channel = connection
@@ -129,9 +135,9 @@ pub async fn run(
         }
         processor.flush(std::time::Duration::from_secs(5));
     }
-    // On every path, graceful or not: acknowledge what was settled, then close the channel and
-    // the connection (what is unacknowledged returns to the queue). Each step is bounded, as
-    // a dead connection may never answer.
+    // On every path, graceful or not: acknowledge what was settled, then close the channel
+    // (what is unacknowledged returns to the queue; the shared connection closes when its last
+    // mapping lets go). Each step is bounded, as a dead connection may never answer.
     if result.is_ok() {
         let _ = acks.flush().await;
     } else {
@@ -142,7 +148,7 @@ pub async fn run(
         Err(_) => (320, "bridge mapping restarting"),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(code, why.into())).await;
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(code, why.into())).await;
+    drop(connection);
     tracing::info!(mapping, "RabbitMQ source stopped.");
     result
 }

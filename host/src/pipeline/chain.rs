@@ -1,8 +1,10 @@
 //! A mapping's plugin chain and its dead-letter policy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+
+use super::workers::WorkerPool;
 
 use crate::plugin::{
     CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
@@ -175,24 +177,14 @@ impl ChainCore {
     }
 }
 
-/// A request to the chain's thread.
-enum Job {
-    Run(Vec<Message>, oneshot::Sender<Vec<ChainOutcome>>),
-    Decide(
-        Box<(Message, ProcessingFailure)>,
-        u32,
-        oneshot::Sender<Decision>,
-    ),
-    Describe(String, oneshot::Sender<Option<String>>),
-}
-
-/// The nice value of a chain thread whose plugin ran into its CPU time limit.
+/// The nice value of a tenant's worker thread after a plugin on it ran into its CPU time limit.
 const SPINNER_NICE: i32 = 10;
 
-/// Lowers this chain thread's CPU priority once its plugin has spun to its time limit: a
-/// plugin that burns its whole CPU budget on every call then yields the cores to the other
-/// mappings' pipelines and plugins instead of taking a core from them. Lasts for the thread's
-/// life (the mapping's run); raising it back would need privileges a bridge should not have.
+/// Lowers this worker thread's CPU priority once a plugin on it has spun to its time limit: a
+/// tenant whose plugin burns its whole CPU budget on every call then yields the cores to the
+/// other tenants' pipelines and plugins instead of taking a core from them. Lasts for the
+/// thread's life (its tenant's pool); raising it back would need privileges a bridge should
+/// not have.
 fn yield_cpu() {
     thread_local! {
         static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -211,7 +203,7 @@ fn yield_cpu() {
         if result == 0 {
             tracing::warn!(
                 nice = SPINNER_NICE,
-                "A plugin ran into its CPU time limit: its mapping's plugin thread now runs at a lower CPU priority."
+                "A plugin ran into its CPU time limit: this worker thread of its tenant now runs at a lower CPU priority."
             );
         }
     }
@@ -290,87 +282,96 @@ struct Built {
     shadow: Option<ChainCore>,
 }
 
-/// The asynchronous handle of a [`ChainCore`] running on its own thread.
-///
-/// Plugins run outside the async runtime: WebAssembly work never blocks a runtime worker, the
-/// thread's stack is sized for the guest stack cap, and the synchronous WASI host (guest
-/// stdout, stderr) may drive its own small runtime, which it cannot do on a runtime worker.
+/// What a chain's calls work on, on whichever worker thread of its tenant runs them.
+struct ChainState {
+    spec: ChainSpec,
+    built: Built,
+}
+
+impl ChainState {
+    /// Moves to fresh instances of the running versions when a reload swapped a plugin since
+    /// the last call: every message runs its whole chain on one version.
+    fn refresh(&mut self) {
+        if self.spec.plugins.generation() == self.built.generation {
+            return;
+        }
+        match self.spec.build() {
+            Ok(b) => self.built = b,
+            Err(e) => {
+                tracing::error!(mapping = %self.spec.mapping, error = %e, "Cannot start the reloaded plugins; the running versions stay.");
+                self.built.generation = self.spec.plugins.generation();
+            }
+        }
+    }
+
+    fn run(&mut self, batch: Vec<Message>) -> Vec<ChainOutcome> {
+        let Built { core, shadow, .. } = &mut self.built;
+        let Some(shadow) = shadow else {
+            return batch.into_iter().map(|m| core.run(m)).collect();
+        };
+        let stage = self.spec.plugins.stage_stats();
+        batch
+            .into_iter()
+            .map(|m| {
+                let live = core.run(m.clone());
+                let candidate = shadow.run(m);
+                stage.compare(&self.spec.mapping, &live, &candidate);
+                live
+            })
+            .collect()
+    }
+}
+
+/// The asynchronous handle of a mapping's [`ChainCore`]. Its calls run one at a time, in the
+/// order they are made, on its tenant's [`WorkerPool`].
 pub struct Chain {
-    jobs: std::sync::mpsc::Sender<Job>,
+    state: Arc<Mutex<ChainState>>,
+    pool: Arc<WorkerPool>,
     plugins: Arc<PluginSet>,
 }
 
-/// Stack of a chain thread: room for the largest guest stack (1 MiB) and the host below it.
-const CHAIN_THREAD_STACK: usize = 8 * 1024 * 1024;
-
 impl Chain {
-    /// Starts the chain's thread with fresh instances of the running plugin versions. Between
-    /// two jobs the thread checks whether a reload swapped a plugin and, if so, moves to fresh
-    /// instances of the new versions: every message runs its whole chain on one version.
-    pub fn new(spec: ChainSpec) -> Result<Self, crate::plugin::LoadError> {
-        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    /// Fresh instances of the running plugin versions, made on `pool`.
+    pub async fn new(
+        spec: ChainSpec,
+        pool: Arc<WorkerPool>,
+    ) -> Result<Self, crate::plugin::LoadError> {
         let plugins = Arc::clone(&spec.plugins);
-        std::thread::Builder::new()
-            .name(format!("plugins-{}", spec.mapping))
-            .stack_size(CHAIN_THREAD_STACK)
-            .spawn(move || {
-                let _span = tracing::info_span!("mapping", tenant = %spec.tenant).entered();
-                let mut built = match spec.build() {
-                    Ok(built) => {
-                        let _ = ready_tx.send(Ok(()));
-                        built
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let stage = spec.plugins.stage_stats();
-                while let Ok(job) = rx.recv() {
-                    if spec.plugins.generation() != built.generation {
-                        match spec.build() {
-                            Ok(b) => built = b,
-                            Err(e) => {
-                                tracing::error!(mapping = %spec.mapping, error = %e, "Cannot start the reloaded plugins; the running versions stay.");
-                                built.generation = spec.plugins.generation();
-                            }
-                        }
-                    }
-                    let Built { core, shadow, .. } = &mut built;
-                    match job {
-                        Job::Run(batch, reply) => {
-                            let outcomes = batch
-                                .into_iter()
-                                .map(|m| match shadow {
-                                    Some(shadow) => {
-                                        let live = core.run(m.clone());
-                                        let candidate = shadow.run(m);
-                                        stage.compare(&spec.mapping, &live, &candidate);
-                                        live
-                                    }
-                                    None => core.run(m),
-                                })
-                                .collect();
-                            let _ = reply.send(outcomes);
-                        }
-                        Job::Decide(job, attempt, reply) => {
-                            let (msg, failure) = *job;
-                            let _ = reply.send(core.decide(&msg, &failure, attempt));
-                        }
-                        Job::Describe(name, reply) => {
-                            let _ = reply.send(core.describe_plugin(&name));
-                        }
-                    }
-                }
-            })
-            .map_err(|e| {
-                crate::plugin::LoadError::Engine(format!("cannot start the plugin thread: {e}"))
-            })?;
-        ready_rx.recv().map_err(|_| {
-            crate::plugin::LoadError::Engine("the plugin thread exited".to_string())
-        })??;
-        Ok(Chain { jobs, plugins })
+        let (tx, rx) = oneshot::channel();
+        let gone = || crate::plugin::LoadError::Engine("the plugin workers stopped".to_string());
+        let job = Box::new(move || {
+            let _ = tx.send(spec.build().map(|built| ChainState { spec, built }));
+        });
+        if !pool.submit(job) {
+            return Err(gone());
+        }
+        let state = rx.await.map_err(|_| gone())??;
+        Ok(Chain {
+            state: Arc::new(Mutex::new(state)),
+            pool,
+            plugins,
+        })
+    }
+
+    /// Runs `call` on the chain's state on a worker thread; `None` when the pool stopped or
+    /// an earlier call panicked with the state.
+    async fn call<R: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut ChainState) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let state = Arc::clone(&self.state);
+        let job = Box::new(move || {
+            let Ok(mut state) = state.lock() else {
+                return;
+            };
+            state.refresh();
+            let _ = tx.send(call(&mut state));
+        });
+        if !self.pool.submit(job) {
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// The plugin generation: it moves when a reload swaps a plugin.
@@ -386,16 +387,14 @@ impl Chain {
             .unwrap_or_else(no_outcome)
     }
 
-    /// Runs the transforms on each message of `batch`, in order, in one trip to the chain's
-    /// thread. Returns one outcome per message.
+    /// Runs the transforms on each message of `batch`, in order, in one trip to a worker.
+    /// Returns one outcome per message.
     pub async fn run_batch(&self, batch: Vec<Message>) -> Vec<ChainOutcome> {
         let n = batch.len();
-        let gone = || (0..n).map(|_| no_outcome()).collect();
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Job::Run(batch, tx)).is_err() {
-            return gone();
+        match self.call(move |state| state.run(batch)).await {
+            Some(outcomes) => outcomes,
+            None => (0..n).map(|_| no_outcome()).collect(),
         }
-        rx.await.unwrap_or_else(|_| gone())
     }
 
     /// Asks the dead-letter policy.
@@ -405,38 +404,30 @@ impl Chain {
         failure: &ProcessingFailure,
         attempt: u32,
     ) -> Decision {
-        let (tx, rx) = oneshot::channel();
-        let fallback = || {
+        let job = (msg.clone(), failure.clone());
+        let decided = self
+            .call(move |state| state.built.core.decide(&job.0, &job.1, attempt))
+            .await;
+        decided.unwrap_or_else(|| {
             default_decision(&Failure {
                 kind: failure.kind,
                 plugin: failure.plugin.clone(),
                 message: failure.detail.clone(),
                 attempt,
             })
-        };
-        if self
-            .jobs
-            .send(Job::Decide(
-                Box::new((msg.clone(), failure.clone())),
-                attempt,
-                tx,
-            ))
-            .is_err()
-        {
-            return fallback();
-        }
-        rx.await.unwrap_or_else(|_| fallback())
+        })
     }
 
     /// `name@sha256:…` of a plugin in the chain.
     pub async fn describe_plugin(&self, name: &str) -> Option<String> {
-        let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Describe(name.to_string(), tx)).ok()?;
-        rx.await.ok().flatten()
+        let name = name.to_string();
+        self.call(move |state| state.built.core.describe_plugin(&name))
+            .await
+            .flatten()
     }
 }
 
-/// The outcome of a message the chain's thread could not answer (it exited).
+/// The outcome of a message no worker could answer (the pool stopped, or a call panicked).
 pub(super) fn no_outcome() -> ChainOutcome {
     ChainOutcome::Failed(thread_gone())
 }
@@ -445,7 +436,7 @@ fn thread_gone() -> ProcessingFailure {
     ProcessingFailure {
         kind: FailureKind::PluginTrap,
         plugin: None,
-        detail: "the plugin thread exited".to_string(),
+        detail: "the plugin worker stopped".to_string(),
         version: None,
     }
 }

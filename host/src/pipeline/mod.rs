@@ -11,6 +11,7 @@ mod kafka_source;
 mod processor;
 mod sink;
 mod watermark;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +24,11 @@ pub use chain::{Chain, ChainOutcome, ChainSpec, VERSIONS_HEADER, default_decisio
 pub use headers::{HOPS, add_provenance};
 pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use sink::Sink;
+pub use workers::{WorkerPool, WorkerPools, default_size as default_workers};
 
 use crate::config::{BridgeConfig, Mapping, Source};
 use crate::reload::PluginSet;
+use crate::shared::Shared;
 use crate::status::MappingStatus;
 use crate::telemetry::Event;
 
@@ -104,6 +107,7 @@ pub async fn run_mapping(
     config: Arc<BridgeConfig>,
     mapping: Mapping,
     plugins: Arc<PluginSet>,
+    shared: Arc<Shared>,
     status: Arc<MappingStatus>,
     mut shutdown: watch::Receiver<Shutdown>,
 ) {
@@ -113,7 +117,7 @@ pub async fn run_mapping(
             return;
         }
         let started = Instant::now();
-        let result = run_once(&config, &mapping, &plugins, &status, &mut shutdown).await;
+        let result = run_once(&config, &mapping, &plugins, &shared, &status, &mut shutdown).await;
         status.set_connected(false);
         match result {
             Ok(()) => return,
@@ -143,29 +147,39 @@ async fn run_once(
     config: &BridgeConfig,
     mapping: &Mapping,
     plugins: &Arc<PluginSet>,
+    shared: &Shared,
     status: &Arc<MappingStatus>,
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
-    let chain = Chain::new(ChainSpec {
-        mapping: mapping.name.clone(),
-        tenant: mapping.tenant().to_string(),
-        plugins: Arc::clone(plugins),
-        transforms: mapping.plugins.clone(),
-        policy: mapping.dead_letter_policy.clone(),
-        timers: mapping
-            .plugins
-            .iter()
-            .map(|p| Some(status.counters.plugin_timer(p)))
-            .collect(),
-        tag_versions: mapping.plugin_versions_header,
-    })
+    let tenant = mapping.tenant();
+    let workers = shared
+        .workers
+        .get(tenant, config.workers(tenant))
+        .map_err(|e| PipelineError::Plugin(format!("cannot start plugin workers: {e}")))?;
+    let chain = Chain::new(
+        ChainSpec {
+            mapping: mapping.name.clone(),
+            tenant: mapping.tenant().to_string(),
+            plugins: Arc::clone(plugins),
+            transforms: mapping.plugins.clone(),
+            policy: mapping.dead_letter_policy.clone(),
+            timers: mapping
+                .plugins
+                .iter()
+                .map(|p| Some(status.counters.plugin_timer(p)))
+                .collect(),
+            tag_versions: mapping.plugin_versions_header,
+        },
+        workers,
+    )
+    .await
     .map_err(|e| PipelineError::Plugin(e.to_string()))?;
-    let sink = Sink::open(config, &mapping.target)
+    let sink = Sink::open(config, shared, tenant, &mapping.target)
         .await
         .map_err(|e| PipelineError::Sink(e.0))?;
     let dead_letter = match &mapping.dead_letter {
         Some(dl) => Some(
-            Sink::open(config, &dl.0)
+            Sink::open(config, shared, tenant, &dl.0)
                 .await
                 .map_err(|e| PipelineError::Sink(format!("dead-letter target: {}", e.0)))?,
         ),
@@ -196,6 +210,8 @@ async fn run_once(
         Source::Amqp(a) => {
             amqp_source::run(
                 &mapping.name,
+                shared,
+                tenant,
                 &config.rabbitmq[&a.connection],
                 a,
                 mapping.max_in_flight,

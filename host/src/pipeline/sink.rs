@@ -4,16 +4,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::config::{AmqpTarget, KafkaTarget, Target};
 use crate::kafka::ClusterContext;
 use crate::plugin::{FailureKind, Message, Origin};
+use crate::shared::{Producer, Role, Shared};
 
 /// How long writing a publish may take before the connection counts as lost.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,10 +46,10 @@ pub struct SinkError(pub String);
 
 /// A RabbitMQ publisher.
 pub struct AmqpSink {
-    /// A channel in confirm mode.
+    /// A channel in confirm mode, the mapping's own.
     channel: lapin::Channel,
-    /// The channel's connection, closed with the sink.
-    connection: lapin::Connection,
+    /// The tenant's publishing connection, shared with its other mappings.
+    _connection: Arc<lapin::Connection>,
     /// Exchange, default routing key, persistence.
     target: AmqpTarget,
 }
@@ -58,23 +60,26 @@ pub enum Sink {
     Amqp(Box<AmqpSink>),
     /// Produces to Kafka.
     Kafka {
-        /// The producer.
-        producer: FutureProducer<ClusterContext>,
+        /// The tenant's producer for the cluster, shared with its other mappings.
+        producer: Arc<Producer>,
         /// Topic and partition rules.
         target: KafkaTarget,
     },
 }
 
 impl Sink {
-    /// Opens a sink for `target`.
+    /// Opens a sink for `target` on `tenant`'s shared clients.
     pub async fn open(
         config: &crate::config::BridgeConfig,
+        shared: &Shared,
+        tenant: &str,
         target: &Target,
     ) -> Result<Sink, SinkError> {
         match target {
             Target::Amqp(t) => {
                 let conn = &config.rabbitmq[&t.connection];
-                let connection = crate::amqp::connect(&t.connection, conn)
+                let connection = shared
+                    .connection(tenant, &t.connection, conn, Role::Publish)
                     .await
                     .map_err(|e| SinkError(e.to_string()))?;
                 let channel = connection
@@ -87,7 +92,7 @@ impl Sink {
                     .map_err(|e| SinkError(format!("cannot enable publisher confirms: {e}")))?;
                 Ok(Sink::Amqp(Box::new(AmqpSink {
                     channel,
-                    connection,
+                    _connection: connection,
                     target: t.clone(),
                 })))
             }
@@ -95,17 +100,20 @@ impl Sink {
                 let cluster = &config.kafka[&t.cluster];
                 // Tunables the cluster's `properties` may override; then what at-least-once
                 // delivery relies on, which they may not.
-                let producer: FutureProducer<ClusterContext> =
+                let make = || {
                     crate::kafka::client_config_with(cluster, PRODUCER_DEFAULTS)
                         .set("enable.idempotence", "true")
                         .set("acks", "all")
                         .create_with_context(ClusterContext::new(&t.cluster))
-                        .map_err(|e| {
-                            SinkError(format!(
-                                "cannot create a Kafka producer for `{}`: {e}",
-                                t.cluster
-                            ))
-                        })?;
+                };
+                let producer = shared
+                    .producer(tenant, &t.cluster, cluster, make)
+                    .map_err(|e| {
+                        SinkError(format!(
+                            "cannot create a Kafka producer for `{}`: {e}",
+                            t.cluster
+                        ))
+                    })?;
                 Ok(Sink::Kafka {
                     producer,
                     target: t.clone(),
@@ -268,8 +276,8 @@ impl Sink {
         }
     }
 
-    /// Closes a RabbitMQ sink's channel and connection (each bounded by `timeout`, as a dead
-    /// connection may never answer); a Kafka producer closes when dropped.
+    /// Closes a RabbitMQ sink's channel (bounded by `timeout`, as a dead connection may never
+    /// answer). The shared connection and producer close when their last mapping lets go.
     pub async fn close(&self, timeout: Duration) {
         if let Sink::Amqp(amqp) = self {
             let _ = tokio::time::timeout(
@@ -277,19 +285,15 @@ impl Sink {
                 amqp.channel.close(200, "bridge mapping stopping".into()),
             )
             .await;
-            let _ = tokio::time::timeout(
-                timeout,
-                amqp.connection.close(200, "bridge mapping stopping".into()),
-            )
-            .await;
         }
     }
 
-    /// Waits until everything sent has been answered (Kafka flush); RabbitMQ answers are
-    /// awaited through their futures.
+    /// Waits until everything sent has been answered (Kafka flush: the shared producer's
+    /// queue, other mappings' messages included); RabbitMQ answers are awaited through their
+    /// futures.
     pub fn flush(&self, timeout: Duration) {
         if let Sink::Kafka { producer, .. } = self {
-            let _ = rdkafka::producer::Producer::flush(producer, timeout);
+            let _ = rdkafka::producer::Producer::flush(producer.as_ref(), timeout);
         }
     }
 }
