@@ -52,3 +52,14 @@ if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check prometheus-client 2>/dev/null ||
     python3 -m pip install -q --disable-pip-version-check --break-system-packages prometheus-client
 fi
+
+# Plugins in other languages (examples/plugins/*/build.sh), built from source by the tests.
+# JavaScript: Node.js and npm are the machine's; componentize-js comes from the npm registry
+# on the example's first build (npm ci). Python: componentize-py from PyPI, in a virtual
+# environment of its own outside the checkout.
+PY_VENV="$HOME/.cache/bridge-host/componentize-py"
+if [ ! -x "$PY_VENV/bin/componentize-py" ]; then
+  echo "Installing componentize-py (PyPI)…"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install -q --disable-pip-version-check -r examples/plugins/python/requirements.txt
+fi

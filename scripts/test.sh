@@ -21,6 +21,7 @@ if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
 fi
 
 scripts/setup.sh
+export COMPONENTIZE_PY_VENV="$HOME/.cache/bridge-host/componentize-py"
 scripts/brokers.sh start
 trap 'scripts/brokers.sh stop' EXIT
 
@@ -30,7 +31,7 @@ echo "== cargo clippy (host and native builds)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo clippy (plugins for wasm32-wasip2)"
 cargo clippy --locked --target wasm32-wasip2 \
-  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth \
+  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p pii-mask \
   -- -D warnings
 echo "== cargo test"
 # The end-to-end tests run the bridge-host binary as users do.

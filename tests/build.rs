@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("bad-import", "bad_import"),
     ("shape-record", "shape_record"),
     ("tenth", "tenth"),
+    ("pii-mask", "pii_mask"),
 ];
 
 const PROFILE: &str = "plugin";
@@ -31,6 +32,7 @@ fn main() {
         "guest-sdk",
         "plugins",
         "tests/plugins",
+        "examples/plugins/rust",
         "Cargo.toml",
         "Cargo.lock",
     ] {

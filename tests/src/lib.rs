@@ -22,6 +22,8 @@ pub mod artifacts {
     pub const SHAPE_RECORD: &str = env!("PLUGIN_SHAPE_RECORD");
     /// A candidate that marks every tenth message (staged-rollout tests).
     pub const TENTH: &str = env!("PLUGIN_TENTH");
+    /// The PII-masking example plugin, in Rust.
+    pub const PII_MASK: &str = env!("PLUGIN_PII_MASK");
 }
 
 use bridge_host::plugin::{Message, PluginRuntime, RuntimeOptions};

@@ -1,5 +1,6 @@
 //! Command-line interface of `bridge-host`.
 
+pub mod conformance;
 pub mod migrate;
 pub mod plugin;
 pub mod top;

@@ -20,6 +20,8 @@ pub enum PluginCommand {
     Run(RunArgs),
     /// Show what a component exports and imports.
     Inspect(InspectArgs),
+    /// Run a plugin on a directory of cases and check its verdicts and outputs.
+    Test(super::conformance::TestArgs),
 }
 
 /// Arguments of `plugin run`.
@@ -64,7 +66,7 @@ pub struct InspectArgs {
 /// The JSON printed by `plugin run`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "verdict", rename_all = "kebab-case")]
-enum RunOutput {
+pub(super) enum RunOutput {
     Forward {
         messages: Vec<JsonMessage>,
     },
@@ -93,6 +95,7 @@ impl PluginCommand {
         match self {
             PluginCommand::Run(args) => run(args),
             PluginCommand::Inspect(args) => inspect(args),
+            PluginCommand::Test(args) => super::conformance::run(args),
         }
     }
 }
@@ -166,24 +169,31 @@ fn run(args: RunArgs) -> anyhow::Result<String> {
                     args.plugin.display()
                 );
             }
-            let to_json =
-                |m: &[crate::plugin::Message]| m.iter().map(JsonMessage::from_message).collect();
-            match instance.process(msg)? {
-                Outcome::Forward(m) if m.len() == 1 => RunOutput::Forward {
-                    messages: to_json(&m),
-                },
-                Outcome::Forward(m) => RunOutput::FanOut {
-                    messages: to_json(&m),
-                },
-                Outcome::Drop => RunOutput::Drop,
-                Outcome::DeadLetter { message, reason } => RunOutput::DeadLetter {
-                    reason,
-                    messages: to_json(std::slice::from_ref(&*message)),
-                },
-            }
+            RunOutput::from_outcome(instance.process(msg)?)
         }
     };
     Ok(serde_json::to_string_pretty(&output)?)
+}
+
+impl RunOutput {
+    /// A transform's outcome as printed.
+    pub(super) fn from_outcome(outcome: Outcome) -> Self {
+        let to_json =
+            |m: &[crate::plugin::Message]| m.iter().map(JsonMessage::from_message).collect();
+        match outcome {
+            Outcome::Forward(m) if m.len() == 1 => RunOutput::Forward {
+                messages: to_json(&m),
+            },
+            Outcome::Forward(m) => RunOutput::FanOut {
+                messages: to_json(&m),
+            },
+            Outcome::Drop => RunOutput::Drop,
+            Outcome::DeadLetter { message, reason } => RunOutput::DeadLetter {
+                reason,
+                messages: to_json(std::slice::from_ref(&*message)),
+            },
+        }
+    }
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<String> {

@@ -214,6 +214,14 @@ impl PluginConfig {
     }
 }
 
+/// A plugin's `config` table as the key/value list `init` receives: nested tables and lists
+/// flattened with dots (`a.b`, `list.0`), scalars as text.
+pub fn flatten_plugin_config(table: &toml::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    flatten("", table, &mut out);
+    out
+}
+
 fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
     let key = |k: &str| {
         if prefix.is_empty() {

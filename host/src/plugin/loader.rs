@@ -87,6 +87,24 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// The same compiled plugin with another configuration for `init` (no recompilation).
+    pub fn with_config(&self, config: Vec<(String, String)>) -> Arc<LoadedPlugin> {
+        Arc::new(LoadedPlugin {
+            declared: self.declared.clone(),
+            budget: self.budget.clone(),
+            spec: PluginSpec {
+                config,
+                ..self.spec.clone()
+            },
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            transform: self.transform.clone(),
+            policy: self.policy.clone(),
+            version: self.version.clone(),
+            digest: self.digest.clone(),
+        })
+    }
+
     /// The version the plugin declares in its `bridge-plugin-version` section, if any.
     pub fn version(&self) -> Option<&str> {
         self.declared.as_deref()
