@@ -19,6 +19,11 @@ dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
 command -v curl >/dev/null 2>&1 || missing+=(curl) # scripts/demo.sh waits for readiness
+# The C example plugin: clang and lld for wasm32, and wasi-libc.
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+[ -d /usr/include/wasm32-wasi ] || missing+=(wasi-libc)
+dpkg -s libclang-rt-14-dev-wasm32 >/dev/null 2>&1 || missing+=(libclang-rt-14-dev-wasm32)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} (Debian packages)…"
   apt-get update -q >/dev/null
@@ -54,6 +59,14 @@ if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
 fi
 
 # Plugins in other languages (examples/plugins/*/build.sh), built from source by the tests.
+# C: wit-bindgen's C generator and wasm-tools, from crates.io, built once.
+TOOLS="$HOME/.cache/bridge-host"
+for tool in wit-bindgen-cli@0.63.0:wit-bindgen wasm-tools@1.263.0:wasm-tools; do
+  if [ ! -x "$TOOLS/bin/${tool#*:}" ]; then
+    echo "Building ${tool%%:*} from crates.io…"
+    cargo install --quiet --locked --root "$TOOLS" "${tool%%:*}"
+  fi
+done
 # JavaScript: Node.js and npm are the machine's; componentize-js comes from the npm registry
 # on the example's first build (npm ci). Python: componentize-py from PyPI, in a virtual
 # environment of its own outside the checkout.

@@ -101,6 +101,11 @@ fn the_python_plugin_conforms() {
     conforms(&build("python"));
 }
 
+#[test]
+fn the_c_plugin_conforms() {
+    conforms(&build("c"));
+}
+
 /// The kit fails, exit status and report, for a plugin that does something else, and says
 /// what differed.
 #[test]
