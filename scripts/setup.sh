@@ -68,7 +68,7 @@ for tool in wit-bindgen-cli@0.63.0:wit-bindgen wasm-tools@1.263.0:wasm-tools; do
   fi
 done
 # JavaScript: Node.js and npm are the machine's; componentize-js comes from the npm registry
-# on the example's first build (npm ci). Python: componentize-py from PyPI, in a virtual
+# on the example's first build (npm install). Python: componentize-py from PyPI, in a virtual
 # environment of its own outside the checkout.
 PY_VENV="$HOME/.cache/bridge-host/componentize-py"
 if [ ! -x "$PY_VENV/bin/componentize-py" ]; then

@@ -200,3 +200,52 @@ plugins = ["pii"]
     let reason = dead[0].header("x-bridge-reason").unwrap();
     assert!(reason.contains("payload is not JSON"), "{reason}");
 }
+
+/// `plugin new` makes a project that builds with its own script and passes its own cases,
+/// in every language it has a template for.
+#[test]
+fn plugin_new_projects_build_and_pass_their_own_cases() {
+    let root = tempfile::tempdir().unwrap();
+    // The target directory of this build, for the Rust project's dependencies.
+    let target = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("plugin-new");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for lang in ["rust", "js", "python", "c"] {
+        let name = format!("tag-{lang}");
+        let dir = root.path().join(&name);
+        let mut new = Command::new(binary());
+        new.args(["plugin", "new", "--lang", lang, &name, "--dir"])
+            .arg(&dir);
+        if lang == "rust" {
+            new.arg("--sdk-path").arg(&repo);
+        }
+        let created = new.output().unwrap();
+        assert!(
+            created.status.success(),
+            "{lang}: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let built = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{lang}: the generated project does not build:\n{}\n{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let (ok, report) = kit(&dir.join(format!("{name}.wasm")), &dir.join("fixtures"));
+        assert!(
+            ok,
+            "{lang}: {}",
+            serde_json::to_string_pretty(&report).unwrap()
+        );
+        assert_eq!(report["passed"], 3, "{lang}");
+    }
+}

@@ -3,6 +3,7 @@
 pub mod conformance;
 pub mod migrate;
 pub mod plugin;
+pub mod scaffold;
 pub mod top;
 
 use std::path::PathBuf;

@@ -22,6 +22,8 @@ pub enum PluginCommand {
     Inspect(InspectArgs),
     /// Run a plugin on a directory of cases and check its verdicts and outputs.
     Test(super::conformance::TestArgs),
+    /// Create a plugin project (source, build script, README, conformance cases).
+    New(super::scaffold::NewArgs),
 }
 
 /// Arguments of `plugin run`.
@@ -96,6 +98,7 @@ impl PluginCommand {
             PluginCommand::Run(args) => run(args),
             PluginCommand::Inspect(args) => inspect(args),
             PluginCommand::Test(args) => super::conformance::run(args),
+            PluginCommand::New(args) => super::scaffold::run(args),
         }
     }
 }
