@@ -92,7 +92,7 @@ fn component_exporting_nothing_useful() {
     assert_eq!(
         load_error(&path),
         format!(
-            "plugin `p` (`{}`) exports neither `bridge:plugin/transform@0.1.0` nor `bridge:plugin/dead-letter-policy@0.1.0` (it exports: nothing)",
+            "plugin `p` (`{}`) exports neither `bridge:plugin/transform@0.1.0` nor `bridge:plugin/dead-letter-policy@0.1.0` (it exports: nothing); build it for the `transformer`, `policy` or `transformer-and-policy` world of `wit/plugin.wit` (Rust: `export_transform!`; JavaScript: `export const transform`; Python: a `Transform` class in the componentized module; C: define `exports_bridge_plugin_transform_process`)",
             path.display()
         )
     );

@@ -249,3 +249,44 @@ fn plugin_new_projects_build_and_pass_their_own_cases() {
         assert_eq!(report["passed"], 3, "{lang}");
     }
 }
+
+/// The usual JavaScript mistake — a plugin built with `fetch()` support imports `wasi:http` —
+/// is refused at load time in one line that names the import and says how to fix it.
+#[test]
+fn a_javascript_plugin_importing_wasi_http_is_refused_with_the_fix() {
+    build("javascript"); // installs componentize-js in the example
+    let dir = examples().join("javascript");
+    let script = dir.join(".test-build-with-http.mjs");
+    let text = std::fs::read_to_string(dir.join("build.mjs"))
+        .unwrap()
+        .replace(
+            r#"disableFeatures: ["stdio", "random", "clocks", "http", "fetch-event"],"#,
+            "disableFeatures: [],",
+        );
+    assert!(text.contains("disableFeatures: [],"));
+    std::fs::write(&script, text).unwrap();
+    let out = std::env::temp_dir().join(format!("pii-mask-http-{}.wasm", std::process::id()));
+    let built = Command::new("node")
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&script).unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let checked = Command::new(binary())
+        .args(["plugin", "test"])
+        .arg(&out)
+        .arg("--fixtures")
+        .arg(examples().join("fixtures"))
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(line.contains("`wasi:http/"), "{line}");
+    assert!(line.contains("--disable http fetch-event"), "{line}");
+}

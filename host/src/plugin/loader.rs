@@ -184,12 +184,17 @@ impl PluginRuntime {
                 name: spec.name.clone(),
                 path: spec.path.clone(),
                 detail: format!(
-                    "{} which the host does not provide (plugins may import `bridge:plugin/*` and sandboxed `wasi:*@0.2` interfaces only)",
+                    "{} which the host does not provide (plugins may import `bridge:plugin/*` and sandboxed `wasi:*@0.2` interfaces only){}",
                     unsupported
                         .iter()
                         .map(|i| format!("`{i}`"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    unsupported
+                        .iter()
+                        .find_map(|i| import_hint(i))
+                        .map(|h| format!(": {h}"))
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -383,7 +388,7 @@ impl Exports {
         match found {
             (Some(version), t, p) => Ok((version, t, p)),
             (None, ..) => Err(err(format!(
-                "exports neither `{TRANSFORM_INTERFACE}@{VERSION}` nor `{POLICY_INTERFACE}@{VERSION}` (it exports: {})",
+                "exports neither `{TRANSFORM_INTERFACE}@{VERSION}` nor `{POLICY_INTERFACE}@{VERSION}` (it exports: {}); build it for the `transformer`, `policy` or `transformer-and-policy` world of `wit/plugin.wit` (Rust: `export_transform!`; JavaScript: `export const transform`; Python: a `Transform` class in the componentized module; C: define `exports_bridge_plugin_transform_process`)",
                 if self.names.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -408,14 +413,26 @@ fn compatible(version: &str) -> bool {
         && theirs[2].parse::<u32>().is_ok()
 }
 
-/// Imports outside `bridge:plugin/*` and `wasi:*@0.2.*`.
+/// The WASI 0.2 packages the host links (each sandboxed: no files, environment, network or
+/// name lookup); `wasi:http` is not among them.
+const LINKED_WASI: &[&str] = &[
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
+
+/// Imports the host does not provide: anything but compatible `bridge:plugin/*` and the
+/// linked `wasi:*@0.2.*` packages.
 fn unsupported_imports(engine: &EngineHandle, component: &Component) -> Vec<String> {
     component
         .component_type()
         .imports(&engine.engine)
         .map(|(n, _)| n)
         .filter(|n| {
-            let wasi = n.starts_with("wasi:") && n.contains("@0.2.");
+            let wasi = LINKED_WASI.iter().any(|p| n.starts_with(p)) && n.contains("@0.2.");
             let ours = n
                 .strip_prefix("bridge:plugin/")
                 .and_then(|rest| rest.split_once('@'))
@@ -424,6 +441,25 @@ fn unsupported_imports(engine: &EngineHandle, component: &Component) -> Vec<Stri
         })
         .map(str::to_string)
         .collect()
+}
+
+/// How to fix the usual cause of an unsupported import, per language.
+pub(crate) fn import_hint(import: &str) -> Option<&'static str> {
+    if import.starts_with("wasi:http/") {
+        Some(
+            "plugins have no network: a JavaScript plugin built with componentize-js or `jco componentize` imports `wasi:http` unless its `http` and `fetch-event` features are disabled (`disableFeatures`, or `--disable http fetch-event`); in other languages, remove the HTTP client",
+        )
+    } else if import.starts_with("wasi:") && !import.contains("@0.2.") {
+        Some(
+            "it was built for another WASI version: build for WASI 0.2 (Rust: `wasm32-wasip2`; C and Go: the WASI preview1 adapter of wasmtime 48)",
+        )
+    } else if import.starts_with("bridge:plugin/") {
+        Some(
+            "it was built against another version of the contract: rebuild with bindings generated from this host's `wit/plugin.wit` (`bridge:plugin@0.1.x`), or the matching SDK",
+        )
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
