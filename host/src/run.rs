@@ -38,21 +38,15 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
         }
     }
     for m in &config.mapping {
-        for p in &m.plugins {
-            if loaded.get(p).is_some_and(|l| !l.is_transform()) {
+        for (p, kind) in m.plugin_uses() {
+            if loaded.get(p).is_some_and(|l| !l.kinds().contains(kind)) {
                 problems.push(format!(
-                    "mapping `{}`.plugins: `{p}` is not a transform plugin",
-                    m.name
+                    "mapping `{}`.{}: `{p}` is not a {} plugin",
+                    m.name,
+                    kind.info().mapping_key,
+                    kind.info().name,
                 ));
             }
-        }
-        if let Some(p) = &m.dead_letter_policy
-            && loaded.get(p).is_some_and(|l| !l.is_policy())
-        {
-            problems.push(format!(
-                "mapping `{}`.dead_letter_policy: `{p}` is not a dead-letter policy plugin",
-                m.name
-            ));
         }
     }
     if problems.is_empty() {

@@ -33,7 +33,7 @@ fn header_map_renames_filters_and_sets_headers() {
         .with_config("copy.trace-id", "x-trace")
         .with_config("set.x-route", "{topic}.{json:type}.{header:region|eu}");
     let plugin = runtime().load(&spec).expect("header-map loads");
-    assert!(plugin.is_transform() && !plugin.is_policy());
+    assert_eq!(plugin.kinds().names(), ["transform"]);
     let mut instance = plugin.instantiate().expect("header-map starts");
 
     let mut msg = Message::new(Some(br#"{"type":"damage"}"#.to_vec()));
@@ -135,7 +135,7 @@ fn dlq_policy_retries_with_backoff_then_dead_letters() {
         .with_config("initial_delay_ms", "100")
         .with_config("retry_on.0", "target-rejected");
     let plugin = runtime().load(&spec).unwrap();
-    assert!(plugin.is_policy() && !plugin.is_transform());
+    assert_eq!(plugin.kinds().names(), ["dead-letter-policy"]);
     let mut instance = plugin.instantiate().unwrap();
     let failure = |kind, attempt| Failure {
         kind,

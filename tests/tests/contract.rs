@@ -1,6 +1,8 @@
 //! The WIT contract has one source of truth, `wit/plugin.wit`; the guest SDK's copy must not
 //! drift from it.
 
+#![allow(clippy::unwrap_used)]
+
 #[test]
 fn guest_sdk_wit_matches_the_contract() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -18,4 +20,127 @@ fn sdk_and_host_agree_on_the_version() {
     let contract =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit")).unwrap();
     assert!(contract.starts_with("package bridge:plugin@0.1.0;"));
+}
+
+/// The failure kinds the host names (in configuration, headers and metrics) are the WIT
+/// enum's cases, in its order.
+#[test]
+fn failure_kind_names_are_the_wits() {
+    let contract =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit")).unwrap();
+    let body = contract
+        .split("enum failure-kind {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap();
+    let wit: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .map(|l| l.trim_end_matches(','))
+        .collect();
+    let host: Vec<&str> = bridge_host::plugin::FailureKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(host, wit);
+}
+
+use bridge_guest_sdk::{Config, Transform, Verdict};
+use bridge_host::plugin::{Outcome, PluginRuntime, PluginSpec, RuntimeOptions};
+use bridge_tests::artifacts;
+
+/// What a transform left: headers, payload, routing key and topic.
+type Result_ = (
+    Vec<(String, Vec<u8>)>,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Runs `T` natively, on the SDK's in-memory message.
+fn native<T: Transform>(
+    config: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> Result_ {
+    let mut plugin = T::init(Config::from_pairs(config)).unwrap();
+    let mut msg = bridge_guest_sdk::Message::new();
+    msg.set_payload(Some(payload.as_bytes()));
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    msg.set_headers(&headers);
+    assert!(matches!(plugin.process(&mut msg), Verdict::Forward));
+    (
+        msg.headers(),
+        msg.payload(),
+        msg.amqp_target().routing_key,
+        msg.kafka_target().topic,
+    )
+}
+
+/// Runs the same plugin built for WebAssembly through the host.
+fn hosted(wasm: &str, config: &[(&str, &str)], headers: &[(&str, &str)], payload: &str) -> Result_ {
+    let mut spec = PluginSpec::new("p", wasm);
+    for (k, v) in config {
+        spec = spec.with_config(*k, *v);
+    }
+    let runtime = PluginRuntime::new(RuntimeOptions::default()).unwrap();
+    let mut instance = runtime.load(&spec).unwrap().instantiate().unwrap();
+    let mut msg = bridge_host::plugin::Message::new(Some(payload.as_bytes().to_vec()));
+    msg.headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let Outcome::Forward(mut out) = instance.process(msg).unwrap() else {
+        panic!("not forwarded");
+    };
+    let m = out.remove(0);
+    (
+        m.headers,
+        m.payload.map(|p| p.to_vec()),
+        m.amqp_target.routing_key,
+        m.kafka_target.topic,
+    )
+}
+
+/// Header editing (set replaces every same-named header in place, add appends, remove takes
+/// all, order kept), payloads and targets behave the same on the SDK's native message as on
+/// the host's: the same plugins, run both ways on the same cases.
+#[test]
+fn the_sdk_native_message_behaves_as_the_host() {
+    let headers = [("x-a", "0"), ("b", "1"), ("x-a", "2"), ("c", "3")];
+    let header_cases: &[&[(&str, &str)]] = &[
+        &[("set.x-a", "new")],
+        &[("set.z", "appended")],
+        &[("rename.b", "x-a")],
+        &[("copy.c", "x-a")],
+        &[("drop.0", "x-*")],
+        &[("keep.0", "x-*"), ("set.b", "again")],
+    ];
+    for config in header_cases {
+        assert_eq!(
+            native::<header_map::HeaderMap>(config, &headers, "{}"),
+            hosted(artifacts::HEADER_MAP, config, &headers, "{}"),
+            "header-map with {config:?}"
+        );
+    }
+    let pii = [
+        ("fields", "email,card"),
+        ("route_field", "region"),
+        ("route_header", "x-region"),
+    ];
+    for payload in [
+        r#"{"email":"a@b.c","region":"eu"}"#,
+        r#"{"nested":{"card":"4111"},"list":[{"email":"x"}]}"#,
+    ] {
+        let headers = [("x-region", "us")];
+        assert_eq!(
+            native::<pii_mask::PiiMask>(&pii, &headers, payload),
+            hosted(artifacts::PII_MASK, &pii, &headers, payload),
+            "pii-mask on {payload}"
+        );
+    }
 }

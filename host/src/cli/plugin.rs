@@ -166,7 +166,7 @@ fn run(args: RunArgs) -> anyhow::Result<String> {
             }
         }
         None => {
-            if !plugin.is_transform() {
+            if !plugin.kinds().contains(crate::plugin::Kind::Transform) {
                 bail!(
                     "plugin `{}` is a dead-letter policy only: pass `--failure KIND` to call it",
                     args.plugin.display()

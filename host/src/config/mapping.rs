@@ -72,6 +72,19 @@ impl Mapping {
     pub fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or(super::DEFAULT_TENANT)
     }
+
+    /// Every plugin it calls, with the kind it calls it as.
+    pub fn plugin_uses(&self) -> impl Iterator<Item = (&str, crate::plugin::Kind)> {
+        let transforms = self
+            .plugins
+            .iter()
+            .map(|p| (p.as_str(), crate::plugin::Kind::Transform));
+        let policy = self
+            .dead_letter_policy
+            .iter()
+            .map(|p| (p.as_str(), crate::plugin::Kind::DeadLetterPolicy));
+        transforms.chain(policy)
+    }
 }
 
 /// A mapping's circuit breaker.

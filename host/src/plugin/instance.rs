@@ -6,9 +6,7 @@ use wasmtime::component::{Instance, Resource};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::bindings::{
-    Decision, Failure, FailureKind, LogLevel, Verdict, dead_letter_policy, transform,
-};
+use super::bindings::{FailureKind, LogLevel, dead_letter_policy, transform};
 use super::error::{CallError, LimitHit, LoadError};
 use super::limits::StoreLimiter;
 use super::loader::LoadedPlugin;
@@ -17,27 +15,11 @@ use super::message::Message;
 use super::runtime::EPOCH_TICK;
 use super::state::PluginState;
 
-/// What a transform decided, with the messages it produced.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// The messages to pass on: one for `forward`, any number for `fan-out`.
-    Forward(Vec<Message>),
-    /// The message was dropped on purpose.
-    Drop,
-    /// The message goes to the dead-letter target.
-    DeadLetter {
-        /// The message as the plugin left it.
-        message: Box<Message>,
-        /// The plugin's reason.
-        reason: String,
-    },
-}
-
 /// One instance of a plugin. Not shared between threads: each worker owns its own.
 pub struct PluginInstance {
     plugin: Arc<LoadedPlugin>,
     log: Arc<PluginLog>,
-    live: Option<Live>,
+    pub(in crate::plugin) live: Option<Live>,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -49,10 +31,10 @@ impl std::fmt::Debug for PluginInstance {
     }
 }
 
-struct Live {
-    store: Store<PluginState>,
-    transform: Option<transform::Guest>,
-    policy: Option<dead_letter_policy::Guest>,
+pub(in crate::plugin) struct Live {
+    pub(in crate::plugin) store: Store<PluginState>,
+    pub(in crate::plugin) transform: Option<transform::Guest>,
+    pub(in crate::plugin) policy: Option<dead_letter_policy::Guest>,
 }
 
 impl LoadedPlugin {
@@ -77,64 +59,6 @@ impl PluginInstance {
     /// The plugin this is an instance of.
     pub fn plugin(&self) -> &Arc<LoadedPlugin> {
         &self.plugin
-    }
-
-    /// Runs the transform on `msg`.
-    pub fn process(&mut self, msg: Message) -> Result<Outcome, CallError> {
-        let (guest, res) = self.lend(msg, "transform", |l| l.transform.as_ref())?;
-        let rep = res.rep();
-        let verdict = self.call(|store| guest.call_process(store, Resource::new_borrow(rep)))?;
-        let Some(live) = self.live.as_mut() else {
-            return Err(self.host_error(wasmtime::format_err!("instance vanished")));
-        };
-        let state = live.store.data_mut();
-        state.charges.release(rep);
-        let table = &mut state.table;
-        let msg = match table.delete(res) {
-            Ok(m) => m,
-            Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
-        };
-        let outcome = match verdict {
-            Verdict::Forward => Outcome::Forward(vec![msg]),
-            Verdict::Drop => Outcome::Drop,
-            Verdict::DeadLetter(reason) => Outcome::DeadLetter {
-                message: Box::new(msg),
-                reason,
-            },
-            Verdict::FanOut(list) => {
-                let mut out = Vec::with_capacity(list.len());
-                for r in list {
-                    if r.rep() == rep {
-                        out.push(msg.clone());
-                        continue;
-                    }
-                    let out_rep = r.rep();
-                    match table.delete(r) {
-                        Ok(m) => {
-                            state.charges.release(out_rep);
-                            out.push(m)
-                        }
-                        Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
-                    }
-                }
-                Outcome::Forward(out)
-            }
-        };
-        self.check_output(&outcome)?;
-        Ok(outcome)
-    }
-
-    /// Asks the dead-letter policy what to do with a failed message.
-    pub fn decide(&mut self, msg: Message, failure: &Failure) -> Result<Decision, CallError> {
-        let (guest, res) = self.lend(msg, "dead-letter-policy", |l| l.policy.as_ref())?;
-        let rep = res.rep();
-        let decision =
-            self.call(|store| guest.call_decide(store, Resource::new_borrow(rep), failure))?;
-        if let Some(live) = self.live.as_mut() {
-            live.store.data_mut().charges.release(rep);
-            let _ = live.store.data_mut().table.delete(res);
-        }
-        Ok(decision)
     }
 
     /// Creates the store, instantiates and runs `init`.
@@ -221,7 +145,7 @@ impl PluginInstance {
     }
 
     /// Calls into the guest with a fresh deadline; on failure throws the instance away.
-    fn call<R>(
+    pub(in crate::plugin) fn call<R>(
         &mut self,
         f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
@@ -240,51 +164,9 @@ impl PluginInstance {
         }
     }
 
-    fn check_output(&mut self, outcome: &Outcome) -> Result<(), CallError> {
-        let limits = &self.plugin.spec.limits;
-        let messages: &[Message] = match outcome {
-            Outcome::Forward(m) => m,
-            Outcome::DeadLetter { message, .. } => std::slice::from_ref(message),
-            Outcome::Drop => &[],
-        };
-        if messages.len() > limits.fan_out as usize {
-            return Err(self.fail(
-                FailureKind::PluginOutputLimit,
-                format!(
-                    "{} output messages are more than {}",
-                    messages.len(),
-                    limits.fan_out
-                ),
-            ));
-        }
-        for m in messages {
-            if m.size() > limits.output_bytes {
-                return Err(self.fail(
-                    FailureKind::PluginOutputLimit,
-                    format!(
-                        "an output message of {} bytes is larger than {} bytes",
-                        m.size(),
-                        limits.output_bytes
-                    ),
-                ));
-            }
-            if m.headers.len() > limits.headers as usize {
-                return Err(self.fail(
-                    FailureKind::PluginOutputLimit,
-                    format!(
-                        "{} headers are more than {}",
-                        m.headers.len(),
-                        limits.headers
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// The export `pick` chooses (named `what` in errors) and `msg` placed in the store's
     /// resource table for the call, restarting the instance first if it failed before.
-    fn lend<G: Clone>(
+    pub(in crate::plugin) fn lend<G: Clone>(
         &mut self,
         msg: Message,
         what: &str,
@@ -313,12 +195,12 @@ impl PluginInstance {
         }
     }
 
-    fn host_error(&mut self, e: wasmtime::Error) -> CallError {
+    pub(in crate::plugin) fn host_error(&mut self, e: wasmtime::Error) -> CallError {
         self.fail(FailureKind::PluginError, format!("{e:#}"))
     }
 
     /// Throws the instance away and builds an error of this kind.
-    fn fail(&mut self, kind: FailureKind, detail: String) -> CallError {
+    pub(in crate::plugin) fn fail(&mut self, kind: FailureKind, detail: String) -> CallError {
         self.live = None;
         CallError {
             plugin: self.plugin.spec.name.clone(),

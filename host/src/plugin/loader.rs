@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{
-    POLICY_INTERFACE, TRANSFORM_INTERFACE, VERSION, dead_letter_policy, transform,
-};
+use super::bindings::{VERSION, dead_letter_policy, transform};
 use super::error::LoadError;
+use super::kind::{KINDS, Kind, Kinds};
 use super::limits::PluginLimits;
 use super::runtime::{EngineHandle, PluginRuntime};
 use super::state::PluginState;
@@ -69,6 +68,8 @@ pub struct LoadedPlugin {
     pub(crate) spec: PluginSpec,
     pub(crate) engine: EngineHandle,
     pub(crate) pre: InstancePre<PluginState>,
+    /// The kinds it exports.
+    pub(crate) kinds: Kinds,
     pub(crate) transform: Option<transform::GuestIndices>,
     pub(crate) policy: Option<dead_letter_policy::GuestIndices>,
     pub(crate) version: String,
@@ -80,8 +81,7 @@ impl std::fmt::Debug for LoadedPlugin {
         f.debug_struct("LoadedPlugin")
             .field("name", &self.spec.name)
             .field("path", &self.spec.path)
-            .field("transform", &self.transform.is_some())
-            .field("policy", &self.policy.is_some())
+            .field("kinds", &self.kinds.names())
             .finish()
     }
 }
@@ -98,6 +98,7 @@ impl LoadedPlugin {
             },
             engine: self.engine.clone(),
             pre: self.pre.clone(),
+            kinds: self.kinds,
             transform: self.transform.clone(),
             policy: self.policy.clone(),
             version: self.version.clone(),
@@ -125,14 +126,9 @@ impl LoadedPlugin {
         &self.spec
     }
 
-    /// Whether it exports the transform interface.
-    pub fn is_transform(&self) -> bool {
-        self.transform.is_some()
-    }
-
-    /// Whether it exports the dead-letter policy interface.
-    pub fn is_policy(&self) -> bool {
-        self.policy.is_some()
+    /// The kinds it exports: transform, dead-letter policy, or both.
+    pub fn kinds(&self) -> Kinds {
+        self.kinds
     }
 
     /// Name and content digest, `name@sha256:0123abcd`, for logs and dead-letter headers.
@@ -177,7 +173,7 @@ impl PluginRuntime {
         let engine = self.engine(spec.limits.stack_kib)?;
         let (component, digest, declared) = compile(&engine, &spec.name, &spec.path)?;
         let exports = Exports::read(&engine, &component);
-        let (version, has_transform, has_policy) = exports.check(&spec.name, &spec.path)?;
+        let (version, kinds) = exports.check(&spec.name, &spec.path)?;
         let unsupported = unsupported_imports(&engine, &component);
         if !unsupported.is_empty() {
             return Err(LoadError::Imports {
@@ -211,11 +207,13 @@ impl PluginRuntime {
             path: spec.path.clone(),
             problem: format!("has exports that do not match `bridge:plugin@{VERSION}`: {e:#}"),
         };
-        let transform = has_transform
+        let transform = kinds
+            .contains(Kind::Transform)
             .then(|| transform::GuestIndices::new(&pre))
             .transpose()
             .map_err(indices_error)?;
-        let policy = has_policy
+        let policy = kinds
+            .contains(Kind::DeadLetterPolicy)
             .then(|| dead_letter_policy::GuestIndices::new(&pre))
             .transpose()
             .map_err(indices_error)?;
@@ -223,6 +221,7 @@ impl PluginRuntime {
             spec: spec.clone(),
             engine,
             pre,
+            kinds,
             transform,
             policy,
             version,
@@ -248,16 +247,10 @@ impl PluginRuntime {
         let (component, _, declared) = compile(&engine, &name, path)?;
         let exports = Exports::read(&engine, &component);
         let (kinds, contract_version) = match exports.check(&name, path) {
-            Ok((version, t, p)) => {
-                let mut kinds = Vec::new();
-                if t {
-                    kinds.push("transform".to_string());
-                }
-                if p {
-                    kinds.push("dead-letter-policy".to_string());
-                }
-                (kinds, Some(version))
-            }
+            Ok((version, kinds)) => (
+                kinds.names().into_iter().map(str::to_string).collect(),
+                Some(version),
+            ),
             Err(_) => (Vec::new(), exports.version()),
         };
         let imports = component
@@ -356,39 +349,34 @@ impl Exports {
             .map(|(_, v)| v.to_string())
     }
 
-    /// Checks for a compatible transform and/or policy export; returns the contract version
-    /// and which of the two are exported.
-    fn check(&self, name: &str, path: &Path) -> Result<(String, bool, bool), LoadError> {
+    /// Checks for compatible exports of the plugin kinds ([`KINDS`]); returns the contract
+    /// version and the kinds exported.
+    fn check(&self, name: &str, path: &Path) -> Result<(String, Kinds), LoadError> {
         let err = |problem: String| LoadError::Exports {
             name: name.to_string(),
             path: path.to_path_buf(),
             problem,
         };
-        let mut found = (None::<String>, false, false);
+        let mut found = (None::<String>, Kinds::default());
         for export in &self.names {
             let Some((interface, version)) = export.split_once('@') else {
                 continue;
             };
-            let is_transform = interface == TRANSFORM_INTERFACE;
-            if !is_transform && interface != POLICY_INTERFACE {
+            let Some(kind) = Kind::from_interface(interface) else {
                 continue;
-            }
+            };
             if !compatible(version) {
                 return Err(err(format!(
                     "exports `{export}`, but this host implements `bridge:plugin@{VERSION}` (compatible: 0.1.x)"
                 )));
             }
-            found.0 = Some(version.to_string());
-            if is_transform {
-                found.1 = true;
-            } else {
-                found.2 = true;
-            }
+            found = (Some(version.to_string()), found.1.with(kind));
         }
         match found {
-            (Some(version), t, p) => Ok((version, t, p)),
+            (Some(version), kinds) => Ok((version, kinds)),
             (None, ..) => Err(err(format!(
-                "exports neither `{TRANSFORM_INTERFACE}@{VERSION}` nor `{POLICY_INTERFACE}@{VERSION}` (it exports: {}); build it for the `transformer`, `policy` or `transformer-and-policy` world of `wit/plugin.wit` (Rust: `export_transform!`; JavaScript: `export const transform`; Python: a `Transform` class in the componentized module; C: define `exports_bridge_plugin_transform_process`)",
+                "exports {} (it exports: {}); build it for the `transformer`, `policy` or `transformer-and-policy` world of `wit/plugin.wit` (Rust: `export_transform!`; JavaScript: `export const transform`; Python: a `Transform` class in the componentized module; C: define `exports_bridge_plugin_transform_process`)",
+                neither(),
                 if self.names.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -401,6 +389,15 @@ impl Exports {
             ))),
         }
     }
+}
+
+/// "neither `a@v` nor `b@v`" over the kinds' interfaces.
+fn neither() -> String {
+    let names: Vec<String> = KINDS
+        .iter()
+        .map(|k| format!("`{}@{VERSION}`", k.interface))
+        .collect();
+    format!("neither {}", names.join(" nor "))
 }
 
 /// Semver compatibility with the host's contract version (0.x: same minor).

@@ -10,6 +10,7 @@ mod bindings;
 mod budget;
 mod error;
 mod instance;
+mod kind;
 mod limits;
 mod loader;
 mod log;
@@ -23,7 +24,8 @@ pub use bindings::{
 };
 pub use budget::HeldBytes;
 pub use error::{CallError, LimitHit, LoadError};
-pub use instance::{Outcome, PluginInstance};
+pub use instance::PluginInstance;
+pub use kind::{KINDS, Kind, KindInfo, Kinds, Outcome};
 pub use limits::{MAX_STACK_KIB, PluginLimits};
 pub use loader::{Inspection, LoadedPlugin, PluginSpec};
 pub use message::Message;

@@ -24,14 +24,14 @@ pub use stage::{Difference, StageCounts, StageStats};
 pub use watch::watch_files;
 
 use crate::config::BridgeConfig;
-use crate::plugin::{LoadedPlugin, PluginRuntime, PluginSpec};
+use crate::plugin::{Kind, Kinds, LoadedPlugin, PluginRuntime, PluginSpec};
 
 /// The plugins the bridge runs, by name, with a generation that moves on every swap.
 pub struct PluginSet {
     runtime: PluginRuntime,
     specs: RwLock<BTreeMap<String, PluginSpec>>,
     /// How each plugin is used (a transform, a policy), from the mappings.
-    uses: RwLock<HashMap<String, Use>>,
+    uses: RwLock<HashMap<String, Kinds>>,
     current: Versions,
     /// The last rejected file of each plugin (digest, reason): not checked again.
     rejected: Mutex<HashMap<String, (String, String)>>,
@@ -54,12 +54,6 @@ pub struct StageView {
     /// The comparison since the stage began.
     #[serde(flatten)]
     pub counts: StageCounts,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Use {
-    transform: bool,
-    policy: bool,
 }
 
 /// A swapped plugin: the version replaced (none if it was not running) and the new one.
@@ -382,7 +376,7 @@ impl PluginSet {
     }
 
     /// How the mappings use plugin `name`.
-    fn use_of(&self, name: &str) -> Use {
+    fn use_of(&self, name: &str) -> Kinds {
         self.uses
             .read()
             .ok()
@@ -391,7 +385,7 @@ impl PluginSet {
     }
 
     /// Loads and initialises a new version of a plugin used as `use_`, and runs its canaries.
-    fn check(&self, spec: &PluginSpec, use_: Use) -> Result<Arc<LoadedPlugin>, String> {
+    fn check(&self, spec: &PluginSpec, use_: Kinds) -> Result<Arc<LoadedPlugin>, String> {
         let new = self.runtime.load(spec).map_err(|e| e.to_string())?;
         check_uses(&new, use_)?;
         run_canaries(&new)?;
@@ -404,7 +398,7 @@ impl PluginSet {
 /// verdict of any kind (forward, drop, dead-letter) is fine.
 pub fn run_canaries(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
     let mut instance = plugin.instantiate().map_err(|e| e.to_string())?;
-    if !plugin.is_transform() {
+    if !plugin.kinds().contains(Kind::Transform) {
         return Ok(());
     }
     for path in &plugin.spec().canaries {
@@ -438,32 +432,29 @@ fn take(versions: &Versions) -> HashMap<String, Arc<LoadedPlugin>> {
 /// Plugins loaded for a new configuration, not swapped in yet.
 pub struct Prepared {
     plugins: HashMap<String, Arc<LoadedPlugin>>,
-    uses: HashMap<String, Use>,
+    uses: HashMap<String, Kinds>,
 }
 
-fn uses(config: &BridgeConfig) -> HashMap<String, Use> {
-    let mut uses: HashMap<String, Use> = HashMap::new();
+/// The kinds each plugin is called as by the configuration's mappings.
+fn uses(config: &BridgeConfig) -> HashMap<String, Kinds> {
+    let mut uses: HashMap<String, Kinds> = HashMap::new();
     for m in &config.mapping {
-        for p in &m.plugins {
-            uses.entry(p.clone()).or_default().transform = true;
-        }
-        if let Some(p) = &m.dead_letter_policy {
-            uses.entry(p.clone()).or_default().policy = true;
+        for (p, kind) in m.plugin_uses() {
+            let used = uses.entry(p.to_string()).or_default();
+            *used = used.with(kind);
         }
     }
     uses
 }
 
-fn check_uses(plugin: &LoadedPlugin, use_: Use) -> Result<(), String> {
-    if use_.transform && !plugin.is_transform() {
-        return Err("it does not export `bridge:plugin/transform`, which its mappings call".into());
+fn check_uses(plugin: &LoadedPlugin, used: Kinds) -> Result<(), String> {
+    match used.iter().find(|k| !plugin.kinds().contains(*k)) {
+        Some(kind) => Err(format!(
+            "it does not export `{}`, which its mappings call",
+            kind.info().interface
+        )),
+        None => Ok(()),
     }
-    if use_.policy && !plugin.is_policy() {
-        return Err(
-            "it does not export `bridge:plugin/dead-letter-policy`, which its mappings call".into(),
-        );
-    }
-    Ok(())
 }
 
 /// Why a reload was asked for.
