@@ -9,30 +9,8 @@
 //!   resource (the alternative interface shape);
 //! - `fresh_instance_ns`: a new instance from the pre-instantiated component, with `init`.
 
-use std::time::Instant;
-
 use bridge_host::plugin::{PluginRuntime, PluginSpec, RuntimeOptions};
 use bridge_tests::{artifacts, sample_message};
-
-const ROUNDS: usize = 7;
-
-/// Median nanoseconds per iteration of `f` over `ROUNDS` rounds of `iters` iterations.
-fn measure(iters: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iters / 10 {
-        f();
-    }
-    let mut rounds: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
-}
 
 fn main() {
     let runtime = PluginRuntime::new(RuntimeOptions::default()).expect("runtime");
@@ -47,12 +25,12 @@ fn main() {
     };
     let mut touch =
         transform(PluginSpec::new("touch", artifacts::HOSTILE).with_config("mode", "touch"));
-    let header_only_ns = measure(50_000, || {
+    let header_only_ns = bridge_tests::median_ns(50_000, || {
         touch.process(msg.clone()).expect("call");
     });
     let mut echo =
         transform(PluginSpec::new("echo", artifacts::HOSTILE).with_config("mode", "echo"));
-    let payload_ns = measure(50_000, || {
+    let payload_ns = bridge_tests::median_ns(50_000, || {
         echo.process(msg.clone()).expect("call");
     });
     let mut header_map = transform(
@@ -61,16 +39,16 @@ fn main() {
             .with_config("copy.trace-id", "x-trace")
             .with_config("set.x-source", "{header:kafka_topic}"),
     );
-    let header_map_ns = measure(50_000, || {
+    let header_map_ns = bridge_tests::median_ns(50_000, || {
         header_map.process(msg.clone()).expect("call");
     });
-    let clone_ns = measure(50_000, || {
+    let clone_ns = bridge_tests::median_ns(50_000, || {
         std::hint::black_box(msg.clone());
     });
     let plugin = runtime
         .load(&PluginSpec::new("touch", artifacts::HOSTILE).with_config("mode", "touch"))
         .expect("load");
-    let fresh_instance_ns = measure(2_000, || {
+    let fresh_instance_ns = bridge_tests::median_ns(2_000, || {
         std::hint::black_box(plugin.instantiate().expect("instance"));
     });
     let record_shape_ns = record_shape::measure_touch(&msg);
@@ -134,7 +112,7 @@ mod record_shape {
         store.set_epoch_deadline(u64::MAX / 2);
         let shape = Shape::instantiate(&mut store, &component, &linker).expect("instance");
         let guest = shape.bench_shape_record_shape();
-        super::measure(50_000, || {
+        bridge_tests::median_ns(50_000, || {
             let m = Msg {
                 key: msg.key.clone(),
                 payload: msg.payload.as_ref().map(|p| p.to_vec()),

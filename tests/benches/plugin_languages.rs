@@ -15,25 +15,8 @@ use std::time::Instant;
 
 use bridge_host::plugin::{Message, PluginRuntime, PluginSpec, RuntimeOptions};
 
-const ROUNDS: usize = 7;
+/// Instances made to measure the memory of one.
 const INSTANCES: usize = 16;
-
-fn measure(iters: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iters / 10 {
-        f();
-    }
-    let mut rounds: Vec<f64> = (0..ROUNDS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
-}
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
@@ -102,13 +85,13 @@ fn main() {
         let plugin = warm.load(&spec).expect("load from cache");
         let cached_load_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        let instantiate_us = measure(20, || {
+        let instantiate_us = bridge_tests::median_ns(20, || {
             plugin.instantiate().expect("instance");
         }) / 1e3;
 
         let msg = message();
         let mut instance = plugin.instantiate().expect("instance");
-        let call_ns = measure(2_000, || {
+        let call_ns = bridge_tests::median_ns(2_000, || {
             instance.process(msg.clone()).expect("call");
         });
 

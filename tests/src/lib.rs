@@ -53,3 +53,25 @@ pub fn sample_message() -> Message {
     }
     msg
 }
+
+/// Rounds of a benchmark measurement; the median counts.
+const ROUNDS: usize = 7;
+
+/// Median nanoseconds per call of `f` over seven rounds of `iters` calls, after a warm-up of
+/// a tenth as many.
+pub fn median_ns(iters: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..iters / 10 {
+        f();
+    }
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(iters)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[ROUNDS / 2]
+}
