@@ -144,3 +144,60 @@ fn the_sdk_native_message_behaves_as_the_host() {
         );
     }
 }
+
+/// A new message has the same defaults — AMQP properties, targets, origin, timestamp, key,
+/// headers — on the host as on the SDK's native message.
+#[test]
+fn new_messages_have_the_same_defaults_on_both_sides() {
+    let host = bridge_host::plugin::Message::new(None);
+    let sdk = bridge_guest_sdk::Message::new();
+    let hp = &host.amqp_properties;
+    let sp = sdk.amqp_properties();
+    let host_props = (
+        hp.content_type.clone(),
+        hp.content_encoding.clone(),
+        hp.message_id.clone(),
+        hp.correlation_id.clone(),
+        hp.reply_to.clone(),
+        hp.priority,
+        hp.expiration.clone(),
+        hp.type_.clone(),
+        hp.app_id.clone(),
+        hp.user_id.clone(),
+        hp.delivery_mode,
+    );
+    let sdk_props = (
+        sp.content_type,
+        sp.content_encoding,
+        sp.message_id,
+        sp.correlation_id,
+        sp.reply_to,
+        sp.priority,
+        sp.expiration,
+        sp.type_,
+        sp.app_id,
+        sp.user_id,
+        sp.delivery_mode,
+    );
+    assert_eq!(host_props, sdk_props);
+    assert_eq!(
+        (
+            host.kafka_target.topic.clone(),
+            host.kafka_target.partition,
+            host.amqp_target.exchange.clone(),
+            host.amqp_target.routing_key.clone()
+        ),
+        (
+            sdk.kafka_target().topic,
+            sdk.kafka_target().partition,
+            sdk.amqp_target().exchange,
+            sdk.amqp_target().routing_key
+        )
+    );
+    assert!(matches!(host.origin, bridge_host::plugin::Origin::None));
+    assert!(matches!(sdk.origin(), bridge_guest_sdk::Origin::None));
+    assert_eq!(host.timestamp, sdk.timestamp());
+    assert_eq!(host.key, sdk.key());
+    assert_eq!(host.headers, sdk.headers());
+    assert_eq!(host.payload.map(|p| p.to_vec()), sdk.payload());
+}
