@@ -14,17 +14,35 @@
 //! | nested table, other arrays | JSON text |
 //! | void | empty |
 //!
-//! So Kafka → RabbitMQ → Kafka keeps every header byte for byte, including repeated names.
+//! An AMQP field table keeps its names sorted, so the order of the Kafka headers would be lost
+//! on the way: when it is not already the sorted order, the table also carries
+//! [`HEADER_ORDER`], the header names in their order (one entry per header), and the way back
+//! restores it. So Kafka → RabbitMQ → Kafka keeps every header byte for byte, in order,
+//! including repeated names.
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 
 use crate::plugin::{AmqpOrigin, AmqpProperties, Message, Origin};
 
+/// The AMQP header with the Kafka header names in their order, when it is not the sorted one.
+pub const HEADER_ORDER: &str = "x-bridge-header-order";
+
 /// Header list → field table.
 pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> FieldTable {
     let mut table = std::collections::BTreeMap::<ShortString, AMQPValue>::new();
-    for (name, value) in headers {
+    let sorted = headers.windows(2).all(|w| w[0].0 <= w[1].0);
+    if !sorted {
+        let names = headers
+            .iter()
+            .map(|(n, _)| AMQPValue::LongString(LongString::from(n.as_bytes().to_vec())))
+            .collect::<Vec<_>>();
+        table.insert(
+            ShortString::from(HEADER_ORDER),
+            AMQPValue::FieldArray(FieldArray::from(names)),
+        );
+    }
+    for (name, value) in headers.iter().filter(|(n, _)| n != HEADER_ORDER) {
         let v = AMQPValue::LongString(LongString::from(value.clone()));
         let key = ShortString::from(name.clone());
         match table.remove(&key) {
@@ -44,10 +62,39 @@ pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> FieldTable {
     FieldTable::from(table)
 }
 
-/// Field table → header list (see the module docs for the value conversion).
+/// Field table → header list (see the module docs for the value conversion), in the order
+/// [`HEADER_ORDER`] gives when the table has it: each name listed takes its next value; what
+/// the list does not name (added by another publisher on the way) follows in table order.
 pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
+    let in_table_order = table_headers(table);
+    let Some(AMQPValue::FieldArray(order)) = table.inner().get(HEADER_ORDER) else {
+        return in_table_order;
+    };
+    let mut pending: std::collections::BTreeMap<&str, std::collections::VecDeque<&[u8]>> =
+        std::collections::BTreeMap::new();
+    for (name, value) in &in_table_order {
+        pending.entry(name).or_default().push_back(value);
+    }
+    let mut out = Vec::with_capacity(in_table_order.len());
+    for name in order.as_slice() {
+        let name = String::from_utf8_lossy(&value_bytes(name)).into_owned();
+        if let Some(value) = pending.get_mut(name.as_str()).and_then(|v| v.pop_front()) {
+            out.push((name, value.to_vec()));
+        }
+    }
+    for (name, values) in pending {
+        out.extend(values.into_iter().map(|v| (name.to_string(), v.to_vec())));
+    }
+    out
+}
+
+/// The table's headers in table order, without [`HEADER_ORDER`].
+fn table_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for (name, value) in table.inner() {
+        if name.as_str() == HEADER_ORDER {
+            continue;
+        }
         match value {
             AMQPValue::FieldArray(arr) if arr.as_slice().iter().all(is_bytes) => {
                 for v in arr.as_slice() {
@@ -219,14 +266,51 @@ mod tests {
             ("a".to_string(), b"2".to_vec()),
         ];
         let back = from_field_table(&to_field_table(&headers));
+        assert_eq!(back, headers);
+    }
+
+    #[test]
+    fn sorted_headers_need_no_order_header() {
+        let headers = vec![
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ];
+        assert!(!to_field_table(&headers).inner().contains_key(HEADER_ORDER));
+        let reversed: Vec<_> = headers.iter().rev().cloned().collect();
+        assert!(to_field_table(&reversed).inner().contains_key(HEADER_ORDER));
+    }
+
+    #[test]
+    fn headers_added_on_the_way_follow_the_ordered_ones() {
+        let headers = vec![
+            ("z".to_string(), b"1".to_vec()),
+            ("a".to_string(), b"2".to_vec()),
+        ];
+        let mut table = to_field_table(&headers);
+        table.insert("m".into(), AMQPValue::LongString("added".into()));
         assert_eq!(
-            back,
+            from_field_table(&table),
             vec![
-                ("a".to_string(), b"1".to_vec()),
+                ("z".to_string(), b"1".to_vec()),
                 ("a".to_string(), b"2".to_vec()),
-                ("bin".to_string(), vec![0, 255, 7]),
+                ("m".to_string(), b"added".to_vec()),
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// Kafka headers → AMQP field table → Kafka headers keeps names, values and order,
+        /// whatever the names repeat or the values hold.
+        #[test]
+        fn kafka_headers_round_trip_through_amqp(
+            headers in proptest::collection::vec(
+                ("[a-e]{1,2}", proptest::collection::vec(proptest::num::u8::ANY, 0..8)),
+                0..12,
+            )
+        ) {
+            let back = from_field_table(&to_field_table(&headers));
+            proptest::prop_assert_eq!(back, headers);
+        }
     }
 
     #[test]
