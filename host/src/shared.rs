@@ -48,6 +48,9 @@ impl Role {
 /// A tenant's producers, by tenant and cluster name, with the settings each was made with.
 type Producers = HashMap<(String, String), (KafkaCluster, Weak<Producer>)>;
 
+/// The live connection of one tenant, connection name and role, if any, with its settings.
+type ConnectionSlot = Option<(RabbitConnection, Weak<lapin::Connection>)>;
+
 /// A tenant's connections, by tenant, connection name and role.
 type Connections = HashMap<(String, String, Role), Arc<tokio::sync::Mutex<ConnectionSlot>>>;
 
@@ -58,18 +61,6 @@ pub struct Shared {
     connections: Mutex<Connections>,
     /// Each tenant's plugin worker threads.
     pub workers: WorkerPools,
-}
-
-/// The live connection of one tenant, connection name and role, if any.
-#[derive(Default)]
-struct ConnectionSlot {
-    connection: Option<(RabbitConnection, Weak<lapin::Connection>)>,
-}
-
-impl std::fmt::Debug for ConnectionSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionSlot").finish_non_exhaustive()
-    }
 }
 
 impl Shared {
@@ -115,7 +106,7 @@ impl Shared {
         };
         // Mappings starting together wait for one connect instead of each opening their own.
         let mut slot = slot.lock().await;
-        if let Some((settings, connection)) = &slot.connection
+        if let Some((settings, connection)) = &*slot
             && settings == conn
             && let Some(connection) = connection.upgrade()
             && connection.status().connected()
@@ -124,7 +115,7 @@ impl Shared {
         }
         let label = format!("bridge-host/{name}/{tenant}/{}", role.as_str());
         let connection = Arc::new(crate::amqp::connect_as(name, conn, &label).await?);
-        slot.connection = Some((conn.clone(), Arc::downgrade(&connection)));
+        *slot = Some((conn.clone(), Arc::downgrade(&connection)));
         Ok(connection)
     }
 }

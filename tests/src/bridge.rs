@@ -197,6 +197,18 @@ pub fn http_request(
     Some((code, body))
 }
 
+/// A number field of `/proc/PID/status` (`Threads:`, `VmRSS:`, `VmHWM:` — memory in KiB).
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

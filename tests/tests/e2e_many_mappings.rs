@@ -17,15 +17,7 @@ const MESSAGES: usize = 12_000;
 
 /// Threads and resident memory of a process, from `/proc`.
 fn threads_and_rss(pid: u32) -> (usize, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
+    let field = |name| bridge_tests::bridge::proc_status(pid, name).unwrap();
     (field("Threads:") as usize, field("VmRSS:") * 1024)
 }
 

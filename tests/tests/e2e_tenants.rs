@@ -62,13 +62,7 @@ plugins = ["route", "other"]
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    bridge_tests::bridge::proc_status(pid, "VmHWM:").unwrap()
 }
 
 /// A plugin duplicating a 512 KiB message a thousand times would make the host hold 500 MiB;

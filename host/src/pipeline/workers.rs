@@ -19,17 +19,10 @@ pub type Job = Box<dyn FnOnce() + Send>;
 const STACK: usize = 8 * 1024 * 1024;
 
 /// One tenant's threads. They end when the last chain using the pool is dropped.
+#[derive(Debug)]
 pub struct WorkerPool {
     jobs: crossbeam_channel::Sender<Job>,
     size: usize,
-}
-
-impl std::fmt::Debug for WorkerPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerPool")
-            .field("size", &self.size)
-            .finish()
-    }
 }
 
 impl WorkerPool {

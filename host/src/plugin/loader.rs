@@ -60,6 +60,7 @@ impl PluginSpec {
 }
 
 /// A compiled, validated, pre-instantiated plugin. Instances are made from it cheaply.
+#[derive(Clone)]
 pub struct LoadedPlugin {
     /// The version the plugin declares, if it declares one.
     pub(crate) declared: Option<String>,
@@ -89,21 +90,9 @@ impl std::fmt::Debug for LoadedPlugin {
 impl LoadedPlugin {
     /// The same compiled plugin with another configuration for `init` (no recompilation).
     pub fn with_config(&self, config: Vec<(String, String)>) -> Arc<LoadedPlugin> {
-        Arc::new(LoadedPlugin {
-            declared: self.declared.clone(),
-            budget: self.budget.clone(),
-            spec: PluginSpec {
-                config,
-                ..self.spec.clone()
-            },
-            engine: self.engine.clone(),
-            pre: self.pre.clone(),
-            kinds: self.kinds,
-            transform: self.transform.clone(),
-            policy: self.policy.clone(),
-            version: self.version.clone(),
-            digest: self.digest.clone(),
-        })
+        let mut plugin = self.clone();
+        plugin.spec.config = config;
+        Arc::new(plugin)
     }
 
     /// The version the plugin declares in its `bridge-plugin-version` section, if any.
