@@ -73,6 +73,11 @@ done
 PY_VENV="$HOME/.cache/bridge-host/componentize-py"
 if [ ! -x "$PY_VENV/bin/componentize-py" ]; then
   echo "Installing componentize-py (PyPI)…"
+  # Debian's own Python keeps venv in a package of its own.
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+  fi
   python3 -m venv "$PY_VENV"
   "$PY_VENV/bin/pip" install -q --disable-pip-version-check -r examples/plugins/python/requirements.txt
 fi
