@@ -61,7 +61,8 @@ fi
 # Plugins in other languages (examples/plugins/*/build.sh), built from source by the tests.
 # C: wit-bindgen's C generator and wasm-tools, from crates.io, built once.
 TOOLS="$HOME/.cache/bridge-host"
-for tool in wit-bindgen-cli@0.63.0:wit-bindgen wasm-tools@1.263.0:wasm-tools; do
+# Fuzzing (scripts/fuzz.sh): cargo fuzz, from crates.io, built once.
+for tool in wit-bindgen-cli@0.63.0:wit-bindgen wasm-tools@1.263.0:wasm-tools cargo-fuzz@0.13.2:cargo-fuzz; do
   if [ ! -x "$TOOLS/bin/${tool#*:}" ]; then
     echo "Building ${tool%%:*} from crates.io…"
     cargo install --quiet --locked --root "$TOOLS" "${tool%%:*}"

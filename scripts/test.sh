@@ -27,8 +27,11 @@ trap 'scripts/brokers.sh stop' EXIT
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy (host and native builds)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo clippy (the fuzzing harness)"
+cargo clippy --locked -p bridge-host --features fuzzing -- -D warnings
 echo "== cargo clippy (plugins for wasm32-wasip2)"
 cargo clippy --locked --target wasm32-wasip2 \
   -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p pii-mask \
@@ -37,3 +40,5 @@ echo "== cargo test"
 # The end-to-end tests run the bridge-host binary as users do.
 cargo build --locked -p bridge-host
 cargo test --workspace --locked
+echo "== fuzz (each target briefly, from the committed corpus)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

@@ -34,6 +34,13 @@ pub struct MappingStatus {
     pub counters: Counters,
     /// Its plugins, `name@version` (in chain order, then the policy).
     plugins: Mutex<Vec<String>>,
+    /// Why it moves nothing now (a RabbitMQ resource alarm, a message it cannot deliver and
+    /// has nowhere to dead-letter), if so.
+    stalled: Mutex<Option<String>>,
+    /// Whether `stalled` holds a reason (checked without the lock on every delivery).
+    is_stalled: AtomicBool,
+    /// Why the mapping last stopped and restarted, if it did.
+    last_error: Mutex<Option<String>>,
 }
 
 impl MappingStatus {
@@ -48,6 +55,37 @@ impl MappingStatus {
         if let Ok(mut p) = self.plugins.lock() {
             *p = plugins;
         }
+    }
+
+    /// Records why the mapping moves nothing now, or (`None`) that it moves messages again.
+    pub fn set_stalled(&self, why: Option<String>) {
+        if why.is_none() && !self.is_stalled.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut s) = self.stalled.lock() {
+            self.is_stalled.store(why.is_some(), Ordering::Relaxed);
+            *s = why;
+        }
+    }
+
+    /// Records why the mapping stopped (it restarts).
+    pub fn set_last_error(&self, error: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error);
+        }
+    }
+
+    /// Why the mapping last stopped, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Why the mapping moves nothing now, if so.
+    pub fn stalled(&self) -> Option<String> {
+        if !self.is_stalled.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.stalled.lock().ok().and_then(|s| s.clone())
     }
 
     fn plugins(&self) -> Vec<String> {
@@ -138,6 +176,9 @@ impl Status {
                     counters: Counters::new(&self.metrics, &m.name, m.tenant()),
                     tenant: m.tenant().to_string(),
                     plugins: Mutex::new(Vec::new()),
+                    stalled: Mutex::new(None),
+                    is_stalled: AtomicBool::new(false),
+                    last_error: Mutex::new(None),
                 })
             }));
         }
@@ -286,24 +327,44 @@ impl Status {
             .unwrap_or_default()
     }
 
-    /// Ready: every mapping is connected and every Kafka cluster answers.
+    /// Ready: every mapping is connected and moving, and every Kafka cluster answers.
     pub fn is_ready(&self) -> bool {
-        self.mappings().iter().all(|m| m.is_connected())
-            && self
-                .clusters()
-                .iter()
-                .all(|(_, up)| up.load(Ordering::Relaxed))
+        self.not_ready_because().is_empty()
+    }
+
+    /// Why the bridge is not ready, one line per reason (empty when ready).
+    pub fn not_ready_because(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        for m in self.mappings() {
+            if !m.is_connected() {
+                why.push(match m.last_error() {
+                    Some(e) => format!("mapping `{}`: not connected (last error: {e})", m.name),
+                    None => format!("mapping `{}`: not connected", m.name),
+                });
+            }
+            if let Some(stalled) = m.stalled() {
+                why.push(format!("mapping `{}`: {stalled}", m.name));
+            }
+        }
+        for (name, up) in self.clusters() {
+            if !up.load(Ordering::Relaxed) {
+                why.push(format!("Kafka cluster `{name}` does not answer"));
+            }
+        }
+        why
     }
 
     /// Readiness, connections and counters as JSON.
     pub fn to_json(&self) -> Value {
+        let why = self.not_ready_because();
         json!({
-            "ready": self.is_ready(),
+            "ready": why.is_empty(),
+            "not_ready_because": why,
             "kafka": self.clusters().iter()
                 .map(|(name, up)| (name.clone(), json!({ "reachable": up.load(Ordering::Relaxed) })))
                 .collect::<serde_json::Map<_, _>>(),
             "mappings": self.mappings().iter()
-                .map(|m| (m.name.clone(), json!({ "tenant": m.tenant, "connected": m.is_connected(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
+                .map(|m| (m.name.clone(), json!({ "tenant": m.tenant, "connected": m.is_connected(), "stalled": m.stalled(), "last_error": m.last_error(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
             "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
             "stage": self.plugins.get().and_then(|p| serde_json::to_value(p.stage_view()).ok()),

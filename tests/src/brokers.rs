@@ -200,6 +200,17 @@ pub async fn produce(topic: &str, records: &[Record], partition: Option<i32>) {
 /// [`produce`] to another cluster.
 pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partition: Option<i32>) {
     let producer = producer(bootstrap);
+    produce_with(&producer, topic, records, partition).await;
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// [`produce`] through `producer`, waiting for every delivery report.
+pub async fn produce_with(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[Record],
+    partition: Option<i32>,
+) {
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         let headers = r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
@@ -221,12 +232,11 @@ pub async fn produce_to(bootstrap: &str, topic: &str, records: &[Record], partit
         if let Some(ts) = r.timestamp {
             rec = rec.timestamp(ts);
         }
-        pending.push(send(&producer, rec).await);
+        pending.push(send(producer, rec).await);
     }
     for p in pending {
         p.await.expect("delivery").expect("delivered");
     }
-    producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
 /// `n` records keyed `k{i}` with payload `{prefix}-{i:07}-`, padded with `x` to `size` bytes.
@@ -253,10 +263,10 @@ pub fn feed_topic(
     topic: &str,
     records: Vec<Record>,
 ) -> tokio::task::JoinHandle<()> {
-    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    let (producer, topic) = (producer(bootstrap), topic.to_string());
     tokio::spawn(async move {
         for chunk in records.chunks(100) {
-            produce_to(&bootstrap, &topic, chunk, None).await;
+            produce_with(&producer, &topic, chunk, None).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -520,7 +530,12 @@ pub type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<u8>)>>>;
 
 /// Consumes `queue` (auto-ack) in the background, recording every arrival.
 pub async fn collect_queue(queue: &str) -> (Arrivals, tokio::task::JoinHandle<()>) {
-    let conn = amqp().await;
+    collect_queue_on(&amqp_url(), queue).await
+}
+
+/// [`collect_queue`] on another broker.
+pub async fn collect_queue_on(url: &str, queue: &str) -> (Arrivals, tokio::task::JoinHandle<()>) {
+    let conn = amqp_to(url).await;
     let (_ch, mut consumer) = queue_consumer(&conn, queue, 2000, true).await;
     let seen = Arrivals::default();
     let sink = std::sync::Arc::clone(&seen);
@@ -571,25 +586,55 @@ pub async fn wait_topic_settled(
     n: usize,
     limit: Duration,
 ) -> i64 {
-    let watermarks: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("consumer");
+    let watermarks = watermark_reader(bootstrap);
     let deadline = Instant::now() + limit;
     let (mut last, mut stable_since) = (0, Instant::now());
     loop {
-        let written: i64 = (0..partitions)
-            .map(|p| {
-                watermarks
-                    .fetch_watermarks(topic, p, Duration::from_secs(5))
-                    .map_or(0, |(_, high)| high)
-            })
-            .sum();
+        let written = high_watermarks(&watermarks, topic, partitions);
         if written != last {
             (last, stable_since) = (written, Instant::now());
         }
         let settled = written >= n as i64 && stable_since.elapsed() > Duration::from_secs(3);
         if settled || Instant::now() > deadline {
+            return written;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A client for reading high watermarks.
+pub fn watermark_reader(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer")
+}
+
+/// Records written to `topic` (high watermarks over `partitions`, duplicates included).
+pub fn high_watermarks(reader: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| {
+            reader
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |(_, high)| high)
+        })
+        .sum()
+}
+
+/// Waits until `topic` holds at least `n` records (high watermarks over `partitions`,
+/// duplicates included) or `limit` passed. Returns the count.
+pub async fn wait_topic_count(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    limit: Duration,
+) -> i64 {
+    let watermarks = watermark_reader(bootstrap);
+    let deadline = Instant::now() + limit;
+    loop {
+        let written = high_watermarks(&watermarks, topic, partitions);
+        if written >= n as i64 || Instant::now() > deadline {
             return written;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod brokers;
+pub mod fault_proxy;
 pub mod kafka_node;
 pub mod rabbit_node;
 pub mod relay;

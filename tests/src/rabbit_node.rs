@@ -253,6 +253,11 @@ impl RabbitNode {
         self.await_up();
     }
 
+    /// Runs `rabbitmqctl ARGS` against this node; whether it succeeded.
+    pub fn ctl(&self, args: &[&str]) -> bool {
+        rabbitmqctl(&self.name, args)
+    }
+
     /// The node's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

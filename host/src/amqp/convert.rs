@@ -28,8 +28,30 @@ use crate::plugin::{AmqpOrigin, AmqpProperties, Message, Origin};
 /// The AMQP header with the Kafka header names in their order, when it is not the sorted one.
 pub const HEADER_ORDER: &str = "x-bridge-header-order";
 
-/// Header list → field table.
-pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> FieldTable {
+/// A message that cannot be expressed in AMQP: a header name or a property longer than the
+/// 255 bytes of an AMQP short string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {len} bytes long; AMQP allows at most 255 (it starts `{start}`)")]
+pub struct ConversionError {
+    /// What is too long: `header name`, `property content-type`, …
+    pub what: String,
+    /// Its length in bytes.
+    pub len: usize,
+    /// Its first characters.
+    pub start: String,
+}
+
+/// `value` as an AMQP short string, or an error naming `what`.
+fn short_string(what: &str, value: &str) -> Result<ShortString, ConversionError> {
+    ShortString::try_new(value).map_err(|_| ConversionError {
+        what: what.to_string(),
+        len: value.len(),
+        start: value.chars().take(32).collect(),
+    })
+}
+
+/// Header list → field table. Fails on a header name longer than 255 bytes.
+pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> Result<FieldTable, ConversionError> {
     let mut table = std::collections::BTreeMap::<ShortString, AMQPValue>::new();
     let sorted = headers.windows(2).all(|w| w[0].0 <= w[1].0);
     if !sorted {
@@ -44,7 +66,7 @@ pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> FieldTable {
     }
     for (name, value) in headers.iter().filter(|(n, _)| n != HEADER_ORDER) {
         let v = AMQPValue::LongString(LongString::from(value.clone()));
-        let key = ShortString::from(name.clone());
+        let key = short_string("header name", name)?;
         match table.remove(&key) {
             None => {
                 table.insert(key, v);
@@ -59,7 +81,7 @@ pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> FieldTable {
             }
         }
     }
-    FieldTable::from(table)
+    Ok(FieldTable::from(table))
 }
 
 /// Field table → header list (see the module docs for the value conversion), in the order
@@ -205,44 +227,48 @@ pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -
 }
 
 /// The properties to publish a plugin message with. A tombstone gets header
-/// `kafka_tombstone = "true"` (its body is empty).
-pub fn properties_from_message(msg: &Message, persistent: bool) -> BasicProperties {
+/// `kafka_tombstone = "true"` (its body is empty). Fails on a header name or a property longer
+/// than AMQP allows.
+pub fn properties_from_message(
+    msg: &Message,
+    persistent: bool,
+) -> Result<BasicProperties, ConversionError> {
     let p = &msg.amqp_properties;
-    let mut table = to_field_table(&msg.headers);
+    let mut table = to_field_table(&msg.headers)?;
     if msg.payload.is_none() {
         table.insert(TOMBSTONE.into(), AMQPValue::LongString("true".into()));
     }
     let mut props = BasicProperties::default().with_headers(table);
-    let s = |v: &str| ShortString::from(v.to_string());
+    let s = |name: &str, v: &str| short_string(&format!("property {name}"), v);
     if let Some(v) = &p.content_type {
-        props = props.with_content_type(s(v));
+        props = props.with_content_type(s("content-type", v)?);
     }
     if let Some(v) = &p.content_encoding {
-        props = props.with_content_encoding(s(v));
+        props = props.with_content_encoding(s("content-encoding", v)?);
     }
     if let Some(v) = &p.message_id {
-        props = props.with_message_id(s(v));
+        props = props.with_message_id(s("message-id", v)?);
     }
     if let Some(v) = &p.correlation_id {
-        props = props.with_correlation_id(s(v));
+        props = props.with_correlation_id(s("correlation-id", v)?);
     }
     if let Some(v) = &p.reply_to {
-        props = props.with_reply_to(s(v));
+        props = props.with_reply_to(s("reply-to", v)?);
     }
     if let Some(v) = p.priority {
         props = props.with_priority(v);
     }
     if let Some(v) = &p.expiration {
-        props = props.with_expiration(s(v));
+        props = props.with_expiration(s("expiration", v)?);
     }
     if let Some(v) = &p.type_ {
-        props = props.with_type(s(v));
+        props = props.with_type(s("type", v)?);
     }
     if let Some(v) = &p.app_id {
-        props = props.with_app_id(s(v));
+        props = props.with_app_id(s("app-id", v)?);
     }
     if let Some(v) = &p.user_id {
-        props = props.with_user_id(s(v));
+        props = props.with_user_id(s("user-id", v)?);
     }
     let mode = p.delivery_mode.unwrap_or(if persistent { 2 } else { 1 });
     props = props.with_delivery_mode(mode);
@@ -251,7 +277,7 @@ pub fn properties_from_message(msg: &Message, persistent: bool) -> BasicProperti
     {
         props = props.with_timestamp((ts / 1000) as u64);
     }
-    props
+    Ok(props)
 }
 
 #[cfg(test)]
@@ -265,7 +291,7 @@ mod tests {
             ("bin".to_string(), vec![0, 255, 7]),
             ("a".to_string(), b"2".to_vec()),
         ];
-        let back = from_field_table(&to_field_table(&headers));
+        let back = from_field_table(&to_field_table(&headers).unwrap());
         assert_eq!(back, headers);
     }
 
@@ -275,9 +301,19 @@ mod tests {
             ("a".to_string(), b"1".to_vec()),
             ("b".to_string(), b"2".to_vec()),
         ];
-        assert!(!to_field_table(&headers).inner().contains_key(HEADER_ORDER));
+        assert!(
+            !to_field_table(&headers)
+                .unwrap()
+                .inner()
+                .contains_key(HEADER_ORDER)
+        );
         let reversed: Vec<_> = headers.iter().rev().cloned().collect();
-        assert!(to_field_table(&reversed).inner().contains_key(HEADER_ORDER));
+        assert!(
+            to_field_table(&reversed)
+                .unwrap()
+                .inner()
+                .contains_key(HEADER_ORDER)
+        );
     }
 
     #[test]
@@ -286,7 +322,7 @@ mod tests {
             ("z".to_string(), b"1".to_vec()),
             ("a".to_string(), b"2".to_vec()),
         ];
-        let mut table = to_field_table(&headers);
+        let mut table = to_field_table(&headers).unwrap();
         table.insert("m".into(), AMQPValue::LongString("added".into()));
         assert_eq!(
             from_field_table(&table),
@@ -308,9 +344,21 @@ mod tests {
                 0..12,
             )
         ) {
-            let back = from_field_table(&to_field_table(&headers));
+            let back = from_field_table(&to_field_table(&headers).unwrap());
             proptest::prop_assert_eq!(back, headers);
         }
+    }
+
+    #[test]
+    fn names_and_properties_longer_than_amqp_allows_are_errors() {
+        let long = "n".repeat(256);
+        let err = to_field_table(&[(long.clone(), b"v".to_vec())]).unwrap_err();
+        assert_eq!((err.what.as_str(), err.len), ("header name", 256));
+        assert!(to_field_table(&[("n".repeat(255), Vec::new())]).is_ok());
+        let mut msg = Message::new(Some(b"x".to_vec()));
+        msg.amqp_properties.content_type = Some(long);
+        let err = properties_from_message(&msg, true).unwrap_err();
+        assert_eq!(err.what, "property content-type");
     }
 
     #[test]

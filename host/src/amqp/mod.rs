@@ -3,7 +3,8 @@
 mod convert;
 
 pub use convert::{
-    TOMBSTONE, from_field_table, properties_from_message, to_field_table, to_message,
+    ConversionError, HEADER_ORDER, TOMBSTONE, from_field_table, properties_from_message,
+    to_field_table, to_message,
 };
 
 use std::path::PathBuf;

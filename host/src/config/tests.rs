@@ -206,3 +206,25 @@ fn rabbitmq_tls_needs_amqps_and_a_complete_client_certificate() {
     let err = with_tls("amqps://u:p@h:5671/%2f", r#"{ cert_file = "c.pem" }"#).unwrap_err();
     assert!(err.contains("both `cert_file` and `key_file`"), "{err}");
 }
+
+#[test]
+fn amqp_names_longer_than_amqp_allows_are_rejected() {
+    let long = "q".repeat(256);
+    let err = parse(&format!(
+        r#"{BASE}
+[[mapping]]
+name = "x"
+source = {{ rabbitmq = "local", queue = "{long}" }}
+target = {{ rabbitmq = "local", exchange = "{long}", routing_key = "{long}" }}
+"#
+    ))
+    .unwrap_err();
+    for key in ["source.queue", "target.exchange", "target.routing_key"] {
+        assert!(
+            err.contains(&format!(
+                "mapping `x`.{key} is 256 bytes long; AMQP names are at most 255 bytes"
+            )),
+            "{err}"
+        );
+    }
+}

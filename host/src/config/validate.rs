@@ -98,6 +98,7 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
             Source::Amqp(a) if a.prefetch == 0 => {
                 problems.push(format!("{at}.source.prefetch must be at least 1"))
             }
+            Source::Amqp(a) => short_name(&format!("{at}.source.queue"), &a.queue, &mut problems),
             _ => {}
         }
         check_target(config, &m.target, &format!("{at}.target"), &mut problems);
@@ -135,6 +136,9 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
                     "{at}.declare.replication_factor must be at least 1"
                 ));
             }
+            if let Some(q) = &d.queue {
+                short_name(&format!("{at}.declare.queue"), q, &mut problems);
+            }
             if d.queue.is_some() && !matches!(m.target, Target::Amqp(_)) {
                 problems.push(format!(
                     "{at}.declare.queue: only a RabbitMQ target binds a queue"
@@ -167,6 +171,22 @@ fn check_target(config: &BridgeConfig, target: &Target, at: &str, problems: &mut
                 a.connection
             ));
         }
+        Target::Amqp(a) => {
+            short_name(&format!("{at}.exchange"), &a.exchange, problems);
+            if let Some(key) = &a.routing_key {
+                short_name(&format!("{at}.routing_key"), key, problems);
+            }
+        }
         _ => {}
+    }
+}
+
+/// AMQP names (queues, exchanges, routing keys) are short strings: at most 255 bytes.
+fn short_name(at: &str, value: &str, problems: &mut Vec<String>) {
+    if value.len() > 255 {
+        problems.push(format!(
+            "{at} is {} bytes long; AMQP names are at most 255 bytes",
+            value.len()
+        ));
     }
 }

@@ -36,6 +36,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "1000"),
+    // A fetch on a connection that went silent fails after 10 s (librdkafka: 60 s) and the
+    // consumer reconnects.
+    ("socket.timeout.ms", "10000"),
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Statistics (consumer lag for `/metrics` and `/status`) every 5 s.
     ("statistics.interval.ms", "5000"),
@@ -157,6 +160,8 @@ pub async fn run(
         revoked,
         flights: FuturesUnordered::new(),
         retries: FuturesUnordered::new(),
+        uncommitted: 0,
+        commit_every: (max_in_flight / 2).max(1),
     };
     let mut stream = consumer.stream();
     let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
@@ -166,7 +171,9 @@ pub async fn run(
             .status()
             .counters
             .emit(Event::InFlight(state.watermarks.in_flight()));
-        let room = max_in_flight.saturating_sub(state.watermarks.in_flight());
+        // What a crash now would consume again stays within `max_in_flight`: the unsettled
+        // messages and the settled ones not yet committed.
+        let room = max_in_flight.saturating_sub(state.watermarks.in_flight() + state.uncommitted);
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
@@ -240,6 +247,11 @@ struct SourceState<'a> {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
     flights: FuturesUnordered<FlightFuture>,
     retries: FuturesUnordered<RetryFuture>,
+    /// Messages settled since the last commit: a crash would consume them again, so they
+    /// count against `max_in_flight` with the unsettled ones.
+    uncommitted: usize,
+    /// Commit once this many messages settled (half of `max_in_flight`).
+    commit_every: usize,
 }
 
 impl SourceState<'_> {
@@ -281,6 +293,7 @@ impl SourceState<'_> {
         match settlement {
             Settlement::Done => {
                 self.watermarks.settled(&at);
+                self.uncommitted += 1;
                 if was_retry && self.watermarks.retrying(&at, false) == 0 {
                     self.pause(&at, false);
                 }
@@ -349,6 +362,14 @@ impl SourceState<'_> {
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             // A partition was revoked: its new owner re-reads from the last commit.
             tracing::debug!(mapping = self.mapping, error = %e, "Offsets not stored.");
+        }
+        // Besides the periodic commit (`auto.commit.interval.ms`), commit as soon as half the
+        // window settled, so that a crash redelivers at most about `max_in_flight` messages.
+        if self.uncommitted >= self.commit_every {
+            self.uncommitted = 0;
+            if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                tracing::debug!(mapping = self.mapping, error = %e, "Offset commit not sent.");
+            }
         }
     }
 

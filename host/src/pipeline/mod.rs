@@ -130,6 +130,7 @@ pub async fn run_mapping(
                     backoff = self::backoff(Duration::from_secs(1));
                 }
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                status.set_last_error(e.to_string());
                 status.counters.emit(Event::Restarted {
                     error: &e.to_string(),
                     retry_in: delay,

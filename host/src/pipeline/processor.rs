@@ -321,6 +321,10 @@ impl Processor {
             messages: confirmed as u64,
             source_timestamp_ms: original.timestamp,
         });
+        if confirmed > 0 && attempt > 1 {
+            // A retried message got through: whatever held it is over.
+            self.settings.status.set_stalled(None);
+        }
         for (msg, result) in outputs.into_iter().zip(results) {
             if let Err(rejected) = result {
                 if rejected.connection_lost {
@@ -490,6 +494,15 @@ impl Processor {
     ) -> Result<Flight, SinkError> {
         let mut pending = Vec::with_capacity(outputs.len());
         for msg in &outputs {
+            // A blocked target holds the message here: nothing more is taken from the source
+            // until RabbitMQ lifts its alarm (backpressure), and readiness says why.
+            if let Some(why) = self.sink.blocked() {
+                tracing::warn!(mapping = %self.settings.mapping, "{why}; waiting.");
+                self.settings.status.set_stalled(Some(why));
+                self.sink.wait_unblocked().await;
+                self.settings.status.set_stalled(None);
+                tracing::info!(mapping = %self.settings.mapping, "The target takes messages again.");
+            }
             pending.push(self.sink.send(msg).await?);
         }
         Ok(Box::pin(async move {
@@ -521,6 +534,12 @@ impl Processor {
                 mapping = %self.settings.mapping, kind = %failure.kind, error = %failure.detail,
                 "Message should be dead-lettered but the mapping has no `dead_letter` target; keeping it and retrying."
             );
+            self.settings.status.set_stalled(Some(format!(
+                "a message fails with {} ({}) and there is no `dead_letter` target: kept, retried every {} s",
+                failure.kind,
+                failure.detail,
+                NO_TARGET_RETRY.as_secs()
+            )));
             return Decision::Retry(NO_TARGET_RETRY.as_millis() as u64);
         }
         match decision {

@@ -21,7 +21,13 @@ use crate::shared::{Producer, Role, Shared};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Producer settings the cluster's `properties` may override.
-const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5"), ("message.timeout.ms", "30000")];
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("linger.ms", "5"),
+    ("message.timeout.ms", "30000"),
+    // A request on a connection that went silent fails after 10 s (librdkafka: 60 s), and the
+    // producer reconnects and retries (idempotent: no duplicates).
+    ("socket.timeout.ms", "10000"),
+];
 
 /// The broker's answer for one sent message.
 pub type Pending = Pin<Box<dyn Future<Output = Result<(), Rejected>> + Send>>;
@@ -49,7 +55,7 @@ pub struct AmqpSink {
     /// A channel in confirm mode, the mapping's own.
     channel: lapin::Channel,
     /// The tenant's publishing connection, shared with its other mappings.
-    _connection: Arc<lapin::Connection>,
+    connection: Arc<lapin::Connection>,
     /// Exchange, default routing key, persistence.
     target: AmqpTarget,
 }
@@ -92,7 +98,7 @@ impl Sink {
                     .map_err(|e| SinkError(format!("cannot enable publisher confirms: {e}")))?;
                 Ok(Sink::Amqp(Box::new(AmqpSink {
                     channel,
-                    _connection: connection,
+                    connection,
                     target: t.clone(),
                 })))
             }
@@ -148,7 +154,10 @@ impl Sink {
                     );
                     return Ok(rejected(FailureKind::TargetRejected, detail));
                 }
-                let props = crate::amqp::properties_from_message(msg, target.persistent);
+                let props = match crate::amqp::properties_from_message(msg, target.persistent) {
+                    Ok(props) => props,
+                    Err(e) => return Ok(rejected(FailureKind::ConversionError, e.to_string())),
+                };
                 let payload = msg.payload.as_deref().unwrap_or_default();
                 let publish = channel.basic_publish(
                     exchange.clone().into(),
@@ -161,18 +170,22 @@ impl Sink {
                     props,
                 );
                 // A write on a connection that died without lapin noticing may never
-                // complete: treat a stuck publish as a lost connection.
-                let confirm = tokio::time::timeout(WRITE_TIMEOUT, publish)
-                    .await
-                    .map_err(|_| {
-                        SinkError(format!(
-                            "publish to exchange `{exchange}` not written within {} s",
-                            WRITE_TIMEOUT.as_secs()
-                        ))
-                    })?
-                    .map_err(|e| {
-                        SinkError(format!("publish to exchange `{exchange}` failed: {e}"))
-                    })?;
+                // complete: treat a stuck publish as a lost connection, unless the broker
+                // blocked publishing (a resource alarm): then wait for it.
+                let mut publish = std::pin::pin!(publish);
+                let confirm = loop {
+                    match tokio::time::timeout(WRITE_TIMEOUT, &mut publish).await {
+                        Ok(written) => break written,
+                        Err(_) if amqp.connection.status().blocked() => continue,
+                        Err(_) => {
+                            return Err(SinkError(format!(
+                                "publish to exchange `{exchange}` not written within {} s",
+                                WRITE_TIMEOUT.as_secs()
+                            )));
+                        }
+                    }
+                }
+                .map_err(|e| SinkError(format!("publish to exchange `{exchange}` failed: {e}")))?;
                 Ok(Box::pin(async move {
                     match confirm.await {
                         Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
@@ -241,7 +254,7 @@ impl Sink {
                                         detail: format!(
                                             "Kafka did not take the message for topic `{topic}`: {e}"
                                         ),
-                                        connection_lost: false,
+                                        connection_lost: transient(&e),
                                     }),
                                     Err(_) => Err(Rejected {
                                         kind: FailureKind::TargetRejected,
@@ -263,6 +276,28 @@ impl Sink {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Why the target takes nothing now, if it does not: RabbitMQ blocks publishers while one
+    /// of its resource alarms (memory, disk) is on.
+    pub fn blocked(&self) -> Option<String> {
+        match self {
+            Sink::Amqp(amqp) if amqp.connection.status().blocked() => Some(format!(
+                "RabbitMQ `{}` blocked publishing (a memory or disk alarm is on)",
+                amqp.target.connection
+            )),
+            _ => None,
+        }
+    }
+
+    /// Waits until the target takes messages again (see [`Sink::blocked`]), or its connection
+    /// closes.
+    pub async fn wait_unblocked(&self) {
+        if let Sink::Amqp(amqp) = self {
+            while amqp.connection.status().blocked() && amqp.connection.status().connected() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -296,6 +331,31 @@ impl Sink {
             let _ = rdkafka::producer::Producer::flush(producer.as_ref(), timeout);
         }
     }
+}
+
+/// A Kafka delivery failure that says nothing about the message: the cluster could not be
+/// reached or answered in time (librdkafka has retried until `message.timeout.ms`), or the
+/// topic is gone. The mapping restarts and sends the message again instead of dead-lettering.
+fn transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageTimedOut
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::NotEnoughReplicas
+                | C::NotEnoughReplicasAfterAppend
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+        )
+    )
 }
 
 fn rejected(kind: FailureKind, detail: String) -> Pending {

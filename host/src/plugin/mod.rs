@@ -9,6 +9,8 @@
 mod bindings;
 mod budget;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod instance;
 mod kind;
 mod limits;

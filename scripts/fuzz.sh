@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Fuzzes what the bridge parses from untrusted bytes, with cargo fuzz (libFuzzer), on the stable
+# toolchain (no sanitizer: the code under test is safe Rust; libFuzzer still catches panics,
+# unbounded allocations and runaway memory).
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#
+# Runs each target (default: all of fuzz/fuzz_targets) for SECONDS (default 30) from its
+# committed corpus in fuzz/corpus/TARGET; inputs it finds go to a scratch directory, not into
+# the corpus. A crash leaves its input in fuzz/artifacts/TARGET and fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$HOME/.cache/bridge-host"
+export PATH="$TOOLS/bin:$PATH"
+seconds=${1:-30}
+shift || true
+if [ $# -gt 0 ]; then
+  targets=("$@")
+else
+  targets=(amqp_headers kafka_headers message_json config message_api)
+fi
+cd fuzz
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for target in "${targets[@]}"; do
+  mkdir -p "$scratch/$target"
+  echo "== fuzz $target (${seconds} s)"
+  cargo fuzz run --sanitizer none --target-dir "$TOOLS/fuzz-target" "$target" \
+    "$scratch/$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+    -print_final_stats=1 2>&1 | tee "$scratch/$target.log" |
+    grep -E '^(Done|INFO: Seed|==|SUMMARY|thread|stat::number_of_executed_units)' || true
+  status=${PIPESTATUS[0]}
+  if [ "$status" -ne 0 ]; then
+    tail -40 "$scratch/$target.log"
+    echo "fuzz target $target failed (exit $status); the input is in fuzz/artifacts/$target"
+    exit "$status"
+  fi
+done
