@@ -158,6 +158,45 @@ pub async fn wait_ready(port: u16) {
     }
 }
 
+/// Waits until `/readyz` on `port` answers `code`: how long it took and the body (the status
+/// JSON, with `not_ready_because`), or `None` after `limit`.
+pub async fn wait_readyz(port: u16, code: u16, limit: Duration) -> Option<(Duration, String)> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let answer = tokio::task::spawn_blocking(move || http_get(port, "/readyz"))
+            .await
+            .ok()
+            .flatten();
+        if let Some((c, body)) = answer
+            && c == code
+        {
+            return Some((start.elapsed(), body));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+impl BridgeProcess {
+    /// Waits until the bridge logs a warning or an error with every one of `words`: the line,
+    /// or `None` after `limit`.
+    pub async fn wait_log_line(&self, words: &[&str], limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let log = self.log_text();
+            let found = log.lines().find(|l| {
+                (l.contains(" WARN ") || l.contains(" ERROR "))
+                    && words.iter().all(|w| l.contains(w))
+            });
+            if let Some(line) = found {
+                return Some(line.to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+}
+
 /// `GET path` on `127.0.0.1:port`: the status code and body, or `None` if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     http_request(port, "GET", path, &[])

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get, wait_readyz};
 use bridge_tests::brokers::{self, Arrivals, Record, unique};
 use bridge_tests::fault_proxy::{FaultProxy, Faults};
 use bridge_tests::kafka_node::KafkaNode;
@@ -65,18 +65,6 @@ async fn ready(health: u16) -> Option<u16> {
     tokio::task::spawn_blocking(move || http_get(health, "/readyz").map(|(code, _)| code))
         .await
         .unwrap()
-}
-
-/// Waits until `/readyz` answers `code`; how long it took, or `None` after `limit`.
-async fn wait_ready_code(health: u16, code: u16, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if ready(health).await == Some(code) {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
 }
 
 impl Run {
@@ -166,8 +154,9 @@ max_in_flight = 200
             group = unique("faults")
         ));
         assert!(
-            wait_ready_code(health, 200, Duration::from_secs(60))
+            wait_readyz(health, 200, Duration::from_secs(60))
                 .await
+                .map(|(took, _)| took)
                 .is_some(),
             "the bridge gets ready through the proxy:\n{}",
             bridge.log_text()
@@ -275,7 +264,9 @@ async fn blackhole(leg: Leg) {
     });
     let faulted = Instant::now();
     let detect_limit = Duration::from_secs(2 * HEARTBEAT + 5);
-    let detected = wait_ready_code(run.health, 503, BLACKHOLE).await;
+    let detected = wait_readyz(run.health, 503, BLACKHOLE)
+        .await
+        .map(|(took, _)| took);
     println!("{leg:?} blackhole: /readyz 503 after {detected:?}");
     assert!(
         detected.is_some_and(|d| d <= detect_limit),
@@ -293,7 +284,9 @@ async fn blackhole(leg: Leg) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     run.proxy.clear();
-    let back = wait_ready_code(run.health, 200, Duration::from_secs(60)).await;
+    let back = wait_readyz(run.health, 200, Duration::from_secs(60))
+        .await
+        .map(|(took, _)| took);
     let flowing = run.wait_flowing(500, Duration::from_secs(60)).await;
     println!("{leg:?} blackhole: ready again after {back:?}, flowing after {flowing:?}");
     assert!(

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, proc_status};
+use bridge_tests::bridge::{BridgeProcess, free_port, proc_status, wait_readyz};
 use bridge_tests::brokers::{self, Record, unique};
 use bridge_tests::rabbit_node::RabbitNode;
 
@@ -17,26 +17,6 @@ const N: usize = 30_000;
 const PARTITIONS: i32 = 4;
 /// How long each alarm stays on.
 const ALARM: Duration = Duration::from_secs(15);
-
-async fn readyz(health: u16) -> Option<(u16, String)> {
-    tokio::task::spawn_blocking(move || http_get(health, "/readyz"))
-        .await
-        .unwrap()
-}
-
-/// Waits until `/readyz` answers `code`; its body then, or `None` after `limit`.
-async fn wait_ready_code(health: u16, code: u16, limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some((c, body)) = readyz(health).await
-            && c == code
-        {
-            return Some(body);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
-}
 
 /// Messages delivered so far to the queue (duplicates included).
 fn delivered(seen: &brokers::Arrivals) -> usize {
@@ -102,8 +82,9 @@ max_in_flight = 200
         unique("alarm")
     ));
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(60))
+        wait_readyz(health, 200, Duration::from_secs(60))
             .await
+            .map(|(_, body)| body)
             .is_some(),
         "ready:\n{}",
         bridge.log_text()
@@ -135,7 +116,9 @@ max_in_flight = 200
     for (name, raise, clear) in alarms {
         let rss_before = proc_status(bridge.pid(), "VmRSS:").unwrap_or(0);
         ctl(std::sync::Arc::clone(&node), raise).await;
-        let why = wait_ready_code(health, 503, Duration::from_secs(30)).await;
+        let why = wait_readyz(health, 503, Duration::from_secs(30))
+            .await
+            .map(|(_, body)| body);
         println!("{name} alarm: /readyz 503: {why:?}");
         let why = why.unwrap_or_default();
         assert!(
@@ -165,8 +148,9 @@ max_in_flight = 200
         let cleared = Instant::now();
         ctl(std::sync::Arc::clone(&node), clear).await;
         assert!(
-            wait_ready_code(health, 200, Duration::from_secs(30))
+            wait_readyz(health, 200, Duration::from_secs(30))
                 .await
+                .map(|(_, body)| body)
                 .is_some(),
             "ready again after the {name} alarm:\n{}",
             bridge.log_text()

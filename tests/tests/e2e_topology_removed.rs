@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
+use bridge_tests::bridge::{BridgeProcess, free_port, wait_readyz};
 use bridge_tests::brokers::{self, Record, unique};
 use lapin::options::{ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -17,39 +17,36 @@ use rdkafka::client::DefaultClientContext;
 
 const PARTITIONS: i32 = 2;
 
-async fn readyz(health: u16) -> Option<(u16, String)> {
-    tokio::task::spawn_blocking(move || http_get(health, "/readyz"))
-        .await
-        .unwrap()
-}
-
-/// Waits until `/readyz` answers `code`; its body then, or `None` after `limit`.
-async fn wait_ready_code(health: u16, code: u16, limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some((c, body)) = readyz(health).await
-            && c == code
-        {
-            return Some(body);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
-}
-
-/// Waits until the bridge logs a warning or an error with every one of `words`; the line.
-async fn wait_log_line(bridge: &BridgeProcess, words: &[&str], limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let log = bridge.log_text();
-        if let Some(line) = log.lines().find(|l| {
-            (l.contains(" WARN ") || l.contains(" ERROR ")) && words.iter().all(|w| l.contains(w))
-        }) {
-            return Some(line.to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
+/// Waits until `/readyz` answers 503 naming `mapping` and `object`, and the bridge logged a
+/// warning or an error naming both; prints what it said and how long it took.
+async fn expect_reported(
+    bridge: &BridgeProcess,
+    health: u16,
+    what: &str,
+    mapping: &str,
+    object: &str,
+    limit: Duration,
+) {
+    let answer = wait_readyz(health, 503, limit).await;
+    let (took, why) = answer.unwrap_or_default();
+    let reasons = serde_json::from_str::<serde_json::Value>(&why)
+        .map(|v| v["not_ready_because"].to_string())
+        .unwrap_or(why);
+    println!("{what}: /readyz 503 after {took:?}: {reasons}");
+    assert!(
+        reasons.contains(mapping) && reasons.contains(object),
+        "{what}: readiness names the mapping and `{object}`: {reasons}\n{}",
+        bridge.log_text()
+    );
+    let line = bridge
+        .wait_log_line(&[mapping, object], Duration::from_secs(10))
+        .await;
+    println!("{what}: log: {line:?}");
+    assert!(
+        line.is_some(),
+        "{what}: an error naming the mapping and `{object}`:\n{}",
+        bridge.log_text()
+    );
 }
 
 fn records(prefix: &str, range: std::ops::Range<usize>) -> Vec<Record> {
@@ -112,8 +109,9 @@ async fn kafka_to_rabbitmq_target_removed(remove_exchange: bool) {
     let health = free_port();
     let bridge = BridgeProcess::start(&k2r_config(health, &topic, &exchange));
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(60))
+        wait_readyz(health, 200, Duration::from_secs(60))
             .await
+            .map(|(_, body)| body)
             .is_some()
     );
     let _feeding = brokers::feed_topic(&brokers::kafka_bootstrap(), &topic, records("k2r", 0..N));
@@ -138,21 +136,15 @@ async fn kafka_to_rabbitmq_target_removed(remove_exchange: bool) {
         .unwrap();
         "binding"
     };
-    let why = wait_ready_code(health, 503, Duration::from_secs(30)).await;
-    println!("{object} removed: /readyz 503: {why:?}");
-    let why = why.unwrap_or_default();
-    assert!(
-        why.contains("orders-out") && why.contains(&exchange),
-        "readiness names the mapping and the exchange: {why}\n{}",
-        bridge.log_text()
-    );
-    let line = wait_log_line(&bridge, &["orders-out", &exchange], Duration::from_secs(10)).await;
-    println!("{object} removed: log: {line:?}");
-    assert!(
-        line.is_some(),
-        "an error naming the mapping and the exchange:\n{}",
-        bridge.log_text()
-    );
+    expect_reported(
+        &bridge,
+        health,
+        &format!("{object} removed"),
+        "orders-out",
+        &exchange,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // Back again: the bridge recovers on its own and delivers everything.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -171,8 +163,9 @@ async fn kafka_to_rabbitmq_target_removed(remove_exchange: bool) {
     }
     let back = Instant::now();
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(60))
+        wait_readyz(health, 200, Duration::from_secs(60))
             .await
+            .map(|(_, body)| body)
             .is_some(),
         "ready again once the {object} is back:\n{}",
         bridge.log_text()
@@ -211,8 +204,9 @@ async fn source_queue_removed_then_restored_resumes() {
     let health = free_port();
     let bridge = BridgeProcess::start(&r2k_config(health, &queue, &topic));
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(60))
+        wait_readyz(health, 200, Duration::from_secs(60))
             .await
+            .map(|(_, body)| body)
             .is_some()
     );
     let persistent = lapin::BasicProperties::default().with_delivery_mode(2);
@@ -233,20 +227,15 @@ async fn source_queue_removed_then_restored_resumes() {
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await
         .unwrap();
-    let why = wait_ready_code(health, 503, Duration::from_secs(30)).await;
-    println!("source queue removed: /readyz 503: {why:?}");
-    assert!(
-        why.unwrap_or_default().contains("orders-in"),
-        "readiness names the mapping:\n{}",
-        bridge.log_text()
-    );
-    let line = wait_log_line(&bridge, &["orders-in", &queue], Duration::from_secs(10)).await;
-    println!("source queue removed: log: {line:?}");
-    assert!(
-        line.is_some(),
-        "an error naming the mapping and the queue:\n{}",
-        bridge.log_text()
-    );
+    expect_reported(
+        &bridge,
+        health,
+        "source queue removed",
+        "orders-in",
+        &queue,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // The queue is back with new messages: they are bridged.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -256,8 +245,9 @@ async fn source_queue_removed_then_restored_resumes() {
         .collect();
     brokers::publish_to_queue(&conn, &queue, &second).await;
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(60))
+        wait_readyz(health, 200, Duration::from_secs(60))
             .await
+            .map(|(_, body)| body)
             .is_some(),
         "ready again once the queue is back:\n{}",
         bridge.log_text()
@@ -297,8 +287,9 @@ async fn target_topic_removed_then_restored_loses_nothing_from_the_queue() {
     let health = free_port();
     let bridge = BridgeProcess::start(&r2k_config(health, &queue, &topic));
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(60))
+        wait_readyz(health, 200, Duration::from_secs(60))
             .await
+            .map(|(_, body)| body)
             .is_some()
     );
     let payloads: Vec<Vec<u8>> = (0..N).map(|i| format!("r2k-{i:06}").into_bytes()).collect();
@@ -317,30 +308,23 @@ async fn target_topic_removed_then_restored_loses_nothing_from_the_queue() {
         .await
         .unwrap();
     let removed = Instant::now();
-    let why = wait_ready_code(health, 503, Duration::from_secs(60)).await;
-    println!(
-        "target topic removed: /readyz 503 after {:?}: {why:?}",
-        removed.elapsed()
-    );
-    assert!(
-        why.unwrap_or_default().contains("orders-in"),
-        "readiness names the mapping:\n{}",
-        bridge.log_text()
-    );
-    let line = wait_log_line(&bridge, &["orders-in", &topic], Duration::from_secs(30)).await;
-    println!("target topic removed: log: {line:?}");
-    assert!(
-        line.is_some(),
-        "an error naming the mapping and the topic:\n{}",
-        bridge.log_text()
-    );
+    expect_reported(
+        &bridge,
+        health,
+        "target topic removed",
+        "orders-in",
+        &topic,
+        Duration::from_secs(60),
+    )
+    .await;
 
     // What the deleted topic held is gone with it; what is still in the queue is not.
     tokio::time::sleep(Duration::from_secs(3)).await;
     brokers::create_topic(&topic, PARTITIONS).await;
     assert!(
-        wait_ready_code(health, 200, Duration::from_secs(90))
+        wait_readyz(health, 200, Duration::from_secs(90))
             .await
+            .map(|(_, body)| body)
             .is_some(),
         "ready again once the topic is back:\n{}",
         bridge.log_text()
