@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            assert!(e.to_string().starts_with("fuzz.toml"), "errors name the file: {e}");
+            assert!(
+                e.to_string().starts_with("fuzz.toml"),
+                "errors name the file: {e}"
+            );
         }
     }
 });

@@ -7,9 +7,11 @@ use bridge_host::plugin::Message;
 use bridge_host::plugin::fuzzing::{ApiCall, run};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: (Option<Vec<u8>>, Vec<(String, Vec<u8>)>, Vec<ApiCall>)| {
-    let (payload, headers, calls) = input;
-    let mut message = Message::new(payload);
-    message.headers = headers;
-    run(message, calls);
-});
+fuzz_target!(
+    |input: (Option<Vec<u8>>, Vec<(String, Vec<u8>)>, Vec<ApiCall>)| {
+        let (payload, headers, calls) = input;
+        let mut message = Message::new(payload);
+        message.headers = headers;
+        run(message, calls);
+    }
+);

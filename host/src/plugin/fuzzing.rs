@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use super::bindings::types::HostMessage;
+use super::bindings::bridge::plugin::types::HostMessage;
 use super::budget::{Charges, HeldBytes};
 use super::limits::{PluginLimits, StoreLimiter};
 use super::log::PluginLog;
