@@ -41,6 +41,8 @@ pub struct MappingStatus {
     is_stalled: AtomicBool,
     /// Why the mapping last stopped and restarted, if it did.
     last_error: Mutex<Option<String>>,
+    /// The RabbitMQ connection it publishes on (by name), to tell when RabbitMQ blocks it.
+    publisher: Mutex<Option<(String, std::sync::Weak<lapin::Connection>)>>,
 }
 
 impl MappingStatus {
@@ -73,6 +75,22 @@ impl MappingStatus {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(error);
         }
+    }
+
+    /// Records the RabbitMQ connection the mapping publishes on.
+    pub fn set_publisher(&self, name: &str, connection: &Arc<lapin::Connection>) {
+        if let Ok(mut p) = self.publisher.lock() {
+            *p = Some((name.to_string(), Arc::downgrade(connection)));
+        }
+    }
+
+    /// Why RabbitMQ takes nothing from the mapping now, if it blocked its connection.
+    pub fn blocked(&self) -> Option<String> {
+        let publisher = self.publisher.lock().ok()?;
+        let (name, connection) = publisher.as_ref()?;
+        let blocked = connection.upgrade()?.status().blocked();
+        blocked
+            .then(|| format!("RabbitMQ `{name}` blocked publishing (a memory or disk alarm is on)"))
     }
 
     /// Why the mapping last stopped, if it did.
@@ -179,6 +197,7 @@ impl Status {
                     stalled: Mutex::new(None),
                     is_stalled: AtomicBool::new(false),
                     last_error: Mutex::new(None),
+                    publisher: Mutex::new(None),
                 })
             }));
         }
@@ -342,6 +361,9 @@ impl Status {
                     None => format!("mapping `{}`: not connected", m.name),
                 });
             }
+            if let Some(blocked) = m.blocked() {
+                why.push(format!("mapping `{}`: {blocked}", m.name));
+            }
             if let Some(stalled) = m.stalled() {
                 why.push(format!("mapping `{}`: {stalled}", m.name));
             }
@@ -364,7 +386,7 @@ impl Status {
                 .map(|(name, up)| (name.clone(), json!({ "reachable": up.load(Ordering::Relaxed) })))
                 .collect::<serde_json::Map<_, _>>(),
             "mappings": self.mappings().iter()
-                .map(|m| (m.name.clone(), json!({ "tenant": m.tenant, "connected": m.is_connected(), "stalled": m.stalled(), "last_error": m.last_error(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
+                .map(|m| (m.name.clone(), json!({ "tenant": m.tenant, "connected": m.is_connected(), "blocked": m.blocked(), "stalled": m.stalled(), "last_error": m.last_error(), "plugins": m.plugins(), "counters": m.counters.to_json() })))
                 .collect::<serde_json::Map<_, _>>(),
             "reloads": self.reloads.lock().ok().and_then(|r| serde_json::to_value(&*r).ok()),
             "stage": self.plugins.get().and_then(|p| serde_json::to_value(p.stage_view()).ok()),

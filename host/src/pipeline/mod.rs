@@ -178,6 +178,9 @@ async fn run_once(
     let sink = Sink::open(config, shared, tenant, &mapping.target)
         .await
         .map_err(|e| PipelineError::Sink(e.0))?;
+    if let Some((name, connection)) = sink.amqp_connection() {
+        status.set_publisher(name, connection);
+    }
     let dead_letter = match &mapping.dead_letter {
         Some(dl) => Some(
             Sink::open(config, shared, tenant, &dl.0)

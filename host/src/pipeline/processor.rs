@@ -495,12 +495,10 @@ impl Processor {
         let mut pending = Vec::with_capacity(outputs.len());
         for msg in &outputs {
             // A blocked target holds the message here: nothing more is taken from the source
-            // until RabbitMQ lifts its alarm (backpressure), and readiness says why.
+            // until RabbitMQ lifts its alarm (backpressure); readiness watches the connection.
             if let Some(why) = self.sink.blocked() {
                 tracing::warn!(mapping = %self.settings.mapping, "{why}; waiting.");
-                self.settings.status.set_stalled(Some(why));
                 self.sink.wait_unblocked().await;
-                self.settings.status.set_stalled(None);
                 tracing::info!(mapping = %self.settings.mapping, "The target takes messages again.");
             }
             pending.push(self.sink.send(msg).await?);

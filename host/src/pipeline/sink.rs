@@ -292,6 +292,14 @@ impl Sink {
         }
     }
 
+    /// The RabbitMQ connection this sink publishes on, with its name in the config.
+    pub fn amqp_connection(&self) -> Option<(&str, &Arc<lapin::Connection>)> {
+        match self {
+            Sink::Amqp(amqp) => Some((amqp.target.connection.as_str(), &amqp.connection)),
+            Sink::Kafka { .. } => None,
+        }
+    }
+
     /// Waits until the target takes messages again (see [`Sink::blocked`]), or its connection
     /// closes.
     pub async fn wait_unblocked(&self) {
