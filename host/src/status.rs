@@ -88,9 +88,7 @@ impl MappingStatus {
     pub fn blocked(&self) -> Option<String> {
         let publisher = self.publisher.lock().ok()?;
         let (name, connection) = publisher.as_ref()?;
-        let blocked = connection.upgrade()?.status().blocked();
-        blocked
-            .then(|| format!("RabbitMQ `{name}` blocked publishing (a memory or disk alarm is on)"))
+        crate::amqp::blocked_reason(name, connection.upgrade()?.as_ref())
     }
 
     /// Why the mapping last stopped, if it did.

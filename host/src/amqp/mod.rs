@@ -9,6 +9,15 @@ pub use convert::{
 
 use std::path::PathBuf;
 
+/// Why RabbitMQ takes nothing on connection `name` now, if it blocked it (`connection.blocked`:
+/// a memory or disk alarm).
+pub fn blocked_reason(name: &str, connection: &lapin::Connection) -> Option<String> {
+    connection
+        .status()
+        .blocked()
+        .then(|| format!("RabbitMQ `{name}` blocked publishing (a memory or disk alarm is on)"))
+}
+
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};

@@ -283,13 +283,8 @@ impl Sink {
     /// Why the target takes nothing now, if it does not: RabbitMQ blocks publishers while one
     /// of its resource alarms (memory, disk) is on.
     pub fn blocked(&self) -> Option<String> {
-        match self {
-            Sink::Amqp(amqp) if amqp.connection.status().blocked() => Some(format!(
-                "RabbitMQ `{}` blocked publishing (a memory or disk alarm is on)",
-                amqp.target.connection
-            )),
-            _ => None,
-        }
+        let (name, connection) = self.amqp_connection()?;
+        crate::amqp::blocked_reason(name, connection)
     }
 
     /// The RabbitMQ connection this sink publishes on, with its name in the config.
