@@ -1,5 +1,6 @@
 //! What the mappings of one tenant share at run time, so that hundreds of mappings fit in one
-//! process: one Kafka producer per cluster, one RabbitMQ connection per connection name and
+//! process: one Kafka producer per cluster, one Kafka consumer per cluster and consumer group
+//! (see [`GroupConsumer`]), one RabbitMQ connection per connection name and
 //! role (consuming, publishing) with a channel per mapping, and one pool of plugin worker
 //! threads. Nothing is shared across tenants: each tenant has its own clients and threads, so
 //! one tenant's flood, blocked connection or spinning plugin stays its own.
@@ -22,7 +23,7 @@ use rdkafka::producer::FutureProducer;
 use crate::amqp::ConnectError;
 use crate::config::{KafkaCluster, RabbitConnection};
 use crate::kafka::ClusterContext;
-use crate::pipeline::WorkerPools;
+use crate::pipeline::{GroupConsumer, GroupKey, WorkerPools};
 
 /// A Kafka producer shared by a tenant's mappings.
 pub type Producer = FutureProducer<ClusterContext>;
@@ -54,11 +55,15 @@ type ConnectionSlot = Option<(RabbitConnection, Weak<lapin::Connection>)>;
 /// A tenant's connections, by tenant, connection name and role.
 type Connections = HashMap<(String, String, Role), Arc<tokio::sync::Mutex<ConnectionSlot>>>;
 
+/// A tenant's consumers, by tenant, cluster, group and offset-reset rule.
+type Groups = HashMap<GroupKey, (KafkaCluster, Weak<GroupConsumer>)>;
+
 /// The clients and worker pools of every tenant.
 #[derive(Debug, Default)]
 pub struct Shared {
     producers: Mutex<Producers>,
     connections: Mutex<Connections>,
+    groups: Mutex<Groups>,
     /// Each tenant's plugin worker threads.
     pub workers: WorkerPools,
 }
@@ -88,6 +93,27 @@ impl Shared {
         producers.retain(|_, (_, p)| p.strong_count() > 0);
         producers.insert(key, (cluster.clone(), Arc::downgrade(&producer)));
         Ok(producer)
+    }
+
+    /// The consumer for `key` on `cluster`: the live one with the same settings, or a new one
+    /// (it leaves the group when the last mapping using it lets go).
+    pub fn group_consumer(
+        &self,
+        key: GroupKey,
+        cluster: &KafkaCluster,
+    ) -> Result<Arc<GroupConsumer>, KafkaError> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((settings, consumer)) = groups.get(&key)
+            && settings == cluster
+            && let Some(consumer) = consumer.upgrade()
+            && !consumer.failed()
+        {
+            return Ok(consumer);
+        }
+        let consumer = GroupConsumer::start(key.clone(), cluster)?;
+        groups.retain(|_, (_, c)| c.strong_count() > 0);
+        groups.insert(key, (cluster.clone(), Arc::downgrade(&consumer)));
+        Ok(consumer)
     }
 
     /// The connection of `tenant` to `[rabbitmq.NAME]` for `role`: the open one, or a new one

@@ -101,20 +101,74 @@ pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
 
 /// Creates a topic with `partitions` partitions of `replicas` replicas each.
 pub async fn create_topic_replicated(bootstrap: &str, name: &str, partitions: i32, replicas: i32) {
+    create_topics_on(bootstrap, &[name], partitions, replicas).await;
+}
+
+/// Creates topics of `partitions` partitions each on the shared broker, in one request.
+pub async fn create_topics(names: &[&str], partitions: i32) {
+    create_topics_on(&kafka_bootstrap(), names, partitions, 1).await;
+}
+
+async fn create_topics_on(bootstrap: &str, names: &[&str], partitions: i32, replicas: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replicas)))
+        .collect();
     let res = admin
         .create_topics(
-            &[topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
         .expect("create_topics request");
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+    if names.len() > 1 {
+        // Many topics take a moment to show in the broker's metadata, where the bridge checks
+        // them at startup.
+        let (bootstrap, names) = (
+            bootstrap.to_string(),
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || wait_topics_listed(&bootstrap, &names))
+            .await
+            .expect("metadata wait");
+    }
+}
+
+/// Waits (up to 30 s) until the broker's metadata lists every topic of `names` with a leader
+/// for each partition.
+fn wait_topics_listed(bootstrap: &str, names: &[String]) {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|md| {
+                let ready: std::collections::HashSet<&str> = md
+                    .topics()
+                    .iter()
+                    .filter(|t| {
+                        !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                    .map(|t| t.name())
+                    .collect();
+                names.iter().all(|n| ready.contains(n.as_str()))
+            })
+            .unwrap_or(false);
+        if listed {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topics not listed after 30 s");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

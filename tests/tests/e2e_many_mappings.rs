@@ -1,7 +1,7 @@
 //! Many mappings in one process, against the real brokers: 199 idle mappings beside a busy
 //! one cost a bounded number of threads and memory, start quickly, and leave the busy
-//! mapping's throughput as it was. Alone in its test binary, so that no other test shares the
-//! machine while it measures.
+//! mapping's throughput as it was. Alone in its test binary, its tests one at a time, so that nothing
+//! else shares the machine while they measure.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, wait_ready};
+use bridge_tests::bridge::{BridgeProcess, free_port, wait_readyz};
 use bridge_tests::brokers::{self, unique};
 
 const IDLE: usize = 199;
 const MESSAGES: usize = 12_000;
+
+/// The tests measure one at a time.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Threads and resident memory of a process, from `/proc`.
 fn threads_and_rss(pid: u32) -> (usize, u64) {
@@ -21,18 +24,18 @@ fn threads_and_rss(pid: u32) -> (usize, u64) {
     (field("Threads:") as usize, field("VmRSS:") * 1024)
 }
 
-/// The busy mapping (Kafka → RabbitMQ through a header-mapping plugin) and `idle` more, each
-/// with the same plugin: RabbitMQ → Kafka mappings of their own queues to the topic
-/// `idle_target`, or, with `kafka_sources`, Kafka → RabbitMQ mappings of their own topics and
-/// consumer groups.
-fn config(
-    health: u16,
-    topic: &str,
-    exchange: &str,
-    idle: &[String],
-    idle_target: &str,
-    kafka_sources: bool,
-) -> String {
+/// How the idle mappings consume.
+#[derive(Clone, Copy)]
+enum Idle<'a> {
+    /// RabbitMQ → Kafka: their own queues, to this topic.
+    Queues(&'a str),
+    /// Kafka → RabbitMQ: their own topics, in this consumer group.
+    Topics(&'a str),
+}
+
+/// The busy mapping (Kafka → RabbitMQ through a header-mapping plugin) and one idle mapping
+/// per name in `idle`, each with the same plugin.
+fn config(health: u16, topic: &str, exchange: &str, idle: &[String], kind: Idle<'_>) -> String {
     let mut config = format!(
         r#"{}
 [bridge]
@@ -53,18 +56,17 @@ plugins = ["headers"]
         unique("busy"),
     );
     for (i, name) in idle.iter().enumerate() {
-        let (source, target) = if kafka_sources {
-            (
-                format!(r#"{{ kafka = "main", topics = ["{name}"], group = "{name}" }}"#),
+        let (source, target) = match kind {
+            Idle::Topics(group) => (
+                format!(r#"{{ kafka = "main", topics = ["{name}"], group = "{group}" }}"#),
                 format!(
                     r#"{{ rabbitmq = "local", exchange = "{exchange}", routing_key = "idle" }}"#
                 ),
-            )
-        } else {
-            (
+            ),
+            Idle::Queues(idle_target) => (
                 format!(r#"{{ rabbitmq = "local", queue = "{name}" }}"#),
                 format!(r#"{{ kafka = "main", topic = "{idle_target}" }}"#),
-            )
+            ),
         };
         write!(
             config,
@@ -75,12 +77,22 @@ plugins = ["headers"]
     config
 }
 
+/// The end of a log (200 mappings log a lot).
+fn tail(log: &str) -> &str {
+    let mut start = log.len().saturating_sub(4000);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
 /// Starts a bridge on `config`; returns it, its health port and how long it took to be ready.
 async fn start(config: impl FnOnce(u16) -> String) -> (BridgeProcess, u16, Duration) {
     let health = free_port();
     let started = Instant::now();
     let bridge = BridgeProcess::start(&config(health));
-    wait_ready(health).await;
+    let ready = wait_readyz(health, 200, Duration::from_secs(60)).await;
+    assert!(ready.is_some(), "not ready:\n{}", tail(&bridge.log_text()));
     (bridge, health, started.elapsed())
 }
 
@@ -98,34 +110,36 @@ async fn drain(topic: &str, queue: &str, round: &str) -> f64 {
     (to - from) as f64 / (arrivals[to].0 - arrivals[from].0).as_secs_f64()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_hundred_mappings_share_clients_and_threads() {
+/// What 200 mappings cost, and what they leave the busy one.
+struct Figures {
+    threads: usize,
+    rss: u64,
+    ready: Duration,
+    alone: f64,
+    crowd: f64,
+}
+
+/// The busy mapping alone, then beside the idle ones, `rounds` times; the best rate of each.
+async fn measure(idle: &[String], kind: Idle<'_>, rounds: usize) -> Figures {
     let conn = brokers::amqp().await;
-    let idle_target = unique("idle-target");
-    brokers::create_topic(&idle_target, 1).await;
-    let idle: Vec<String> = (0..IDLE).map(|i| unique(&format!("idle{i}"))).collect();
-    for q in &idle {
-        brokers::declare_queue(&conn, q).await;
-    }
     let mut rates = (Vec::new(), Vec::new());
     let mut figures = None;
-    for round in 0..2 {
+    for round in 0..rounds {
         // The busy mapping alone…
         let (topic, exchange, queue) = (unique("busy"), unique("busy-ex"), unique("busy-q"));
         brokers::create_topic(&topic, 2).await;
         brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        let (mut bridge, _, _) = start(|h| config(h, &topic, &exchange, &[], "", false)).await;
+        let (mut bridge, _, _) = start(|h| config(h, &topic, &exchange, &[], kind)).await;
         rates
             .0
             .push(drain(&topic, &queue, &format!("alone{round}")).await);
         assert!(bridge.terminate(Duration::from_secs(20)));
 
-        // …and beside 199 idle ones.
+        // …and beside the idle ones.
         let (topic, exchange, queue) = (unique("busy"), unique("busy-ex"), unique("busy-q"));
         brokers::create_topic(&topic, 2).await;
         brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        let (mut bridge, _, ready) =
-            start(|h| config(h, &topic, &exchange, &idle, &idle_target, false)).await;
+        let (mut bridge, _, ready) = start(|h| config(h, &topic, &exchange, idle, kind)).await;
         // Idle: what 200 mappings cost once they settled.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (threads, rss) = threads_and_rss(bridge.pid());
@@ -134,24 +148,41 @@ async fn two_hundred_mappings_share_clients_and_threads() {
             .push(drain(&topic, &queue, &format!("crowd{round}")).await);
         let log = bridge.log_text();
         assert!(bridge.terminate(Duration::from_secs(30)));
-        assert!(!log.contains("ERROR"), "no error in the log:\n{log}");
+        assert!(
+            !log.contains("ERROR"),
+            "no error in the log:\n{}",
+            tail(&log)
+        );
         figures.get_or_insert((threads, rss, ready));
     }
     let (threads, rss, ready) = figures.unwrap();
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (alone, crowd) = (best(&rates.0), best(&rates.1));
-    let ratio = crowd / alone;
+    Figures {
+        threads,
+        rss,
+        ready,
+        alone: best(&rates.0),
+        crowd: best(&rates.1),
+    }
+}
+
+/// Holds the figures to the targets: threads, memory, and the busy mapping's throughput.
+fn check(what: &str, f: &Figures) {
+    let ratio = f.crowd / f.alone;
     eprintln!(
-        "200 mappings (199 idle RabbitMQ → Kafka): {threads} threads, {} MiB resident, ready in {:.1} s; \
-         busy mapping {alone:.0} msg/s alone, {crowd:.0} msg/s beside 199 idle: {ratio:.2}",
-        rss >> 20,
-        ready.as_secs_f64()
+        "200 mappings ({what}): {} threads, {} MiB resident, ready in {:.1} s; \
+         busy mapping {:.0} msg/s alone, {:.0} msg/s beside 199 idle: {ratio:.2}",
+        f.threads,
+        f.rss >> 20,
+        f.ready.as_secs_f64(),
+        f.alone,
+        f.crowd,
     );
-    assert!(threads <= 100, "{threads} threads for 200 mappings");
+    assert!(f.threads <= 100, "{} threads for 200 mappings", f.threads);
     assert!(
-        rss <= 1 << 30,
+        f.rss <= 1 << 30,
         "{} MiB resident for 200 mappings",
-        rss >> 20
+        f.rss >> 20
     );
     // The target is an unchanged throughput (`BRIDGE_FULL_TESTS=1` holds the run to 0.9); on
     // this shared 2-core machine a round swings by ±30 % on its own.
@@ -166,27 +197,29 @@ async fn two_hundred_mappings_share_clients_and_threads() {
     );
 }
 
-/// Kafka-sourced mappings each need a consumer of their own (their own group and offsets):
-/// measured, not held to the shared-client figures. Run with `BRIDGE_FULL_TESTS=1`.
 #[tokio::test(flavor = "multi_thread")]
-async fn kafka_sourced_mappings_cost_a_consumer_each() {
-    if std::env::var_os("BRIDGE_FULL_TESTS").is_none() {
-        return;
+async fn two_hundred_mappings_share_clients_and_threads() {
+    let _alone = ALONE.lock().await;
+    let conn = brokers::amqp().await;
+    let idle_target = unique("idle-target");
+    brokers::create_topic(&idle_target, 1).await;
+    let idle: Vec<String> = (0..IDLE).map(|i| unique(&format!("idle{i}"))).collect();
+    for q in &idle {
+        brokers::declare_queue(&conn, q).await;
     }
+    let figures = measure(&idle, Idle::Queues(&idle_target), 2).await;
+    check("199 idle RabbitMQ → Kafka", &figures);
+}
+
+/// Kafka-sourced mappings of one tenant, cluster and group share one consumer: one group
+/// member subscribed to all 199 topics.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_kafka_sourced_mappings_share_one_consumer() {
+    let _alone = ALONE.lock().await;
     let idle: Vec<String> = (0..IDLE).map(|i| unique(&format!("idlet{i}"))).collect();
-    for t in &idle {
-        brokers::create_topic(t, 1).await;
-    }
-    let (topic, exchange, queue) = (unique("busy"), unique("busy-ex"), unique("busy-q"));
-    brokers::create_topic(&topic, 2).await;
-    brokers::declare_bound_queue(&brokers::amqp().await, &exchange, &queue, "rk").await;
-    let (mut bridge, _, ready) = start(|h| config(h, &topic, &exchange, &idle, "", true)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (threads, rss) = threads_and_rss(bridge.pid());
-    assert!(bridge.terminate(Duration::from_secs(30)));
-    eprintln!(
-        "200 mappings (199 idle Kafka → RabbitMQ): {threads} threads, {} MiB resident, ready in {:.1} s",
-        rss >> 20,
-        ready.as_secs_f64()
-    );
+    let names: Vec<&str> = idle.iter().map(String::as_str).collect();
+    brokers::create_topics(&names, 1).await;
+    let group = unique("idle-group");
+    let figures = measure(&idle, Idle::Topics(&group), 1).await;
+    check("199 idle Kafka → RabbitMQ, one group", &figures);
 }

@@ -228,3 +228,38 @@ target = {{ rabbitmq = "local", exchange = "{long}", routing_key = "{long}" }}
         );
     }
 }
+
+#[test]
+fn two_mappings_cannot_consume_one_topic_in_one_group() {
+    let mapping = |name: &str, group: &str| {
+        format!(
+            "\n[[mapping]]\nname = \"{name}\"\nsource = {{ kafka = \"main\", topics = [\"orders\"]{group} }}\n\
+             target = {{ rabbitmq = \"local\", exchange = \"e\" }}\n"
+        )
+    };
+    let err = parse(&format!("{BASE}{}{}", mapping("a", ""), mapping("b", ""))).unwrap_err();
+    assert!(
+        err.contains("mapping `b`.source: `orders` is consumed by mapping `a` too, in the same group `bridge-host`"),
+        "{err}"
+    );
+    // Another group is another consumer: both see every message.
+    parse(&format!(
+        "{BASE}{}{}",
+        mapping("a", ""),
+        mapping("b", ", group = \"audit\"")
+    ))
+    .unwrap();
+}
+
+#[test]
+fn an_invalid_topic_regex_is_rejected_at_load() {
+    let err = parse(&format!(
+        "{BASE}\n[[mapping]]\nname = \"r\"\nsource = {{ kafka = \"main\", topic_regex = \"^orders-(\" }}\n\
+         target = {{ rabbitmq = \"local\", exchange = \"e\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("mapping `r`.source.topic_regex: \"^orders-(\" is not a valid regex"),
+        "{err}"
+    );
+}

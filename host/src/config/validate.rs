@@ -1,6 +1,6 @@
 //! Checks that need the whole file: references between sections, unique names, ranges.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{BridgeConfig, Source, Target};
 
@@ -8,6 +8,8 @@ use super::{BridgeConfig, Source, Target};
 pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
     let mut problems = Vec::new();
     let mut names = HashSet::new();
+    // Topics by cluster and consumer group, with the mapping consuming them.
+    let mut consumed: HashMap<(&str, &str, &str), &str> = HashMap::new();
     if config.mapping.is_empty() {
         problems.push("no `[[mapping]]`: nothing to bridge".to_string());
     }
@@ -89,6 +91,24 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
                     k.cluster
                 ));
             }
+            Source::Kafka(k) => {
+                for topic in &k.topics {
+                    if topic.starts_with('^')
+                        && let Err(e) = regex::Regex::new(topic)
+                    {
+                        problems.push(format!(
+                            "{at}.source.topic_regex: {topic:?} is not a valid regex: {e}"
+                        ));
+                    }
+                    let key = (k.cluster.as_str(), k.group.as_str(), topic.as_str());
+                    if let Some(other) = consumed.insert(key, &m.name) {
+                        problems.push(format!(
+                            "{at}.source: `{topic}` is consumed by mapping `{other}` too, in the same group `{}`: the group would split its partitions between them, so each message would reach only one; give one of them its own `group`",
+                            k.group
+                        ));
+                    }
+                }
+            }
             Source::Amqp(a) if !config.rabbitmq.contains_key(&a.connection) => {
                 problems.push(format!(
                     "{at}.source.rabbitmq: no `[rabbitmq.{}]` connection is defined",
@@ -99,7 +119,6 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
                 problems.push(format!("{at}.source.prefetch must be at least 1"))
             }
             Source::Amqp(a) => short_name(&format!("{at}.source.queue"), &a.queue, &mut problems),
-            _ => {}
         }
         check_target(config, &m.target, &format!("{at}.target"), &mut problems);
         if let Some(dl) = &m.dead_letter {

@@ -1,172 +1,69 @@
-//! Consuming a mapping's Kafka topics in a consumer group. An offset is stored for commit only
+//! Consuming a mapping's Kafka topics in a consumer group, through the consumer it shares with
+//! the tenant's other mappings of that cluster and group ([`super::kafka_group`]). An offset is stored for commit only
 //! once its message and every message before it in its partition is handled (confirmed by the
 //! target, dead-lettered or dropped), so commits advance as a contiguous watermark per
 //! partition and a crash never skips a message. A message waiting on a retry pauses only its
 //! own partition; the others keep flowing. Rebalances are logged, and a revoked partition's
 //! in-flight messages are abandoned explicitly (its next owner re-reads them).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
-use rdkafka::statistics::Statistics;
+use rdkafka::consumer::CommitMode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::kafka_group::{Delivery, GroupKey, Lease, Partition};
 use super::processor::{Processor, Retry, Sent, Settlement};
 use super::watermark::{Coordinates, Watermarks};
-use super::{PipelineError, Shutdown, stop_or, take_ready};
+use super::{MAX_BATCH, PipelineError, Shutdown, stop_or};
 use crate::config::{KafkaCluster, KafkaSource};
-use crate::kafka::ClusterContext;
-use crate::status::MappingStatus;
+use crate::shared::Shared;
 use crate::telemetry::Event;
 
-/// Consumer settings the cluster's `properties` may override.
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
-    ("auto.commit.interval.ms", "1000"),
-    ("fetch.wait.max.ms", "10"),
-    ("fetch.queue.backoff.ms", "10"),
-    ("session.timeout.ms", "10000"),
-    ("heartbeat.interval.ms", "1000"),
-    // A fetch on a connection that went silent fails after 10 s (librdkafka: 60 s) and the
-    // consumer reconnects.
-    ("socket.timeout.ms", "10000"),
-    ("partition.assignment.strategy", "cooperative-sticky"),
-    // Statistics (consumer lag for `/metrics` and `/status`) every 5 s.
-    ("statistics.interval.ms", "5000"),
-    // Prefetch at most 16 MiB per consumer (librdkafka's default is 64 MiB): plenty to keep
-    // the pipeline busy, and it bounds the bridge's memory.
-    ("queued.max.messages.kbytes", "16384"),
-];
-
-/// The consumer's context: logs the group's rebalances and hands revoked partitions to the
-/// source loop, which abandons their in-flight messages.
-struct GroupContext {
-    cluster: ClusterContext,
-    mapping: String,
-    revoked: Arc<Mutex<Vec<(String, i32)>>>,
-    status: Arc<MappingStatus>,
-}
-
-impl ClientContext for GroupContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
-        self.cluster.log(level, facility, line);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.cluster.error(error, reason);
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        // Assigned partitions with a known lag (librdkafka reports -1 until it knows).
-        let lag: Vec<(String, i32, i64)> = statistics
-            .topics
-            .iter()
-            .flat_map(|(topic, t)| {
-                t.partitions
-                    .values()
-                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-                    .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
-            })
-            .collect();
-        self.status.counters.emit(Event::Lag(&lag));
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let parts = partitions(tpl);
-                self.status.counters.emit(Event::PartitionsRevoked(&parts));
-                if let Ok(mut revoked) = self.revoked.lock() {
-                    revoked.extend(parts);
-                }
-            }
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => {
-                tracing::warn!(mapping = %self.mapping, error = %e, "Kafka rebalance failed.");
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let parts = partitions(tpl);
-            self.status.counters.emit(Event::PartitionsAssigned(&parts));
-        }
-    }
-}
-
-fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
-}
-
-type Consumer_ = StreamConsumer<GroupContext>;
-
 /// Runs until shutdown (then drains and commits) or a fatal error.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mapping: &str,
+    shared: &Shared,
+    tenant: &str,
     cluster: &KafkaCluster,
     source: &KafkaSource,
     max_in_flight: usize,
     processor: &mut Processor,
     shutdown: &mut watch::Receiver<Shutdown>,
 ) -> Result<(), PipelineError> {
-    let revoked = Arc::new(Mutex::new(Vec::new()));
-    let context = GroupContext {
-        cluster: ClusterContext::new(&source.cluster),
-        mapping: mapping.to_string(),
-        revoked: Arc::clone(&revoked),
-        status: processor.shared_status(),
-    };
-    // Tunables the cluster's `properties` may override; then what the offset watermark relies
-    // on, which they may not.
-    let consumer: Consumer_ = crate::kafka::client_config_with(cluster, CONSUMER_DEFAULTS)
-        .set("group.id", &source.group)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", &source.auto_offset_reset)
-        .set("enable.partition.eof", "false")
-        .create_with_context(context)
+    let group = shared
+        .group_consumer(GroupKey::of(tenant, source), cluster)
         .map_err(|e| {
             PipelineError::Source(format!(
                 "cannot create a Kafka consumer for `{}`: {e}",
                 source.cluster
             ))
         })?;
-    let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| PipelineError::Source(format!("cannot subscribe to {topics:?}: {e}")))?;
-    tracing::info!(mapping, topics = ?topics, group = %source.group, "Kafka source started.");
+    let lease = group
+        .join(
+            mapping,
+            &source.topics,
+            max_in_flight.max(MAX_BATCH),
+            processor.shared_status(),
+        )
+        .map_err(PipelineError::Source)?;
+    tracing::info!(mapping, topics = ?source.topics, group = %source.group, "Kafka source started.");
     processor.status().set_connected(true);
 
     let mut state = SourceState {
         mapping,
-        consumer: &consumer,
+        lease,
         watermarks: Watermarks::default(),
-        revoked,
         flights: FuturesUnordered::new(),
         retries: FuturesUnordered::new(),
         uncommitted: 0,
         commit_every: (max_in_flight / 2).max(1),
     };
-    let mut stream = consumer.stream();
     let mut watchdog = tokio::time::interval(super::CONNECTION_CHECK);
     let result = loop {
-        state.abandon_revoked();
         processor
             .status()
             .counters
@@ -192,19 +89,26 @@ pub async fn run(
                     break stop_or(shutdown, e);
                 }
             }
-            received = stream.next(), if room > 0 => {
-                let mut ready = vec![received];
-                take_ready(&mut stream, &mut ready, room);
-                let mut coordinates = Vec::with_capacity(ready.len());
-                let mut batch = Vec::with_capacity(ready.len());
-                for received in ready.into_iter().flatten() {
-                    match received {
-                        Ok(m) => {
-                            coordinates.push(state.watermarks.consumed(m.topic(), m.partition(), m.offset()));
-                            batch.push(crate::kafka::to_message(&source.cluster, &m));
+            Some(first) = state.lease.recv(), if room > 0 => {
+                let mut coordinates = Vec::new();
+                let mut batch = Vec::new();
+                let mut next = Some(first);
+                while let Some(delivery) = next {
+                    match delivery {
+                        Delivery::Message(f) => {
+                            coordinates.push(state.watermarks.consumed(&f.topic, f.partition, f.offset));
+                            batch.push(f.message);
                         }
-                        Err(e) => tracing::warn!(mapping, error = %e, "Kafka consume error."),
+                        Delivery::Revoked(parts) => state.abandon(parts),
                     }
+                    next = if batch.len() < room.min(MAX_BATCH) {
+                        state.lease.try_recv()
+                    } else {
+                        None
+                    };
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 match processor.process_batch(batch).await {
                     Ok(flights) => {
@@ -228,11 +132,21 @@ pub async fn run(
             }
         }
         processor.flush(Duration::from_secs(5));
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        state.store_moved();
+        if let Err(e) = state.lease.commit(CommitMode::Sync) {
             tracing::warn!(mapping, error = %e, "Final offset commit failed.");
         }
         tracing::info!(mapping, "Kafka source stopped.");
+    } else {
+        state.store_moved();
+        if let Err(e) = state.lease.commit(CommitMode::Async) {
+            tracing::debug!(mapping, error = %e, "Offset commit not sent.");
+        }
     }
+    // What it did not settle is consumed again: by this mapping when it restarts, by another
+    // claiming its topics, or by the partitions' next owner.
+    let resume_at = state.watermarks.resume_points();
+    state.lease.leave(resume_at);
     result
 }
 
@@ -242,9 +156,8 @@ type RetryFuture = futures_util::future::BoxFuture<'static, (Coordinates, Box<Re
 /// What the source loop tracks besides the consumer stream.
 struct SourceState<'a> {
     mapping: &'a str,
-    consumer: &'a Consumer_,
+    lease: Lease,
     watermarks: Watermarks,
-    revoked: Arc<Mutex<Vec<(String, i32)>>>,
     flights: FuturesUnordered<FlightFuture>,
     retries: FuturesUnordered<RetryFuture>,
     /// Messages settled since the last commit: a crash would consume them again, so they
@@ -335,16 +248,7 @@ impl SourceState<'_> {
     /// While a message waits on a retry its partition is paused: the others keep flowing,
     /// and the partition does not run ahead of it.
     fn pause(&self, at: &Coordinates, pause: bool) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&at.topic, at.partition);
-        let result = if pause {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        if let Err(e) = result {
-            tracing::debug!(mapping = self.mapping, topic = %at.topic, partition = at.partition, error = %e, "Pause or resume failed.");
-        }
+        self.lease.pause_for_retry(&at.topic, at.partition, pause);
     }
 
     /// Stores the next offset of every partition whose watermark moved, in one call.
@@ -359,7 +263,7 @@ impl SourceState<'_> {
                 tracing::debug!(mapping = self.mapping, error = %e, "Offset not stored.");
             }
         }
-        if let Err(e) = self.consumer.store_offsets(&tpl) {
+        if let Err(e) = self.lease.store_offsets(&tpl) {
             // A partition was revoked: its new owner re-reads from the last commit.
             tracing::debug!(mapping = self.mapping, error = %e, "Offsets not stored.");
         }
@@ -367,18 +271,14 @@ impl SourceState<'_> {
         // window settled, so that a crash redelivers at most about `max_in_flight` messages.
         if self.uncommitted >= self.commit_every {
             self.uncommitted = 0;
-            if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            if let Err(e) = self.lease.commit(CommitMode::Async) {
                 tracing::debug!(mapping = self.mapping, error = %e, "Offset commit not sent.");
             }
         }
     }
 
     /// Drops the state of partitions the group took away, logging what was in flight.
-    fn abandon_revoked(&mut self) {
-        let revoked = match self.revoked.lock() {
-            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
-            _ => return,
-        };
+    fn abandon(&mut self, revoked: Vec<Partition>) {
         self.store_moved();
         for (topic, partition) in revoked {
             let abandoned = self.watermarks.revoke(&topic, partition);

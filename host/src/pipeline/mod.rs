@@ -7,6 +7,7 @@ mod breaker;
 mod chain;
 mod dedup;
 mod headers;
+mod kafka_group;
 mod kafka_source;
 mod processor;
 mod sink;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 pub use chain::{Chain, ChainOutcome, ChainSpec, VERSIONS_HEADER, default_decision};
 pub use headers::{HOPS, add_provenance};
+pub use kafka_group::{GroupConsumer, GroupKey};
 pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use sink::Sink;
 pub use workers::{WorkerPool, WorkerPools, default_size as default_workers};
@@ -203,6 +205,8 @@ async fn run_once(
         Source::Kafka(k) => {
             kafka_source::run(
                 &mapping.name,
+                shared,
+                tenant,
                 &config.kafka[&k.cluster],
                 k,
                 mapping.max_in_flight,

@@ -155,6 +155,20 @@ impl Watermarks {
         }
     }
 
+    /// Per partition with a message not settled, the first such offset: where consuming must
+    /// start again for nothing to be skipped.
+    pub fn resume_points(&self) -> Vec<(String, i32, i64)> {
+        self.topics
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.iter().filter_map(|(&partition, part)| {
+                    let (offset, _) = part.pending.front()?;
+                    Some((topic.to_string(), partition, *offset))
+                })
+            })
+            .collect()
+    }
+
     /// Messages consumed and not yet passed by their partition's watermark.
     pub fn in_flight(&self) -> usize {
         self.in_flight
@@ -213,5 +227,16 @@ mod tests {
         assert!(w.settled(&again));
         let moved = w.take_moved();
         assert_eq!(moved, vec![(Arc::from("t"), 0, 2)]);
+    }
+
+    #[test]
+    fn consuming_resumes_at_the_first_unsettled_offset_of_each_partition() {
+        let mut w = Watermarks::default();
+        let a: Vec<_> = (10..14).map(|o| w.consumed("t", 0, o)).collect();
+        let b = w.consumed("t", 1, 7);
+        assert!(w.settled(&a[0]));
+        assert!(w.settled(&a[2]));
+        assert!(w.settled(&b));
+        assert_eq!(w.resume_points(), vec![("t".to_string(), 0, 11)]);
     }
 }

@@ -1,0 +1,656 @@
+//! One consumer-group member shared by a tenant's Kafka-sourced mappings that consume with the
+//! same cluster, group and offset-reset rule: one librdkafka consumer (and its threads) for
+//! all of them instead of one each, and one member in the group instead of one per mapping.
+//!
+//! The consumer subscribes to the union of the mappings' topics. A poller task takes every
+//! fetched message and hands it to the mapping whose topics claim it, on that mapping's own
+//! queue; what the group revokes is handed over on the same queue, in order with the messages.
+//! Each mapping still settles, stores and commits its own offsets and pauses its own
+//! partitions, so sharing changes no guarantee:
+//!
+//! - **Backpressure stays per mapping.** When a mapping's queue holds `cap` messages, the
+//!   partition of every further message for it is paused (librdkafka drops what it prefetched
+//!   for that partition and fetches it again on resume); it resumes once the mapping has taken
+//!   half of the queue. Other mappings' partitions keep flowing.
+//! - **Nothing is skipped when a mapping stops.** A partition's fetch position runs ahead of
+//!   what its mapping settled; when the mapping leaves (removed, restarting, stopping) its
+//!   partitions are paused and sought back to the first message it had not settled, and
+//!   messages fetched for a topic no mapping claims are held (their partition paused) until
+//!   one does. The group revoking a partition ends all of that: its next owner starts from the
+//!   last commit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::config::{KafkaCluster, KafkaSource};
+use crate::kafka::ClusterContext;
+use crate::plugin::Message;
+use crate::status::MappingStatus;
+use crate::telemetry::Event;
+
+/// Consumer settings the cluster's `properties` may override.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("auto.commit.interval.ms", "1000"),
+    ("fetch.wait.max.ms", "10"),
+    ("fetch.queue.backoff.ms", "10"),
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "1000"),
+    // A fetch on a connection that went silent fails after 10 s (librdkafka: 60 s) and the
+    // consumer reconnects.
+    ("socket.timeout.ms", "10000"),
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    // Statistics (consumer lag for `/metrics` and `/status`) every 5 s.
+    ("statistics.interval.ms", "5000"),
+    // Prefetch at most 16 MiB per consumer (librdkafka's default is 64 MiB): plenty to keep
+    // the pipelines busy, and it bounds the bridge's memory.
+    ("queued.max.messages.kbytes", "16384"),
+];
+
+/// A topic and partition.
+pub type Partition = (String, i32);
+
+/// A message fetched for a mapping, with where it sits.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The message, converted.
+    pub message: Message,
+}
+
+/// What a mapping receives from its group consumer, in order.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A fetched message.
+    Message(Box<Fetched>),
+    /// The group took these partitions away: what is in flight for them is abandoned.
+    Revoked(Vec<Partition>),
+}
+
+/// The settings that decide whether two mappings can share a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    /// The tenant: tenants never share a consumer.
+    pub tenant: String,
+    /// `[kafka.NAME]`.
+    pub cluster: String,
+    /// The consumer group.
+    pub group: String,
+    /// `auto_offset_reset`.
+    pub reset: String,
+}
+
+impl GroupKey {
+    /// The key of a mapping's Kafka source.
+    pub fn of(tenant: &str, source: &KafkaSource) -> Self {
+        GroupKey {
+            tenant: tenant.to_string(),
+            cluster: source.cluster.clone(),
+            group: source.group.clone(),
+            reset: source.auto_offset_reset.clone(),
+        }
+    }
+}
+
+/// The topics a mapping consumes: names, and patterns (`^…`).
+#[derive(Debug)]
+struct Claim {
+    topics: Vec<String>,
+    patterns: Vec<regex::Regex>,
+}
+
+impl Claim {
+    fn new(topics: &[String]) -> Result<Self, regex::Error> {
+        let mut claim = Claim {
+            topics: Vec::new(),
+            patterns: Vec::new(),
+        };
+        for topic in topics {
+            if topic.starts_with('^') {
+                claim.patterns.push(regex::Regex::new(topic)?);
+            } else {
+                claim.topics.push(topic.clone());
+            }
+        }
+        Ok(claim)
+    }
+
+    fn claims(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| t == topic) || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+
+    fn subscription(&self) -> impl Iterator<Item = &str> {
+        self.topics
+            .iter()
+            .map(String::as_str)
+            .chain(self.patterns.iter().map(regex::Regex::as_str))
+    }
+}
+
+/// A mapping's place in the consumer.
+struct Route {
+    id: u64,
+    mapping: String,
+    claim: Claim,
+    sender: mpsc::UnboundedSender<Delivery>,
+    queued: Arc<AtomicUsize>,
+    cap: usize,
+    status: Arc<MappingStatus>,
+    /// Paused because the mapping's queue was full.
+    held: HashSet<Partition>,
+    /// Paused because one of its messages waits on a retry.
+    retrying: HashSet<Partition>,
+}
+
+/// Who gets what: the mappings, the partitions assigned, and what waits for a mapping.
+#[derive(Default)]
+struct Table {
+    routes: Vec<Route>,
+    next_id: u64,
+    subscription: Vec<String>,
+    assigned: HashSet<Partition>,
+    /// Paused partitions of topics no mapping claims, with the messages fetched for them.
+    orphans: HashMap<Partition, Vec<Fetched>>,
+}
+
+impl Table {
+    fn route(&mut self, topic: &str) -> Option<&mut Route> {
+        self.routes.iter_mut().find(|r| r.claim.claims(topic))
+    }
+
+    fn wanted_subscription(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.claim.subscription().map(str::to_string))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}
+
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn list<'a>(parts: impl IntoIterator<Item = &'a Partition>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in parts {
+        tpl.add_partition(topic, *partition);
+    }
+    tpl
+}
+
+/// Pauses or resumes partitions; a failure (the partition was just revoked) changes nothing
+/// that matters, as the next owner starts from the commit.
+fn pause<C: Consumer<X>, X: ConsumerContext>(consumer: &C, parts: &[&Partition], pause: bool) {
+    if parts.is_empty() {
+        return;
+    }
+    let tpl = list(parts.iter().copied());
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, pause, "Pause or resume failed.");
+    }
+}
+
+/// The consumer's context: logs, statistics and rebalances, routed to the mappings.
+struct GroupContext {
+    cluster: ClusterContext,
+    group: String,
+    table: Arc<Mutex<Table>>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        self.cluster.log(level, facility, line);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.cluster.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let table = lock(&self.table);
+        for route in &table.routes {
+            // Assigned partitions with a known lag (librdkafka reports -1 until it knows).
+            let lag: Vec<(String, i32, i64)> = statistics
+                .topics
+                .iter()
+                .filter(|(topic, _)| route.claim.claims(topic))
+                .flat_map(|(topic, t)| {
+                    t.partitions
+                        .values()
+                        .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                        .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+                })
+                .collect();
+            route.status.counters.emit(Event::Lag(&lag));
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let parts = partitions(tpl);
+                let mut table = lock(&self.table);
+                for part in &parts {
+                    table.assigned.remove(part);
+                    table.orphans.remove(part);
+                }
+                for route in &mut table.routes {
+                    let mine: Vec<Partition> = parts
+                        .iter()
+                        .filter(|(topic, _)| route.claim.claims(topic))
+                        .cloned()
+                        .collect();
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    for part in &mine {
+                        route.held.remove(part);
+                        route.retrying.remove(part);
+                    }
+                    route.status.counters.emit(Event::PartitionsRevoked(&mine));
+                    // The mapping abandons them in order with the messages before.
+                    let _ = route.sender.send(Delivery::Revoked(mine));
+                }
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "Kafka rebalance failed.");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts = partitions(tpl);
+            // A pause outlives an unassignment in librdkafka: a partition that comes back
+            // starts unpaused, as its state here starts afresh.
+            pause(consumer, &parts.iter().collect::<Vec<_>>(), false);
+            let mut table = lock(&self.table);
+            table.assigned.extend(parts.iter().cloned());
+            for route in &table.routes {
+                let mine: Vec<Partition> = parts
+                    .iter()
+                    .filter(|(topic, _)| route.claim.claims(topic))
+                    .cloned()
+                    .collect();
+                if !mine.is_empty() {
+                    route.status.counters.emit(Event::PartitionsAssigned(&mine));
+                }
+            }
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+type Consumer_ = StreamConsumer<GroupContext>;
+
+/// A consumer-group member shared by mappings; see the module documentation.
+pub struct GroupConsumer {
+    consumer: Arc<Consumer_>,
+    table: Arc<Mutex<Table>>,
+    poller: tokio::task::JoinHandle<()>,
+    key: GroupKey,
+}
+
+impl std::fmt::Debug for GroupConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConsumer")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+impl GroupConsumer {
+    /// A consumer for `key` on `cluster`, polling in a task of its own.
+    pub fn start(key: GroupKey, cluster: &KafkaCluster) -> Result<Arc<Self>, KafkaError> {
+        let table = Arc::new(Mutex::new(Table::default()));
+        let context = GroupContext {
+            cluster: ClusterContext::new(&key.cluster),
+            group: key.group.clone(),
+            table: Arc::clone(&table),
+        };
+        // Tunables the cluster's `properties` may override; then what the offset watermark
+        // relies on, which they may not.
+        let consumer: Consumer_ = crate::kafka::client_config_with(cluster, CONSUMER_DEFAULTS)
+            .set("group.id", &key.group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &key.reset)
+            .set("enable.partition.eof", "false")
+            .create_with_context(context)?;
+        let consumer = Arc::new(consumer);
+        let poller = tokio::spawn(poll(Arc::clone(&consumer), Arc::clone(&table), key.clone()));
+        Ok(Arc::new(GroupConsumer {
+            consumer,
+            table,
+            poller,
+            key,
+        }))
+    }
+
+    /// Whether the consumer failed for good (it is then not shared again).
+    pub fn failed(&self) -> bool {
+        self.consumer.client().fatal_error().is_some()
+    }
+
+    /// Adds a mapping consuming `topics`; its queue pauses partitions at `cap` messages.
+    pub fn join(
+        self: &Arc<Self>,
+        mapping: &str,
+        topics: &[String],
+        cap: usize,
+        status: Arc<MappingStatus>,
+    ) -> Result<Lease, String> {
+        let claim = Claim::new(topics).map_err(|e| format!("invalid topic pattern: {e}"))?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let mut table = lock(&self.table);
+        table.next_id += 1;
+        let id = table.next_id;
+        // Partitions of its topics that are already assigned, and those held for a mapping.
+        let assigned: Vec<Partition> = table
+            .assigned
+            .iter()
+            .filter(|(topic, _)| claim.claims(topic))
+            .cloned()
+            .collect();
+        if !assigned.is_empty() {
+            status.counters.emit(Event::PartitionsAssigned(&assigned));
+        }
+        let waiting: Vec<Partition> = table
+            .orphans
+            .keys()
+            .filter(|(topic, _)| claim.claims(topic))
+            .cloned()
+            .collect();
+        for part in &waiting {
+            for fetched in table.orphans.remove(part).unwrap_or_default() {
+                queued.fetch_add(1, Ordering::Relaxed);
+                let _ = sender.send(Delivery::Message(Box::new(fetched)));
+            }
+        }
+        pause(
+            self.consumer.as_ref(),
+            &waiting.iter().collect::<Vec<_>>(),
+            false,
+        );
+        table.routes.push(Route {
+            id,
+            mapping: mapping.to_string(),
+            claim,
+            sender,
+            queued: Arc::clone(&queued),
+            cap,
+            status,
+            held: HashSet::new(),
+            retrying: HashSet::new(),
+        });
+        self.resubscribe(&mut table)?;
+        Ok(Lease {
+            group: Arc::clone(self),
+            id,
+            receiver,
+            queued,
+            cap,
+            left: false,
+        })
+    }
+
+    fn resubscribe(&self, table: &mut Table) -> Result<(), String> {
+        let wanted = table.wanted_subscription();
+        if wanted == table.subscription {
+            return Ok(());
+        }
+        if wanted.is_empty() {
+            self.consumer.unsubscribe();
+        } else {
+            let topics: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            self.consumer
+                .subscribe(&topics)
+                .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+        }
+        tracing::debug!(group = %self.key.group, topics = ?wanted, "Kafka subscription changed.");
+        table.subscription = wanted;
+        Ok(())
+    }
+}
+
+/// Takes every fetched message and hands it to the mapping that claims its topic.
+async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey) {
+    loop {
+        let fetched = match consumer.recv().await {
+            Ok(m) => Box::new(Fetched {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                message: crate::kafka::to_message(&key.cluster, &m),
+            }),
+            Err(e) => {
+                tracing::warn!(cluster = %key.cluster, group = %key.group, error = %e, "Kafka consume error.");
+                continue;
+            }
+        };
+        let part = (fetched.topic.clone(), fetched.partition);
+        let mut table = lock(&table);
+        let fetched = match table.route(&fetched.topic) {
+            Some(route) => {
+                let queued = route.queued.fetch_add(1, Ordering::Relaxed) + 1;
+                match route.sender.send(Delivery::Message(fetched)) {
+                    Ok(()) => {
+                        if queued >= route.cap && route.held.insert(part.clone()) {
+                            tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, queued, "Mapping busy: partition paused.");
+                            pause(consumer.as_ref(), &[&part], true);
+                        }
+                        continue;
+                    }
+                    Err(mpsc::error::SendError(Delivery::Message(fetched))) => fetched,
+                    Err(_) => continue,
+                }
+            }
+            None => fetched,
+        };
+        // No mapping takes it now: hold it, and the partition, until one does.
+        let held = table.orphans.entry(part.clone()).or_default();
+        if held.is_empty() {
+            pause(consumer.as_ref(), &[&part], true);
+        }
+        held.push(*fetched);
+    }
+}
+
+/// A mapping's membership in a [`GroupConsumer`]: its queue of deliveries, and its partitions'
+/// pause, offset store and commit.
+pub struct Lease {
+    group: Arc<GroupConsumer>,
+    id: u64,
+    receiver: mpsc::UnboundedReceiver<Delivery>,
+    queued: Arc<AtomicUsize>,
+    cap: usize,
+    left: bool,
+}
+
+impl Lease {
+    /// The next delivery.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        let delivery = self.receiver.recv().await;
+        self.taken(&delivery);
+        delivery
+    }
+
+    /// The next delivery if one is queued.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        let delivery = self.receiver.try_recv().ok();
+        self.taken(&delivery);
+        delivery
+    }
+
+    /// Counts a message out of the queue; once half the queue is taken, resumes what was
+    /// paused because it was full.
+    fn taken(&self, delivery: &Option<Delivery>) {
+        if !matches!(delivery, Some(Delivery::Message(_))) {
+            return;
+        }
+        let queued = self.queued.fetch_sub(1, Ordering::Relaxed) - 1;
+        if queued > self.cap / 2 {
+            return;
+        }
+        let mut table = lock(&self.group.table);
+        if let Some(route) = table.routes.iter_mut().find(|r| r.id == self.id)
+            && !route.held.is_empty()
+        {
+            let held = std::mem::take(&mut route.held);
+            let resume: Vec<&Partition> = held
+                .iter()
+                .filter(|p| !route.retrying.contains(p))
+                .collect();
+            pause(self.group.consumer.as_ref(), &resume, false);
+        }
+    }
+
+    /// Pauses a partition while one of its messages waits on a retry (`true`), or resumes it.
+    pub fn pause_for_retry(&self, topic: &str, partition: i32, paused: bool) {
+        let part = (topic.to_string(), partition);
+        let mut table = lock(&self.group.table);
+        let Some(route) = table.routes.iter_mut().find(|r| r.id == self.id) else {
+            return;
+        };
+        let changed = if paused {
+            route.retrying.insert(part.clone()) && !route.held.contains(&part)
+        } else {
+            route.retrying.remove(&part) && !route.held.contains(&part)
+        };
+        if changed {
+            pause(self.group.consumer.as_ref(), &[&part], paused);
+        }
+    }
+
+    /// Stores offsets for the next commit.
+    pub fn store_offsets(&self, tpl: &TopicPartitionList) -> Result<(), KafkaError> {
+        self.group.consumer.store_offsets(tpl)
+    }
+
+    /// Commits every stored offset of the consumer (its other mappings' too). Nothing
+    /// stored is not an error.
+    pub fn commit(&self, mode: CommitMode) -> Result<(), KafkaError> {
+        match self.group.consumer.commit_consumer_state(mode) {
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Leaves the consumer. `resume_at` gives, per partition, the first offset the mapping
+    /// did not settle; those partitions, and those with messages still queued, are paused and
+    /// sought back there for the mapping that claims their topic next (or the group's next
+    /// owner, after the subscription dropped them).
+    pub fn leave(mut self, resume_at: Vec<(String, i32, i64)>) {
+        self.leave_at(resume_at);
+    }
+
+    fn leave_at(&mut self, resume_at: Vec<(String, i32, i64)>) {
+        if std::mem::replace(&mut self.left, true) {
+            return;
+        }
+        let mut table = lock(&self.group.table);
+        let Some(i) = table.routes.iter().position(|r| r.id == self.id) else {
+            return;
+        };
+        let route = table.routes.remove(i);
+        let mut rewind: HashMap<Partition, i64> = resume_at
+            .into_iter()
+            .map(|(topic, partition, offset)| ((topic, partition), offset))
+            .collect();
+        // What was fetched for it and not taken: no more comes, the route is gone.
+        self.receiver.close();
+        while let Ok(delivery) = self.receiver.try_recv() {
+            match delivery {
+                Delivery::Message(f) => {
+                    let at = rewind.entry((f.topic, f.partition)).or_insert(f.offset);
+                    *at = (*at).min(f.offset);
+                }
+                Delivery::Revoked(parts) => {
+                    for part in parts {
+                        rewind.remove(&part);
+                    }
+                }
+            }
+        }
+        let rewind: Vec<(Partition, i64)> = rewind
+            .into_iter()
+            .filter(|(part, _)| table.assigned.contains(part))
+            .collect();
+        if !rewind.is_empty() {
+            let parts: Vec<&Partition> = rewind.iter().map(|(p, _)| p).collect();
+            pause(self.group.consumer.as_ref(), &parts, true);
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), offset) in &rewind {
+                if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                {
+                    tracing::debug!(error = %e, "Rewind not added.");
+                }
+            }
+            // Asynchronous (timeout 0): the seek takes effect before the partition resumes.
+            if let Err(e) = self.group.consumer.seek_partitions(tpl, Duration::ZERO) {
+                tracing::warn!(group = %self.group.key.group, error = %e, "Kafka seek failed; the partitions' next owner starts from the last commit.");
+            }
+            for (part, _) in rewind {
+                // Refetched from the rewound position.
+                table.orphans.insert(part, Vec::new());
+            }
+        }
+        // Partitions it had paused stay paused until a mapping claims them.
+        for part in route.held.into_iter().chain(route.retrying) {
+            if table.assigned.contains(&part) {
+                table.orphans.entry(part).or_default();
+            }
+        }
+        if let Err(e) = self.group.resubscribe(&mut table) {
+            tracing::warn!(group = %self.group.key.group, error = %e, "Kafka subscription not changed.");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.leave_at(Vec::new());
+    }
+}
