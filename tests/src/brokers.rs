@@ -114,7 +114,7 @@ async fn create_topics_on(bootstrap: &str, names: &[&str], partitions: i32, repl
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
-    let topics: Vec<NewTopic> = names
+    let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replicas)))
         .collect();
