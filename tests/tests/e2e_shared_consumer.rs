@@ -134,3 +134,93 @@ async fn a_failing_mapping_neither_stalls_nor_loses_for_its_consumer_neighbour()
     assert_eq!(revoked_b, 0.0, "b kept its partitions");
     assert!(b_moved > 0, "b kept flowing while a was down");
 }
+
+/// A mapping slower than its topic fills its queue: its partitions pause (and resume) while
+/// the mapping beside it on the same consumer keeps its pace, and nothing is lost on either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_mapping_pauses_its_own_partitions_only() {
+    const SLOW: usize = 3_000;
+    let group = unique("shared-group");
+    let conn = brokers::amqp().await;
+    let mut ends = Vec::new();
+    for side in ["slow", "fast"] {
+        let (topic, exchange, queue) = (
+            unique(&format!("shared-{side}")),
+            unique(&format!("shared-ex-{side}")),
+            unique(&format!("shared-q-{side}")),
+        );
+        brokers::create_topic(&topic, PARTITIONS).await;
+        brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+        ends.push((topic, exchange, queue));
+    }
+    let [(slow_topic, slow_ex, slow_q), (fast_topic, fast_ex, fast_q)] =
+        <[_; 2]>::try_from(ends).unwrap();
+    let (slow_seen, _collecting_slow) = brokers::collect_queue(&slow_q).await;
+    let (fast_seen, _collecting_fast) = brokers::collect_queue(&fast_q).await;
+    // `slow` takes one message at a time (it waits for each confirm and commit), far slower
+    // than the consumer fetches its backlog: its queue fills and its partitions pause.
+    let health = free_port();
+    let bridge = BridgeProcess::start_with_env(
+        &format!(
+            r#"{}
+[bridge]
+health_listen = "127.0.0.1:{health}"
+
+[[mapping]]
+name = "slow"
+source = {{ kafka = "main", topics = ["{slow_topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{slow_ex}", routing_key = "rk" }}
+max_in_flight = 1
+
+[[mapping]]
+name = "fast"
+source = {{ kafka = "main", topics = ["{fast_topic}"], group = "{group}" }}
+target = {{ rabbitmq = "local", exchange = "{fast_ex}", routing_key = "rk" }}
+"#,
+            brokers::brokers_toml(),
+        ),
+        // The pauses are logged at debug level.
+        &[("RUST_LOG", "info,bridge_host::pipeline::kafka_group=debug")],
+    );
+    assert!(
+        wait_readyz(health, 200, Duration::from_secs(60))
+            .await
+            .is_some(),
+        "ready:\n{}",
+        bridge.log_text()
+    );
+    brokers::produce(
+        &slow_topic,
+        &brokers::numbered_records("slow", SLOW, 0),
+        None,
+    )
+    .await;
+    brokers::produce(&fast_topic, &records("fast"), None).await;
+    brokers::wait_distinct(&fast_seen, N, Duration::from_secs(60)).await;
+    let slow_when_fast_done = slow_seen.lock().unwrap().len();
+    brokers::wait_distinct(&slow_seen, SLOW, Duration::from_secs(120)).await;
+    let (loss_slow, dups_slow) = brokers::arrivals_loss_and_duplicates(SLOW, &slow_seen);
+    let (loss_fast, dups_fast) = brokers::arrivals_loss_and_duplicates(N, &fast_seen);
+    let log = bridge.log_text();
+    let pauses = log
+        .lines()
+        .filter(|l| l.contains("Mapping busy: partition paused.") && l.contains("mapping=slow"))
+        .count();
+    let other_pauses = log
+        .lines()
+        .filter(|l| l.contains("Mapping busy: partition paused.") && !l.contains("mapping=slow"))
+        .count();
+    eprintln!(
+        "shared consumer: fast drained {N} while slow had sent {slow_when_fast_done} of {SLOW}; \
+         slow's partitions paused {pauses} times (fast's {other_pauses}); slow loss {loss_slow}, \
+         duplicates {dups_slow}; fast loss {loss_fast}, duplicates {dups_fast}"
+    );
+    assert_eq!(loss_fast, 0, "fast lost messages");
+    assert_eq!(loss_slow, 0, "slow lost messages");
+    assert_eq!(
+        (dups_slow, dups_fast),
+        (0, 0),
+        "no duplicates without a fault"
+    );
+    assert!(pauses > 0, "slow's queue filled and paused its partitions");
+}

@@ -20,7 +20,7 @@
 //!   last commit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -155,6 +155,8 @@ struct Route {
     status: Arc<MappingStatus>,
     /// Paused because the mapping's queue was full.
     held: HashSet<Partition>,
+    /// Whether `held` has any, read without the lock for every message taken.
+    holding: Arc<AtomicBool>,
     /// Paused because one of its messages waits on a retry.
     retrying: HashSet<Partition>,
 }
@@ -384,6 +386,7 @@ impl GroupConsumer {
         let claim = Claim::new(topics).map_err(|e| format!("invalid topic pattern: {e}"))?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let holding = Arc::new(AtomicBool::new(false));
         let mut table = lock(&self.table);
         table.next_id += 1;
         let id = table.next_id;
@@ -423,6 +426,7 @@ impl GroupConsumer {
             cap,
             status,
             held: HashSet::new(),
+            holding: Arc::clone(&holding),
             retrying: HashSet::new(),
         });
         self.resubscribe(&mut table)?;
@@ -431,6 +435,7 @@ impl GroupConsumer {
             id,
             receiver,
             queued,
+            holding,
             cap,
             left: false,
         })
@@ -478,6 +483,7 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
                 match route.sender.send(Delivery::Message(fetched)) {
                     Ok(()) => {
                         if queued >= route.cap && route.held.insert(part.clone()) {
+                            route.holding.store(true, Ordering::Release);
                             tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, queued, "Mapping busy: partition paused.");
                             pause(consumer.as_ref(), &[&part], true);
                         }
@@ -505,6 +511,7 @@ pub struct Lease {
     id: u64,
     receiver: mpsc::UnboundedReceiver<Delivery>,
     queued: Arc<AtomicUsize>,
+    holding: Arc<AtomicBool>,
     cap: usize,
     left: bool,
 }
@@ -530,14 +537,23 @@ impl Lease {
         if !matches!(delivery, Some(Delivery::Message(_))) {
             return;
         }
-        let queued = self.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-        if queued > self.cap / 2 {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.holding.load(Ordering::Acquire) {
+            self.release_held();
+        }
+    }
+
+    /// Resumes the partitions paused because the queue was full, once it is half empty. Also
+    /// called every second by the source, so that nothing stays paused on a missed wake-up.
+    pub fn release_held(&self) {
+        if self.queued.load(Ordering::Relaxed) > self.cap / 2 {
             return;
         }
         let mut table = lock(&self.group.table);
         if let Some(route) = table.routes.iter_mut().find(|r| r.id == self.id)
             && !route.held.is_empty()
         {
+            route.holding.store(false, Ordering::Release);
             let held = std::mem::take(&mut route.held);
             let resume: Vec<&Partition> = held
                 .iter()

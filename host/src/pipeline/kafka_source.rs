@@ -75,6 +75,7 @@ pub async fn run(
             biased;
             _ = shutdown.changed() => break Ok(()),
             _ = watchdog.tick() => {
+                state.lease.release_held();
                 if let Err(e) = processor.check_sinks() {
                     break Err(PipelineError::Sink(e.0));
                 }
