@@ -144,19 +144,56 @@ impl Claim {
     }
 }
 
+/// What a mapping's queue holds, shared by the poller (adding) and the mapping (taking): past
+/// its limits the mapping's partitions pause, and they resume once it is half empty.
+#[derive(Debug)]
+struct Backlog {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+    max_messages: usize,
+    max_bytes: usize,
+    /// Whether partitions are paused because of it, read without the table's lock.
+    holding: AtomicBool,
+}
+
+impl Backlog {
+    /// Counts a message in; whether the queue is now full.
+    fn add(&self, bytes: usize) -> bool {
+        let messages = self.messages.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        messages >= self.max_messages || bytes >= self.max_bytes
+    }
+
+    fn take(&self, bytes: usize) {
+        self.messages.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn half_empty(&self) -> bool {
+        self.messages.load(Ordering::Relaxed) <= self.max_messages / 2
+            && self.bytes.load(Ordering::Relaxed) <= self.max_bytes / 2
+    }
+}
+
+/// The most bytes of messages a mapping's queue holds before its partitions pause (as
+/// `queued.max.messages.kbytes` bounds a consumer's prefetch).
+const MAX_QUEUED_BYTES: usize = 16 << 20;
+
+/// A fetched message's weight in a queue.
+fn weight(f: &Fetched) -> usize {
+    usize::try_from(f.message.size()).unwrap_or(usize::MAX)
+}
+
 /// A mapping's place in the consumer.
 struct Route {
     id: u64,
     mapping: String,
     claim: Claim,
     sender: mpsc::UnboundedSender<Delivery>,
-    queued: Arc<AtomicUsize>,
-    cap: usize,
+    backlog: Arc<Backlog>,
     status: Arc<MappingStatus>,
     /// Paused because the mapping's queue was full.
     held: HashSet<Partition>,
-    /// Whether `held` has any, read without the lock for every message taken.
-    holding: Arc<AtomicBool>,
     /// Paused because one of its messages waits on a retry.
     retrying: HashSet<Partition>,
 }
@@ -375,18 +412,24 @@ impl GroupConsumer {
         self.consumer.client().fatal_error().is_some()
     }
 
-    /// Adds a mapping consuming `topics`; its queue pauses partitions at `cap` messages.
+    /// Adds a mapping consuming `topics`; its queue pauses partitions at `max_messages`
+    /// messages (or 16 MiB).
     pub fn join(
         self: &Arc<Self>,
         mapping: &str,
         topics: &[String],
-        cap: usize,
+        max_messages: usize,
         status: Arc<MappingStatus>,
     ) -> Result<Lease, String> {
         let claim = Claim::new(topics).map_err(|e| format!("invalid topic pattern: {e}"))?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let holding = Arc::new(AtomicBool::new(false));
+        let backlog = Arc::new(Backlog {
+            messages: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_messages,
+            max_bytes: MAX_QUEUED_BYTES,
+            holding: AtomicBool::new(false),
+        });
         let mut table = lock(&self.table);
         table.next_id += 1;
         let id = table.next_id;
@@ -408,7 +451,7 @@ impl GroupConsumer {
             .collect();
         for part in &waiting {
             for fetched in table.orphans.remove(part).unwrap_or_default() {
-                queued.fetch_add(1, Ordering::Relaxed);
+                backlog.add(weight(&fetched));
                 let _ = sender.send(Delivery::Message(Box::new(fetched)));
             }
         }
@@ -422,11 +465,9 @@ impl GroupConsumer {
             mapping: mapping.to_string(),
             claim,
             sender,
-            queued: Arc::clone(&queued),
-            cap,
+            backlog: Arc::clone(&backlog),
             status,
             held: HashSet::new(),
-            holding: Arc::clone(&holding),
             retrying: HashSet::new(),
         });
         self.resubscribe(&mut table)?;
@@ -434,9 +475,7 @@ impl GroupConsumer {
             group: Arc::clone(self),
             id,
             receiver,
-            queued,
-            holding,
-            cap,
+            backlog,
             left: false,
         })
     }
@@ -479,12 +518,12 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
         let mut table = lock(&table);
         let fetched = match table.route(&fetched.topic) {
             Some(route) => {
-                let queued = route.queued.fetch_add(1, Ordering::Relaxed) + 1;
+                let size = weight(&fetched);
                 match route.sender.send(Delivery::Message(fetched)) {
                     Ok(()) => {
-                        if queued >= route.cap && route.held.insert(part.clone()) {
-                            route.holding.store(true, Ordering::Release);
-                            tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, queued, "Mapping busy: partition paused.");
+                        if route.backlog.add(size) && route.held.insert(part.clone()) {
+                            route.backlog.holding.store(true, Ordering::Release);
+                            tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, "Mapping busy: partition paused.");
                             pause(consumer.as_ref(), &[&part], true);
                         }
                         continue;
@@ -510,9 +549,7 @@ pub struct Lease {
     group: Arc<GroupConsumer>,
     id: u64,
     receiver: mpsc::UnboundedReceiver<Delivery>,
-    queued: Arc<AtomicUsize>,
-    holding: Arc<AtomicBool>,
-    cap: usize,
+    backlog: Arc<Backlog>,
     left: bool,
 }
 
@@ -534,11 +571,11 @@ impl Lease {
     /// Counts a message out of the queue; once half the queue is taken, resumes what was
     /// paused because it was full.
     fn taken(&self, delivery: &Option<Delivery>) {
-        if !matches!(delivery, Some(Delivery::Message(_))) {
+        let Some(Delivery::Message(fetched)) = delivery else {
             return;
-        }
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        if self.holding.load(Ordering::Acquire) {
+        };
+        self.backlog.take(weight(fetched));
+        if self.backlog.holding.load(Ordering::Acquire) {
             self.release_held();
         }
     }
@@ -546,14 +583,14 @@ impl Lease {
     /// Resumes the partitions paused because the queue was full, once it is half empty. Also
     /// called every second by the source, so that nothing stays paused on a missed wake-up.
     pub fn release_held(&self) {
-        if self.queued.load(Ordering::Relaxed) > self.cap / 2 {
+        if !self.backlog.half_empty() {
             return;
         }
         let mut table = lock(&self.group.table);
         if let Some(route) = table.routes.iter_mut().find(|r| r.id == self.id)
             && !route.held.is_empty()
         {
-            route.holding.store(false, Ordering::Release);
+            route.backlog.holding.store(false, Ordering::Release);
             let held = std::mem::take(&mut route.held);
             let resume: Vec<&Partition> = held
                 .iter()

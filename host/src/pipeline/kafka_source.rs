@@ -46,7 +46,9 @@ pub async fn run(
         .join(
             mapping,
             &source.topics,
-            max_in_flight.max(MAX_BATCH),
+            // Four windows' worth (bounded in bytes too): enough that pausing is rare for a
+            // mapping that keeps up.
+            max_in_flight.max(MAX_BATCH) * 4,
             processor.shared_status(),
         )
         .map_err(PipelineError::Source)?;
