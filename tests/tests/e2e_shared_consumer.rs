@@ -38,6 +38,22 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
     )
 }
 
+/// For each side, a topic, and an exchange with a queue bound to it with `rk`.
+async fn ends(conn: &lapin::Connection, sides: [&str; 2]) -> [(String, String, String); 2] {
+    let mut ends = Vec::new();
+    for side in sides {
+        let (topic, exchange, queue) = (
+            unique(&format!("shared-{side}")),
+            unique(&format!("shared-ex-{side}")),
+            unique(&format!("shared-q-{side}")),
+        );
+        brokers::create_topic(&topic, PARTITIONS).await;
+        brokers::declare_bound_queue(conn, &exchange, &queue, "rk").await;
+        ends.push((topic, exchange, queue));
+    }
+    <[_; 2]>::try_from(ends).unwrap()
+}
+
 /// A counter of `/metrics` for one mapping, 0 when absent.
 fn metric(port: u16, name: &str, mapping: &str, extra: &str) -> f64 {
     let text = http_get(port, "/metrics").unwrap().1;
@@ -53,18 +69,7 @@ fn metric(port: u16, name: &str, mapping: &str, extra: &str) -> f64 {
 async fn a_failing_mapping_neither_stalls_nor_loses_for_its_consumer_neighbour() {
     let group = unique("shared-group");
     let conn = brokers::amqp().await;
-    let mut ends = Vec::new();
-    for side in ["a", "b"] {
-        let (topic, exchange, queue) = (
-            unique(&format!("shared-{side}")),
-            unique(&format!("shared-ex-{side}")),
-            unique(&format!("shared-q-{side}")),
-        );
-        brokers::create_topic(&topic, PARTITIONS).await;
-        brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        ends.push((topic, exchange, queue));
-    }
-    let [(topic_a, ex_a, q_a), (topic_b, ex_b, q_b)] = <[_; 2]>::try_from(ends).unwrap();
+    let [(topic_a, ex_a, q_a), (topic_b, ex_b, q_b)] = ends(&conn, ["a", "b"]).await;
     let (seen_a, _collecting_a) = brokers::collect_queue(&q_a).await;
     let (seen_b, _collecting_b) = brokers::collect_queue(&q_b).await;
     let health = free_port();
@@ -142,19 +147,8 @@ async fn a_slow_mapping_pauses_its_own_partitions_only() {
     const SLOW: usize = 3_000;
     let group = unique("shared-group");
     let conn = brokers::amqp().await;
-    let mut ends = Vec::new();
-    for side in ["slow", "fast"] {
-        let (topic, exchange, queue) = (
-            unique(&format!("shared-{side}")),
-            unique(&format!("shared-ex-{side}")),
-            unique(&format!("shared-q-{side}")),
-        );
-        brokers::create_topic(&topic, PARTITIONS).await;
-        brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        ends.push((topic, exchange, queue));
-    }
     let [(slow_topic, slow_ex, slow_q), (fast_topic, fast_ex, fast_q)] =
-        <[_; 2]>::try_from(ends).unwrap();
+        ends(&conn, ["slow", "fast"]).await;
     let (slow_seen, _collecting_slow) = brokers::collect_queue(&slow_q).await;
     let (fast_seen, _collecting_fast) = brokers::collect_queue(&fast_q).await;
     // `slow` takes one message at a time (it waits for each confirm and commit), far slower
