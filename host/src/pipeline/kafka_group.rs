@@ -470,7 +470,10 @@ impl GroupConsumer {
             held: HashSet::new(),
             retrying: HashSet::new(),
         });
-        self.resubscribe(&mut table)?;
+        if let Err(e) = self.resubscribe(&mut table) {
+            table.routes.retain(|r| r.id != id);
+            return Err(e);
+        }
         Ok(Lease {
             group: Arc::clone(self),
             id,
