@@ -128,17 +128,15 @@ async fn create_topics_on(bootstrap: &str, names: &[&str], partitions: i32, repl
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
     }
-    if names.len() > 1 {
-        // Many topics take a moment to show in the broker's metadata, where the bridge checks
-        // them at startup.
-        let (bootstrap, names) = (
-            bootstrap.to_string(),
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        );
-        tokio::task::spawn_blocking(move || wait_topics_listed(&bootstrap, &names))
-            .await
-            .expect("metadata wait");
-    }
+    // A new topic takes a moment to show in the broker's metadata, where the bridge checks
+    // its topics at startup.
+    let (bootstrap, names) = (
+        bootstrap.to_string(),
+        names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || wait_topics_listed(&bootstrap, &names))
+        .await
+        .expect("metadata wait");
 }
 
 /// Waits (up to 30 s) until the broker's metadata lists every topic of `names` with a leader
