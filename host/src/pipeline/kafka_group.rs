@@ -651,6 +651,19 @@ impl Lease {
             return;
         };
         let route = table.routes.remove(i);
+        // The partitions it had are no longer its own (the group may revoke them later).
+        let given_up: Vec<Partition> = table
+            .assigned
+            .iter()
+            .filter(|(topic, _)| route.claim.claims(topic))
+            .cloned()
+            .collect();
+        if !given_up.is_empty() {
+            route
+                .status
+                .counters
+                .emit(Event::PartitionsRevoked(&given_up));
+        }
         let mut rewind: HashMap<Partition, i64> = resume_at
             .into_iter()
             .map(|(topic, partition, offset)| ((topic, partition), offset))
