@@ -73,6 +73,8 @@ pub struct Fetched {
     pub offset: i64,
     /// The message, converted.
     pub message: Message,
+    /// Its bytes (key, payload, headers), counted once against its mapping's queue.
+    weight: usize,
 }
 
 /// What a mapping receives from its group consumer, in order.
@@ -178,11 +180,6 @@ impl Backlog {
 /// The most bytes of messages a mapping's queue holds before its partitions pause (as
 /// `queued.max.messages.kbytes` bounds a consumer's prefetch).
 const MAX_QUEUED_BYTES: usize = 16 << 20;
-
-/// A fetched message's weight in a queue.
-fn weight(f: &Fetched) -> usize {
-    usize::try_from(f.message.size()).unwrap_or(usize::MAX)
-}
 
 /// A mapping's place in the consumer.
 struct Route {
@@ -451,7 +448,7 @@ impl GroupConsumer {
             .collect();
         for part in &waiting {
             for fetched in table.orphans.remove(part).unwrap_or_default() {
-                backlog.add(weight(&fetched));
+                backlog.add(fetched.weight);
                 let _ = sender.send(Delivery::Message(Box::new(fetched)));
             }
         }
@@ -506,38 +503,49 @@ impl GroupConsumer {
 async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey) {
     loop {
         let fetched = match consumer.recv().await {
-            Ok(m) => Box::new(Fetched {
-                topic: m.topic().to_string(),
-                partition: m.partition(),
-                offset: m.offset(),
-                message: crate::kafka::to_message(&key.cluster, &m),
-            }),
+            Ok(m) => {
+                let message = crate::kafka::to_message(&key.cluster, &m);
+                Box::new(Fetched {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    weight: usize::try_from(message.size()).unwrap_or(usize::MAX),
+                    message,
+                })
+            }
             Err(e) => {
                 tracing::warn!(cluster = %key.cluster, group = %key.group, error = %e, "Kafka consume error.");
                 continue;
             }
         };
-        let part = (fetched.topic.clone(), fetched.partition);
         let mut table = lock(&table);
         let fetched = match table.route(&fetched.topic) {
             Some(route) => {
-                let size = weight(&fetched);
+                let full = route.backlog.add(fetched.weight);
+                // The partition is named only when it is to be paused.
+                let part = full.then(|| (fetched.topic.clone(), fetched.partition));
                 match route.sender.send(Delivery::Message(fetched)) {
                     Ok(()) => {
-                        if route.backlog.add(size) && route.held.insert(part.clone()) {
+                        if let Some(part) = part
+                            && route.held.insert(part.clone())
+                        {
                             route.backlog.holding.store(true, Ordering::Release);
                             tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, "Mapping busy: partition paused.");
                             pause(consumer.as_ref(), &[&part], true);
                         }
                         continue;
                     }
-                    Err(mpsc::error::SendError(Delivery::Message(fetched))) => fetched,
+                    Err(mpsc::error::SendError(Delivery::Message(fetched))) => {
+                        route.backlog.take(fetched.weight);
+                        fetched
+                    }
                     Err(_) => continue,
                 }
             }
             None => fetched,
         };
         // No mapping takes it now: hold it, and the partition, until one does.
+        let part = (fetched.topic.clone(), fetched.partition);
         let held = table.orphans.entry(part.clone()).or_default();
         if held.is_empty() {
             pause(consumer.as_ref(), &[&part], true);
@@ -577,7 +585,7 @@ impl Lease {
         let Some(Delivery::Message(fetched)) = delivery else {
             return;
         };
-        self.backlog.take(weight(fetched));
+        self.backlog.take(fetched.weight);
         if self.backlog.holding.load(Ordering::Acquire) {
             self.release_held();
         }
