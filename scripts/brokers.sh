@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start or stop the brokers the tests and benchmarks use, on loopback only:
 #   scripts/brokers.sh start   RabbitMQ (unless one already listens on 5672) and a single-node
-#                              Apache Kafka (KRaft) on a fresh log directory
+#                              Apache Kafka (KRaft), each on a fresh data directory
 #   scripts/brokers.sh stop    exactly what `start` started, by PID
 #   scripts/brokers.sh status
 # Environment: KAFKA_PORT (default 9092; the controller listens on KAFKA_PORT+1),
@@ -32,22 +32,38 @@ start_rabbitmq() {
   port_open 5672 && return 0
   command -v rabbitmq-server >/dev/null 2>&1 ||
     { echo "error: rabbitmq-server is not installed (run scripts/setup.sh)" >&2; return 1; }
-  echo "Starting RabbitMQ…"
+  # A fresh data directory each time, like Kafka's: the node does not recover queues left by
+  # earlier runs (thousands of them make a boot take minutes). The server runs as `rabbitmq`,
+  # so the directory lives under /tmp rather than in the checkout.
+  local data
+  data=$(mktemp -d /tmp/bridge-rabbitmq.XXXXXX)
+  chown -R rabbitmq:rabbitmq "$data" 2>/dev/null || chmod 777 "$data"
+  mkdir -p "$RUN_DIR"
+  echo "$data" >"$RABBIT_STARTED"
+  echo "Starting RabbitMQ (data in $data)…"
   # Loopback only: AMQP, Erlang distribution and epmd.
   export ERL_EPMD_ADDRESS=127.0.0.1
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_MNESIA_BASE="$data/mnesia" \
+    RABBITMQ_LOG_BASE="$data/log" \
+    RABBITMQ_PID_FILE="$data/rabbitmq.pid" \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
     rabbitmq-server -detached
-  mkdir -p "$RUN_DIR"
-  touch "$RABBIT_STARTED"
-  wait_port 5672 RabbitMQ 120
-  rabbitmqctl await_startup >/dev/null
+  if ! wait_port 5672 RabbitMQ 120 || ! rabbitmqctl await_startup --timeout 60 >/dev/null; then
+    echo "RabbitMQ's log ($data/log) ends with:" >&2
+    tail -20 "$data"/log/*.log >&2 2>/dev/null || true
+    return 1
+  fi
 }
 
 stop_rabbitmq() {
   [ -f "$RABBIT_STARTED" ] || return 0
-  rabbitmqctl stop >/dev/null 2>&1 || true
+  local data
+  data=$(cat "$RABBIT_STARTED")
+  # With the pid file, `stop` returns once the server process has exited.
+  rabbitmqctl stop "$data/rabbitmq.pid" >/dev/null 2>&1 || true
   epmd -kill >/dev/null 2>&1 || true
+  case "$data" in /tmp/bridge-rabbitmq.*) rm -rf "$data" ;; esac
   rm -f "$RABBIT_STARTED"
 }
 
