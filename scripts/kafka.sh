@@ -93,7 +93,7 @@ PROPS
     read -ra format_args <<<"${KAFKA_FORMAT_ARGS:-}"
     java "${java_opts[@]}" kafka.tools.StorageTool format -c "$dir/server.properties" --cluster-id="$id" \
       "${format_args[@]}" >>"$dir/format.log" 2>&1 ||
-      { echo "error: formatting Kafka storage in $dir failed: $(tail -3 "$dir/format.log")" >&2; return 1; }
+      { echo "error: formatting Kafka storage in $dir failed: $(grep -v '^[[:space:]]*at ' "$dir/format.log" | tail -5)" >&2; return 1; }
   fi
   nohup java "${java_opts[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
   echo $!

@@ -248,10 +248,20 @@ pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// A free loopback port.
+/// A free loopback port, never one this process was handed before: the port is free when
+/// asked for, and the kernel may offer it again until its user binds it (a broker node's
+/// listeners took one port twice that way).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
