@@ -39,6 +39,7 @@ cargo clippy --locked --target wasm32-wasip2 \
 echo "== cargo test"
 # The end-to-end tests run the bridge-host binary as users do.
 cargo build --locked -p bridge-host
-cargo test --workspace --locked
+# Every test binary runs even after one fails, so that a failing run reports all its failures.
+cargo test --workspace --locked --no-fail-fast
 echo "== fuzz (each target briefly, from the committed corpus)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
