@@ -10,7 +10,20 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
+# fmt and clippy are part of the test command; a minimal rustup profile has neither.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    echo "Installing the $component component…"
+    rustup component add "$component"
+  fi
+done
+
 missing=()
+# librdkafka is built from source by rdkafka-sys (a C compiler and make); libFuzzer (cargo fuzz)
+# is C++.
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
 command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
