@@ -178,6 +178,18 @@ pub async fn wait_readyz(port: u16, code: u16, limit: Duration) -> Option<(Durat
 }
 
 impl BridgeProcess {
+    /// Waits (up to a minute) until the bridge's health listener on `port` answers `/readyz`
+    /// with 200; fails the test with the bridge's log otherwise.
+    pub async fn assert_ready(&self, port: u16) {
+        assert!(
+            wait_readyz(port, 200, Duration::from_secs(60))
+                .await
+                .is_some(),
+            "ready:\n{}",
+            self.log_text()
+        );
+    }
+
     /// Waits until the bridge logs a warning or an error with every one of `words`: the line,
     /// or `None` after `limit`.
     pub async fn wait_log_line(&self, words: &[&str], limit: Duration) -> Option<String> {

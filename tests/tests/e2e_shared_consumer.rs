@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, wait_readyz};
+use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
 use bridge_tests::brokers::{self, Record, unique};
 use lapin::options::ExchangeDeleteOptions;
 
@@ -79,13 +79,7 @@ async fn a_failing_mapping_neither_stalls_nor_loses_for_its_consumer_neighbour()
         (&topic_a, &ex_a),
         (&topic_b, &ex_b),
     ));
-    assert!(
-        wait_readyz(health, 200, Duration::from_secs(60))
-            .await
-            .is_some(),
-        "ready:\n{}",
-        bridge.log_text()
-    );
+    bridge.assert_ready(health).await;
     let bootstrap = brokers::kafka_bootstrap();
     let _feeding_a = brokers::feed_topic(&bootstrap, &topic_a, records("a"));
     let _feeding_b = brokers::feed_topic(&bootstrap, &topic_b, records("b"));
@@ -176,13 +170,7 @@ target = {{ rabbitmq = "local", exchange = "{fast_ex}", routing_key = "rk" }}
         // The pauses are logged at debug level.
         &[("RUST_LOG", "info,bridge_host::pipeline::kafka_group=debug")],
     );
-    assert!(
-        wait_readyz(health, 200, Duration::from_secs(60))
-            .await
-            .is_some(),
-        "ready:\n{}",
-        bridge.log_text()
-    );
+    bridge.assert_ready(health).await;
     brokers::produce(
         &slow_topic,
         &brokers::numbered_records("slow", SLOW, 0),

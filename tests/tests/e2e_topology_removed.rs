@@ -114,13 +114,7 @@ impl R2k {
         brokers::declare_queue(&conn, &queue).await;
         let health = free_port();
         let bridge = BridgeProcess::start(&r2k_config(health, &queue, &topic));
-        assert!(
-            wait_readyz(health, 200, Duration::from_secs(60))
-                .await
-                .is_some(),
-            "ready:\n{}",
-            bridge.log_text()
-        );
+        bridge.assert_ready(health).await;
         R2k {
             queue,
             topic,
