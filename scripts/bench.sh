@@ -14,7 +14,7 @@ case "${1:-}" in
     scripts/brokers.sh start >/dev/null
     trap 'scripts/brokers.sh stop' EXIT
     cargo build --locked -p bridge-host
-    BRIDGE_SOAK=1 cargo test --locked -p bridge-tests --test e2e_soak -- --nocapture --test-threads 1
+    BRIDGE_SOAK=1 cargo test --locked -p bridge-tests --test e2e -- soak:: --nocapture --test-threads 1
     exit 0
     ;;
   fuzz)

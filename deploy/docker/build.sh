@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The image's build steps: builds the bridge and the built-in plugins, then installs them with
-# deploy/docker/install.sh (which the tests run on their own build, tests/tests/image.rs):
+# deploy/docker/install.sh (which the tests run on their own build, tests/tests/e2e/image.rs):
 #   deploy/docker/build.sh ROOT [PROFILE]
 # installs into ROOT (the image's filesystem):
 #   ROOT/usr/local/bin/bridge-host                       the bridge (PROFILE: release by default)

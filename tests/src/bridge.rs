@@ -108,20 +108,30 @@ impl BridgeProcess {
 
     /// SIGTERM, then waits up to `timeout` for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        send_signal(c.id(), libc::SIGTERM);
+        self.stop_within(timeout).is_some_and(|s| s.success())
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the process to exit: its exit status, or `None`
+    /// if it was still running (it is then killed).
+    pub fn stop_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        send_signal(self.child.as_ref()?.id(), libc::SIGTERM);
+        self.wait_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for the process to exit: its exit status, or `None` if it was
+    /// still running (it is then killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = c.kill();
         let _ = c.wait();
-        false
+        None
     }
 
     /// The log so far.

@@ -1,7 +1,7 @@
 //! Tenants against the real brokers: a mapping outside its tenant's allowlist is rejected naming
 //! both; a plugin that tries to make the host hold more message bytes than its tenant's budget
 //! fails with `plugin-memory-limit` while the bridge's memory stays bounded. (The noisy
-//! neighbour has a test binary of its own: `e2e_noisy_neighbour.rs`.)
+//! neighbour has a module of its own: `noisy_neighbour.rs`.)
 
 #![allow(clippy::unwrap_used)]
 

@@ -256,11 +256,12 @@ async fn tls_mutual_tls_and_scram_bridge_messages_and_bad_credentials_fail_namin
         "[[mapping]]\nname = \"refused\"\nsource = {{ kafka = \"bad_password\", topics = [\"{topic}\"], group = \"{}\" }}\ntarget = {{ rabbitmq = \"local\", exchange = \"{exchange}\", routing_key = \"none\" }}\n",
         unique("refused")
     );
-    // SAFETY: set before the bridge process starts; the test's other threads do not read it.
-    unsafe { std::env::set_var("BRIDGE_TEST_KAFKA_PASSWORD", PASSWORD) };
     let health = free_port();
     config += &format!("[bridge]\nhealth_listen = \"127.0.0.1:{health}\"\n");
-    let mut bridge = BridgeProcess::start(&config);
+    // The password reaches the bridge through its environment only (not this process's: tests
+    // of other modules run beside this one).
+    let mut bridge =
+        BridgeProcess::start_with_env(&config, &[("BRIDGE_TEST_KAFKA_PASSWORD", PASSWORD)]);
     brokers::publish_to_queue(
         &conn,
         &r2k_queue,

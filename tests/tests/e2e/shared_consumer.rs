@@ -168,7 +168,7 @@ target = {{ rabbitmq = "local", exchange = "{fast_ex}", routing_key = "rk" }}
             brokers::brokers_toml(),
         ),
         // The pauses are logged at debug level.
-        &[("RUST_LOG", "info,bridge_host::pipeline::kafka_group=debug")],
+        &[("RUST_LOG", "info,bridge_host::kafka::group=debug")],
     );
     bridge.assert_ready(health).await;
     brokers::produce(

@@ -1,7 +1,8 @@
 //! Many mappings in one process, against the real brokers: 199 idle mappings beside a busy
 //! one cost a bounded number of threads and memory, start quickly, and leave the busy
-//! mapping's throughput as it was. Alone in its test binary, its tests one at a time, so that nothing
-//! else shares the machine while they measure.
+//! mapping's throughput as it was. Its tests measure one at a time; tests of other modules of
+//! the binary may run beside them, so for figures nothing else disturbs run them on their own:
+//! `cargo test -p bridge-tests --test e2e -- many_mappings:: --nocapture`.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,6 +1,7 @@
 //! A noisy neighbour against the real brokers: tenant A's plugin spins to its CPU limit on
-//! every call while tenant B bridges; B keeps its throughput. Alone in its test binary, so that
-//! no other test shares the machine while it measures.
+//! every call while tenant B bridges; B keeps its throughput. Tests of other modules of the
+//! binary may run beside it, so for figures nothing else disturbs run it on its own:
+//! `cargo test -p bridge-tests --test e2e -- noisy_neighbour:: --nocapture`.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,0 +1,453 @@
+//! The throughput harness of the `bridge_throughput` benchmark and the `tripwire` test: 1 KiB
+//! messages with a key and 5 headers, produced to fresh topics and queues ([`Lane`]), moved by
+//! the bridge or the plain relay (`crate::relay`) in one [`Direction`], and counted where they
+//! arrive ([`throughput`]). The bridge runs through `header-map` + `routing-key` with
+//! provenance headers on ([`chain_config`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Connection};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+
+use crate::artifacts;
+use crate::bridge::BridgeProcess;
+use crate::brokers::{self, unique};
+use crate::relay;
+
+/// Partitions of every topic the harness creates.
+pub const PARTITIONS: i32 = 4;
+
+/// The headers every benchmark message carries besides the bridge's own.
+const HEADERS: [(&str, &str); 5] = [
+    ("region", "eu"),
+    ("trace-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ("tenant", "acme"),
+    ("content-type", "application/json"),
+    ("schema", "order-damage-v3"),
+];
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros()
+}
+
+/// A 1 KiB JSON payload carrying its send time.
+fn payload() -> Vec<u8> {
+    let mut p = format!(r#"{{"type":"damage","sent_us":{},"pad":""#, now_us()).into_bytes();
+    p.resize(1022, b'x');
+    p.extend_from_slice(b"\"}");
+    p
+}
+
+fn kafka_headers() -> OwnedHeaders {
+    HEADERS.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        })
+    })
+}
+
+fn amqp_properties() -> BasicProperties {
+    let mut table = FieldTable::default();
+    for (k, v) in HEADERS {
+        table.insert(k.into(), AMQPValue::LongString(LongString::from(v)));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(table)
+}
+
+/// `n` messages over `d`, in messages per second.
+pub fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-6)
+}
+
+/// Produces `n` messages to `topic`, at most `per_s` a second (`None`: as fast as the client
+/// goes), through an idempotent producer with `acks=all`; returns the rate.
+pub async fn kafka_produce(topic: &str, n: usize, per_s: Option<f64>) -> f64 {
+    let producer = brokers::producer(&brokers::kafka_bootstrap());
+    if per_s.is_some() {
+        // A paced run measures latency: learn the new topic's leaders before the clock starts
+        // (a payload that is not JSON carries no send time and is not counted).
+        let warm = FutureRecord::<str, str>::to(topic)
+            .payload("warm-up")
+            .key("warm-up");
+        let _ = brokers::send(&producer, warm).await.await;
+    }
+    let start = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..n {
+        if let Some(r) = per_s {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let body = payload();
+        let key = format!("k{}", i % 64);
+        let rec = FutureRecord::<str, [u8]>::to(topic)
+            .payload(&body)
+            .key(&key)
+            .headers(kafka_headers());
+        pending.push_back(brokers::send(&producer, rec).await);
+        while pending.len() > 10_000 {
+            let _ = pending.pop_front().expect("pending").await;
+        }
+    }
+    for p in pending {
+        p.await.expect("delivery").expect("delivered");
+    }
+    rate(n, start.elapsed())
+}
+
+/// Publishes `n` persistent messages to `queue` with confirms (1 000 in flight), at most
+/// `per_s` a second; returns the rate.
+pub async fn amqp_publish(conn: &Connection, queue: &str, n: usize, per_s: Option<f64>) -> f64 {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let props = amqp_properties();
+    let start = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..n {
+        if let Some(r) = per_s {
+            let due = start + Duration::from_secs_f64(i as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let c = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &payload(),
+                props.clone(),
+            )
+            .await
+            .expect("publish");
+        pending.push_back(c);
+        if pending.len() >= 1000 {
+            pending
+                .pop_front()
+                .expect("pending")
+                .await
+                .expect("confirm");
+        }
+    }
+    for c in pending {
+        c.await.expect("confirm");
+    }
+    rate(n, start.elapsed())
+}
+
+/// Messages written to `topic` so far (sum of its partitions' high watermarks).
+fn topic_count(client: &BaseConsumer, topic: &str) -> usize {
+    (0..PARTITIONS)
+        .map(|p| {
+            client
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_or(0, |w| w.1)
+        })
+        .sum::<i64>() as usize
+}
+
+/// CPU time (user + system) and peak RSS of a process, from `/proc`.
+fn process_usage(pid: u32) -> Option<(Duration, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hwm_kib = crate::bridge::proc_status(pid, "VmHWM:")?;
+    // Linux reports CPU time in clock ticks of 1/100 s.
+    Some((Duration::from_millis(ticks * 10), hwm_kib))
+}
+
+/// A throughput run: messages per second from the first arrival to the `n`-th, and for a
+/// bridge process its CPU time per 100 000 messages over the same span, its peak RSS and its
+/// log.
+pub struct Run {
+    /// Messages per second from the first arrival to the last one counted.
+    pub rate: f64,
+    /// The bridge's CPU time (user + system) per 100 000 messages, in seconds.
+    pub cpu_per_100k: Option<f64>,
+    /// The bridge's peak resident memory, in MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// The bridge's log, shutdown included.
+    pub log: Option<String>,
+}
+
+/// Polls `count` until it reaches `n` (or 5 minutes pass).
+async fn measure(pid: Option<u32>, n: usize, mut count: impl FnMut() -> usize) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first = None;
+    let (mut last, mut seen) = (Instant::now(), 0);
+    while seen < n && Instant::now() < deadline {
+        seen = count();
+        if seen > 0 && first.is_none() {
+            first = Some((Instant::now(), seen, pid.and_then(process_usage)));
+        }
+        last = Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some((t0, n0, usage0)) = first else {
+        return Run {
+            rate: 0.0,
+            cpu_per_100k: None,
+            peak_rss_mib: None,
+            log: None,
+        };
+    };
+    let moved = seen.saturating_sub(n0);
+    let usage1 = pid.and_then(process_usage);
+    Run {
+        rate: rate(moved, last - t0),
+        cpu_per_100k: match (usage0, usage1) {
+            (Some((c0, _)), Some((c1, _))) if moved > 0 => {
+                Some((c1 - c0).as_secs_f64() * 100_000.0 / moved as f64)
+            }
+            _ => None,
+        },
+        peak_rss_mib: usage1.map(|(_, kib)| kib as f64 / 1024.0),
+        log: None,
+    }
+}
+
+/// Where the bridge keeps compiled plugins between runs, as a deployment would.
+fn plugin_cache() -> std::path::PathBuf {
+    std::env::temp_dir().join("bridge-bench-plugin-cache")
+}
+
+/// The bridge's configuration for `mapping` (its `source` and `target` lines): the test
+/// brokers, the compiled-plugin cache, and mapping `bench` through `header-map` (a rename and
+/// a templated provenance header) and `routing-key`, `max_in_flight` as the relay's.
+pub fn chain_config(mapping: &str) -> String {
+    format!(
+        r#"
+{}
+[bridge]
+plugin_cache_dir = "{}"
+
+[plugins.headers]
+path = "{}"
+config = {{ rename = {{ kafka_key = "message_key" }}, set = {{ x-source = "{{source}}" }} }}
+[plugins.route]
+path = "{}"
+config = {{ routing_key = "{{header:region|eu}}.bench" }}
+
+[[mapping]]
+name = "bench"
+plugins = ["headers", "route"]
+max_in_flight = {}
+{mapping}"#,
+        brokers::brokers_toml(),
+        plugin_cache().display(),
+        artifacts::HEADER_MAP,
+        artifacts::ROUTING_KEY,
+        relay::IN_FLIGHT,
+    )
+}
+
+/// Compiles the plugins of [`chain_config`] into the compiled-plugin cache once
+/// (`bridge-host check` loads them), so that no run pays for it.
+pub fn warm_plugin_cache() {
+    let config = tempfile::NamedTempFile::new().expect("temp file");
+    let warm = chain_config(
+        "source = { kafka = \"main\", topics = [\"warm-up\"], group = \"warm-up\" }\ntarget = { kafka = \"main\", topic = \"warm-up\" }\n",
+    );
+    std::fs::write(config.path(), warm).expect("config");
+    let status = std::process::Command::new(crate::bridge::binary())
+        .args(["check", "--config"])
+        .arg(config.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("bridge-host check");
+    assert!(status.success(), "the benchmark's plugins load");
+}
+
+/// What sits between the source and the target in a run.
+pub enum Mover {
+    /// A `bridge-host` process.
+    Bridge(BridgeProcess),
+    /// A plain relay task, its stop flag and its handle (the messages it relayed).
+    Relay(Arc<AtomicBool>, tokio::task::JoinHandle<usize>),
+}
+
+impl Mover {
+    /// The bridge's process id; `None` for the relay, which runs in this process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Mover::Bridge(b) => Some(b.pid()),
+            Mover::Relay(..) => None,
+        }
+    }
+
+    /// Stops the bridge (SIGTERM, up to 30 s) or the relay (after what it has in flight); for
+    /// the bridge, its log.
+    pub async fn stop(self) -> Option<String> {
+        match self {
+            Mover::Bridge(mut b) => {
+                b.terminate(Duration::from_secs(30));
+                Some(b.log_text())
+            }
+            Mover::Relay(stop, task) => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = task.await;
+                None
+            }
+        }
+    }
+}
+
+/// Which way messages move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From a Kafka topic to a RabbitMQ exchange.
+    KafkaToRabbitmq,
+    /// From a RabbitMQ queue to a Kafka topic.
+    RabbitmqToKafka,
+    /// From a Kafka topic to another.
+    KafkaToKafka,
+}
+
+impl Direction {
+    /// Every direction, in the benchmark's order.
+    pub const ALL: [Direction; 3] = [
+        Direction::KafkaToRabbitmq,
+        Direction::RabbitmqToKafka,
+        Direction::KafkaToKafka,
+    ];
+
+    /// `kafka_to_rabbitmq`, `rabbitmq_to_kafka` or `kafka_to_kafka`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::KafkaToRabbitmq => "kafka_to_rabbitmq",
+            Direction::RabbitmqToKafka => "rabbitmq_to_kafka",
+            Direction::KafkaToKafka => "kafka_to_kafka",
+        }
+    }
+}
+
+/// A source and a target of one direction, fresh for each run.
+pub struct Lane {
+    /// The Kafka source topic.
+    pub topic: String,
+    /// The RabbitMQ queue: the source, or bound to [`Lane::exchange`] with `eu.bench`.
+    pub queue: String,
+    /// The Kafka target topic.
+    pub out_topic: String,
+    /// The RabbitMQ target exchange.
+    pub exchange: String,
+}
+
+impl Lane {
+    /// Creates the topics (of [`PARTITIONS`] partitions), the exchange and the queue.
+    pub async fn new(conn: &Connection) -> Self {
+        let lane = Lane {
+            topic: unique("bench-in"),
+            queue: unique("bench-q"),
+            out_topic: unique("bench-out"),
+            exchange: unique("bench-ex"),
+        };
+        brokers::create_topic(&lane.topic, PARTITIONS).await;
+        brokers::create_topic(&lane.out_topic, PARTITIONS).await;
+        brokers::declare_bound_queue(conn, &lane.exchange, &lane.queue, "eu.bench").await;
+        lane
+    }
+
+    /// The bridge or the relay moving this lane's messages in `dir`.
+    pub async fn start(&self, dir: Direction, bridge: bool) -> Mover {
+        if bridge {
+            let mapping = match dir {
+                Direction::KafkaToRabbitmq => format!(
+                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ rabbitmq = \"local\", exchange = \"{}\" }}\n",
+                    self.topic,
+                    unique("bench"),
+                    self.exchange
+                ),
+                Direction::RabbitmqToKafka => format!(
+                    "source = {{ rabbitmq = \"local\", queue = \"{}\", prefetch = 1000 }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n",
+                    self.queue, self.out_topic
+                ),
+                Direction::KafkaToKafka => format!(
+                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n",
+                    self.topic,
+                    unique("bench"),
+                    self.out_topic
+                ),
+            };
+            return Mover::Bridge(BridgeProcess::start(&chain_config(&mapping)));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bootstrap, s) = (brokers::kafka_bootstrap(), Arc::clone(&stop));
+        let task = match dir {
+            Direction::KafkaToRabbitmq => tokio::spawn(relay::kafka_to_rabbitmq(
+                bootstrap,
+                self.topic.clone(),
+                "earliest",
+                brokers::amqp().await,
+                self.exchange.clone(),
+                "eu.bench".to_string(),
+                s,
+            )),
+            Direction::RabbitmqToKafka => tokio::spawn(relay::rabbitmq_to_kafka(
+                brokers::amqp().await,
+                self.queue.clone(),
+                bootstrap,
+                self.out_topic.clone(),
+                s,
+            )),
+            Direction::KafkaToKafka => tokio::spawn(relay::kafka_to_kafka(
+                bootstrap,
+                self.topic.clone(),
+                self.out_topic.clone(),
+                s,
+            )),
+        };
+        Mover::Relay(stop, task)
+    }
+}
+
+/// Throughput of the bridge or the relay in `dir` over `n` messages waiting in the source, on
+/// a fresh [`Lane`].
+pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: bool) -> Run {
+    let lane = Lane::new(conn).await;
+    // Fill the source, then count what reaches the target: a queue consumer or Kafka's
+    // watermarks.
+    if dir == Direction::RabbitmqToKafka {
+        amqp_publish(conn, &lane.queue, n, None).await;
+    } else {
+        kafka_produce(&lane.topic, n, None).await;
+    }
+    let collector = match dir {
+        Direction::KafkaToRabbitmq => Some(brokers::collect_queue(&lane.queue).await),
+        _ => None,
+    };
+    let mover = lane.start(dir, bridge).await;
+    let mut run = match &collector {
+        Some((arrived, _)) => measure(mover.pid(), n, || arrived.lock().expect("lock").len()).await,
+        None => {
+            let client: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers::kafka_bootstrap())
+                .create()
+                .expect("client");
+            measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await
+        }
+    };
+    run.log = mover.stop().await;
+    if let Some((_, task)) = collector {
+        task.abort();
+    }
+    run
+}

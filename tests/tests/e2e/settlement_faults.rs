@@ -1,0 +1,526 @@
+//! End-to-end tests of the settlement faults: messages left unsettled on stop, retry, revoke and
+//! panic must come back, never be acknowledged or committed unsettled, and a message under
+//! retry holds back only its own partition.
+
+use std::time::{Duration, Instant};
+
+use bridge_tests::artifacts;
+use bridge_tests::bridge::BridgeProcess;
+use bridge_tests::brokers::{self, Record, unique};
+use lapin::BasicProperties;
+use lapin::options::QueueBindOptions;
+use lapin::types::FieldTable;
+
+/// Over the Kafka producer's `message.max.bytes` (1 MB): Kafka refuses it, every time.
+const TOO_BIG: usize = 1_100 * 1024;
+
+fn record(kind: &str, i: usize, partition: i32) -> Record {
+    Record {
+        key: Some(format!("k{i}").into_bytes()),
+        payload: Some(format!(r#"{{"kind":"{kind}","i":{i}}}"#).into_bytes()),
+        headers: vec![],
+        partition,
+        timestamp: None,
+    }
+}
+
+/// The `i` of a payload made by [`record`].
+fn index(payload: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(payload);
+    text.rsplit_once("\"i\":")
+        .and_then(|(_, i)| i.trim_end_matches('}').parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// Queues 21 messages, the sixth one Kafka refuses, and returns the queue's name.
+async fn queue_with_a_refused_message(conn: &lapin::Connection, prefix: &str) -> String {
+    let queue = unique(prefix);
+    brokers::declare_queue(conn, &queue).await;
+    let messages: Vec<(Vec<u8>, BasicProperties)> = (0..21)
+        .map(|i| {
+            let body = if i == 5 {
+                vec![b'x'; TOO_BIG]
+            } else {
+                format!("good-{i}").into_bytes()
+            };
+            (body, BasicProperties::default())
+        })
+        .collect();
+    brokers::publish_to_queue(conn, &queue, &messages).await;
+    queue
+}
+
+fn rabbit_to_kafka(queue: &str, topic: &str, extra: &str) -> String {
+    format!(
+        r#"{}
+[bridge]
+shutdown_timeout_secs = 5
+
+[[mapping]]
+name = "refused"
+source = {{ rabbitmq = "local", queue = "{queue}", prefetch = 50 }}
+target = {{ kafka = "main", topic = "{topic}" }}
+{extra}
+"#,
+        brokers::brokers_toml()
+    )
+}
+
+/// Fault: a stop while a RabbitMQ message waits on a retry acked it with the deliveries after
+/// it (`multiple`). It must stay in the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_during_a_retry_leaves_the_refused_rabbitmq_message_in_its_queue() {
+    let conn = brokers::amqp().await;
+    let queue = queue_with_a_refused_message(&conn, "refused-stop").await;
+    let topic = unique("refused-stop-out");
+    brokers::create_topic(&topic, 1).await;
+    let mut bridge = BridgeProcess::start(&rabbit_to_kafka(&queue, &topic, ""));
+    let t = topic.clone();
+    let delivered = tokio::task::spawn_blocking(move || {
+        brokers::consume_topic(&t, 20, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(delivered.len(), 20, "log:\n{}", bridge.log_text());
+    assert!(
+        wait_until(Duration::from_secs(30), || bridge
+            .log_text()
+            .contains("retrying"))
+        .await,
+        "the refused message is retried; log:\n{}",
+        bridge.log_text()
+    );
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "log:\n{}",
+        bridge.log_text()
+    );
+    let left = brokers::consume_queue(&conn, &queue, 21, Duration::from_secs(3)).await;
+    assert!(
+        left.iter().any(|m| m.payload.len() == TOO_BIG),
+        "the refused message is still in the queue ({} messages left); log:\n{}",
+        left.len(),
+        bridge.log_text()
+    );
+}
+
+/// The same across a configuration reload that restarts the mapping: the new run consumes the
+/// refused message again, and dead-letters it to the target the reload added.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_during_a_retry_leaves_the_refused_rabbitmq_message_for_the_next_run() {
+    let conn = brokers::amqp().await;
+    let queue = queue_with_a_refused_message(&conn, "refused-reload").await;
+    let dead = unique("refused-reload-dlq");
+    brokers::declare_queue(&conn, &dead).await;
+    let topic = unique("refused-reload-out");
+    brokers::create_topic(&topic, 1).await;
+    let mut bridge = BridgeProcess::start(&rabbit_to_kafka(&queue, &topic, ""));
+    assert!(
+        wait_until(Duration::from_secs(30), || bridge
+            .log_text()
+            .contains("retrying"))
+        .await,
+        "the refused message is retried; log:\n{}",
+        bridge.log_text()
+    );
+    let with_dead_letter = rabbit_to_kafka(
+        &queue,
+        &topic,
+        &format!(
+            r#"dead_letter = {{ rabbitmq = "local", exchange = "", routing_key = "{dead}" }}"#
+        ),
+    );
+    let tmp = bridge.config.with_extension("tmp");
+    std::fs::write(&tmp, with_dead_letter).unwrap();
+    std::fs::rename(&tmp, &bridge.config).unwrap();
+    let letters = brokers::consume_queue(&conn, &dead, 1, Duration::from_secs(40)).await;
+    assert!(
+        bridge.terminate(Duration::from_secs(20)),
+        "log:\n{}",
+        bridge.log_text()
+    );
+    assert_eq!(
+        letters
+            .iter()
+            .filter(|m| m.payload.len() == TOO_BIG)
+            .count(),
+        1,
+        "the refused message is dead-lettered by the reloaded mapping; log:\n{}",
+        bridge.log_text()
+    );
+}
+
+/// Fault: dedup recorded a key at admission, so a message abandoned when its partition was
+/// revoked was dropped as a duplicate when the partition came back. Every message arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn dedup_forgets_messages_abandoned_by_a_revoked_partition() {
+    let topic = unique("dedup-revoke");
+    brokers::create_topic(&topic, 2).await;
+    let exchange = unique("dedup-revoke-ex");
+    let queue = unique("dedup-revoke-q");
+    let conn = brokers::amqp().await;
+    // Bound for another key: until the test binds `rk`, every message is unroutable.
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "not-yet").await;
+    let config = format!(
+        r#"{}
+[bridge]
+shutdown_timeout_secs = 5
+
+[[mapping]]
+name = "dedup-revoke"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
+dedup = {{ by = "coordinates", window_secs = 600 }}
+"#,
+        brokers::brokers_toml(),
+        unique("dedup-revoke")
+    );
+    let records: Vec<Record> = (0..20).map(|i| record("m", i, i as i32 % 2)).collect();
+    for p in 0..2 {
+        let mine: Vec<Record> = records
+            .iter()
+            .filter(|r| r.partition == p)
+            .cloned()
+            .collect();
+        brokers::produce(&topic, &mine, Some(p)).await;
+    }
+    let mut first = BridgeProcess::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(30), || first
+            .log_text()
+            .contains("retrying"))
+        .await,
+        "log:\n{}",
+        first.log_text()
+    );
+    // A second member takes one partition, then leaves: it comes back to the first.
+    let mut second = BridgeProcess::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(60), || first
+            .log_text()
+            .contains("Kafka partitions revoked"))
+        .await,
+        "a partition moves to the second bridge; log:\n{}",
+        first.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || second
+            .log_text()
+            .contains("retrying"))
+        .await,
+        "log:\n{}",
+        second.log_text()
+    );
+    assert!(second.terminate(Duration::from_secs(20)));
+    assert!(
+        wait_until(Duration::from_secs(60), || first
+            .log_text()
+            .matches("Kafka partitions assigned")
+            .count()
+            >= 2)
+        .await,
+        "the partition comes back; log:\n{}",
+        first.log_text()
+    );
+    // Consumed again by the first bridge, then routable.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.as_str().into(),
+        "rk".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let (arrived, collector) = brokers::collect_queue(&queue).await;
+    brokers::wait_distinct(&arrived, 20, Duration::from_secs(40)).await;
+    assert!(first.terminate(Duration::from_secs(20)));
+    collector.abort();
+    let (loss, _) = brokers::arrivals_loss_and_duplicates(20, &arrived);
+    assert_eq!(
+        loss,
+        0,
+        "every message arrives; first bridge's log:\n{}",
+        first.log_text()
+    );
+}
+
+/// Fault: the messages behind one waiting on a retry filled the mapping's window, and then no
+/// partition was read. Only the retried message's partition waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_with_thousands_behind_it_holds_back_only_its_partition() {
+    let topic = unique("retry-backlog");
+    brokers::create_topic(&topic, 4).await;
+    let exchange = unique("retry-backlog-ex");
+    let queue = unique("retry-backlog-q");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
+    let (arrived, collector) = brokers::collect_queue(&queue).await;
+    let config = format!(
+        r#"{}
+[plugins.route]
+path = "{}"
+config = {{ routing_key = "order.{{json:kind}}" }}
+
+[bridge]
+shutdown_timeout_secs = 5
+
+[[mapping]]
+name = "retry-backlog"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+plugins = ["route"]
+"#,
+        brokers::brokers_toml(),
+        artifacts::ROUTING_KEY,
+        unique("retry-backlog")
+    );
+    // Partition 0: an unroutable message with 3 000 routable ones behind it.
+    let mut blocked = vec![record("lost", 0, 0)];
+    blocked.extend((1..=3000).map(|i| record("ok", i, 0)));
+    brokers::produce(&topic, &blocked, Some(0)).await;
+    let mut bridge = BridgeProcess::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(30), || bridge
+            .log_text()
+            .contains("retrying"))
+        .await,
+        "log:\n{}",
+        bridge.log_text()
+    );
+    for p in 1..4 {
+        let others: Vec<Record> = (0..1334)
+            .map(|i| record("ok", 10_000 * p as usize + i, p))
+            .collect();
+        brokers::produce(&topic, &others, Some(p)).await;
+    }
+    // Messages of partitions 1–3 carry an index of 10 000 or more.
+    let others = || {
+        arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| index(p) >= 10_000)
+            .count()
+    };
+    let flowed = wait_until(Duration::from_secs(60), || others() >= 3 * 1334).await;
+    let got = others();
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    collector.abort();
+    assert!(
+        flowed,
+        "partitions 1–3 keep flowing: {} of {} arrived; log:\n{}",
+        got,
+        3 * 1334,
+        bridge.log_text()
+    );
+}
+
+/// Fault: a host panic in a plugin chain poisoned the chain, and every later message was
+/// dead-lettered while the log said the mapping restarts. Now the mapping restarts with fresh
+/// instances, shows it, and loses nothing (`BRIDGE_TEST_PANIC_ONCE` is a debug-build hook).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_panic_in_a_chain_restarts_the_mapping_and_loses_nothing() {
+    let topic = unique("panic");
+    brokers::create_topic(&topic, 1).await;
+    let exchange = unique("panic-ex");
+    let queue = unique("panic-q");
+    let dead = unique("panic-dlq");
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    brokers::declare_queue(&conn, &dead).await;
+    let (arrived, collector) = brokers::collect_queue(&queue).await;
+    let config = format!(
+        r#"{}
+[plugins.route]
+path = "{}"
+config = {{ routing_key = "rk" }}
+
+[[mapping]]
+name = "panic"
+source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{exchange}" }}
+plugins = ["route"]
+dead_letter = {{ rabbitmq = "local", exchange = "", routing_key = "{dead}" }}
+"#,
+        brokers::brokers_toml(),
+        artifacts::ROUTING_KEY,
+        unique("panic")
+    );
+    let records: Vec<Record> = (0..50)
+        .map(|i| {
+            let mut r = record("m", i, 0);
+            if i == 10 {
+                r.headers.push(("x-boom".to_string(), b"1".to_vec()));
+            }
+            r
+        })
+        .collect();
+    brokers::produce(&topic, &records, Some(0)).await;
+    let mut bridge =
+        BridgeProcess::start_with_env(&config, &[("BRIDGE_TEST_PANIC_ONCE", "x-boom")]);
+    brokers::wait_distinct(&arrived, 50, Duration::from_secs(60)).await;
+    let (loss, _) = brokers::arrivals_loss_and_duplicates(50, &arrived);
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    collector.abort();
+    let log = bridge.log_text();
+    assert!(
+        log.contains("test hook: a host panic"),
+        "the hook fired; log:\n{log}"
+    );
+    assert!(log.contains("Mapping stopped; restarting."), "log:\n{log}");
+    let letters = brokers::consume_queue(&conn, &dead, 50, Duration::from_secs(2)).await;
+    assert_eq!(letters.len(), 0, "nothing is dead-lettered; log:\n{log}");
+    assert_eq!(loss, 0, "every message arrives; log:\n{log}");
+}
+
+/// A Kafka → RabbitMQ mapping whose RabbitMQ node raised its memory alarm (publishing
+/// blocked), with records waiting: the bridge, its RabbitMQ node, the topic, exchange and queue.
+struct Blocked {
+    node: std::sync::Arc<bridge_tests::rabbit_node::RabbitNode>,
+    topic: String,
+    exchange: String,
+    queue: String,
+    group: String,
+    health: u16,
+}
+
+impl Blocked {
+    async fn start() -> Self {
+        let node = std::sync::Arc::new(
+            tokio::task::spawn_blocking(|| bridge_tests::rabbit_node::RabbitNode::start(None))
+                .await
+                .unwrap(),
+        );
+        let topic = unique("deadline");
+        brokers::create_topic(&topic, 2).await;
+        let exchange = unique("deadline-ex");
+        let queue = unique("deadline-q");
+        let conn = brokers::amqp_to(&node.url()).await;
+        brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+        let blocked = Blocked {
+            node,
+            topic,
+            exchange,
+            queue,
+            group: unique("deadline"),
+            health: bridge_tests::bridge::free_port(),
+        };
+        blocked.alarm(true).await;
+        let records: Vec<Record> = (0..2000).map(|i| record("m", i, (i % 2) as i32)).collect();
+        for p in 0..2 {
+            let mine: Vec<Record> = records
+                .iter()
+                .filter(|r| r.partition == p)
+                .cloned()
+                .collect();
+            brokers::produce(&blocked.topic, &mine, Some(p)).await;
+        }
+        blocked
+    }
+
+    fn config(&self, shutdown_timeout_secs: u64) -> String {
+        format!(
+            r#"
+[kafka.main]
+bootstrap_servers = "{}"
+[rabbitmq.local]
+url = "{}"
+[bridge]
+health_listen = "127.0.0.1:{}"
+shutdown_timeout_secs = {shutdown_timeout_secs}
+
+[[mapping]]
+name = "deadline"
+source = {{ kafka = "main", topics = ["{}"], group = "{}" }}
+target = {{ rabbitmq = "local", exchange = "{}", routing_key = "rk" }}
+"#,
+            brokers::kafka_bootstrap(),
+            self.node.url(),
+            self.health,
+            self.topic,
+            self.group,
+            self.exchange
+        )
+    }
+
+    async fn alarm(&self, on: bool) {
+        let node = std::sync::Arc::clone(&self.node);
+        let args: &'static [&'static str] = if on {
+            &["set_vm_memory_high_watermark", "absolute", "1"]
+        } else {
+            &["set_vm_memory_high_watermark", "0.4"]
+        };
+        let ok = tokio::task::spawn_blocking(move || node.ctl(args))
+            .await
+            .unwrap();
+        assert!(ok, "rabbitmqctl {args:?}");
+    }
+
+    /// Starts a bridge and waits until it says the target is blocked.
+    async fn bridge(&self, shutdown_timeout_secs: u64) -> BridgeProcess {
+        let bridge = BridgeProcess::start(&self.config(shutdown_timeout_secs));
+        let health = self.health;
+        let blocked = wait_until(Duration::from_secs(60), || {
+            bridge_tests::bridge::http_get(health, "/readyz")
+                .is_some_and(|(_, body)| body.contains("blocked publishing"))
+        })
+        .await;
+        assert!(
+            blocked,
+            "publishing is blocked; log:\n{}",
+            bridge.log_text()
+        );
+        bridge
+    }
+}
+
+/// Fault: `shutdown_timeout_secs` was not a deadline: with publishing blocked by a resource
+/// alarm the bridge ignored SIGTERM. It exits within the timeout and 2 s, a second signal
+/// exits at once, and what was not delivered is delivered after the alarm.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_holds_its_deadline_while_publishing_is_blocked() {
+    let blocked = Blocked::start().await;
+    let mut bridge = blocked.bridge(5).await;
+    let status = bridge.stop_within(Duration::from_secs(10));
+    assert!(
+        status.is_some(),
+        "exits within shutdown_timeout_secs + 2 s; log:\n{}",
+        bridge.log_text()
+    );
+
+    // A second signal ends a long drain at once.
+    let mut bridge = blocked.bridge(120).await;
+    bridge_tests::bridge::send_signal(bridge.pid(), libc::SIGTERM);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = bridge.stop_within(Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(130),
+        "the second signal exits at once; log:\n{}",
+        bridge.log_text()
+    );
+
+    // Nothing was lost: once the alarm clears every record arrives.
+    blocked.alarm(false).await;
+    let (arrived, collector) = brokers::collect_queue_on(&blocked.node.url(), &blocked.queue).await;
+    let mut bridge = BridgeProcess::start(&blocked.config(5));
+    brokers::wait_distinct(&arrived, 2000, Duration::from_secs(60)).await;
+    assert!(bridge.terminate(Duration::from_secs(20)));
+    collector.abort();
+    let (loss, _) = brokers::arrivals_loss_and_duplicates(2000, &arrived);
+    assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
+}

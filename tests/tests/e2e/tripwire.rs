@@ -1,0 +1,86 @@
+//! A throughput tripwire against the real brokers: in each direction, the bridge drains a
+//! backlog at no less than [`MIN_RATIO`] of the plain relay's rate (`bridge_tests::relay`),
+//! both measured in the same run by the benchmark's harness (`bridge_tests::throughput`). It
+//! catches order-of-magnitude regressions; it makes no timing claim. Its tests measure one at
+//! a time; tests of other modules of the binary may run beside them, so for figures nothing
+//! else disturbs run them on their own:
+//! `cargo test -p bridge-tests --test e2e -- tripwire:: --nocapture`.
+
+use bridge_tests::brokers;
+use bridge_tests::throughput::{Direction, throughput, warm_plugin_cache};
+
+/// The least bridge rate, as a fraction of the relay's in the same run.
+const MIN_RATIO: f64 = 0.3;
+
+/// Messages per run (`BRIDGE_TRIPWIRE_MESSAGES`).
+const MESSAGES: usize = 20_000;
+
+/// Lines of the bridge's log shown when the tripwire fires.
+const LOG_TAIL: usize = 40;
+
+/// The tests measure one at a time.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Messages per run: `BRIDGE_TRIPWIRE_MESSAGES`, or [`MESSAGES`].
+fn messages() -> usize {
+    std::env::var("BRIDGE_TRIPWIRE_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MESSAGES)
+}
+
+/// The last `lines` lines of `log`.
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The plain relay, then the bridge (`header-map` + `routing-key`, provenance headers on, as
+/// in the benchmark) drain a backlog of 1 KiB messages in `dir`, each on fresh topics and
+/// queues; the bridge's rate must be at least [`MIN_RATIO`] of the relay's.
+///
+/// This guards against order-of-magnitude regressions on a noisy machine; it is not a timing
+/// claim (`docs/performance.md` has the figures). The bridge under test is the debug build the
+/// tests use, compared with the relay compiled the same way, into this test executable.
+async fn tripwire(dir: Direction) {
+    let _alone = ALONE.lock().await;
+    let n = messages();
+    warm_plugin_cache();
+    let conn = brokers::amqp().await;
+    let relay = throughput(&conn, dir, n, false).await;
+    let bridge = throughput(&conn, dir, n, true).await;
+    let ratio = bridge.rate / relay.rate.max(1.0);
+    println!(
+        "tripwire {}: relay {:.0} msgs/s, bridge {:.0} msgs/s, bridge ÷ relay {ratio:.2} ({n} messages)",
+        dir.name(),
+        relay.rate,
+        bridge.rate,
+    );
+    assert!(relay.rate > 0.0, "{}: the relay moved nothing", dir.name());
+    assert!(
+        bridge.rate >= MIN_RATIO * relay.rate,
+        "{}: the bridge moved {:.0} msgs/s, under {MIN_RATIO} × the relay's {:.0} msgs/s; its log ends:\n{}",
+        dir.name(),
+        bridge.rate,
+        relay.rate,
+        tail(bridge.log.as_deref().unwrap_or_default(), LOG_TAIL),
+    );
+}
+
+/// Kafka → Kafka: the bridge drains at least [`MIN_RATIO`] of the relay's rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_to_kafka() {
+    tripwire(Direction::KafkaToKafka).await;
+}
+
+/// Kafka → RabbitMQ: the bridge drains at least [`MIN_RATIO`] of the relay's rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_to_rabbitmq() {
+    tripwire(Direction::KafkaToRabbitmq).await;
+}
+
+/// RabbitMQ → Kafka: the bridge drains at least [`MIN_RATIO`] of the relay's rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmq_to_kafka() {
+    tripwire(Direction::RabbitmqToKafka).await;
+}
