@@ -12,22 +12,78 @@
 //!   promotion. Admin endpoints need `Authorization: Bearer <admin_token>`:
 //!   without it they answer `401`, with a wrong token (or none configured) `403`, and change
 //!   nothing.
+//!
+//! The admin protocol is defined here too: a [`Command`] for the supervisor, sent as a
+//! [`Request`] and answered with an [`Answer`]. The file watch and SIGHUP send the same
+//! requests (a [`Trigger`] tells who asked).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reload::{self, Command, Trigger};
 use crate::status::Status;
+
+/// Why a reload was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A watched plugin or configuration file changed.
+    File,
+    /// SIGHUP.
+    Signal,
+    /// `POST /admin/reload`.
+    Admin,
+}
+
+impl Trigger {
+    /// `file`, `signal` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::File => "file",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+/// What the reload loop is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Reload the configuration and the plugin files.
+    Reload(Trigger),
+    /// Run the component at `path` in shadow as the candidate of plugin `plugin`.
+    Stage {
+        /// The plugin's name.
+        plugin: String,
+        /// The candidate component (relative paths: to the configuration's directory).
+        path: PathBuf,
+    },
+    /// Make the staged candidates live.
+    Promote,
+    /// Drop the stage, or undo the last promotion.
+    Rollback,
+}
+
+/// An answer to an admin command: an HTTP status and a JSON body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status code.
+    pub code: u16,
+    /// What was done, or why not.
+    pub body: serde_json::Value,
+}
+
+/// A request, answered when an answer is wanted.
+pub type Request = (Command, Option<oneshot::Sender<Answer>>);
 
 /// What the admin endpoints act on.
 #[derive(Clone)]
@@ -35,7 +91,7 @@ pub struct Admin {
     /// The bearer token they require; `None` turns them off.
     pub token: Option<String>,
     /// Where reload requests go.
-    pub reload: mpsc::Sender<reload::Request>,
+    pub reload: mpsc::Sender<Request>,
 }
 
 /// Binds `addr`; an error names the address.
@@ -77,7 +133,11 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-async fn respond<B>(req: &Request<B>, status: &Status, admin: &Admin) -> Response<Full<Bytes>> {
+async fn respond<B>(
+    req: &hyper::Request<B>,
+    status: &Status,
+    admin: &Admin,
+) -> Response<Full<Bytes>> {
     let (code, body, content_type) = match (req.method(), req.uri().path()) {
         (&Method::POST, path) if path.starts_with("/admin/") => match authorize(req, admin) {
             Err(refusal) => refusal,
@@ -119,10 +179,11 @@ async fn respond<B>(req: &Request<B>, status: &Status, admin: &Admin) -> Respons
     response
 }
 
-type Answer = (StatusCode, String, &'static str);
+/// What an HTTP request is answered with: status, body, content type.
+type Reply = (StatusCode, String, &'static str);
 
 /// `Ok` when the request carries the admin token.
-fn authorize<B>(req: &Request<B>, admin: &Admin) -> Result<(), Answer> {
+fn authorize<B>(req: &hyper::Request<B>, admin: &Admin) -> Result<(), Reply> {
     let Some(token) = &admin.token else {
         return Err((
             StatusCode::FORBIDDEN,
@@ -155,7 +216,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The command an admin request asks for.
-fn admin_command(path: &str, query: Option<&str>) -> Result<Command, Answer> {
+fn admin_command(path: &str, query: Option<&str>) -> Result<Command, Reply> {
     let param = |name: &str| {
         url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .find(|(k, _)| k == name)
@@ -180,7 +241,7 @@ fn admin_command(path: &str, query: Option<&str>) -> Result<Command, Answer> {
     }
 }
 
-async fn ask(admin: &Admin, command: Command) -> Answer {
+async fn ask(admin: &Admin, command: Command) -> Reply {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         (
@@ -210,8 +271,8 @@ mod tests {
         }
     }
 
-    fn post(auth: Option<&str>) -> Request<()> {
-        let mut req = Request::post("/admin/reload");
+    fn post(auth: Option<&str>) -> hyper::Request<()> {
+        let mut req = hyper::Request::post("/admin/reload");
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }

@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod health;
 pub mod kafka;
 pub mod message_json;
@@ -12,7 +13,6 @@ pub mod pipeline;
 pub mod plugin;
 pub mod reload;
 pub mod run;
-pub mod shared;
 pub mod status;
 pub mod supervisor;
 pub mod telemetry;

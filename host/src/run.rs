@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::BridgeConfig;
-use crate::reload::{self, PluginSet};
+use crate::health::{self, Request};
+use crate::reload;
 use crate::status::Status;
 use crate::supervisor::Supervisor;
 use crate::topology;
 
-use crate::plugin::{PluginRuntime, RuntimeOptions};
+use crate::plugin::{PluginRuntime, PluginSet, RuntimeOptions};
 
 /// Loads every plugin the mappings use and starts one instance of each, so that a bad
 /// component or a rejected configuration stops the bridge before it touches a broker.
@@ -50,7 +51,7 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
         }
     }
     if problems.is_empty() {
-        Ok(PluginSet::new(config, runtime, loaded))
+        Ok(PluginSet::new(runtime, loaded, reload::uses(config)))
     } else {
         Err(problems)
     }
@@ -74,7 +75,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let status = Status::new(&config);
     status.plugins_loaded(&config, &plugins);
     let mut background = tokio::task::JoinSet::new();
-    let (reload_tx, mut reload_rx) = mpsc::channel::<reload::Request>(1);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<Request>(1);
     background.spawn(reload_on_sighup(reload_tx.clone()));
     if let Some(listener) = health {
         tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics, /admin/*.");
@@ -90,6 +91,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     }
     prepare_topology(&config).await?;
     let timeout = Duration::from_secs(config.bridge.shutdown_timeout_secs);
+    // From here SIGTERM/SIGINT stop the bridge within the timeout (see `signals`).
+    let (stop_tx, mut stop_rx) = watch::channel(None::<Instant>);
+    background.spawn(signals(stop_tx, timeout));
     let mut supervisor = Supervisor::start(
         path.to_path_buf(),
         text,
@@ -108,34 +112,96 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         "Bridge started."
     );
 
-    // Reloads, one at a time, until the first SIGTERM/SIGINT.
-    let first_signal = wait_for_signal();
-    tokio::pin!(first_signal);
-    loop {
-        tokio::select! {
-            _ = &mut first_signal => break,
-            Some((command, reply)) = reload_rx.recv() => {
-                let answer = supervisor.handle(command).await;
-                if let Some(reply) = reply {
-                    let _ = reply.send(answer);
-                }
-            }
+    // Reloads, one at a time, until the first SIGTERM/SIGINT; a reload still in progress then
+    // is abandoned (its caller is told the bridge is stopping).
+    let stop_at = async {
+        match stop_rx.wait_for(Option::is_some).await {
+            Ok(deadline) => (*deadline).unwrap_or_else(Instant::now),
+            Err(_) => std::future::pending().await,
         }
-    }
+    };
+    tokio::pin!(stop_at);
+    let deadline = loop {
+        tokio::select! {
+            deadline = &mut stop_at => break deadline,
+            Some((command, reply)) = reload_rx.recv() => tokio::select! {
+                answer = supervisor.handle(command) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(answer);
+                    }
+                }
+                deadline = &mut stop_at => break deadline,
+            },
+        }
+    };
     tracing::info!(
         timeout_secs = timeout.as_secs(),
         "Shutting down: draining in-flight messages."
     );
-    let signals = tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("Second signal: exiting now.");
-        std::process::exit(130);
-    });
-    supervisor.stop_all(Instant::now() + timeout).await;
-    signals.abort();
-    crate::telemetry::log_stop(&status);
+    supervisor.stop_all(deadline).await;
+    status.log_stop();
     tracing::info!("Bridge stopped.");
     Ok(())
+}
+
+/// How long after `shutdown_timeout_secs` a stop may still take before the process exits
+/// anyway: closing channels and clients after the drain.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+
+/// The exit status of a stop that overran `shutdown_timeout_secs` (and [`STOP_GRACE`]).
+pub const EXIT_STOP_OVERRAN: u8 = 124;
+
+/// The exit status after a second SIGTERM/SIGINT.
+pub const EXIT_SECOND_SIGNAL: u8 = 130;
+
+/// Waits for SIGTERM or SIGINT, then sends the stop's deadline and makes it hold: whatever the
+/// bridge waits on (a retry, a blocked publish, a stuck confirm, a reload), the process exits
+/// once the deadline and [`STOP_GRACE`] are over, leaving what is unsettled unacknowledged and
+/// uncommitted, so it is delivered again. A second signal exits at once.
+async fn signals(stop: watch::Sender<Option<Instant>>, timeout: Duration) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = stop.send(Some(Instant::now() + timeout));
+        let limit = timeout + STOP_GRACE;
+        // An OS thread: it fires even if every runtime worker is stuck.
+        let watchdog = std::thread::Builder::new()
+            .name("stop-deadline".to_string())
+            .spawn(move || {
+                std::thread::sleep(limit);
+                tracing::error!(
+                    limit_ms = limit.as_millis() as u64,
+                    "The stop overran shutdown_timeout_secs; exiting now (what is unsettled is delivered again)."
+                );
+                std::process::exit(i32::from(EXIT_STOP_OVERRAN));
+            });
+        if let Err(e) = watchdog {
+            tracing::warn!(error = %e, "Cannot watch the stop's deadline.");
+        }
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("Second signal: exiting now.");
+        std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(Some(Instant::now() + timeout));
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+    }
 }
 
 /// Creates what the mappings declare; a missing topic, queue or exchange stops the bridge. An
@@ -156,7 +222,7 @@ async fn prepare_topology(config: &BridgeConfig) -> anyhow::Result<()> {
 }
 
 /// Asks for a plugin reload on every SIGHUP.
-async fn reload_on_sighup(requests: mpsc::Sender<reload::Request>) {
+async fn reload_on_sighup(requests: mpsc::Sender<Request>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -166,7 +232,7 @@ async fn reload_on_sighup(requests: mpsc::Sender<reload::Request>) {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugins.");
             if requests
-                .send((reload::Command::Reload(reload::Trigger::Signal), None))
+                .send((health::Command::Reload(health::Trigger::Signal), None))
                 .await
                 .is_err()
             {
@@ -176,25 +242,6 @@ async fn reload_on_sighup(requests: mpsc::Sender<reload::Request>) {
     }
     #[cfg(not(unix))]
     drop(requests);
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// `bridge-host check`: every problem in the configuration and the plugins; with `connect`,

@@ -1,6 +1,6 @@
-//! What the bridge knows about itself: per-mapping connection state and counters, and whether
-//! each Kafka cluster answers. Read by the health endpoints ([`crate::health`]) and logged as
-//! a periodic stats heartbeat.
+//! What the bridge knows about itself: per-mapping connection state and counters, whether
+//! each Kafka cluster answers, and what the reloads did ([`ReloadReport`]). Read by the health
+//! endpoints ([`crate::health`]) and logged as a periodic stats heartbeat and a summary at stop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -9,16 +9,14 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{BridgeConfig, Source, Target};
-use crate::kafka::ClusterContext;
-use serde::Serialize;
-
-use crate::reload::{MappingChanges, PluginSet, Rejection, ReloadReport, Swap};
+use crate::config::{BridgeConfig, MappingChanges, Source, Target};
+use crate::connector::{Sink, SourceEvents};
+use crate::plugin::{PluginSet, Rejection, Swap};
 use crate::telemetry::metrics::{ClusterLabel, Metrics};
-use crate::telemetry::{BridgeEvent, Counters};
+use crate::telemetry::{BridgeEvent, Counters, Event};
 
 /// State of one mapping.
 #[derive(Debug)]
@@ -41,8 +39,22 @@ pub struct MappingStatus {
     is_stalled: AtomicBool,
     /// Why the mapping last stopped and restarted, if it did.
     last_error: Mutex<Option<String>>,
-    /// The RabbitMQ connection it publishes on (by name), to tell when RabbitMQ blocks it.
-    publisher: Mutex<Option<(String, std::sync::Weak<lapin::Connection>)>>,
+    /// The target it sends to, to tell when the broker blocks it.
+    publisher: Mutex<Option<std::sync::Weak<dyn Sink>>>,
+}
+
+impl SourceEvents for MappingStatus {
+    fn assigned(&self, partitions: &[(String, i32)]) {
+        self.counters.emit(Event::PartitionsAssigned(partitions));
+    }
+
+    fn revoked(&self, partitions: &[(String, i32)]) {
+        self.counters.emit(Event::PartitionsRevoked(partitions));
+    }
+
+    fn lag(&self, lag: &[(String, i32, i64)]) {
+        self.counters.emit(Event::Lag(lag));
+    }
 }
 
 impl MappingStatus {
@@ -77,18 +89,17 @@ impl MappingStatus {
         }
     }
 
-    /// Records the RabbitMQ connection the mapping publishes on.
-    pub fn set_publisher(&self, name: &str, connection: &Arc<lapin::Connection>) {
+    /// Records the target the mapping sends to.
+    pub fn set_publisher(&self, sink: &Arc<dyn Sink>) {
         if let Ok(mut p) = self.publisher.lock() {
-            *p = Some((name.to_string(), Arc::downgrade(connection)));
+            *p = Some(Arc::downgrade(sink));
         }
     }
 
-    /// Why RabbitMQ takes nothing from the mapping now, if it blocked its connection.
+    /// Why the target takes nothing from the mapping now, if the broker blocked it.
     pub fn blocked(&self) -> Option<String> {
         let publisher = self.publisher.lock().ok()?;
-        let (name, connection) = publisher.as_ref()?;
-        crate::amqp::blocked_reason(name, connection.upgrade()?.as_ref())
+        publisher.as_ref()?.upgrade()?.blocked()
     }
 
     /// Why the mapping last stopped, if it did.
@@ -117,6 +128,25 @@ impl MappingStatus {
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
+}
+
+/// What one reload did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadReport {
+    /// The configuration file: `unchanged`, `applied` or `rejected`.
+    pub config: &'static str,
+    /// Why the configuration was rejected (it names the file, line and key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    /// The mappings the configuration reload stopped, started and restarted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mappings: Option<MappingChanges>,
+    /// Plugins swapped to a new version: `name@sha256:…`.
+    pub applied: Vec<String>,
+    /// Plugins whose new version was rejected, with the reason; the old version keeps running.
+    pub rejected: Vec<Rejection>,
+    /// Plugins whose file did not change.
+    pub unchanged: usize,
 }
 
 /// Rejections `/status` keeps.
@@ -394,6 +424,13 @@ impl Status {
         })
     }
 
+    /// Logs one line per mapping with what it did since the start (when the bridge stops).
+    pub fn log_stop(&self) {
+        for m in self.mappings() {
+            m.log_counters("Mapping summary.");
+        }
+    }
+
     /// Logs every mapping's counters every `every` (the stats heartbeat).
     pub async fn heartbeat(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
@@ -406,46 +443,26 @@ impl Status {
         }
     }
 
-    /// Asks every Kafka cluster in use for metadata every `every`, recording whether it
-    /// answered (librdkafka reconnects on its own; this only observes). A configuration reload
-    /// replaces the task.
-    pub async fn probe_kafka(self: Arc<Self>, config: Arc<BridgeConfig>, every: Duration) {
-        let mut clients = Vec::new();
-        for (name, up) in self.clusters() {
-            let Some(cluster) = config.kafka.get(&name) else {
-                continue;
-            };
-            match crate::kafka::client_config(cluster)
-                .create_with_context::<_, BaseConsumer<ClusterContext>>(ClusterContext::new(&name))
-            {
-                Ok(c) => clients.push((name.clone(), up, Arc::new(c))),
-                Err(e) => {
-                    tracing::error!(cluster = %name, error = %e, "Cannot create a Kafka client for the readiness probe.")
-                }
-            }
-        }
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            for (name, up_flag, client) in &clients {
-                let client = Arc::clone(client);
-                let up = tokio::task::spawn_blocking(move || {
-                    client.fetch_metadata(None, Duration::from_secs(2)).is_ok()
-                })
-                .await
-                .unwrap_or(false);
-                let was = up_flag.swap(up, Ordering::Relaxed);
-                self.metrics
-                    .cluster_reachable
-                    .get_or_create(&cluster_label(name))
-                    .set(i64::from(up));
-                if was != up {
-                    if up {
-                        tracing::info!(cluster = %name, "Kafka cluster reachable.");
-                    } else {
-                        tracing::warn!(cluster = %name, "Kafka cluster unreachable.");
-                    }
-                }
+    /// The Kafka clusters readiness watches.
+    pub fn watched_clusters(&self) -> Vec<String> {
+        self.clusters().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// Records whether a Kafka cluster answered its readiness probe.
+    pub fn cluster_reachable(&self, name: &str, up: bool) {
+        let Some((_, flag)) = self.clusters().into_iter().find(|(n, _)| n == name) else {
+            return;
+        };
+        let was = flag.swap(up, Ordering::Relaxed);
+        self.metrics
+            .cluster_reachable
+            .get_or_create(&cluster_label(name))
+            .set(i64::from(up));
+        if was != up {
+            if up {
+                tracing::info!(cluster = %name, "Kafka cluster reachable.");
+            } else {
+                tracing::warn!(cluster = %name, "Kafka cluster unreachable.");
             }
         }
     }

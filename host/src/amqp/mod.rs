@@ -1,6 +1,16 @@
-//! RabbitMQ (lapin): connections and the conversion between AMQP messages and plugin messages.
+//! Everything about RabbitMQ (lapin): connections (TLS, credentials) and the tenants' pool of
+//! them, the conversion between AMQP messages and plugin messages, the mappings' source (a
+//! queue, manual acknowledgements) and sink (an exchange, publisher confirms).
 
 mod convert;
+mod pool;
+mod sink;
+mod source;
+pub mod topology;
+
+pub use pool::{Connections, Role};
+pub use sink::AmqpSink;
+pub use source::AmqpSource;
 
 pub use convert::{
     ConversionError, HEADER_ORDER, TOMBSTONE, from_field_table, properties_from_message,
@@ -19,7 +29,6 @@ pub fn blocked_reason(name: &str, connection: &lapin::Connection) -> Option<Stri
 }
 
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
-use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 
 use crate::config::{RabbitConnection, TlsFiles, redact_url};
@@ -72,7 +81,7 @@ pub async fn connect_as(
     conn: &RabbitConnection,
     label: &str,
 ) -> Result<Connection, ConnectError> {
-    let uri = uri(conn).map_err(|reason| ConnectError::Url {
+    let uri = conn.uri().map_err(|reason| ConnectError::Url {
         name: name.to_string(),
         reason,
     })?;
@@ -118,59 +127,4 @@ fn tls_config(name: &str, tls: Option<&TlsFiles>) -> Result<OwnedTLSConfig, Conn
         identity,
         cert_chain,
     })
-}
-
-/// The connection's URL with the `vhost` and `heartbeat_secs` overrides applied, parsed as an
-/// AMQP URI so that its query parameters (`frame_max`, `connection_timeout`, …) are kept.
-pub fn uri(conn: &RabbitConnection) -> Result<AMQPUri, String> {
-    let mut uri: AMQPUri = conn.url.parse()?;
-    if let Some(vhost) = &conn.vhost {
-        uri.vhost = vhost.clone();
-    }
-    if let Some(hb) = conn.heartbeat_secs {
-        uri.query.heartbeat = Some(hb);
-    }
-    Ok(uri)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn connection(url: &str, vhost: Option<&str>, heartbeat_secs: Option<u16>) -> RabbitConnection {
-        RabbitConnection {
-            url: url.to_string(),
-            vhost: vhost.map(str::to_string),
-            heartbeat_secs,
-            tls: None,
-        }
-    }
-
-    #[test]
-    fn overrides_keep_the_query_string() {
-        let c = connection(
-            "amqp://u:p@h:5673/old?frame_max=8192&connection_timeout=500",
-            Some("new/vh"),
-            Some(15),
-        );
-        let uri = uri(&c).unwrap();
-        assert_eq!(uri.vhost, "new/vh");
-        assert_eq!(uri.query.heartbeat, Some(15));
-        assert_eq!(uri.query.frame_max, Some(8192));
-        assert_eq!(uri.query.connection_timeout, Some(500));
-        assert_eq!(uri.authority.port, 5673);
-    }
-
-    #[test]
-    fn the_default_vhost_is_decoded() {
-        assert_eq!(
-            uri(&connection("amqp://h/%2f", None, None)).unwrap().vhost,
-            "/"
-        );
-    }
-
-    #[test]
-    fn a_bad_url_is_an_error() {
-        assert!(uri(&connection("amqp://h:notaport/", None, None)).is_err());
-    }
 }

@@ -21,7 +21,7 @@ pub struct Cli {
     /// Log lines as human-readable text or as one JSON object per line (default: the
     /// configuration's `log_format`, else text).
     #[arg(long, global = true, value_enum, env = "BRIDGE_LOG_FORMAT")]
-    pub log_format: Option<crate::telemetry::LogFormat>,
+    pub log_format: Option<crate::config::LogFormat>,
 
     /// What to do; without a subcommand, run the bridge with `--config`.
     #[command(subcommand)]
@@ -78,5 +78,30 @@ pub enum Command {
     },
     /// Tools for plugin authors.
     #[command(subcommand)]
-    Plugin(plugin::PluginCommand),
+    Plugin(PluginCommand),
+}
+
+/// Plugin tools.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin on one message read as JSON and print its verdict as JSON.
+    Run(plugin::RunArgs),
+    /// Show what a component exports and imports.
+    Inspect(plugin::InspectArgs),
+    /// Run a plugin on a directory of cases and check its verdicts and outputs.
+    Test(conformance::TestArgs),
+    /// Create a plugin project (source, build script, README, conformance cases).
+    New(scaffold::NewArgs),
+}
+
+impl PluginCommand {
+    /// Runs the command; the returned string is printed on stdout.
+    pub fn execute(self) -> anyhow::Result<String> {
+        match self {
+            PluginCommand::Run(args) => plugin::run(args),
+            PluginCommand::Inspect(args) => plugin::inspect(args),
+            PluginCommand::Test(args) => conformance::run(args),
+            PluginCommand::New(args) => scaffold::run(args),
+        }
+    }
 }

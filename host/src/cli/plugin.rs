@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde::Serialize;
 
 use crate::message_json::JsonMessage;
@@ -12,19 +12,6 @@ use crate::plugin::{
     DeadLetterTarget, Decision, Failure, FailureKind, Outcome, PluginRuntime, PluginSpec,
     RuntimeOptions,
 };
-
-/// Plugin tools.
-#[derive(Debug, Subcommand)]
-pub enum PluginCommand {
-    /// Run a plugin on one message read as JSON and print its verdict as JSON.
-    Run(RunArgs),
-    /// Show what a component exports and imports.
-    Inspect(InspectArgs),
-    /// Run a plugin on a directory of cases and check its verdicts and outputs.
-    Test(super::conformance::TestArgs),
-    /// Create a plugin project (source, build script, README, conformance cases).
-    New(super::scaffold::NewArgs),
-}
 
 /// Arguments of `plugin run`.
 #[derive(Debug, Args)]
@@ -91,19 +78,8 @@ pub(super) enum RunOutput {
     },
 }
 
-impl PluginCommand {
-    /// Runs the command; the returned string is printed on stdout.
-    pub fn execute(self) -> anyhow::Result<String> {
-        match self {
-            PluginCommand::Run(args) => run(args),
-            PluginCommand::Inspect(args) => inspect(args),
-            PluginCommand::Test(args) => super::conformance::run(args),
-            PluginCommand::New(args) => super::scaffold::run(args),
-        }
-    }
-}
-
-fn run(args: RunArgs) -> anyhow::Result<String> {
+/// `plugin run`: the verdict as JSON.
+pub fn run(args: RunArgs) -> anyhow::Result<String> {
     let mut spec = PluginSpec::new(plugin_name(&args.plugin), &args.plugin);
     for entry in &args.config {
         let Some((k, v)) = entry.split_once('=') else {
@@ -199,7 +175,8 @@ impl RunOutput {
     }
 }
 
-fn inspect(args: InspectArgs) -> anyhow::Result<String> {
+/// `plugin inspect`: the component's exports and imports, as text or JSON.
+pub fn inspect(args: InspectArgs) -> anyhow::Result<String> {
     let runtime = PluginRuntime::new(RuntimeOptions::default())?;
     let info = runtime.inspect(&args.plugin)?;
     if args.json {

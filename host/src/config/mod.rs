@@ -6,8 +6,10 @@
 //! environment after parsing, so secrets never appear in error messages.
 
 mod declare;
+mod diff;
 mod env;
 mod mapping;
+mod needs;
 mod tenant;
 mod validate;
 
@@ -17,12 +19,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use declare::{Declare, ExchangeType};
+pub use diff::{MappingChanges, mapping_changes};
 pub use mapping::{
     AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,
     KafkaSource, KafkaTarget, Mapping, Source, Target,
 };
-pub use tenant::{Allow, DEFAULT_TENANT, TenantConfig};
+pub use needs::{Mode, Need, Needs, Object, Report};
+pub use tenant::{Allow, TenantConfig, default_workers};
 
+pub use crate::plugin::DEFAULT_TENANT;
 use crate::plugin::{PluginLimits, PluginSpec};
 
 /// A configuration error. The text names the file and where in it.
@@ -160,6 +165,21 @@ pub struct RabbitConnection {
     pub tls: Option<TlsFiles>,
 }
 
+impl RabbitConnection {
+    /// The URL with the `vhost` and `heartbeat_secs` overrides applied, parsed as an AMQP URI
+    /// so that its query parameters (`frame_max`, `connection_timeout`, …) are kept.
+    pub fn uri(&self) -> Result<lapin::uri::AMQPUri, String> {
+        let mut uri: lapin::uri::AMQPUri = self.url.parse()?;
+        if let Some(vhost) = &self.vhost {
+            uri.vhost = vhost.clone();
+        }
+        if let Some(hb) = self.heartbeat_secs {
+            uri.query.heartbeat = Some(hb);
+        }
+        Ok(uri)
+    }
+}
+
 impl std::fmt::Debug for RabbitConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RabbitConnection")
@@ -270,9 +290,20 @@ pub struct BridgeSettings {
     /// `watch_plugins = true`.
     pub watch_plugins: bool,
     /// `text` or `json` (`--log-format` and `BRIDGE_LOG_FORMAT` win): `log_format = "json"`.
-    pub log_format: Option<crate::telemetry::LogFormat>,
+    pub log_format: Option<LogFormat>,
     /// The log level or filter (`RUST_LOG` wins): `log_level = "info,bridge_host=debug"`.
     pub log_level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (fields first-class), for log pipelines.
+    Json,
 }
 
 impl std::fmt::Debug for BridgeSettings {

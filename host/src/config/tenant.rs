@@ -15,10 +15,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 use super::{BridgeConfig, Mapping, Source, Target};
-use crate::plugin::PluginLimits;
-
-/// The tenant of mappings and plugins that name none.
-pub const DEFAULT_TENANT: &str = "default";
+use crate::plugin::{DEFAULT_TENANT, PluginLimits};
 
 /// A tenant.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -42,13 +39,18 @@ pub struct TenantConfig {
 /// The most worker threads a tenant may ask for.
 pub const MAX_WORKERS: usize = 64;
 
+/// The worker threads of a tenant that names no `workers`: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 impl BridgeConfig {
     /// How many plugin worker threads `tenant` runs.
     pub fn workers(&self, tenant: &str) -> usize {
         self.tenants
             .get(tenant)
             .and_then(|t| t.workers)
-            .unwrap_or_else(crate::pipeline::default_workers)
+            .unwrap_or_else(default_workers)
     }
 }
 
@@ -207,7 +209,7 @@ fn check_mapping(config: &BridgeConfig, m: &Mapping, tenant: &str, allow: &Allow
         config
             .rabbitmq
             .get(connection)
-            .and_then(|c| crate::amqp::uri(c).ok())
+            .and_then(|c| c.uri().ok())
             .map(|u| u.vhost)
     };
     match &m.source {

@@ -263,3 +263,40 @@ fn an_invalid_topic_regex_is_rejected_at_load() {
         "{err}"
     );
 }
+
+fn connection(url: &str, vhost: Option<&str>, heartbeat_secs: Option<u16>) -> RabbitConnection {
+    RabbitConnection {
+        url: url.to_string(),
+        vhost: vhost.map(str::to_string),
+        heartbeat_secs,
+        tls: None,
+    }
+}
+
+#[test]
+fn uri_overrides_keep_the_query_string() {
+    let c = connection(
+        "amqp://u:p@h:5673/old?frame_max=8192&connection_timeout=500",
+        Some("new/vh"),
+        Some(15),
+    );
+    let uri = c.uri().unwrap();
+    assert_eq!(uri.vhost, "new/vh");
+    assert_eq!(uri.query.heartbeat, Some(15));
+    assert_eq!(uri.query.frame_max, Some(8192));
+    assert_eq!(uri.query.connection_timeout, Some(500));
+    assert_eq!(uri.authority.port, 5673);
+}
+
+#[test]
+fn the_default_vhost_is_decoded() {
+    assert_eq!(
+        connection("amqp://h/%2f", None, None).uri().unwrap().vhost,
+        "/"
+    );
+}
+
+#[test]
+fn a_bad_url_is_an_error() {
+    assert!(connection("amqp://h:notaport/", None, None).uri().is_err());
+}

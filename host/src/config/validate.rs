@@ -50,7 +50,7 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
             problems.push(format!(
                 "`rabbitmq.{name}.url` must start with `amqp://` or `amqps://`"
             ));
-        } else if let Err(e) = crate::amqp::uri(conn) {
+        } else if let Err(e) = conn.uri() {
             problems.push(format!(
                 "`rabbitmq.{name}.url` is not a valid AMQP URL: {e}"
             ));

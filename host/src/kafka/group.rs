@@ -20,7 +20,7 @@
 //!   last commit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,11 +35,10 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::ClusterContext;
 use crate::config::{KafkaCluster, KafkaSource};
-use crate::kafka::ClusterContext;
+use crate::connector::SourceEvents;
 use crate::plugin::Message;
-use crate::status::MappingStatus;
-use crate::telemetry::Event;
 
 /// Consumer settings the cluster's `properties` may override.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -75,6 +74,8 @@ pub struct Fetched {
     pub message: Message,
     /// Its bytes (key, payload, headers), counted once against its mapping's queue.
     weight: usize,
+    /// The poll that returned it.
+    poll: u64,
 }
 
 /// What a mapping receives from its group consumer, in order.
@@ -154,8 +155,11 @@ struct Backlog {
     bytes: AtomicUsize,
     max_messages: usize,
     max_bytes: usize,
-    /// Whether partitions are paused because of it, read without the table's lock.
+    /// Whether partitions are paused (or the poller waits) because of it, read without the
+    /// table's lock.
     holding: AtomicBool,
+    /// Woken once the queue is half empty again.
+    room: tokio::sync::Notify,
 }
 
 impl Backlog {
@@ -175,7 +179,22 @@ impl Backlog {
         self.messages.load(Ordering::Relaxed) <= self.max_messages / 2
             && self.bytes.load(Ordering::Relaxed) <= self.max_bytes / 2
     }
+
+    async fn wait_half_empty(&self) {
+        loop {
+            let room = self.room.notified();
+            if self.half_empty() {
+                return;
+            }
+            room.await;
+        }
+    }
 }
+
+/// How long the poller waits for a mapping that is alone on its consumer to take from its
+/// full queue before it pauses the partition after all (so that it keeps serving the group's
+/// rebalances while a mapping is stuck).
+const WAIT_FOR_ROOM: Duration = Duration::from_millis(500);
 
 /// The most bytes of messages a mapping's queue holds before its partitions pause (as
 /// `queued.max.messages.kbytes` bounds a consumer's prefetch).
@@ -188,9 +207,10 @@ struct Route {
     claim: Claim,
     sender: mpsc::UnboundedSender<Delivery>,
     backlog: Arc<Backlog>,
-    status: Arc<MappingStatus>,
-    /// Paused because the mapping's queue was full.
-    held: HashSet<Partition>,
+    events: Arc<dyn SourceEvents>,
+    /// Paused because the mapping's queue was full, with the offset the partition's fetching
+    /// resumes at (the one after the last message the poller took).
+    held: HashMap<Partition, i64>,
     /// Paused because one of its messages waits on a retry.
     retrying: HashSet<Partition>,
 }
@@ -204,11 +224,28 @@ struct Table {
     assigned: HashSet<Partition>,
     /// Paused partitions of topics no mapping claims, with the messages fetched for them.
     orphans: HashMap<Partition, Vec<Fetched>>,
+    /// Partitions sought back when a mapping left: the offset fetching starts again at, and
+    /// the poll under way then. That poll may return a message of the partition fetched
+    /// before the seek: it is dropped (it is fetched again), so nothing arrives behind a later
+    /// offset.
+    rewound: HashMap<Partition, (i64, u64)>,
+    /// Polls started by the poller, counted before each one.
+    polls: Arc<AtomicU64>,
 }
 
 impl Table {
     fn route(&mut self, topic: &str) -> Option<&mut Route> {
         self.routes.iter_mut().find(|r| r.claim.claims(topic))
+    }
+
+    /// Whether `fetched` was fetched before its partition was sought back (see `rewound`).
+    /// Only a message from the poll under way at the seek can be: the seek drops what
+    /// librdkafka prefetched before it.
+    fn is_stale(&mut self, fetched: &Fetched) -> bool {
+        let part = (fetched.topic.clone(), fetched.partition);
+        self.rewound
+            .remove(&part)
+            .is_some_and(|(from, poll)| fetched.poll <= poll && fetched.offset > from)
     }
 
     fn wanted_subscription(&self) -> Vec<String> {
@@ -283,7 +320,7 @@ impl ClientContext for GroupContext {
                         .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
                 })
                 .collect();
-            route.status.counters.emit(Event::Lag(&lag));
+            route.events.lag(&lag);
         }
     }
 }
@@ -297,6 +334,7 @@ impl ConsumerContext for GroupContext {
                 for part in &parts {
                     table.assigned.remove(part);
                     table.orphans.remove(part);
+                    table.rewound.remove(part);
                 }
                 for route in &mut table.routes {
                     let mine: Vec<Partition> = parts
@@ -311,7 +349,7 @@ impl ConsumerContext for GroupContext {
                         route.held.remove(part);
                         route.retrying.remove(part);
                     }
-                    route.status.counters.emit(Event::PartitionsRevoked(&mine));
+                    route.events.revoked(&mine);
                     // The mapping abandons them in order with the messages before.
                     let _ = route.sender.send(Delivery::Revoked(mine));
                 }
@@ -338,7 +376,7 @@ impl ConsumerContext for GroupContext {
                     .cloned()
                     .collect();
                 if !mine.is_empty() {
-                    route.status.counters.emit(Event::PartitionsAssigned(&mine));
+                    route.events.assigned(&mine);
                 }
             }
         }
@@ -387,7 +425,7 @@ impl GroupConsumer {
         };
         // Tunables the cluster's `properties` may override; then what the offset watermark
         // relies on, which they may not.
-        let consumer: Consumer_ = crate::kafka::client_config_with(cluster, CONSUMER_DEFAULTS)
+        let consumer: Consumer_ = super::client_config_with(cluster, CONSUMER_DEFAULTS)
             .set("group.id", &key.group)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
@@ -404,9 +442,10 @@ impl GroupConsumer {
         }))
     }
 
-    /// Whether the consumer failed for good (it is then not shared again).
+    /// Whether the consumer failed for good (it is then not shared again): a fatal client
+    /// error, or its poller ended (it panicked).
     pub fn failed(&self) -> bool {
-        self.consumer.client().fatal_error().is_some()
+        self.consumer.client().fatal_error().is_some() || self.poller.is_finished()
     }
 
     /// Adds a mapping consuming `topics`; its queue pauses partitions at `max_messages`
@@ -416,7 +455,7 @@ impl GroupConsumer {
         mapping: &str,
         topics: &[String],
         max_messages: usize,
-        status: Arc<MappingStatus>,
+        events: Arc<dyn SourceEvents>,
     ) -> Result<Lease, String> {
         let claim = Claim::new(topics).map_err(|e| format!("invalid topic pattern: {e}"))?;
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -426,6 +465,7 @@ impl GroupConsumer {
             max_messages,
             max_bytes: MAX_QUEUED_BYTES,
             holding: AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
         });
         let mut table = lock(&self.table);
         table.next_id += 1;
@@ -438,7 +478,7 @@ impl GroupConsumer {
             .cloned()
             .collect();
         if !assigned.is_empty() {
-            status.counters.emit(Event::PartitionsAssigned(&assigned));
+            events.assigned(&assigned);
         }
         let waiting: Vec<Partition> = table
             .orphans
@@ -463,8 +503,8 @@ impl GroupConsumer {
             claim,
             sender,
             backlog: Arc::clone(&backlog),
-            status,
-            held: HashSet::new(),
+            events,
+            held: HashMap::new(),
             retrying: HashSet::new(),
         });
         if let Err(e) = self.resubscribe(&mut table) {
@@ -501,16 +541,19 @@ impl GroupConsumer {
 
 /// Takes every fetched message and hands it to the mapping that claims its topic.
 async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey) {
+    let polls = Arc::clone(&lock(&table).polls);
     loop {
+        let poll = polls.fetch_add(1, Ordering::AcqRel) + 1;
         let fetched = match consumer.recv().await {
             Ok(m) => {
-                let message = crate::kafka::to_message(&key.cluster, &m);
+                let message = super::to_message(&key.cluster, &m);
                 Box::new(Fetched {
                     topic: m.topic().to_string(),
                     partition: m.partition(),
                     offset: m.offset(),
                     weight: usize::try_from(message.size()).unwrap_or(usize::MAX),
                     message,
+                    poll,
                 })
             }
             Err(e) => {
@@ -518,39 +561,108 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
                 continue;
             }
         };
-        let mut table = lock(&table);
-        let fetched = match table.route(&fetched.topic) {
-            Some(route) => {
-                let full = route.backlog.add(fetched.weight);
-                // The partition is named only when it is to be paused.
-                let part = full.then(|| (fetched.topic.clone(), fetched.partition));
-                match route.sender.send(Delivery::Message(fetched)) {
-                    Ok(()) => {
-                        if let Some(part) = part
-                            && route.held.insert(part.clone())
-                        {
-                            route.backlog.holding.store(true, Ordering::Release);
-                            tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, "Mapping busy: partition paused.");
-                            pause(consumer.as_ref(), &[&part], true);
-                        }
-                        continue;
-                    }
-                    Err(mpsc::error::SendError(Delivery::Message(fetched))) => {
-                        route.backlog.take(fetched.weight);
-                        fetched
-                    }
-                    Err(_) => continue,
-                }
-            }
-            None => fetched,
+        // A mapping alone on the consumer whose queue is full: wait for it, for a while.
+        let Some((id, backlog, part, offset)) = route(&consumer, &table, fetched) else {
+            continue;
         };
-        // No mapping takes it now: hold it, and the partition, until one does.
-        let part = (fetched.topic.clone(), fetched.partition);
-        let held = table.orphans.entry(part.clone()).or_default();
-        if held.is_empty() {
-            pause(consumer.as_ref(), &[&part], true);
+        if tokio::time::timeout(WAIT_FOR_ROOM, backlog.wait_half_empty())
+            .await
+            .is_err()
+        {
+            let mut guard = lock(&table);
+            if let Some(route) = guard.routes.iter_mut().find(|r| r.id == id) {
+                hold(consumer.as_ref(), route, part, offset);
+            }
         }
-        held.push(*fetched);
+    }
+}
+
+/// A mapping to wait for before pausing its partition: its id and queue, the partition, and
+/// the offset of the message that filled the queue.
+type Wait = (u64, Arc<Backlog>, Partition, i64);
+
+/// Hands a fetched message to the mapping that claims its topic, pausing the partition when
+/// the mapping's queue is full and other mappings share the consumer (alone, it is waited
+/// for instead: pausing would protect no one and drop librdkafka's prefetch). A message no
+/// mapping claims is held, with its partition paused, until one does.
+fn route(consumer: &Consumer_, table: &Mutex<Table>, fetched: Box<Fetched>) -> Option<Wait> {
+    let mut guard = lock(table);
+    if guard.is_stale(&fetched) {
+        tracing::debug!(topic = %fetched.topic, partition = fetched.partition, offset = fetched.offset, "Fetched before its partition was sought back; fetched again.");
+        return None;
+    }
+    let alone = guard.routes.len() == 1;
+    let fetched = match guard.route(&fetched.topic) {
+        Some(route) => {
+            let full = route.backlog.add(fetched.weight);
+            // The partition is named only when it is to be paused.
+            let part = full.then(|| (fetched.topic.clone(), fetched.partition, fetched.offset));
+            match route.sender.send(Delivery::Message(fetched)) {
+                Ok(()) => {
+                    let (topic, partition, offset) = part?;
+                    let part = (topic, partition);
+                    if route.held.contains_key(&part) {
+                        return None;
+                    }
+                    route.backlog.holding.store(true, Ordering::Release);
+                    if alone {
+                        return Some((route.id, Arc::clone(&route.backlog), part, offset));
+                    }
+                    hold(consumer, route, part, offset);
+                    return None;
+                }
+                Err(mpsc::error::SendError(Delivery::Message(fetched))) => {
+                    route.backlog.take(fetched.weight);
+                    fetched
+                }
+                Err(_) => return None,
+            }
+        }
+        None => fetched,
+    };
+    // No mapping takes it now: hold it, and the partition, until one does.
+    let part = (fetched.topic.clone(), fetched.partition);
+    let held = guard.orphans.entry(part.clone()).or_default();
+    if held.is_empty() {
+        pause(consumer, &[&part], true);
+    }
+    held.push(*fetched);
+    None
+}
+
+/// Pauses a partition of a mapping whose queue is full; its fetching resumes at `offset + 1`.
+fn hold(consumer: &Consumer_, route: &mut Route, part: Partition, offset: i64) {
+    if route.held.contains_key(&part) {
+        return;
+    }
+    route.backlog.holding.store(true, Ordering::Release);
+    tracing::debug!(mapping = %route.mapping, topic = %part.0, partition = part.1, "Mapping busy: partition paused.");
+    pause(consumer, &[&part], true);
+    route.held.insert(part, offset + 1);
+}
+
+/// Resumes partitions paused while their mapping's queue was full, each at the offset after
+/// the last message the poller took. Resuming alone leaves librdkafka's fetcher asleep for up
+/// to a second when every partition it serves was paused (librdkafka 2.12 wakes it when a
+/// partition starts fetching, not when one resumes); seeking to the same position wakes it.
+fn resume_held(consumer: &Consumer_, parts: &[(&Partition, i64)]) {
+    if parts.is_empty() {
+        return;
+    }
+    pause(
+        consumer,
+        &parts.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        false,
+    );
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in parts {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::debug!(error = %e, "Resume position not added.");
+        }
+    }
+    // Asynchronous (timeout 0), like the rewind when a mapping leaves.
+    if let Err(e) = consumer.seek_partitions(tpl, Duration::ZERO) {
+        tracing::debug!(error = %e, "Seek on resume failed; fetching resumes on its own.");
     }
 }
 
@@ -598,16 +710,18 @@ impl Lease {
             return;
         }
         let mut table = lock(&self.group.table);
+        self.backlog.holding.store(false, Ordering::Release);
+        self.backlog.room.notify_one();
         if let Some(route) = table.routes.iter_mut().find(|r| r.id == self.id)
             && !route.held.is_empty()
         {
-            route.backlog.holding.store(false, Ordering::Release);
             let held = std::mem::take(&mut route.held);
-            let resume: Vec<&Partition> = held
+            let resume: Vec<(&Partition, i64)> = held
                 .iter()
-                .filter(|p| !route.retrying.contains(p))
+                .filter(|(p, _)| !route.retrying.contains(p))
+                .map(|(p, offset)| (p, *offset))
                 .collect();
-            pause(self.group.consumer.as_ref(), &resume, false);
+            resume_held(self.group.consumer.as_ref(), &resume);
         }
     }
 
@@ -619,9 +733,9 @@ impl Lease {
             return;
         };
         let changed = if paused {
-            route.retrying.insert(part.clone()) && !route.held.contains(&part)
+            route.retrying.insert(part.clone()) && !route.held.contains_key(&part)
         } else {
-            route.retrying.remove(&part) && !route.held.contains(&part)
+            route.retrying.remove(&part) && !route.held.contains_key(&part)
         };
         if changed {
             pause(self.group.consumer.as_ref(), &[&part], paused);
@@ -642,15 +756,16 @@ impl Lease {
         }
     }
 
-    /// Leaves the consumer. `resume_at` gives, per partition, the first offset the mapping
-    /// did not settle; those partitions, and those with messages still queued, are paused and
-    /// sought back there for the mapping that claims their topic next (or the group's next
-    /// owner, after the subscription dropped them).
-    pub fn leave(mut self, resume_at: Vec<(String, i32, i64)>) {
-        self.leave_at(resume_at);
+    /// Whether the shared consumer failed for good: the mapping must restart on a new one.
+    pub fn consumer_failed(&self) -> bool {
+        self.group.failed()
     }
 
-    fn leave_at(&mut self, resume_at: Vec<(String, i32, i64)>) {
+    /// Leaves the consumer (once; later calls do nothing). `resume_at` gives, per partition,
+    /// the first offset the mapping did not settle; those partitions, and those with messages
+    /// still queued, are paused and sought back there for the mapping that claims their topic
+    /// next (or the group's next owner, after the subscription dropped them).
+    pub fn leave(&mut self, resume_at: Vec<(String, i32, i64)>) {
         if std::mem::replace(&mut self.left, true) {
             return;
         }
@@ -667,10 +782,7 @@ impl Lease {
             .cloned()
             .collect();
         if !given_up.is_empty() {
-            route
-                .status
-                .counters
-                .emit(Event::PartitionsRevoked(&given_up));
+            route.events.revoked(&given_up);
         }
         let mut rewind: HashMap<Partition, i64> = resume_at
             .into_iter()
@@ -706,8 +818,17 @@ impl Lease {
                 }
             }
             // Asynchronous (timeout 0): the seek takes effect before the partition resumes.
-            if let Err(e) = self.group.consumer.seek_partitions(tpl, Duration::ZERO) {
-                tracing::warn!(group = %self.group.key.group, error = %e, "Kafka seek failed; the partitions' next owner starts from the last commit.");
+            match self.group.consumer.seek_partitions(tpl, Duration::ZERO) {
+                Ok(_) => {
+                    let poll = table.polls.load(Ordering::Acquire);
+                    let sought = rewind
+                        .iter()
+                        .map(|(part, offset)| (part.clone(), (*offset, poll)));
+                    table.rewound.extend(sought);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.group.key.group, error = %e, "Kafka seek failed; the partitions' next owner starts from the last commit.");
+                }
             }
             for (part, _) in rewind {
                 // Refetched from the rewound position.
@@ -715,7 +836,7 @@ impl Lease {
             }
         }
         // Partitions it had paused stay paused until a mapping claims them.
-        for part in route.held.into_iter().chain(route.retrying) {
+        for part in route.held.into_keys().chain(route.retrying) {
             if table.assigned.contains(&part) {
                 table.orphans.entry(part).or_default();
             }
@@ -728,6 +849,6 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.leave_at(Vec::new());
+        self.leave(Vec::new());
     }
 }

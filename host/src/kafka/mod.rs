@@ -1,4 +1,20 @@
-//! Kafka clients (rdkafka): configuration from `[kafka.NAME]`, and message conversion.
+//! Everything about Kafka (rdkafka): client configuration from `[kafka.NAME]`, message
+//! conversion, the mappings' source (a shared consumer-group member per tenant, cluster and
+//! group, with per-partition commit watermarks) and sink (a shared idempotent producer), and
+//! the tenants' client pools.
+
+mod group;
+mod pool;
+pub mod probe;
+mod sink;
+mod source;
+pub mod topology;
+mod watermark;
+
+pub use group::{GroupConsumer, GroupKey};
+pub use pool::{KafkaClients, Producer};
+pub use sink::KafkaSink;
+pub use source::KafkaSource;
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;

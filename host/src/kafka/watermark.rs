@@ -39,6 +39,8 @@ pub struct Watermarks {
     topics: HashMap<Arc<str>, HashMap<i32, Partition>>,
     epochs: u64,
     in_flight: usize,
+    /// Messages the watermarks passed since [`Watermarks::take_passed`] last asked.
+    passed: usize,
 }
 
 /// A revoked partition's messages that were still in flight: their settlement is abandoned and
@@ -85,8 +87,11 @@ impl Watermarks {
 
     /// Whether the message still belongs to a current assignment (its partition was not
     /// revoked since it was consumed).
-    pub fn is_current(&mut self, at: &Coordinates) -> bool {
-        self.partition(at).is_some()
+    pub fn is_current(&self, at: &Coordinates) -> bool {
+        self.topics
+            .get(&at.topic)
+            .and_then(|p| p.get(&at.partition))
+            .is_some_and(|p| p.epoch == at.epoch)
     }
 
     /// Marks a message handled and moves its partition's watermark over every contiguous
@@ -107,6 +112,7 @@ impl Watermarks {
             passed += 1;
         }
         self.in_flight -= passed;
+        self.passed += passed;
         true
     }
 
@@ -169,9 +175,26 @@ impl Watermarks {
             .collect()
     }
 
+    /// How many messages the watermarks passed since the last call: settled, and behind no
+    /// unsettled one.
+    pub fn take_passed(&mut self) -> usize {
+        std::mem::take(&mut self.passed)
+    }
+
     /// Messages consumed and not yet passed by their partition's watermark.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Of [`Watermarks::in_flight`], the messages of partitions waiting on a retry: held
+    /// behind it until it settles.
+    pub fn held_by_retries(&self) -> usize {
+        self.topics
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|p| p.retrying > 0)
+            .map(|p| p.pending.len())
+            .sum()
     }
 }
 
@@ -199,6 +222,11 @@ mod tests {
         let _after = w.consumed("t", 0, 6);
         let other: Vec<_> = (0..3).map(|o| w.consumed("t", 1, o)).collect();
         assert_eq!(w.retrying(&stuck, true), 1);
+        assert_eq!(
+            w.held_by_retries(),
+            2,
+            "the stuck message and the one behind it"
+        );
         for at in &other {
             assert!(w.settled(at));
         }

@@ -6,11 +6,11 @@ use tokio::sync::oneshot;
 
 use super::workers::WorkerPool;
 
+use crate::plugin::PluginSet;
 use crate::plugin::{
     CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
     PluginInstance,
 };
-use crate::reload::PluginSet;
 use crate::telemetry::PluginTimer;
 
 /// What the chain made of one message.
@@ -91,6 +91,8 @@ impl ChainCore {
 
     /// Runs every transform in order on `msg`.
     pub fn run(&mut self, msg: Message) -> ChainOutcome {
+        #[cfg(debug_assertions)]
+        test_panic_hook(&msg);
         let mut current = vec![msg];
         for (i, plugin) in self.transforms.iter_mut().enumerate() {
             let timer = self.timers.get(i).and_then(Option::as_ref);
@@ -353,25 +355,34 @@ impl Chain {
         })
     }
 
-    /// Runs `call` on the chain's state on a worker thread; `None` when the pool stopped or
-    /// an earlier call panicked with the state.
+    /// Runs `call` on the chain's state on a worker thread. `Err` when the pool stopped or a
+    /// call panicked in the host: the chain's instances may then be in any state, so it takes
+    /// no more calls and its mapping restarts with fresh ones.
     async fn call<R: Send + 'static>(
         &self,
         call: impl FnOnce(&mut ChainState) -> R + Send + 'static,
-    ) -> Option<R> {
+    ) -> Result<R, ChainBroken> {
         let (tx, rx) = oneshot::channel();
         let state = Arc::clone(&self.state);
         let job = Box::new(move || {
-            let Ok(mut state) = state.lock() else {
-                return;
-            };
-            state.refresh();
-            let _ = tx.send(call(&mut state));
+            // The guard lives inside: a panic drops it while unwinding and poisons the lock,
+            // so every later call on this chain fails too.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut state = state.lock().map_err(|_| ChainBroken::Poisoned)?;
+                state.refresh();
+                Ok(call(&mut state))
+            }))
+            .unwrap_or_else(|p| {
+                Err(ChainBroken::Panicked(
+                    super::workers::panic_message(p.as_ref()).to_string(),
+                ))
+            });
+            let _ = tx.send(answer);
         });
         if !self.pool.submit(job) {
-            return None;
+            return Err(ChainBroken::WorkersStopped);
         }
-        rx.await.ok()
+        rx.await.unwrap_or(Err(ChainBroken::WorkersStopped))
     }
 
     /// The plugin generation: it moves when a reload swaps a plugin.
@@ -380,21 +391,18 @@ impl Chain {
     }
 
     /// Runs the transforms on `msg`.
-    pub async fn run(&self, msg: Message) -> ChainOutcome {
-        self.run_batch(vec![msg])
-            .await
+    pub async fn run(&self, msg: Message) -> Result<ChainOutcome, ChainBroken> {
+        Ok(self
+            .run_batch(vec![msg])
+            .await?
             .pop()
-            .unwrap_or_else(no_outcome)
+            .unwrap_or_else(no_outcome))
     }
 
     /// Runs the transforms on each message of `batch`, in order, in one trip to a worker.
     /// Returns one outcome per message.
-    pub async fn run_batch(&self, batch: Vec<Message>) -> Vec<ChainOutcome> {
-        let n = batch.len();
-        match self.call(move |state| state.run(batch)).await {
-            Some(outcomes) => outcomes,
-            None => (0..n).map(|_| no_outcome()).collect(),
-        }
+    pub async fn run_batch(&self, batch: Vec<Message>) -> Result<Vec<ChainOutcome>, ChainBroken> {
+        self.call(move |state| state.run(batch)).await
     }
 
     /// Asks the dead-letter policy.
@@ -403,19 +411,10 @@ impl Chain {
         msg: &Message,
         failure: &ProcessingFailure,
         attempt: u32,
-    ) -> Decision {
+    ) -> Result<Decision, ChainBroken> {
         let job = (msg.clone(), failure.clone());
-        let decided = self
-            .call(move |state| state.built.core.decide(&job.0, &job.1, attempt))
-            .await;
-        decided.unwrap_or_else(|| {
-            default_decision(&Failure {
-                kind: failure.kind,
-                plugin: failure.plugin.clone(),
-                message: failure.detail.clone(),
-                attempt,
-            })
-        })
+        self.call(move |state| state.built.core.decide(&job.0, &job.1, attempt))
+            .await
     }
 
     /// `name@sha256:…` of a plugin in the chain.
@@ -423,21 +422,48 @@ impl Chain {
         let name = name.to_string();
         self.call(move |state| state.built.core.describe_plugin(&name))
             .await
+            .ok()
             .flatten()
     }
 }
 
-/// The outcome of a message no worker could answer (the pool stopped, or a call panicked).
-pub(super) fn no_outcome() -> ChainOutcome {
-    ChainOutcome::Failed(thread_gone())
+/// The chain takes no more calls; its mapping restarts with fresh instances.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChainBroken {
+    /// A call panicked in the host (its instances may be in any state).
+    #[error("a plugin call panicked in the host: {0}")]
+    Panicked(String),
+    /// An earlier call panicked.
+    #[error("an earlier plugin call panicked in the host")]
+    Poisoned,
+    /// The tenant's plugin worker threads stopped.
+    #[error("the plugin workers stopped")]
+    WorkersStopped,
 }
 
-fn thread_gone() -> ProcessingFailure {
-    ProcessingFailure {
+/// The outcome of a message a chain answered nothing for.
+pub(super) fn no_outcome() -> ChainOutcome {
+    ChainOutcome::Failed(ProcessingFailure {
         kind: FailureKind::PluginTrap,
         plugin: None,
-        detail: "the plugin worker stopped".to_string(),
+        detail: "the plugin chain gave no outcome".to_string(),
         version: None,
+    })
+}
+
+/// Test hook, in debug builds only: the host panics once, as a buggy host function would, on
+/// the first message carrying the header named by `BRIDGE_TEST_PANIC_ONCE`.
+#[cfg(debug_assertions)]
+fn test_panic_hook(msg: &Message) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static HEADER: OnceLock<Option<String>> = OnceLock::new();
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    if let Some(name) = HEADER.get_or_init(|| std::env::var("BRIDGE_TEST_PANIC_ONCE").ok())
+        && msg.headers.iter().any(|(k, _)| k == name)
+        && !FIRED.swap(true, Ordering::SeqCst)
+    {
+        panic!("test hook: a host panic in a chain call");
     }
 }
 

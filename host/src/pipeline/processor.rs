@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 
-use super::Shutdown;
 use super::breaker::{Admit, Breaker};
 use super::chain::{Chain, ChainOutcome, ProcessingFailure, no_outcome};
 use super::headers::{self, DeadLetterContext};
-use super::sink::{Rejected, Sink, SinkError};
+use super::{PipelineError, Shutdown};
+use crate::connector::{Class, Rejected, Sink, SinkError};
 use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message};
 use crate::status::MappingStatus;
 use crate::telemetry::event::Stage;
@@ -31,6 +31,8 @@ pub struct Sent {
     attempt: u32,
     /// A retry the policy already asked for (a plugin failure): settling hands it on.
     retry: Option<(Duration, Box<Retry>)>,
+    /// Dropped as a duplicate: its key belongs to the message it repeats.
+    duplicate: bool,
 }
 
 impl Sent {
@@ -89,8 +91,8 @@ pub struct ProcessorSettings {
 pub struct Processor {
     settings: ProcessorSettings,
     chain: Chain,
-    sink: Sink,
-    dead_letter: Option<Sink>,
+    sink: Arc<dyn Sink>,
+    dead_letter: Option<Arc<dyn Sink>>,
     /// The plugin generation the breaker last saw: a reload closes it.
     generation: u64,
 }
@@ -102,19 +104,13 @@ const NO_TARGET_RETRY: Duration = Duration::from_secs(5);
 /// The longest retry delay a dead-letter policy may ask for.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
-/// Why a wait ended early: the bridge is stopping. The message being retried is left
-/// unhandled (not acknowledged, not committed), so it is redelivered after the restart.
-fn stopping() -> SinkError {
-    SinkError("the bridge is stopping; the message is left for redelivery".to_string())
-}
-
 impl Processor {
     /// A processor over an opened chain and sinks.
     pub fn new(
         settings: ProcessorSettings,
         chain: Chain,
-        sink: Sink,
-        dead_letter: Option<Sink>,
+        sink: Arc<dyn Sink>,
+        dead_letter: Option<Arc<dyn Sink>>,
     ) -> Self {
         let generation = chain.generation();
         Processor {
@@ -133,7 +129,7 @@ impl Processor {
     pub async fn process_batch(
         &mut self,
         originals: Vec<Message>,
-    ) -> Result<Vec<Flight>, SinkError> {
+    ) -> Result<Vec<Flight>, PipelineError> {
         self.counters()
             .emit(Event::Consumed(originals.len() as u64));
         let mut steps = Vec::with_capacity(originals.len());
@@ -141,13 +137,16 @@ impl Processor {
         for original in &originals {
             steps.push(self.admit(original, &mut prepared));
         }
-        let mut outcomes = self.chain.run_batch(prepared).await.into_iter();
+        let mut outcomes = self.chain.run_batch(prepared).await?.into_iter();
         // A message whose chain failed is settled by the policy without waiting here: a retry
         // comes back through its flight, so the messages after it are not held up.
         let mut flights = Vec::with_capacity(originals.len());
         for (original, step) in originals.into_iter().zip(steps) {
             let flight = match step {
-                Step::Duplicate => done(original),
+                Step::Duplicate => Box::pin(std::future::ready(Sent {
+                    duplicate: true,
+                    ..sent(original)
+                })),
                 Step::HopLimit(hops) => {
                     let failure = self.hop_failure(hops);
                     self.failed(original, failure, hops, 1).await?
@@ -238,7 +237,7 @@ impl Processor {
         original: Message,
         hops: u32,
         attempt: u32,
-    ) -> Result<Flight, SinkError> {
+    ) -> Result<Flight, PipelineError> {
         let failure = ProcessingFailure {
             kind: FailureKind::PluginError,
             plugin: None,
@@ -269,8 +268,8 @@ impl Processor {
         failure: ProcessingFailure,
         hops: u32,
         attempt: u32,
-    ) -> Result<Flight, SinkError> {
-        match self.decide(&original, &failure, attempt).await {
+    ) -> Result<Flight, PipelineError> {
+        match self.decide(&original, &failure, attempt).await? {
             Decision::Retry(ms) => {
                 self.retried(&failure, Stage::Processing, attempt, ms);
                 Ok(later(
@@ -303,13 +302,42 @@ impl Processor {
     /// Settles a flight without waiting: counts what was delivered, and asks the policy about
     /// what the target refused (retry, dead-letter, drop). `Err` means the target's connection
     /// is lost (or the bridge is stopping) and the message stays unhandled.
-    pub async fn settle(&mut self, sent: Sent) -> Result<Settlement, SinkError> {
+    pub async fn settle(&mut self, sent: Sent) -> Result<Settlement, PipelineError> {
+        let duplicate = sent.duplicate;
+        let Some(dedup) = &mut self.settings.dedup else {
+            return self.settle_flight(sent).await;
+        };
+        if duplicate {
+            return Ok(Settlement::Done);
+        }
+        // The key is remembered only once its message is handled: one abandoned before that
+        // is not a duplicate when it comes back.
+        let key = dedup.key(&sent.original);
+        let settlement = self.settle_flight(sent).await?;
+        if let (Settlement::Done, Some(key), Some(dedup)) =
+            (&settlement, key, &mut self.settings.dedup)
+        {
+            dedup.settled(key);
+        }
+        Ok(settlement)
+    }
+
+    /// Forgets the deduplication state of a partition whose messages were abandoned (revoked):
+    /// they are not duplicates when they are consumed again.
+    pub fn abandon_partition(&mut self, topic: &str, partition: i32) {
+        if let Some(dedup) = &mut self.settings.dedup {
+            dedup.abandon_partition(topic, partition);
+        }
+    }
+
+    async fn settle_flight(&mut self, sent: Sent) -> Result<Settlement, PipelineError> {
         let Sent {
             original,
             outputs,
             results,
             attempt,
             retry,
+            duplicate: _,
         } = sent;
         if let Some((delay, retry)) = retry {
             return Ok(Settlement::RetryAfter(delay, retry));
@@ -327,8 +355,8 @@ impl Processor {
         }
         for (msg, result) in outputs.into_iter().zip(results) {
             if let Err(rejected) = result {
-                if rejected.connection_lost {
-                    return Err(SinkError(rejected.detail));
+                if rejected.class == Class::Transient {
+                    return Err(PipelineError::Lost(rejected));
                 }
                 first.get_or_insert(rejected);
                 failed.push(msg);
@@ -338,12 +366,12 @@ impl Processor {
             return Ok(Settlement::Done);
         };
         let failure = ProcessingFailure {
-            kind: first.kind,
+            kind: first.kind(),
             plugin: None,
             detail: first.detail,
             version: None,
         };
-        match self.decide(&original, &failure, attempt).await {
+        match self.decide(&original, &failure, attempt).await? {
             Decision::Retry(ms) => {
                 self.retried(&failure, Stage::Delivery, attempt, ms);
                 let retry = Box::new(Retry {
@@ -367,7 +395,7 @@ impl Processor {
 
     /// Tries a message again: sends the refused outputs, or runs the chain again and sends
     /// what it makes. The flight settles like the first one.
-    pub async fn retry(&mut self, retry: Box<Retry>) -> Result<Flight, SinkError> {
+    pub async fn retry(&mut self, retry: Box<Retry>) -> Result<Flight, PipelineError> {
         let Retry {
             original,
             again,
@@ -383,7 +411,7 @@ impl Processor {
                 Admit::Wait(delay) => later(original, Again::Rerun { hops }, attempt, delay),
                 Admit::DeadLetter => self.broken(original, hops, attempt).await?,
                 Admit::Pass => {
-                    let outcome = self.chain.run(self.prepare(&original, hops)).await;
+                    let outcome = self.chain.run(self.prepare(&original, hops)).await?;
                     self.observe(&outcome);
                     match outcome {
                         ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
@@ -401,30 +429,49 @@ impl Processor {
         }))
     }
 
-    /// Settles a flight to the end, waiting out retries in place: for sources that must
-    /// settle in order (a RabbitMQ queue's acks).
-    pub async fn settle_in_order(&mut self, mut sent: Sent) -> Result<(), SinkError> {
-        loop {
-            match self.settle(sent).await? {
-                Settlement::Done => return Ok(()),
-                Settlement::RetryAfter(delay, retry) => {
-                    self.wait(delay).await?;
-                    sent = self.retry(retry).await?.await;
-                }
-            }
-        }
-    }
-
     /// Waits `delay`, unless the bridge is stopping: then at once `Err`, leaving the message
     /// unhandled, so that a message under retry never holds up a shutdown.
-    pub async fn wait(&self, delay: Duration) -> Result<(), SinkError> {
+    pub async fn wait(&self, delay: Duration) -> Result<(), PipelineError> {
         let mut shutdown = self.settings.shutdown.clone();
         if shutdown.borrow().stopping {
-            return Err(stopping());
+            return Err(PipelineError::Stopping);
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
-            _ = shutdown.wait_for(|s| s.stopping) => Err(stopping()),
+            _ = shutdown.wait_for(|s| s.stopping) => Err(PipelineError::Stopping),
+        }
+    }
+
+    /// Runs `work` until the stop's deadline, if the bridge is stopping: then `Err(Stopping)`.
+    /// (A dead letter under way still completes during the drain.)
+    async fn until_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, PipelineError>>,
+    ) -> Result<T, PipelineError> {
+        let mut shutdown = self.settings.shutdown.clone();
+        let deadline = async {
+            let stopping = shutdown.wait_for(|s| s.stopping).await.map(|s| s.deadline);
+            let Ok(deadline) = stopping else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep_until(deadline).await;
+        };
+        tokio::select! {
+            result = work => result,
+            () = deadline => Err(PipelineError::Stopping),
+        }
+    }
+
+    /// Runs `work` unless the bridge starts stopping first: then `Err(Stopping)`.
+    async fn until_stopping<T>(
+        &self,
+        work: impl Future<Output = Result<T, PipelineError>>,
+    ) -> Result<T, PipelineError> {
+        let mut shutdown = self.settings.shutdown.clone();
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| s.stopping) => Err(PipelineError::Stopping),
+            result = work => result,
         }
     }
 
@@ -459,20 +506,17 @@ impl Processor {
 
     /// `Err` once a target's connection is gone, so an idle mapping notices an outage (and
     /// reports it through readiness) without waiting for the next message.
-    pub fn check_sinks(&self) -> Result<(), SinkError> {
-        let dead_letter_ok = self.dead_letter.as_ref().is_none_or(Sink::is_connected);
+    pub fn check_sinks(&self) -> Result<(), PipelineError> {
+        let dead_letter_ok = self.dead_letter.as_ref().is_none_or(|s| s.is_connected());
         if self.sink.is_connected() && dead_letter_ok {
             Ok(())
         } else {
-            Err(SinkError(
-                "the RabbitMQ connection of a target closed".to_string(),
-            ))
+            Err(SinkError::msg("the RabbitMQ connection of a target closed").into())
         }
     }
 
     /// Closes the sinks' RabbitMQ channels and connections, on every way out of a mapping.
-    pub async fn close(&self) {
-        let timeout = Duration::from_secs(2);
+    pub async fn close(&self, timeout: Duration) {
         self.sink.close(timeout).await;
         if let Some(dl) = &self.dead_letter {
             dl.close(timeout).await;
@@ -491,17 +535,23 @@ impl Processor {
         &mut self,
         original: Message,
         outputs: Vec<Message>,
-    ) -> Result<Flight, SinkError> {
+    ) -> Result<Flight, PipelineError> {
         let mut pending = Vec::with_capacity(outputs.len());
         for msg in &outputs {
             // A blocked target holds the message here: nothing more is taken from the source
             // until RabbitMQ lifts its alarm (backpressure); readiness watches the connection.
+            // A stop ends the wait, leaving the message unsettled.
             if let Some(why) = self.sink.blocked() {
                 tracing::warn!(mapping = %self.settings.mapping, "{why}; waiting.");
-                self.sink.wait_unblocked().await;
+                self.until_stopping(async {
+                    self.sink.wait_unblocked().await;
+                    Ok(())
+                })
+                .await?;
                 tracing::info!(mapping = %self.settings.mapping, "The target takes messages again.");
             }
-            pending.push(self.sink.send(msg).await?);
+            let sent = self.until_stopping(async { Ok(self.sink.send(msg).await?) });
+            pending.push(sent.await?);
         }
         Ok(Box::pin(async move {
             let results = join_all(pending).await;
@@ -511,6 +561,7 @@ impl Processor {
                 results,
                 attempt: 1,
                 retry: None,
+                duplicate: false,
             }
         }))
     }
@@ -522,11 +573,11 @@ impl Processor {
         original: &Message,
         failure: &ProcessingFailure,
         attempt: u32,
-    ) -> Decision {
+    ) -> Result<Decision, PipelineError> {
         self.counters().emit(Event::Failed {
             kind: failure.kind.as_str(),
         });
-        let decision = self.chain.decide(original, failure, attempt).await;
+        let decision = self.chain.decide(original, failure, attempt).await?;
         if matches!(decision, Decision::DeadLetter(_)) && self.dead_letter.is_none() {
             tracing::error!(
                 mapping = %self.settings.mapping, kind = %failure.kind, error = %failure.detail,
@@ -538,14 +589,14 @@ impl Processor {
                 failure.detail,
                 NO_TARGET_RETRY.as_secs()
             )));
-            return Decision::Retry(NO_TARGET_RETRY.as_millis() as u64);
+            return Ok(Decision::Retry(NO_TARGET_RETRY.as_millis() as u64));
         }
-        match decision {
+        Ok(match decision {
             Decision::Retry(ms) if ms > MAX_RETRY_DELAY.as_millis() as u64 => {
                 Decision::Retry(MAX_RETRY_DELAY.as_millis() as u64)
             }
             other => other,
-        }
+        })
     }
 
     async fn send_dead_letter(
@@ -555,7 +606,7 @@ impl Processor {
         failure: &ProcessingFailure,
         attempts: u32,
         target: Option<DeadLetterTarget>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), PipelineError> {
         let plugin = match (&failure.version, &failure.plugin) {
             (Some(version), _) => Some(version.clone()),
             (None, Some(p)) => Some(
@@ -580,11 +631,12 @@ impl Processor {
             None => {}
         }
         let Some(sink) = &self.dead_letter else {
-            return Err(SinkError("no dead-letter target".to_string()));
+            return Err(SinkError::msg("no dead-letter target").into());
         };
         let mut backoff = super::backoff(Duration::from_millis(500));
         loop {
-            match sink.send(&letter).await?.await {
+            let sent = self.until_deadline(async { Ok(sink.send(&letter).await?.await) });
+            match sent.await? {
                 Ok(()) => {
                     self.counters().emit(Event::DeadLettered {
                         kind: failure.kind.as_str(),
@@ -592,7 +644,7 @@ impl Processor {
                     });
                     return Ok(());
                 }
-                Err(r) if r.connection_lost => return Err(SinkError(r.detail)),
+                Err(r) if r.class == Class::Transient => return Err(PipelineError::Lost(r)),
                 Err(r) => {
                     tracing::error!(mapping = %self.settings.mapping, error = %r.detail, "Dead-letter target refused the message; retrying.");
                     let delay = backoff.next().unwrap_or(Duration::from_secs(30));
@@ -616,6 +668,7 @@ fn later(original: Message, again: Again, attempt: u32, delay: Duration) -> Flig
         results: Vec::new(),
         attempt: attempt.saturating_sub(1).max(1),
         retry: Some((delay, retry)),
+        duplicate: false,
     }))
 }
 
@@ -634,11 +687,17 @@ enum Step {
 }
 
 fn done(original: Message) -> Flight {
-    Box::pin(std::future::ready(Sent {
+    Box::pin(std::future::ready(sent(original)))
+}
+
+/// A consumed message settled without sending anything.
+fn sent(original: Message) -> Sent {
+    Sent {
         original,
         outputs: Vec::new(),
         results: Vec::new(),
         attempt: 1,
         retry: None,
-    }))
+        duplicate: false,
+    }
 }

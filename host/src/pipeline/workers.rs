@@ -39,10 +39,13 @@ impl WorkerPool {
                 .spawn(move || {
                     let _span = span.entered();
                     while let Ok(job) = queue.recv() {
-                        // A panicking job loses its own answer (the caller sees the chain
-                        // gone), not the thread.
-                        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-                            tracing::error!("A plugin call panicked; its mapping restarts.");
+                        // Chain calls catch their own panics; this keeps the thread alive
+                        // whatever else a job does.
+                        if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(job)) {
+                            tracing::error!(
+                                panic = panic_message(p.as_ref()),
+                                "A plugin worker job panicked."
+                            );
                         }
                     }
                 })?;
@@ -82,11 +85,6 @@ impl WorkerPools {
     }
 }
 
-/// The default pool size: one thread per core.
-pub fn default_size() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,4 +110,12 @@ mod tests {
         assert!(pool.submit(Box::new(move || tx.send(7).unwrap())));
         assert_eq!(rx.recv().unwrap(), 7);
     }
+}
+
+/// What a caught panic said.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }

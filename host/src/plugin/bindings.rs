@@ -2,8 +2,8 @@
 //!
 //! This is the one `bindgen!` site of the host. Every import is trappable so that a host
 //! method can stop a plugin that exceeds its output limits, and the `message` resource is
-//! backed by the host's own [`Message`](super::Message) type, stored in the store's
-//! resource table.
+//! backed by the host's own [`Message`] type, defined here beside the generated types its
+//! fields use and stored in the store's resource table.
 //!
 //! ```no_run
 //! use bridge_host::plugin::{Message, PluginRuntime, PluginSpec, RuntimeOptions};
@@ -18,12 +18,14 @@
 //! # }
 //! ```
 
+use bytes::Bytes;
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "transformer-and-policy",
     imports: { default: trappable },
     with: {
-        "bridge:plugin/types.message": super::message::Message,
+        "bridge:plugin/types.message": self::Message,
     },
 });
 
@@ -33,6 +35,65 @@ pub use bridge::plugin::types::{
     Failure, FailureKind, KafkaOrigin, KafkaTarget, Origin, Verdict,
 };
 pub use exports::bridge::plugin::{dead_letter_policy, transform};
+
+/// A message on its way through a plugin chain.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The key; `None` when the message has none.
+    pub key: Option<Vec<u8>>,
+    /// The payload; `None` is a Kafka tombstone.
+    pub payload: Option<Bytes>,
+    /// Ordered headers; names may repeat.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    /// Where the message came from.
+    pub origin: Origin,
+    /// Kafka target overrides set by plugins.
+    pub kafka_target: KafkaTarget,
+    /// RabbitMQ target overrides set by plugins.
+    pub amqp_target: AmqpTarget,
+    /// AMQP properties to publish with.
+    pub amqp_properties: AmqpProperties,
+}
+
+impl Message {
+    /// A message with this payload and nothing else.
+    pub fn new(payload: Option<Vec<u8>>) -> Self {
+        Message {
+            key: None,
+            payload: payload.map(Bytes::from),
+            headers: Vec::new(),
+            timestamp: None,
+            origin: Origin::None,
+            kafka_target: KafkaTarget {
+                topic: None,
+                partition: None,
+            },
+            amqp_target: AmqpTarget {
+                exchange: None,
+                routing_key: None,
+            },
+            amqp_properties: AmqpProperties::default(),
+        }
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Bytes of key, payload and headers together.
+    pub fn size(&self) -> u64 {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        (self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Bytes::len)
+            + headers) as u64
+    }
+}
 
 /// The `bridge:plugin` version this host implements; components must export a compatible one.
 pub const VERSION: &str = "0.1.0";

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
+use super::bindings::Message;
 use super::bindings::bridge::plugin::types::HostMessage;
 use super::budget::{Charges, HeldBytes};
 use super::limits::{PluginLimits, StoreLimiter};
 use super::log::PluginLog;
-use super::message::Message;
 use super::state::PluginState;
 use super::{AmqpTarget, KafkaTarget};
 

@@ -6,12 +6,11 @@ use wasmtime::component::{Instance, Resource};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::bindings::{FailureKind, LogLevel, dead_letter_policy, transform};
+use super::bindings::{FailureKind, LogLevel, Message, dead_letter_policy, transform};
 use super::error::{CallError, LimitHit, LoadError};
 use super::limits::StoreLimiter;
 use super::loader::LoadedPlugin;
 use super::log::PluginLog;
-use super::message::Message;
 use super::runtime::EPOCH_TICK;
 use super::state::PluginState;
 

@@ -13,6 +13,9 @@ use super::limits::PluginLimits;
 use super::runtime::{EngineHandle, PluginRuntime};
 use super::state::PluginState;
 
+/// The tenant of mappings and plugins that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// What to load: a named plugin, its file, its configuration and its limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
@@ -40,7 +43,7 @@ impl PluginSpec {
             path: path.into(),
             config: Vec::new(),
             limits: PluginLimits::default(),
-            tenant: crate::config::DEFAULT_TENANT.to_string(),
+            tenant: DEFAULT_TENANT.to_string(),
             held_bytes: None,
             canaries: Vec::new(),
         }
@@ -65,7 +68,7 @@ pub struct LoadedPlugin {
     /// The version the plugin declares, if it declares one.
     pub(crate) declared: Option<String>,
     /// The tenant's held-bytes budget, if it has one.
-    pub(crate) budget: Option<Arc<super::HeldBytes>>,
+    pub(crate) budget: Option<Arc<super::budget::HeldBytes>>,
     pub(crate) spec: PluginSpec,
     pub(crate) engine: EngineHandle,
     pub(crate) pre: InstancePre<PluginState>,

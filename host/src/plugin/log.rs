@@ -1,5 +1,6 @@
-//! Plugin log output: the `host.log` import and the guest's stdout/stderr, both tagged with
-//! the plugin name, truncated and rate-limited so a chatty plugin cannot flood the log.
+//! Plugin log output: what the `host.log` import and the guest's stdout/stderr write, both
+//! tagged with the plugin name, truncated and rate-limited so a chatty plugin cannot flood the
+//! log.
 
 use std::io;
 use std::pin::Pin;
@@ -13,8 +14,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::bindings::LogLevel;
-use super::bindings::bridge::plugin::host;
-use super::state::PluginState;
 
 /// The log sink of one plugin.
 #[derive(Debug)]
@@ -98,13 +97,6 @@ fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     format!("{}… ({} bytes truncated)", &text[..end], text.len() - end).into()
-}
-
-impl host::Host for PluginState {
-    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
-        self.log.write(level, &message);
-        Ok(())
-    }
 }
 
 /// A guest output stream whose lines go to the plugin's log.

@@ -1,72 +1,13 @@
-//! The message a plugin sees, owned by the host, and the `message` resource methods that
-//! let a guest read and edit it without copying what it does not ask for.
+//! The `message` resource: the methods that let a guest read and edit a host-owned
+//! [`Message`] without copying what it does not ask for, within its output limits.
 
 use bytes::Bytes;
 use wasmtime::component::Resource;
 
 use super::bindings::bridge::plugin::types::{self, Headers};
-use super::bindings::{AmqpProperties, AmqpTarget, KafkaTarget, Origin};
+use super::bindings::{AmqpProperties, AmqpTarget, KafkaTarget, Message, Origin};
 use super::error::LimitHit;
 use super::state::PluginState;
-
-/// A message on its way through a plugin chain.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The key; `None` when the message has none.
-    pub key: Option<Vec<u8>>,
-    /// The payload; `None` is a Kafka tombstone.
-    pub payload: Option<Bytes>,
-    /// Ordered headers; names may repeat.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp: Option<i64>,
-    /// Where the message came from.
-    pub origin: Origin,
-    /// Kafka target overrides set by plugins.
-    pub kafka_target: KafkaTarget,
-    /// RabbitMQ target overrides set by plugins.
-    pub amqp_target: AmqpTarget,
-    /// AMQP properties to publish with.
-    pub amqp_properties: AmqpProperties,
-}
-
-impl Message {
-    /// A message with this payload and nothing else.
-    pub fn new(payload: Option<Vec<u8>>) -> Self {
-        Message {
-            key: None,
-            payload: payload.map(Bytes::from),
-            headers: Vec::new(),
-            timestamp: None,
-            origin: Origin::None,
-            kafka_target: KafkaTarget {
-                topic: None,
-                partition: None,
-            },
-            amqp_target: AmqpTarget {
-                exchange: None,
-                routing_key: None,
-            },
-            amqp_properties: AmqpProperties::default(),
-        }
-    }
-
-    /// The value of the first header named `name`.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// Bytes of key, payload and headers together.
-    pub fn size(&self) -> u64 {
-        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
-        (self.key.as_ref().map_or(0, Vec::len)
-            + self.payload.as_ref().map_or(0, Bytes::len)
-            + headers) as u64
-    }
-}
 
 impl PluginState {
     fn msg(&self, r: &Resource<Message>) -> wasmtime::Result<&Message> {

@@ -45,7 +45,7 @@ struct Inner {
     engines: Mutex<HashMap<u32, EngineHandle>>,
     ticker: Arc<Mutex<Vec<Engine>>>,
     /// Each tenant's budget of held message bytes, shared by all its plugins.
-    budgets: Mutex<HashMap<String, Arc<super::HeldBytes>>>,
+    budgets: Mutex<HashMap<String, Arc<super::budget::HeldBytes>>>,
 }
 
 impl PluginRuntime {
@@ -89,15 +89,15 @@ impl PluginRuntime {
 
     /// The held-bytes budget of `tenant` with `limit`, shared by all its plugins (a new limit
     /// starts a new budget).
-    pub fn budget(&self, tenant: &str, limit: u64) -> Arc<super::HeldBytes> {
+    pub fn budget(&self, tenant: &str, limit: u64) -> Arc<super::budget::HeldBytes> {
         let Ok(mut budgets) = self.inner.budgets.lock() else {
-            return Arc::new(super::HeldBytes::new(tenant, limit));
+            return Arc::new(super::budget::HeldBytes::new(tenant, limit));
         };
         let entry = budgets
             .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(super::HeldBytes::new(tenant, limit)));
+            .or_insert_with(|| Arc::new(super::budget::HeldBytes::new(tenant, limit)));
         if entry.limit() != limit {
-            *entry = Arc::new(super::HeldBytes::new(tenant, limit));
+            *entry = Arc::new(super::budget::HeldBytes::new(tenant, limit));
         }
         Arc::clone(entry)
     }

@@ -1,10 +1,12 @@
-//! What one plugin instance's store holds.
+//! What one plugin instance's store holds, and the `host` import it answers (`log`).
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::LogLevel;
+use super::bindings::bridge::plugin::host;
 use super::limits::{PluginLimits, StoreLimiter};
 use super::log::PluginLog;
 
@@ -27,5 +29,12 @@ impl WasiView for PluginState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.log.write(level, &message);
+        Ok(())
     }
 }

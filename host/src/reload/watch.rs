@@ -10,7 +10,7 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 use tokio::sync::mpsc;
 
-use super::{Command, Request, Trigger};
+use crate::health::{Command, Request, Trigger};
 
 /// Changes closer together than this make one reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);

@@ -2,6 +2,11 @@
 //! its own stop signal, so a configuration reload stops (drained, offsets committed), starts and
 //! restarts exactly the mappings it changes and leaves the others running untouched.
 
+mod clients;
+mod mapping;
+
+pub use clients::Clients;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,11 +17,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::BridgeConfig;
-use crate::pipeline::{self, Shutdown};
-use crate::reload::{self, Answer, Command, PluginSet, ReloadReport, Trigger};
-use crate::shared::Shared;
-use crate::status::Status;
+use crate::config::{BridgeConfig, mapping_changes};
+use crate::health::{Answer, Command, Request, Trigger};
+use crate::pipeline::Shutdown;
+use crate::plugin::PluginSet;
+use crate::reload;
+use crate::status::{ReloadReport, Status};
 use crate::topology;
 
 /// How often readiness asks each Kafka cluster for metadata.
@@ -37,11 +43,11 @@ pub struct Supervisor {
     config_text: String,
     plugins: Arc<PluginSet>,
     /// The clients and worker pools the mappings of each tenant share.
-    shared: Arc<Shared>,
+    clients: Arc<Clients>,
     status: Arc<Status>,
     running: HashMap<String, Running>,
     probe: Option<JoinHandle<()>>,
-    requests: mpsc::Sender<reload::Request>,
+    requests: mpsc::Sender<Request>,
     watch:
         Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>>,
 }
@@ -54,14 +60,14 @@ impl Supervisor {
         config: Arc<BridgeConfig>,
         plugins: Arc<PluginSet>,
         status: Arc<Status>,
-        requests: mpsc::Sender<reload::Request>,
+        requests: mpsc::Sender<Request>,
     ) -> Self {
         let mut supervisor = Supervisor {
             path,
             config: Arc::clone(&config),
             config_text,
             plugins,
-            shared: Arc::default(),
+            clients: Arc::default(),
             status,
             running: HashMap::new(),
             probe: None,
@@ -90,11 +96,11 @@ impl Supervisor {
         // Every line the mapping logs carries its tenant.
         let span = tracing::info_span!("mapping", tenant = %mapping.tenant());
         let task = tokio::spawn(
-            pipeline::run_mapping(
+            mapping::run_mapping(
                 Arc::clone(&self.config),
                 mapping.clone(),
                 Arc::clone(&self.plugins),
-                Arc::clone(&self.shared),
+                Arc::clone(&self.clients),
                 state,
                 rx,
             )
@@ -108,9 +114,20 @@ impl Supervisor {
         if let Some(old) = self.probe.take() {
             old.abort();
         }
-        self.probe = Some(tokio::spawn(
-            Arc::clone(&self.status).probe_kafka(Arc::clone(&self.config), KAFKA_PROBE_EVERY),
-        ));
+        let status = Arc::clone(&self.status);
+        let clusters = status
+            .watched_clusters()
+            .into_iter()
+            .filter_map(|name| {
+                let cluster = self.config.kafka.get(&name)?.clone();
+                Some((name, cluster))
+            })
+            .collect();
+        self.probe = Some(tokio::spawn(crate::kafka::probe::watch(
+            clusters,
+            KAFKA_PROBE_EVERY,
+            move |name, up| status.cluster_reachable(name, up),
+        )));
     }
 
     /// Watches the configuration file and every plugin file, unless `watch_plugins = false`.
@@ -174,7 +191,7 @@ impl Supervisor {
                 };
                 let set = Arc::clone(&self.plugins);
                 let name = plugin.clone();
-                let staged = tokio::task::spawn_blocking(move || set.stage(&name, path))
+                let staged = tokio::task::spawn_blocking(move || reload::stage(&set, &name, path))
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()));
                 match staged {
@@ -265,7 +282,8 @@ impl Supervisor {
 
     async fn reload_plugins(&self, trigger: Trigger) -> ReloadReport {
         let set = Arc::clone(&self.plugins);
-        let Ok((mut report, swapped)) = tokio::task::spawn_blocking(move || set.reload()).await
+        let Ok((mut report, swapped)) =
+            tokio::task::spawn_blocking(move || reload::reload_plugins(&set)).await
         else {
             return ReloadReport::default();
         };
@@ -292,10 +310,10 @@ impl Supervisor {
         if new.bridge != self.config.bridge {
             tracing::warn!("`[bridge]` settings changed: they take effect at the next restart.");
         }
-        let changes = reload::mapping_changes(&self.config, &new);
+        let changes = mapping_changes(&self.config, &new);
         let set = Arc::clone(&self.plugins);
         let for_plugins = Arc::clone(&new);
-        let prepared = tokio::task::spawn_blocking(move || set.prepare(&for_plugins))
+        let prepared = tokio::task::spawn_blocking(move || reload::prepare(&set, &for_plugins))
             .await
             .map_err(|e| vec![format!("loading the plugins failed: {e}")])??;
         let starting: BTreeSet<&String> = changes.added.iter().chain(&changes.restarted).collect();

@@ -17,8 +17,8 @@ use super::metrics::{
     FailureLabel, Metrics, PartitionLabel, PluginCallLabel, PluginLabel, RebalanceLabel,
     ReloadLabel, ResultLabel,
 };
+use crate::config::MappingChanges;
 use crate::plugin::LoadedPlugin;
-use crate::reload::MappingChanges;
 
 /// Circuit breaker states, by their `bridge_breaker_state` value.
 const BREAKER_STATES: [&str; 3] = ["closed", "open", "half-open"];

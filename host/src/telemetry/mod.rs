@@ -2,30 +2,17 @@
 //! update one metric and, where an operator should see it, write one fields-first log line;
 //! the Prometheus registry they update ([`metrics`]); and logging itself — human-readable
 //! lines by default, one JSON object per line with `--log-format json`, the level from
-//! `RUST_LOG` (default `info`) — with the summaries the bridge logs when it starts and stops.
+//! `RUST_LOG` (default `info`) — with the summary the bridge logs when it starts.
 
 pub mod event;
 pub mod metrics;
 
 pub use event::{BridgeEvent, Counters, Event, PluginTimer};
 
-use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{BridgeConfig, Source, Target, redact_url};
+use crate::config::{BridgeConfig, LogFormat, Source, Target, redact_url};
 use crate::plugin::LoadedPlugin;
-use crate::status::Status;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line (fields first-class), for log pipelines.
-    Json,
-}
 
 /// Logs to stderr in `format`, filtered by `RUST_LOG`, else by `level` (an `EnvFilter`
 /// directive such as `info` or `info,bridge_host::pipeline=debug`), else at `info`.
@@ -111,12 +98,5 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
             plugins = %m.plugins.join(","),
             "Mapping."
         );
-    }
-}
-
-/// One line per mapping with what it did since the start.
-pub fn log_stop(status: &Status) {
-    for m in status.mappings() {
-        m.log_counters("Mapping summary.");
     }
 }

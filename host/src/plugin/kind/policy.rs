@@ -2,10 +2,9 @@
 
 use wasmtime::component::Resource;
 
-use crate::plugin::bindings::{Decision, Failure};
+use crate::plugin::bindings::{Decision, Failure, Message};
 use crate::plugin::error::CallError;
 use crate::plugin::instance::PluginInstance;
-use crate::plugin::message::Message;
 
 impl PluginInstance {
     /// Asks the dead-letter policy what to do with a failed message.

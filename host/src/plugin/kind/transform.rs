@@ -2,10 +2,9 @@
 
 use wasmtime::component::Resource;
 
-use crate::plugin::bindings::{FailureKind, Verdict};
+use crate::plugin::bindings::{FailureKind, Message, Verdict};
 use crate::plugin::error::CallError;
 use crate::plugin::instance::PluginInstance;
-use crate::plugin::message::Message;
 
 /// What a transform decided, with the messages it produced.
 #[derive(Debug, Clone)]

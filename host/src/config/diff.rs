@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::config::{BridgeConfig, Mapping, Source, Target};
+use super::{BridgeConfig, Mapping, Source, Target};
 
 /// The mappings a new configuration stops, starts, restarts and keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

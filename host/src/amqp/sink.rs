@@ -1,0 +1,181 @@
+//! A mapping's RabbitMQ target: an exchange, published to on a channel of its own (publisher
+//! confirms, `mandatory`) over its tenant's publishing connection. Publishing returns at once
+//! with a future of the confirm, so many messages are in flight at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+
+use super::pool::{Connections, Role};
+use crate::config::{AmqpTarget, RabbitConnection};
+use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError};
+use crate::plugin::{FailureKind, Message, Origin};
+
+/// How long writing a publish may take before the connection counts as lost.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Publishes a mapping's messages to RabbitMQ.
+pub struct AmqpSink {
+    /// A channel in confirm mode, the mapping's own.
+    channel: lapin::Channel,
+    /// The tenant's publishing connection, shared with its other mappings.
+    connection: Arc<lapin::Connection>,
+    /// Exchange, default routing key, persistence.
+    target: AmqpTarget,
+}
+
+impl AmqpSink {
+    /// Opens a confirming channel on `tenant`'s publishing connection to `[rabbitmq.NAME]`.
+    pub async fn open(
+        connections: &Connections,
+        tenant: &str,
+        conn: &RabbitConnection,
+        target: &AmqpTarget,
+    ) -> Result<Self, SinkError> {
+        let connection = connections
+            .connection(tenant, &target.connection, conn, Role::Publish)
+            .await
+            .map_err(|e| SinkError::new("cannot connect", e))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| SinkError::new("cannot open a channel", e))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| SinkError::new("cannot enable publisher confirms", e))?;
+        Ok(AmqpSink {
+            channel,
+            connection,
+            target: target.clone(),
+        })
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<Pending, SinkError> {
+        let exchange = msg
+            .amqp_target
+            .exchange
+            .clone()
+            .unwrap_or_else(|| self.target.exchange.clone());
+        let routing_key = msg
+            .amqp_target
+            .routing_key
+            .clone()
+            .or_else(|| self.target.routing_key.clone())
+            .or_else(|| source_name(msg))
+            .unwrap_or_default();
+        if routing_key.len() > 255 || exchange.len() > 255 {
+            let detail = format!(
+                "routing key or exchange longer than 255 bytes (`{exchange}` / {} bytes)",
+                routing_key.len()
+            );
+            return Ok(refused(FailureKind::TargetRejected, detail));
+        }
+        let props = match super::properties_from_message(msg, self.target.persistent) {
+            Ok(props) => props,
+            Err(e) => return Ok(refused(FailureKind::ConversionError, e.to_string())),
+        };
+        let payload = msg.payload.as_deref().unwrap_or_default();
+        let publish = self.channel.basic_publish(
+            exchange.clone().into(),
+            routing_key.clone().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            payload,
+            props,
+        );
+        // A write on a connection that died without lapin noticing may never complete: treat
+        // a stuck publish as a lost connection, unless the broker blocked publishing (a
+        // resource alarm): then wait for it.
+        let mut publish = std::pin::pin!(publish);
+        let confirm = loop {
+            match tokio::time::timeout(WRITE_TIMEOUT, &mut publish).await {
+                Ok(written) => break written,
+                Err(_) if self.connection.status().blocked() => continue,
+                Err(_) => {
+                    return Err(SinkError::msg(format!(
+                        "publish to exchange `{exchange}` not written within {} s",
+                        WRITE_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        }
+        .map_err(|e| SinkError::new(format!("publish to exchange `{exchange}` failed"), e))?;
+        Ok(Box::pin(async move {
+            match confirm.await {
+                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+                Ok(Confirmation::Ack(Some(returned))) => Err(Rejected::refused(
+                    FailureKind::Unroutable,
+                    format!(
+                        "exchange `{exchange}` returned the message with routing key `{routing_key}`: {} {}",
+                        returned.reply_code, returned.reply_text
+                    ),
+                )),
+                Ok(Confirmation::Nack(_)) => Err(Rejected::refused(
+                    FailureKind::TargetRejected,
+                    format!("RabbitMQ nacked the publish to exchange `{exchange}`"),
+                )),
+                Err(e) => Err(Rejected::transient(
+                    format!("lost the publisher confirm: {e}"),
+                    Some(Box::new(e)),
+                )),
+            }
+        }))
+    }
+}
+
+impl Sink for AmqpSink {
+    fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<Pending, SinkError>> {
+        Box::pin(self.publish(msg))
+    }
+
+    /// RabbitMQ blocks publishers while one of its resource alarms (memory, disk) is on.
+    fn blocked(&self) -> Option<String> {
+        super::blocked_reason(&self.target.connection, &self.connection)
+    }
+
+    fn wait_unblocked(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            while self.connection.status().blocked() && self.connection.status().connected() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    /// A channel closes with its connection.
+    fn is_connected(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Confirms are awaited through their futures.
+    fn flush(&self, _timeout: Duration) {}
+
+    /// Closes the channel; the shared connection closes when its last mapping lets go.
+    fn close(&self, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(
+                timeout,
+                self.channel.close(200, "bridge mapping stopping".into()),
+            )
+            .await;
+        })
+    }
+}
+
+fn refused(kind: FailureKind, detail: impl Into<String>) -> Pending {
+    let rejected = Rejected::refused(kind, detail);
+    Box::pin(async move { Err(rejected) })
+}
+
+/// The source topic or queue name: the default routing key.
+fn source_name(msg: &Message) -> Option<String> {
+    match &msg.origin {
+        Origin::Kafka(k) => Some(k.topic.clone()),
+        Origin::Amqp(a) => Some(a.queue.clone()),
+        Origin::None => None,
+    }
+}

@@ -1,0 +1,177 @@
+//! The queues, exchanges and bindings a mapping uses on a RabbitMQ connection: checked, and
+//! declared where the mapping has `declare`.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+
+use crate::config::{Declare, Mode, Need, Object, RabbitConnection, Report};
+
+/// How long a broker may take to answer before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks the objects of `needs` on `[rabbitmq.NAME]`; in [`Mode::Declare`], declares the
+/// missing ones whose mapping has `declare`.
+pub async fn ensure(
+    name: &str,
+    settings: &RabbitConnection,
+    needs: &[Need],
+    mode: Mode,
+    report: &mut Report,
+) {
+    let connecting = super::connect(name, settings);
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            report.unreachable.push(format!("`rabbitmq.{name}`: {e}"));
+            return;
+        }
+        Err(_) => {
+            report.unreachable.push(format!(
+                "`rabbitmq.{name}`: no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ));
+            return;
+        }
+    };
+    // Queues and exchanges before bindings (the list keeps each mapping's order).
+    let (bindings, objects): (Vec<&Need>, Vec<&Need>) = needs
+        .iter()
+        .partition(|n| matches!(n.object, Object::Binding(..)));
+    for need in objects.into_iter().chain(bindings) {
+        let declare = need.declare.as_ref().filter(|_| mode == Mode::Declare);
+        if matches!(
+            (&need.object, declare),
+            (Object::Topic(_), _) | (Object::Binding(..), None)
+        ) {
+            continue;
+        }
+        // A failed declare closes its channel: one channel per object.
+        let channel = match connection.create_channel().await {
+            Ok(c) => c,
+            Err(e) => {
+                report
+                    .unreachable
+                    .push(format!("`rabbitmq.{name}`: cannot open a channel: {e}"));
+                break;
+            }
+        };
+        let (what, result) = match (&need.object, declare) {
+            (Object::Binding(queue, exchange, key), Some(_)) => (
+                format!("binding of queue `{queue}` to exchange `{exchange}` with `{key}`"),
+                channel
+                    .queue_bind(
+                        queue.as_str().into(),
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map(|_| true),
+            ),
+            (Object::Binding(..), None) | (Object::Topic(_), _) => continue,
+            (Object::Queue(queue), declare) => (
+                format!("queue `{queue}`"),
+                declare_queue(&connection, channel.clone(), queue, declare).await,
+            ),
+            (Object::Exchange(exchange), declare) => (
+                format!("exchange `{exchange}`"),
+                declare_exchange(&connection, channel.clone(), exchange, declare).await,
+            ),
+        };
+        // Closed before the next one: channels left closing when the connection closes
+        // make lapin log a connection error.
+        if channel.status().connected() {
+            let _ = channel.close(200, "checked".into()).await;
+        }
+        match result {
+            Ok(false) => {}
+            Ok(true) => report.declared.push(format!("{what} on `{name}`")),
+            Err(e) if need.declare.is_some() && mode == Mode::Inspect => {
+                tracing::debug!(at = %need.at, error = %e, "Missing; the mapping declares it at startup.");
+            }
+            Err(e) => report.missing.push(format!(
+                "{}: {what} is not usable on `{name}`: {e}{}",
+                need.at,
+                if need.declare.is_none() {
+                    " (create it, or set `declare = true` on the mapping)"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+    let _ = connection.close(200, "topology checked".into()).await;
+}
+
+/// `Ok(true)` if the queue was created, `Ok(false)` if it existed.
+async fn declare_queue(
+    connection: &lapin::Connection,
+    channel: lapin::Channel,
+    queue: &str,
+    declare: Option<&Declare>,
+) -> Result<bool, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let Err(missing) = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    else {
+        return Ok(false);
+    };
+    let Some(d) = declare else {
+        return Err(missing);
+    };
+    let options = QueueDeclareOptions {
+        durable: d.durable,
+        ..QueueDeclareOptions::default()
+    };
+    connection
+        .create_channel()
+        .await?
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+        .map(|_| true)
+}
+
+/// `Ok(true)` if the exchange was created, `Ok(false)` if it existed.
+async fn declare_exchange(
+    connection: &lapin::Connection,
+    channel: lapin::Channel,
+    exchange: &str,
+    declare: Option<&Declare>,
+) -> Result<bool, lapin::Error> {
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let Err(missing) = channel
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Direct,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+    else {
+        return Ok(false);
+    };
+    let Some(d) = declare else {
+        return Err(missing);
+    };
+    let options = ExchangeDeclareOptions {
+        durable: d.durable,
+        ..ExchangeDeclareOptions::default()
+    };
+    let kind = lapin::ExchangeKind::Custom(d.exchange_type.as_str().to_string());
+    connection
+        .create_channel()
+        .await?
+        .exchange_declare(exchange.into(), kind, options, FieldTable::default())
+        .await
+        .map(|_| true)
+}

@@ -1,0 +1,200 @@
+//! A mapping's Kafka target: a topic, through its tenant's producer for the cluster
+//! (idempotent, `acks=all`). Sending returns at once with a future of the delivery report, so
+//! many messages are in flight at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureRecord;
+
+use super::pool::{KafkaClients, Producer};
+use super::{ClusterContext, client_config_with};
+use crate::config::{KafkaCluster, KafkaTarget};
+use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError};
+use crate::plugin::{FailureKind, Message, Origin};
+
+/// Producer settings the cluster's `properties` may override.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("linger.ms", "5"),
+    ("message.timeout.ms", "30000"),
+    // A request on a connection that went silent fails after 10 s (librdkafka: 60 s), and the
+    // producer reconnects and retries (idempotent: no duplicates).
+    ("socket.timeout.ms", "10000"),
+];
+
+/// Produces a mapping's messages to Kafka.
+pub struct KafkaSink {
+    /// The tenant's producer for the cluster, shared with its other mappings.
+    producer: Arc<Producer>,
+    /// Topic and partition rules.
+    target: KafkaTarget,
+}
+
+impl KafkaSink {
+    /// A sink for `target` on `tenant`'s producer for `cluster`.
+    pub fn open(
+        clients: &KafkaClients,
+        tenant: &str,
+        cluster: &KafkaCluster,
+        target: &KafkaTarget,
+    ) -> Result<Self, SinkError> {
+        // Tunables the cluster's `properties` may override; then what at-least-once delivery
+        // relies on, which they may not.
+        let make = || {
+            client_config_with(cluster, PRODUCER_DEFAULTS)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .create_with_context(ClusterContext::new(&target.cluster))
+        };
+        let producer = clients
+            .producer(tenant, &target.cluster, cluster, make)
+            .map_err(|e| {
+                SinkError::new(
+                    format!("cannot create a Kafka producer for `{}`", target.cluster),
+                    e,
+                )
+            })?;
+        Ok(KafkaSink {
+            producer,
+            target: target.clone(),
+        })
+    }
+
+    async fn produce(&self, msg: &Message) -> Result<Pending, SinkError> {
+        let Some(topic) = msg
+            .kafka_target
+            .topic
+            .clone()
+            .or_else(|| self.target.topic.clone())
+            .or_else(|| source_name(msg))
+        else {
+            return Ok(refused(FailureKind::TargetRejected, "no target topic"));
+        };
+        let same = match (&msg.origin, self.target.same_partition) {
+            (Origin::Kafka(k), true) => Some(k.partition),
+            _ => None,
+        };
+        let partition = msg.kafka_target.partition.or(same);
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(super::headers(msg));
+        if let Some(k) = &msg.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &msg.payload {
+            record = record.payload(p.as_ref());
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(ts) = msg.timestamp {
+            record = record.timestamp(ts);
+        }
+        // librdkafka hands the record back when its queue is full: wait and retry it.
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(Box::pin(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(classify(
+                                format!("Kafka did not take the message for topic `{topic}`"),
+                                e,
+                            )),
+                            Err(_) => {
+                                Err(Rejected::transient("the Kafka producer was closed", None))
+                            }
+                        }
+                    }));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    return Ok(refused(
+                        FailureKind::TargetRejected,
+                        format!("Kafka refused the message for topic `{topic}`: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<Pending, SinkError>> {
+        Box::pin(self.produce(msg))
+    }
+
+    fn blocked(&self) -> Option<String> {
+        None
+    }
+
+    fn wait_unblocked(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// The producer reconnects on its own.
+    fn is_connected(&self) -> bool {
+        true
+    }
+
+    /// Waits until everything sent has been answered (the shared producer's queue, other
+    /// mappings' messages included).
+    fn flush(&self, timeout: Duration) {
+        let _ = rdkafka::producer::Producer::flush(self.producer.as_ref(), timeout);
+    }
+
+    /// The shared producer closes when its last mapping lets go.
+    fn close(&self, _timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// A failed delivery: transient when it says nothing about the message — the cluster could not
+/// be reached or answered in time (librdkafka has retried until `message.timeout.ms`), or the
+/// topic is gone: the mapping restarts and sends the message again instead of dead-lettering.
+fn classify(detail: String, e: KafkaError) -> Rejected {
+    use RDKafkaErrorCode as C;
+    let transient = matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageTimedOut
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::NotEnoughReplicas
+                | C::NotEnoughReplicasAfterAppend
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+        )
+    );
+    let detail = format!("{detail}: {e}");
+    if transient {
+        Rejected::transient(detail, Some(Box::new(e)))
+    } else {
+        Rejected {
+            source: Some(Box::new(e)),
+            ..Rejected::refused(FailureKind::TargetRejected, detail)
+        }
+    }
+}
+
+fn refused(kind: FailureKind, detail: impl Into<String>) -> Pending {
+    let rejected = Rejected::refused(kind, detail);
+    Box::pin(async move { Err(rejected) })
+}
+
+/// The source topic or queue name: the default topic.
+fn source_name(msg: &Message) -> Option<String> {
+    match &msg.origin {
+        Origin::Kafka(k) => Some(k.topic.clone()),
+        Origin::Amqp(a) => Some(a.queue.clone()),
+        Origin::None => None,
+    }
+}

@@ -1,0 +1,171 @@
+//! One mapping's loop, the same for every source: take a batch, run it through the processor,
+//! settle each message when the target answered (or retry it later, holding back only itself),
+//! and tell the source what was settled. On a stop it drains what is in flight until the
+//! deadline; what is not settled by then is left for redelivery.
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
+
+use super::processor::{Processor, Retry, Sent, Settlement};
+use super::{CONNECTION_CHECK, PipelineError, Shutdown, stop_or, time_left};
+use crate::connector::{MAX_BATCH, Source};
+use crate::telemetry::Event;
+
+type Flights<T> = FuturesUnordered<BoxFuture<'static, (T, Sent)>>;
+type Retries<T> = FuturesUnordered<BoxFuture<'static, (T, Box<Retry>)>>;
+
+/// Runs `source` through `processor` until shutdown (then drains) or a failure.
+pub async fn drive<S: Source>(
+    mut source: S,
+    processor: &mut Processor,
+    max_in_flight: usize,
+    shutdown: &mut watch::Receiver<Shutdown>,
+) -> Result<(), PipelineError> {
+    let mut flights: Flights<S::Token> = FuturesUnordered::new();
+    let mut retries: Retries<S::Token> = FuturesUnordered::new();
+    let mut watchdog = tokio::time::interval(CONNECTION_CHECK);
+    processor.status().set_connected(true);
+    let result = loop {
+        processor
+            .status()
+            .counters
+            .emit(Event::InFlight(source.in_flight()));
+        let room = source.room(max_in_flight);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Ok(()),
+            _ = watchdog.tick() => {
+                if let Err(e) = source.check() {
+                    break Err(e.into());
+                }
+                if let Err(e) = processor.check_sinks() {
+                    break Err(e);
+                }
+            }
+            Some(first) = flights.next(), if !flights.is_empty() => {
+                let settled = settle_ready(&mut source, processor, &mut flights, &mut retries, first).await;
+                if let Err(e) = settled {
+                    break stop_or(shutdown, e);
+                }
+            }
+            Some((token, retry)) = retries.next(), if !retries.is_empty() => {
+                if !source.is_current(&token) {
+                    continue;
+                }
+                match processor.retry(retry).await {
+                    Ok(flight) => flights.push(async move { (token, flight.await) }.boxed()),
+                    Err(e) => break stop_or(shutdown, e),
+                }
+            }
+            received = source.recv(room.min(MAX_BATCH)), if room > 0 => match received {
+                Ok(received) => {
+                    // Forgotten before what was consumed again is admitted.
+                    for (topic, partition) in received.abandoned {
+                        processor.abandon_partition(&topic, partition);
+                    }
+                    if received.messages.is_empty() {
+                        continue;
+                    }
+                    let mut tokens = Vec::with_capacity(received.messages.len());
+                    let mut batch = Vec::with_capacity(received.messages.len());
+                    for c in received.messages {
+                        tokens.push(c.token);
+                        batch.push(c.message);
+                    }
+                    match processor.process_batch(batch).await {
+                        Ok(sent) => {
+                            for (token, flight) in tokens.into_iter().zip(sent) {
+                                flights.push(async move { (token, flight.await) }.boxed());
+                            }
+                        }
+                        Err(e) => break stop_or(shutdown, e),
+                    }
+                }
+                Err(e) => break Err(e.into()),
+            }
+        }
+    };
+    let stop = *shutdown.borrow();
+    if result.is_ok() {
+        // Drain what is in flight until the deadline. A message that would need a retry, and
+        // every retry still waiting, is left unsettled: it is delivered again.
+        while let Ok(Some((token, sent))) =
+            tokio::time::timeout_at(stop.deadline, flights.next()).await
+        {
+            if !source.is_current(&token) {
+                continue;
+            }
+            match processor.settle(sent).await {
+                Ok(Settlement::Done) => source.settled(token),
+                Ok(Settlement::RetryAfter(..)) => {}
+                Err(e) => tracing::debug!(error = %e, "Left unsettled at shutdown."),
+            }
+        }
+        processor.flush(time_left(stop.deadline, std::time::Duration::from_secs(5)));
+    }
+    let deadline = if stop.stopping {
+        stop.deadline
+    } else {
+        tokio::time::Instant::now() + super::CLOSE_TIMEOUT
+    };
+    if let Err(e) = source.close(result.is_ok(), deadline).await {
+        tracing::debug!(error = %e, "The source did not close cleanly.");
+    }
+    result
+}
+
+/// Settles `first` and every other flight already answered, then has the source acknowledge
+/// or commit what settled.
+async fn settle_ready<S: Source>(
+    source: &mut S,
+    processor: &mut Processor,
+    flights: &mut Flights<S::Token>,
+    retries: &mut Retries<S::Token>,
+    first: (S::Token, Sent),
+) -> Result<(), PipelineError> {
+    let mut next = Some(first);
+    while let Some((token, sent)) = next {
+        settle_one(source, processor, retries, token, sent).await?;
+        next = flights.next().now_or_never().flatten();
+    }
+    let idle = flights.is_empty() && retries.is_empty();
+    source.flush(idle).await?;
+    Ok(())
+}
+
+async fn settle_one<S: Source>(
+    source: &mut S,
+    processor: &mut Processor,
+    retries: &mut Retries<S::Token>,
+    token: S::Token,
+    sent: Sent,
+) -> Result<(), PipelineError> {
+    if !source.is_current(&token) {
+        // Its partition was revoked meanwhile: the partition's new owner consumes it again.
+        return Ok(());
+    }
+    let was_retry = sent.attempt() > 1;
+    match processor.settle(sent).await? {
+        Settlement::Done => {
+            if was_retry {
+                source.retrying(&token, false);
+            }
+            source.settled(token);
+        }
+        Settlement::RetryAfter(delay, retry) => {
+            if !was_retry {
+                source.retrying(&token, true);
+            }
+            retries.push(
+                async move {
+                    tokio::time::sleep(delay).await;
+                    (token, retry)
+                }
+                .boxed(),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! One mapping at work: its plugin chain, target and source opened for a run, driven by the
+//! pipeline, and restarted with back-off when a run fails (a lost connection, a panic):
+//! what it had not settled is then consumed again, never skipped. This is the one place that
+//! knows both the brokers and the pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::clients::Clients;
+use crate::amqp::{AmqpSink, AmqpSource};
+use crate::config::{BridgeConfig, Mapping, Source, Target};
+use crate::connector::{Sink, SinkError, SourceEvents};
+use crate::kafka::{KafkaSink, KafkaSource};
+use crate::pipeline::{
+    self, Chain, ChainSpec, PipelineError, Processor, ProcessorSettings, Shutdown,
+};
+use crate::plugin::PluginSet;
+use crate::status::MappingStatus;
+use crate::telemetry::Event;
+
+/// Runs one mapping until shutdown, restarting it with backoff after failures.
+pub async fn run_mapping(
+    config: Arc<BridgeConfig>,
+    mapping: Mapping,
+    plugins: Arc<PluginSet>,
+    clients: Arc<Clients>,
+    status: Arc<MappingStatus>,
+    mut shutdown: watch::Receiver<Shutdown>,
+) {
+    let mut backoff = pipeline::backoff(Duration::from_secs(1));
+    loop {
+        if shutdown.borrow().stopping {
+            return;
+        }
+        let started = Instant::now();
+        // A panic anywhere in the run restarts the mapping like any other failure.
+        let once = run_once(
+            &config,
+            &mapping,
+            &plugins,
+            &clients,
+            &status,
+            &mut shutdown,
+        );
+        let result = std::panic::AssertUnwindSafe(once)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| {
+                Err(PipelineError::Panicked(
+                    pipeline::panic_message(p.as_ref()).to_string(),
+                ))
+            });
+        status.set_connected(false);
+        let Err(e) = result else {
+            return;
+        };
+        let error = pipeline::error_text(&e);
+        if shutdown.borrow().stopping {
+            tracing::warn!(mapping = %mapping.name, error, "Mapping stopped while shutting down.");
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = pipeline::backoff(Duration::from_secs(1));
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        status.set_last_error(error.clone());
+        status.counters.emit(Event::Restarted {
+            error: &error,
+            retry_in: delay,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn run_once(
+    config: &BridgeConfig,
+    mapping: &Mapping,
+    plugins: &Arc<PluginSet>,
+    clients: &Clients,
+    status: &Arc<MappingStatus>,
+    shutdown: &mut watch::Receiver<Shutdown>,
+) -> Result<(), PipelineError> {
+    let tenant = mapping.tenant();
+    let workers = clients
+        .workers
+        .get(tenant, config.workers(tenant))
+        .map_err(|e| PipelineError::Plugin(format!("cannot start plugin workers: {e}")))?;
+    let chain = Chain::new(
+        ChainSpec {
+            mapping: mapping.name.clone(),
+            tenant: tenant.to_string(),
+            plugins: Arc::clone(plugins),
+            transforms: mapping.plugins.clone(),
+            policy: mapping.dead_letter_policy.clone(),
+            timers: mapping
+                .plugins
+                .iter()
+                .map(|p| Some(status.counters.plugin_timer(p)))
+                .collect(),
+            tag_versions: mapping.plugin_versions_header,
+        },
+        workers,
+    )
+    .await
+    .map_err(|e| PipelineError::Plugin(e.to_string()))?;
+    let sink = open_sink(config, clients, tenant, &mapping.target).await?;
+    status.set_publisher(&sink);
+    let dead_letter = match &mapping.dead_letter {
+        Some(dl) => Some(
+            open_sink(config, clients, tenant, &dl.0)
+                .await
+                .map_err(|e| SinkError {
+                    context: format!("dead-letter target: {}", e.context),
+                    source: e.source,
+                })?,
+        ),
+        None => None,
+    };
+    let settings = ProcessorSettings {
+        mapping: mapping.name.clone(),
+        provenance: mapping.provenance_headers,
+        hop_limit: mapping.hop_limit,
+        dedup: mapping.dedup.as_ref().map(pipeline::Dedup::new),
+        status: Arc::clone(status),
+        shutdown: shutdown.clone(),
+        breaker: mapping.breaker.map(pipeline::Breaker::new),
+    };
+    let mut processor = Processor::new(settings, chain, sink, dead_letter);
+    let max_in_flight = mapping.max_in_flight;
+    let result = match &mapping.source {
+        Source::Kafka(k) => {
+            let events: Arc<dyn SourceEvents> = Arc::clone(status) as _;
+            let source = KafkaSource::open(
+                &mapping.name,
+                &clients.kafka,
+                tenant,
+                &config.kafka[&k.cluster],
+                k,
+                max_in_flight,
+                events,
+            );
+            match source {
+                Ok(source) => {
+                    pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Source::Amqp(a) => {
+            let conn = &config.rabbitmq[&a.connection];
+            match AmqpSource::open(&mapping.name, &clients.amqp, tenant, conn, a).await {
+                Ok(source) => {
+                    pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    let stop = *shutdown.borrow();
+    let limit = match stop.stopping {
+        true => pipeline::time_left(stop.deadline, Duration::from_secs(2)),
+        false => Duration::from_secs(2),
+    };
+    processor.close(limit).await;
+    result
+}
+
+/// Opens `target` on `tenant`'s shared clients.
+async fn open_sink(
+    config: &BridgeConfig,
+    clients: &Clients,
+    tenant: &str,
+    target: &Target,
+) -> Result<Arc<dyn Sink>, SinkError> {
+    Ok(match target {
+        Target::Amqp(t) => {
+            let conn = &config.rabbitmq[&t.connection];
+            Arc::new(AmqpSink::open(&clients.amqp, tenant, conn, t).await?)
+        }
+        Target::Kafka(t) => {
+            let cluster = &config.kafka[&t.cluster];
+            Arc::new(KafkaSink::open(&clients.kafka, tenant, cluster, t)?)
+        }
+    })
+}
