@@ -37,8 +37,10 @@ cargo clippy --locked --target wasm32-wasip2 \
   -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p pii-mask \
   -- -D warnings
 echo "== cargo test"
-# The end-to-end tests run the bridge-host binary as users do.
+# The end-to-end tests run the bridge-host binary as users do; the throughput tripwire runs
+# its release build (a debug build would hide a bridge that waits instead of working).
 cargo build --locked -p bridge-host
+cargo build --locked --release -p bridge-host
 # Every test binary runs even after one fails, so that a failing run reports all its failures.
 # The end-to-end tests share one executable; those that measure a throughput ratio run
 # afterwards on their own, with nothing else loading the machine.

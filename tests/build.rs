@@ -88,6 +88,16 @@ fn main() {
         "cargo:rustc-env=BRIDGE_HOST_BIN={}",
         profile_dir().join("bridge-host").display()
     );
+    // Its release build (`cargo build --release -p bridge-host`), for the throughput tripwire.
+    let release = profile_dir()
+        .parent()
+        .map(|target| target.join("release").join("bridge-host"));
+    if let Some(release) = release {
+        println!(
+            "cargo:rustc-env=BRIDGE_HOST_RELEASE_BIN={}",
+            release.display()
+        );
+    }
 }
 
 /// `<target dir>/wasm-plugins`: beside the host build, never inside the directory the outer

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::plugin::{FailureKind, Message};
+use crate::plugin::{FailureKind, Message, Origin};
 
 /// A boxed error with its causes, as brokers' client libraries report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -261,5 +261,20 @@ impl SourceError {
             context: context.into(),
             source: None,
         }
+    }
+}
+
+/// A [`Pending`] answered at once: the sink refused `kind` before sending.
+pub fn refused(kind: FailureKind, detail: impl Into<String>) -> Pending {
+    let rejected = Rejected::refused(kind, detail);
+    Box::pin(async move { Err(rejected) })
+}
+
+/// The source topic or queue name: a target's default topic or routing key.
+pub fn source_name(msg: &Message) -> Option<String> {
+    match &msg.origin {
+        Origin::Kafka(k) => Some(k.topic.clone()),
+        Origin::Amqp(a) => Some(a.queue.clone()),
+        Origin::None => None,
     }
 }

@@ -145,7 +145,7 @@ async fn latency(
     dir: Direction,
     per_s: f64,
     secs: f64,
-    bridge: bool,
+    bridge: Option<&std::path::Path>,
 ) -> [f64; 3] {
     let lane = Lane::new(conn).await;
     let n = (per_s * secs) as usize;
@@ -188,7 +188,7 @@ async fn main() {
     let only = std::env::var("BENCH_DIRECTIONS").ok();
     let conn = brokers::amqp().await;
     // Compile the plugins into the cache once (`check` loads them), so no run pays for it.
-    warm_plugin_cache();
+    warm_plugin_cache(&bridge_tests::bridge::binary());
     if only.is_none() {
         raw_clients(&conn, n).await;
     }
@@ -234,8 +234,9 @@ async fn raw_clients(conn: &Connection, n: usize) {
 /// bridge's rate beside the relay's at the same rate.
 async fn direction(conn: &Connection, dir: Direction, n: usize) {
     let name = dir.name();
-    let relay_run = throughput(conn, dir, n, false).await;
-    let bridge_run = throughput(conn, dir, n, true).await;
+    let bin = bridge_tests::bridge::binary();
+    let relay_run = throughput(conn, dir, n, None).await;
+    let bridge_run = throughput(conn, dir, n, Some(&bin)).await;
     figure(&format!("relay_{name}"), relay_run.rate, "msgs/s");
     figure(&format!("bridge_{name}"), bridge_run.rate, "msgs/s");
     figure(
@@ -254,8 +255,8 @@ async fn direction(conn: &Connection, dir: Direction, n: usize) {
     }
     let half = (bridge_run.rate / 2.0).max(100.0);
     figure(&format!("latency_{name}_rate"), half, "msgs/s");
-    let relay_lat = latency(conn, dir, half, 10.0, false).await;
-    let bridge_lat = latency(conn, dir, half, 10.0, true).await;
+    let relay_lat = latency(conn, dir, half, 10.0, None).await;
+    let bridge_lat = latency(conn, dir, half, 10.0, Some(&bin)).await;
     for (i, p) in ["p50", "p99", "p99_9"].iter().enumerate() {
         figure(&format!("relay_{name}_latency_{p}"), relay_lat[i], "ms");
         figure(&format!("bridge_{name}_latency_{p}"), bridge_lat[i], "ms");

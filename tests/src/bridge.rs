@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 /// A `bridge-host run` process with its configuration file.
 pub struct BridgeProcess {
     child: Option<Child>,
+    /// The `bridge-host` executable it runs.
+    bin: PathBuf,
     _dir: tempfile::TempDir,
     /// The configuration path.
     pub config: PathBuf,
@@ -15,6 +17,9 @@ pub struct BridgeProcess {
     pub log: PathBuf,
     env: Vec<(String, String)>,
 }
+
+/// How long [`BridgeProcess::stop_clean`] gives the bridge to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `bridge-host` binary of this build.
 pub fn binary() -> PathBuf {
@@ -28,20 +33,47 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// The release build of `bridge-host` (`BRIDGE_HOST_RELEASE_BIN` overrides it), for figures
+/// that mean something only for optimised code.
+pub fn release_binary() -> PathBuf {
+    let path = std::env::var_os("BRIDGE_HOST_RELEASE_BIN").map_or_else(
+        || PathBuf::from(env!("BRIDGE_HOST_RELEASE_BIN")),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p bridge-host` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
 impl BridgeProcess {
     /// Writes `config` to a temporary file and starts `bridge-host run --config FILE`.
     pub fn start(config: &str) -> Self {
         Self::start_with_env(config, &[])
     }
 
+    /// [`BridgeProcess::start`] with another `bridge-host` executable.
+    pub fn start_binary(bin: PathBuf, config: &str) -> Self {
+        let (dir, path) = Self::write(config);
+        Self::launch(dir, path, &[], bin)
+    }
+
     /// [`BridgeProcess::start`] with more environment variables for the process.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let (dir, path) = Self::write(config);
+        Self::launch(dir, path, env, binary())
+    }
+
+    /// `config` in a file of a new temporary directory.
+    fn write(config: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("bridge.toml");
         std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("config written");
-        Self::launch(dir, path, env)
+        (dir, path)
     }
 
     /// Starts `bridge-host run --config PATH` on an existing file (relative plugin paths resolve
@@ -51,14 +83,16 @@ impl BridgeProcess {
             tempfile::tempdir().expect("temp dir"),
             config.to_path_buf(),
             env,
+            binary(),
         )
     }
 
-    /// Starts the process on `config`, its log in `dir`.
-    fn launch(dir: tempfile::TempDir, config: PathBuf, env: &[(&str, &str)]) -> Self {
+    /// Starts `bin` on `config`, its log in `dir`.
+    fn launch(dir: tempfile::TempDir, config: PathBuf, env: &[(&str, &str)], bin: PathBuf) -> Self {
         let log = dir.path().join("bridge.log");
         let mut process = BridgeProcess {
             child: None,
+            bin,
             _dir: dir,
             config,
             log,
@@ -78,7 +112,7 @@ impl BridgeProcess {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(binary())
+        let child = Command::new(&self.bin)
             .args(["run", "--config"])
             .arg(&self.config)
             .env(
@@ -116,6 +150,29 @@ impl BridgeProcess {
     pub fn stop_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         send_signal(self.child.as_ref()?.id(), libc::SIGTERM);
         self.wait_exit(timeout)
+    }
+
+    /// SIGTERM, then fails the test, with the bridge's log, unless the process exits with
+    /// status 0 within [`STOP_TIMEOUT`] (30 s).
+    #[track_caller]
+    pub fn stop_clean(&mut self) {
+        self.stop_clean_within(STOP_TIMEOUT);
+    }
+
+    /// [`BridgeProcess::stop_clean`] with another time limit, for tests whose point is a
+    /// prompt stop.
+    #[track_caller]
+    pub fn stop_clean_within(&mut self, timeout: Duration) {
+        let status = self.stop_within(timeout);
+        let how = match status {
+            Some(s) if s.success() => return,
+            Some(s) => format!("it exited with {s}"),
+            None => format!("it was not running, or still running after {timeout:?} (killed)"),
+        };
+        panic!(
+            "the bridge did not stop cleanly on SIGTERM: {how}; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// Waits up to `timeout` for the process to exit: its exit status, or `None` if it was

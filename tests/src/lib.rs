@@ -6,6 +6,7 @@ pub mod fault_proxy;
 pub mod kafka_node;
 pub mod rabbit_node;
 pub mod relay;
+pub mod scenario;
 pub mod throughput;
 
 /// Paths of the plugin components built by `build.rs`.

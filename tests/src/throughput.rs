@@ -4,6 +4,7 @@
 //! arrive ([`throughput`]). The bridge runs through `header-map` + `routing-key` with
 //! provenance headers on ([`chain_config`]).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -261,13 +262,13 @@ max_in_flight = {}
 
 /// Compiles the plugins of [`chain_config`] into the compiled-plugin cache once
 /// (`bridge-host check` loads them), so that no run pays for it.
-pub fn warm_plugin_cache() {
+pub fn warm_plugin_cache(bin: &Path) {
     let config = tempfile::NamedTempFile::new().expect("temp file");
     let warm = chain_config(
         "source = { kafka = \"main\", topics = [\"warm-up\"], group = \"warm-up\" }\ntarget = { kafka = \"main\", topic = \"warm-up\" }\n",
     );
     std::fs::write(config.path(), warm).expect("config");
-    let status = std::process::Command::new(crate::bridge::binary())
+    let status = std::process::Command::new(bin)
         .args(["check", "--config"])
         .arg(config.path())
         .stdout(std::process::Stdio::null())
@@ -366,9 +367,10 @@ impl Lane {
         lane
     }
 
-    /// The bridge or the relay moving this lane's messages in `dir`.
-    pub async fn start(&self, dir: Direction, bridge: bool) -> Mover {
-        if bridge {
+    /// The bridge (the `bridge-host` executable `bridge`) or, with `None`, the relay moving this
+    /// lane's messages in `dir`.
+    pub async fn start(&self, dir: Direction, bridge: Option<&Path>) -> Mover {
+        if let Some(bin) = bridge {
             let mapping = match dir {
                 Direction::KafkaToRabbitmq => format!(
                     "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ rabbitmq = \"local\", exchange = \"{}\" }}\n",
@@ -387,7 +389,10 @@ impl Lane {
                     self.out_topic
                 ),
             };
-            return Mover::Bridge(BridgeProcess::start(&chain_config(&mapping)));
+            return Mover::Bridge(BridgeProcess::start_binary(
+                bin.to_path_buf(),
+                &chain_config(&mapping),
+            ));
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (bootstrap, s) = (brokers::kafka_bootstrap(), Arc::clone(&stop));
@@ -421,7 +426,7 @@ impl Lane {
 
 /// Throughput of the bridge or the relay in `dir` over `n` messages waiting in the source, on
 /// a fresh [`Lane`].
-pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: bool) -> Run {
+pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: Option<&Path>) -> Run {
     let lane = Lane::new(conn).await;
     // Fill the source, then count what reaches the target: a queue consumer or Kafka's
     // watermarks.

@@ -10,8 +10,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
 use super::pool::{Connections, Role};
 use crate::config::{AmqpTarget, RabbitConnection};
-use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError};
-use crate::plugin::{FailureKind, Message, Origin};
+use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError, refused, source_name};
+use crate::plugin::{FailureKind, Message};
 
 /// How long writing a publish may take before the connection counts as lost.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,19 +163,5 @@ impl Sink for AmqpSink {
             )
             .await;
         })
-    }
-}
-
-fn refused(kind: FailureKind, detail: impl Into<String>) -> Pending {
-    let rejected = Rejected::refused(kind, detail);
-    Box::pin(async move { Err(rejected) })
-}
-
-/// The source topic or queue name: the default routing key.
-fn source_name(msg: &Message) -> Option<String> {
-    match &msg.origin {
-        Origin::Kafka(k) => Some(k.topic.clone()),
-        Origin::Amqp(a) => Some(a.queue.clone()),
-        Origin::None => None,
     }
 }

@@ -852,3 +852,37 @@ impl Drop for Lease {
         self.leave(Vec::new());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(offset: i64, poll: u64) -> Fetched {
+        Fetched {
+            topic: "t".to_string(),
+            partition: 0,
+            offset,
+            message: Message::new(None),
+            weight: 0,
+            poll,
+        }
+    }
+
+    #[test]
+    fn a_message_fetched_before_a_leaving_mappings_seek_is_dropped() {
+        let part = ("t".to_string(), 0);
+        let mut table = Table::default();
+        // Sought back to offset 10 while poll 5 was under way.
+        table.rewound.insert(part.clone(), (10, 5));
+        assert!(
+            table.is_stale(&fetched(14, 5)),
+            "returned by that poll beyond the rewind: fetched again, not delivered behind it"
+        );
+        table.rewound.insert(part.clone(), (10, 5));
+        assert!(!table.is_stale(&fetched(10, 5)), "the refetch itself");
+        table.rewound.insert(part, (10, 5));
+        assert!(!table.is_stale(&fetched(14, 6)), "a later poll");
+        assert!(table.rewound.is_empty(), "each entry serves one message");
+        assert!(!table.is_stale(&fetched(20, 7)));
+    }
+}

@@ -11,7 +11,7 @@ use rdkafka::producer::FutureRecord;
 use super::pool::{KafkaClients, Producer};
 use super::{ClusterContext, client_config_with};
 use crate::config::{KafkaCluster, KafkaTarget};
-use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError};
+use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError, refused, source_name};
 use crate::plugin::{FailureKind, Message, Origin};
 
 /// Producer settings the cluster's `properties` may override.
@@ -182,19 +182,5 @@ fn classify(detail: String, e: KafkaError) -> Rejected {
             source: Some(Box::new(e)),
             ..Rejected::refused(FailureKind::TargetRejected, detail)
         }
-    }
-}
-
-fn refused(kind: FailureKind, detail: impl Into<String>) -> Pending {
-    let rejected = Rejected::refused(kind, detail);
-    Box::pin(async move { Err(rejected) })
-}
-
-/// The source topic or queue name: the default topic.
-fn source_name(msg: &Message) -> Option<String> {
-    match &msg.origin {
-        Origin::Kafka(k) => Some(k.topic.clone()),
-        Origin::Amqp(a) => Some(a.queue.clone()),
-        Origin::None => None,
     }
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use lapin::BasicProperties;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,32 +34,19 @@ async fn tombstones_and_binary_keys_cross_to_rabbitmq_and_back() {
         },
     ];
     brokers::produce(&topic, &sent, None).await;
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[[mapping]]
-name = "out"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-
-[[mapping]]
-name = "back"
-source = {{ rabbitmq = "local", queue = "{queue}" }}
-target = {{ kafka = "main", topic = "{back}" }}
-hop_limit = 3
-"#,
-        brokers::brokers_toml(),
-        group = unique("bridge")
-    ));
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::kafka_to_rabbitmq("out", &[&topic], &unique("bridge"), &exchange)
+                .routing_key("rk"),
+        )
+        .mapping(Mapping::rabbitmq_to_kafka("back", &queue, &back).set("hop_limit", 3))
+        .start();
     let b = back.clone();
     let got =
         tokio::task::spawn_blocking(move || brokers::consume_topic(&b, 2, Duration::from_secs(30)))
             .await
             .unwrap();
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     assert_eq!(got.len(), 2, "log:\n{}", bridge.log_text());
     assert_eq!(
         got[0].payload, None,
@@ -96,27 +83,19 @@ async fn bare_and_oversized_amqp_messages() {
         (b"after".to_vec(), BasicProperties::default()),
     ];
     brokers::publish_to_queue(&conn, &queue, &messages).await;
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[[mapping]]
-name = "bare"
-source = {{ rabbitmq = "local", queue = "{queue}" }}
-target = {{ kafka = "main", topic = "{topic}" }}
-dead_letter = {{ rabbitmq = "local", exchange = "{dl_exchange}", routing_key = "too-big" }}
-"#,
-        brokers::brokers_toml()
-    ));
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::rabbitmq_to_kafka("bare", &queue, &topic)
+                .dead_letter_rabbitmq(&dl_exchange, "too-big"),
+        )
+        .start();
     let dead = brokers::consume_queue(&conn, &dl_queue, 1, Duration::from_secs(60)).await;
     let t = topic.clone();
     let got =
         tokio::task::spawn_blocking(move || brokers::consume_topic(&t, 2, Duration::from_secs(20)))
             .await
             .unwrap();
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
 
     let payloads: Vec<_> = got.iter().map(|r| r.payload.clone().unwrap()).collect();
     assert_eq!(
@@ -171,26 +150,15 @@ async fn dedup_by_message_id_drops_repeats() {
         (b"no-id".to_vec(), BasicProperties::default()),
     ];
     brokers::publish_to_queue(&conn, &queue, &messages).await;
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[[mapping]]
-name = "dedup"
-source = {{ rabbitmq = "local", queue = "{queue}" }}
-target = {{ kafka = "main", topic = "{topic}" }}
-dedup = {{ by = "message-id", window_secs = 60 }}
-"#,
-        brokers::brokers_toml()
-    ));
+    let mut bridge = Scenario::new()
+        .mapping(Mapping::rabbitmq_to_kafka("dedup", &queue, &topic).dedup("message-id", 60))
+        .start();
     let t = topic.clone();
     let got =
         tokio::task::spawn_blocking(move || brokers::consume_topic(&t, 4, Duration::from_secs(5)))
             .await
             .unwrap();
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     let payloads: Vec<_> = got
         .iter()
         .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())

@@ -4,24 +4,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, wait_ready};
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Raw, Running, Scenario};
 use serde_json::Value;
+
+/// How long a test waits for the bridge to get somewhere.
+const WAIT: Duration = Duration::from_secs(60);
 
 struct Setup {
     dir: tempfile::TempDir,
     topic: String,
     queue: String,
     dead_letters: String,
-    health: u16,
 }
 
 /// A Kafka→RabbitMQ mapping through the hostile plugin in `trap` mode (it traps on every
-/// message without header `x-behave`), with `breaker` and a RabbitMQ dead-letter queue.
-async fn setup(breaker: &str) -> Setup {
+/// message without header `x-behave`), with `breaker` and a RabbitMQ dead-letter queue; the
+/// bridge started on it, ready.
+async fn setup(breaker: &str) -> (Setup, Running) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(artifacts::HOSTILE, dir.path().join("hostile.wasm")).unwrap();
     let topic = unique("breaker-in");
@@ -31,35 +34,25 @@ async fn setup(breaker: &str) -> Setup {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     brokers::declare_bound_queue(&conn, &dl_exchange, &dead_letters, "dl").await;
-    let health = free_port();
-    let config = format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[plugins.hostile]
-path = "hostile.wasm"
-config = {{ mode = "trap" }}
-
-[[mapping]]
-name = "guarded"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-dead_letter = {{ rabbitmq = "local", exchange = "{dl_exchange}", routing_key = "dl" }}
-plugins = ["hostile"]
-breaker = {breaker}
-"#,
-        brokers::brokers_toml(),
-        group = unique("breaker"),
-    );
-    std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
-    Setup {
+    let bridge = Scenario::new()
+        .health()
+        .plugin("hostile", "hostile.wasm", r#"mode = "trap""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("guarded", &[&topic], &unique("breaker"), &exchange)
+                .routing_key("rk")
+                .dead_letter_rabbitmq(&dl_exchange, "dl")
+                .plugins(&["hostile"])
+                .set("breaker", Raw(breaker)),
+        )
+        .start_at(&dir.path().join("bridge.toml"));
+    bridge.ready().await;
+    let s = Setup {
         dir,
         topic,
         queue,
         dead_letters,
-        health,
-    }
+    };
+    (s, bridge)
 }
 
 fn records(prefix: &str, n: usize, behave: bool) -> Vec<Record> {
@@ -78,32 +71,20 @@ fn records(prefix: &str, n: usize, behave: bool) -> Vec<Record> {
         .collect()
 }
 
-fn status(port: u16) -> Value {
-    serde_json::from_str(&http_get(port, "/status").unwrap().1).unwrap()
-}
-
-fn breaker(port: u16) -> Value {
-    status(port)["mappings"]["guarded"]["counters"]["breaker"].clone()
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+fn breaker(bridge: &Running) -> Value {
+    bridge.status()["mappings"]["guarded"]["counters"]["breaker"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_open_breaker_dead_letters_without_calling_the_plugin_until_a_reload() {
-    let s = setup(
+    let (s, mut bridge) = setup(
         r#"{ failures = 3, window_secs = 60, cool_down_secs = 600, action = "dead-letter" }"#,
     )
     .await;
-    let mut bridge = BridgeProcess::start_at(&s.dir.path().join("bridge.toml"), &[]);
-    wait_ready(s.health).await;
     brokers::produce(&s.topic, &records("bad", 3, false), None).await;
-    wait_for("the breaker to open", || breaker(s.health) == "open").await;
+    bridge
+        .wait_for("the breaker to open", WAIT, || breaker(&bridge) == "open")
+        .await;
     // Well-behaved messages now: the open breaker dead-letters them, the plugin is not called.
     brokers::produce(&s.topic, &records("held", 4, true), None).await;
     let conn = brokers::amqp().await;
@@ -123,7 +104,7 @@ async fn an_open_breaker_dead_letters_without_calling_the_plugin_until_a_reload(
             .all(|r| r.contains("circuit breaker is open")),
         "{reasons:?}"
     );
-    let metrics = http_get(s.health, "/metrics").unwrap().1;
+    let metrics = bridge.metrics();
     assert!(
         metrics
             .contains("bridge_plugin_call_seconds_count{mapping=\"guarded\",tenant=\"default\",plugin=\"hostile\"} 3"),
@@ -140,31 +121,36 @@ async fn an_open_breaker_dead_letters_without_calling_the_plugin_until_a_reload(
         s.dir.path().join("hostile.wasm"),
     )
     .unwrap();
-    wait_for("the reload", || status(s.health)["reloads"]["applied"] == 1).await;
+    bridge
+        .wait_for("the reload", WAIT, || {
+            bridge.status()["reloads"]["applied"] == 1
+        })
+        .await;
     brokers::produce(&s.topic, &records("good", 5, true), None).await;
     let delivered = brokers::consume_queue(&conn, &s.queue, 5, Duration::from_secs(30)).await;
     assert_eq!(delivered.len(), 5, "the mapping resumed after the reload");
-    assert_eq!(breaker(s.health), "closed");
+    assert_eq!(breaker(&bridge), "closed");
     let log = bridge.log_text();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     assert!(log.contains("Circuit breaker open"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_breaker_holds_messages_unacknowledged_then_resumes() {
-    let s =
+    let (s, mut bridge) =
         setup(r#"{ failures = 2, window_secs = 60, cool_down_secs = 10, action = "pause" }"#).await;
-    let mut bridge = BridgeProcess::start_at(&s.dir.path().join("bridge.toml"), &[]);
-    wait_ready(s.health).await;
     brokers::produce(&s.topic, &records("bad", 2, false), None).await;
-    wait_for("the breaker to open", || breaker(s.health) == "open").await;
+    bridge
+        .wait_for("the breaker to open", WAIT, || breaker(&bridge) == "open")
+        .await;
     brokers::produce(&s.topic, &records("good", 10, true), None).await;
     // While open, the good messages wait: consumed, in flight, not delivered.
-    wait_for("the held messages", || {
-        status(s.health)["mappings"]["guarded"]["counters"]["in_flight"] == 10
-    })
-    .await;
-    let st = status(s.health);
+    bridge
+        .wait_for("the held messages", WAIT, || {
+            bridge.status()["mappings"]["guarded"]["counters"]["in_flight"] == 10
+        })
+        .await;
+    let st = bridge.status();
     assert_eq!(
         st["mappings"]["guarded"]["counters"]["breaker"], "open",
         "{st}"
@@ -179,6 +165,10 @@ async fn a_paused_breaker_holds_messages_unacknowledged_then_resumes() {
     assert_eq!(delivered.len(), 10);
     let letters = brokers::consume_queue(&conn, &s.dead_letters, 2, Duration::from_secs(10)).await;
     assert_eq!(letters.len(), 2, "the two failures were dead-lettered");
-    wait_for("the breaker to close", || breaker(s.health) == "closed").await;
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge
+        .wait_for("the breaker to close", WAIT, || {
+            breaker(&bridge) == "closed"
+        })
+        .await;
+    bridge.stop_clean();
 }

@@ -8,32 +8,18 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, http_post, wait_ready};
+use bridge_tests::bridge::http_post;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use serde_json::Value;
 
 const TOKEN: &str = "config-reload-token";
+/// How long a test waits for the bridge to get somewhere.
+const WAIT: Duration = Duration::from_secs(60);
 
-fn mapping(name: &str, topic: &str, exchange: &str, group: &str) -> String {
-    format!(
-        r#"
-[[mapping]]
-name = "{name}"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-"#
-    )
-}
-
-fn header(health: u16) -> String {
-    format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-admin_token = "{TOKEN}"
-"#,
-        brokers::brokers_toml()
-    )
+/// The brokers, a health listener and the admin token: what every version of the file has.
+fn base() -> Scenario {
+    Scenario::new().health().bridge("admin_token", TOKEN)
 }
 
 fn write(path: &Path, text: &str) {
@@ -42,31 +28,19 @@ fn write(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn status(port: u16) -> Value {
-    serde_json::from_str(&http_get(port, "/status").unwrap().1).unwrap()
-}
-
-fn metric(port: u16, line_start: &str) -> Option<f64> {
-    let text = http_get(port, "/metrics").unwrap().1;
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 struct Route {
     topic: String,
     exchange: String,
     queue: String,
     group: String,
+}
+
+impl Route {
+    /// Mapping `name` from the route's topic to its exchange, with routing key `rk`.
+    fn mapping(&self, name: &str) -> Mapping {
+        Mapping::kafka_to_rabbitmq(name, &[&self.topic], &self.group, &self.exchange)
+            .routing_key("rk")
+    }
 }
 
 async fn route(prefix: &str, partitions: i32) -> Route {
@@ -102,20 +76,12 @@ async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
     let keep = route("keep", 2).await;
     let old = route("old", 1).await;
     let new = route("new", 1).await;
-    let health = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
-    let keep_toml = mapping("keep", &keep.topic, &keep.exchange, &keep.group);
-    write(
-        &path,
-        &format!(
-            "{}{keep_toml}{}",
-            header(health),
-            mapping("old", &old.topic, &old.exchange, &old.group)
-        ),
-    );
-    let mut bridge = BridgeProcess::start_at(&path, &[]);
-    wait_ready(health).await;
+    let first = base().mapping(keep.mapping("keep"));
+    let second = first.clone().mapping(new.mapping("new"));
+    let mut bridge = first.mapping(old.mapping("old")).start_at(&path);
+    bridge.ready().await;
     let (seen, reader) = brokers::collect_queue(&keep.queue).await;
     let feed = brokers::feed_partitions(&brokers::kafka_bootstrap(), &keep.topic, "keep", KEEP, 2);
     brokers::produce(&old.topic, &records("old", 100), None).await;
@@ -127,26 +93,21 @@ async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
             .len(),
         100
     );
-    wait_for("the keep mapping to flow", || {
-        seen.lock().unwrap().len() > 1_000
-    })
-    .await;
-    let before = status(health);
+    bridge
+        .wait_for("the keep mapping to flow", WAIT, || {
+            seen.lock().unwrap().len() > 1_000
+        })
+        .await;
+    let before = bridge.status();
     assert_eq!(before["mappings"]["keep"]["counters"]["partitions"], 2);
 
     // Remove `old`, add `new`; the file watch applies it.
-    write(
-        &path,
-        &format!(
-            "{}{keep_toml}{}",
-            header(health),
-            mapping("new", &new.topic, &new.exchange, &new.group)
-        ),
-    );
-    wait_for("the configuration reload", || {
-        status(health)["reloads"]["config"]["applied"] == 1
-    })
-    .await;
+    write(&path, &second.to_toml());
+    bridge
+        .wait_for("the configuration reload", WAIT, || {
+            bridge.status()["reloads"]["config"]["applied"] == 1
+        })
+        .await;
     let reloaded_at = Instant::now();
     assert_eq!(
         brokers::consume_queue(&conn, &new.queue, 100, Duration::from_secs(30))
@@ -159,12 +120,11 @@ async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
     brokers::produce(&old.topic, &records("late", 10), None).await;
     feed.await.unwrap();
     brokers::wait_distinct(&seen, KEEP, Duration::from_secs(60)).await;
-    let after = status(health);
-    let revoked = metric(
-        health,
+    let after = bridge.status();
+    let revoked = bridge.metric(
         "bridge_rebalanced_partitions_total{mapping=\"keep\",tenant=\"default\",change=\"revoked\"}",
     );
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     reader.abort();
 
     let (lost, duplicates) = brokers::arrivals_loss_and_duplicates(KEEP, &seen);
@@ -206,24 +166,18 @@ async fn a_reload_adds_and_removes_mappings_and_leaves_the_third_untouched() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_configuration_is_rejected_whole() {
     let keep = route("inv", 1).await;
-    let health = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.toml");
-    let good = format!(
-        "{}{}",
-        header(health),
-        mapping("keep", &keep.topic, &keep.exchange, &keep.group)
-    );
-    write(&path, &good);
-    let mut bridge = BridgeProcess::start_at(&path, &[]);
-    wait_ready(health).await;
+    let good = base().mapping(keep.mapping("keep"));
     // A typo in one key, and a second mapping that would otherwise be added.
-    let bad = format!(
-        "{good}{}",
-        mapping("extra", &keep.topic, &keep.exchange, "g").replace("routing_key", "routing_kee")
+    let bad = good.clone().mapping(
+        Mapping::kafka_to_rabbitmq("extra", &[&keep.topic], "g", &keep.exchange)
+            .target("routing_kee", "rk"),
     );
-    write(&path, &bad);
-    let (code, body) = http_post(health, "/admin/reload", Some(TOKEN)).unwrap();
+    let mut bridge = good.start_at(&path);
+    bridge.ready().await;
+    write(&path, &bad.to_toml());
+    let (code, body) = http_post(bridge.health_port(), "/admin/reload", Some(TOKEN)).unwrap();
     assert_eq!(code, 422, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["config"], "rejected");
@@ -235,9 +189,9 @@ async fn an_invalid_configuration_is_rejected_whole() {
     brokers::produce(&keep.topic, &records("after", 50), None).await;
     let conn = brokers::amqp().await;
     let got = brokers::consume_queue(&conn, &keep.queue, 50, Duration::from_secs(30)).await;
-    let st = status(health);
+    let st = bridge.status();
     let log = bridge.log_text();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     assert_eq!(got.len(), 50, "the running configuration keeps bridging");
     assert!(st["mappings"].get("extra").is_none());
     assert!(st["reloads"]["config"]["rejected"].as_u64().unwrap() >= 1);

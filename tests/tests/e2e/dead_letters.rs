@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
@@ -38,28 +38,19 @@ async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
     ];
     brokers::produce(&topic, &sent, None).await;
 
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{brokers}
-[plugins.route]
-path = "{route}"
-config = {{ routing_key = "order.{{json:kind}}" }}
-
-[plugins.hostile]
-path = "{hostile}"
-config = {{ mode = "trap" }}
-
-[[mapping]]
-name = "orders"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}" }}
-plugins = ["route", "hostile"]
-dead_letter = {{ kafka = "main", topic = "{dlq}" }}
-"#,
-        brokers = brokers::brokers_toml(),
-        route = artifacts::ROUTING_KEY,
-        hostile = artifacts::HOSTILE,
-        group = unique("bridge"),
-    ));
+    let mut bridge = Scenario::new()
+        .plugin(
+            "route",
+            artifacts::ROUTING_KEY,
+            r#"routing_key = "order.{json:kind}""#,
+        )
+        .plugin("hostile", artifacts::HOSTILE, r#"mode = "trap""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("orders", &[&topic], &unique("bridge"), &exchange)
+                .plugins(&["route", "hostile"])
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
     let routed = brokers::consume_queue(&conn, &queue, 2, Duration::from_secs(30)).await;
     let dlq_topic = dlq.clone();
     let dead = tokio::task::spawn_blocking(move || {
@@ -67,11 +58,7 @@ dead_letter = {{ kafka = "main", topic = "{dlq}" }}
     })
     .await
     .unwrap();
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
 
     let routed_payloads: Vec<_> = routed
         .iter()

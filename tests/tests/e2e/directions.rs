@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -35,22 +36,14 @@ async fn kafka_to_rabbitmq_with_provenance_headers() {
     let sent = records(300);
     brokers::produce(&topic, &sent, None).await;
 
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[[mapping]]
-name = "order-damage"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "order.damage" }}
-"#,
-        brokers::brokers_toml(),
-        group = unique("bridge")
-    ));
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::kafka_to_rabbitmq("order-damage", &[&topic], &unique("bridge"), &exchange)
+                .routing_key("order.damage"),
+        )
+        .start();
     let got = brokers::consume_queue(&conn, &queue, sent.len(), Duration::from_secs(30)).await;
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     assert_eq!(got.len(), sent.len(), "log:\n{}", bridge.log_text());
 
     for m in &got {
@@ -121,25 +114,15 @@ async fn rabbitmq_to_kafka_with_provenance_headers() {
         .collect();
     brokers::publish_to_queue(&conn, &queue, &messages).await;
 
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[[mapping]]
-name = "warehouse"
-source = {{ rabbitmq = "local", queue = "{queue}" }}
-target = {{ kafka = "main", topic = "{topic}" }}
-"#,
-        brokers::brokers_toml()
-    ));
+    let mut bridge = Scenario::new()
+        .mapping(Mapping::rabbitmq_to_kafka("warehouse", &queue, &topic))
+        .start();
     let got = tokio::task::spawn_blocking(move || {
         brokers::consume_topic(&topic, 200, Duration::from_secs(30))
     })
     .await
     .unwrap();
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     assert_eq!(got.len(), 200, "log:\n{}", bridge.log_text());
     for (i, r) in got.iter().enumerate() {
         assert_eq!(
@@ -176,32 +159,25 @@ async fn kafka_to_kafka_keeps_keys_headers_timestamps_and_partitions() {
     for p in 0..3 {
         brokers::produce(&from, &sent[p * 50..(p + 1) * 50], Some(p as i32)).await;
     }
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"
-[kafka.a]
-bootstrap_servers = "{b}"
-[kafka.b]
-bootstrap_servers = "{b}"
-
-[[mapping]]
-name = "replicate"
-source = {{ kafka = "a", topics = ["{from}"], group = "{group}" }}
-target = {{ kafka = "b", topic = "{to}", same_partition = true }}
-provenance_headers = false
-"#,
-        b = brokers::kafka_bootstrap(),
-        group = unique("bridge")
-    ));
+    // Two clusters, `a` and `b`, on the one test broker.
+    let b = brokers::kafka_bootstrap();
+    let mut bridge = Scenario::with_brokers(&format!(
+        "[kafka.a]\nbootstrap_servers = \"{b}\"\n[kafka.b]\nbootstrap_servers = \"{b}\"\n"
+    ))
+    .mapping(
+        Mapping::kafka_to_kafka("replicate", &[&from], &unique("bridge"), &to)
+            .source("kafka", "a")
+            .target("kafka", "b")
+            .target("same_partition", true)
+            .set("provenance_headers", false),
+    )
+    .start();
     let got = tokio::task::spawn_blocking(move || {
         brokers::consume_topic(&to, 150, Duration::from_secs(30))
     })
     .await
     .unwrap();
-    assert!(
-        bridge.terminate(Duration::from_secs(20)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     assert_eq!(got.len(), 150, "log:\n{}", bridge.log_text());
     for r in &got {
         let n =
@@ -251,7 +227,7 @@ async fn kafka_to_rabbitmq_to_kafka_keeps_header_order() {
     .await
     .unwrap();
     let log = bridge.log_text();
-    assert!(bridge.terminate(Duration::from_secs(20)), "log:\n{log}");
+    bridge.stop_clean();
     assert_eq!(got.len(), 20, "log:\n{log}");
     for r in &got {
         let n =

@@ -156,7 +156,7 @@ async fn kafka_rabbitmq_example_declares_its_topology_and_bridges_both_ways() {
             Some(name(topic).as_str())
         );
     }
-    assert!(bridge.terminate(Duration::from_secs(30)));
+    bridge.stop_clean();
 }
 
 /// The Kafka → Kafka example between two brokers: `damage` and `events-sensor` one way,
@@ -220,6 +220,6 @@ async fn kafka_kafka_example_replicates_both_ways_keeping_records() {
         assert_eq!(r.header("x-bridge-hops").as_deref(), Some("1"), "{topic}");
         assert_eq!(r.header("kafka_topic"), None, "provenance_headers = false");
     }
-    assert!(bridge.terminate(Duration::from_secs(30)));
+    bridge.stop_clean();
     drop(secondary);
 }

@@ -115,11 +115,7 @@ async fn kafka_restart_mid_run_loses_nothing_in_either_direction() {
     )
     .await;
     let back_to_ready = ready().await;
-    assert!(
-        bridge.terminate(Duration::from_secs(30)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     collector.abort();
     let (k2r_loss, k2r_dups) = brokers::arrivals_loss_and_duplicates(N, &arrived);
     let (r2k_loss, r2k_dups) = brokers::topic_loss_and_duplicates(&bootstrap, &r2k_topic, N).await;

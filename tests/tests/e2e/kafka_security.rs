@@ -283,7 +283,7 @@ async fn tls_mutual_tls_and_scram_bridge_messages_and_bad_credentials_fail_namin
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(bridge.terminate(Duration::from_secs(30)));
+    bridge.stop_clean();
     let log = bridge.log_text();
     // Each of the three clusters delivered all 300.
     let (loss, duplicates) =

@@ -6,12 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, wait_readyz};
+use bridge_tests::bridge::wait_readyz;
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::scenario::{Mapping, Running, Scenario};
 
 const IDLE: usize = 199;
 const MESSAGES: usize = 12_000;
@@ -36,46 +36,32 @@ enum Idle<'a> {
 
 /// The busy mapping (Kafka → RabbitMQ through a header-mapping plugin) and one idle mapping
 /// per name in `idle`, each with the same plugin.
-fn config(health: u16, topic: &str, exchange: &str, idle: &[String], kind: Idle<'_>) -> String {
-    let mut config = format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[plugins.headers]
-path = "{}"
-config = {{ set = {{ x-mapped = "yes" }} }}
-
-[[mapping]]
-name = "busy"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-plugins = ["headers"]
-"#,
-        brokers::brokers_toml(),
-        artifacts::HEADER_MAP,
-        unique("busy"),
-    );
-    for (i, name) in idle.iter().enumerate() {
-        let (source, target) = match kind {
-            Idle::Topics(group) => (
-                format!(r#"{{ kafka = "main", topics = ["{name}"], group = "{group}" }}"#),
-                format!(
-                    r#"{{ rabbitmq = "local", exchange = "{exchange}", routing_key = "idle" }}"#
-                ),
-            ),
-            Idle::Queues(idle_target) => (
-                format!(r#"{{ rabbitmq = "local", queue = "{name}" }}"#),
-                format!(r#"{{ kafka = "main", topic = "{idle_target}" }}"#),
-            ),
-        };
-        write!(
-            config,
-            "\n[[mapping]]\nname = \"idle-{i}\"\nsource = {source}\ntarget = {target}\nplugins = [\"headers\"]\n"
+fn scenario(topic: &str, exchange: &str, idle: &[String], kind: Idle<'_>) -> Scenario {
+    let mut scenario = Scenario::new()
+        .health()
+        .plugin(
+            "headers",
+            artifacts::HEADER_MAP,
+            r#"set = { x-mapped = "yes" }"#,
         )
-        .unwrap();
+        .mapping(
+            Mapping::kafka_to_rabbitmq("busy", &[topic], &unique("busy"), exchange)
+                .routing_key("rk")
+                .plugins(&["headers"]),
+        );
+    for (i, name) in idle.iter().enumerate() {
+        let mapping = match kind {
+            Idle::Topics(group) => {
+                Mapping::kafka_to_rabbitmq(&format!("idle-{i}"), &[name], group, exchange)
+                    .routing_key("idle")
+            }
+            Idle::Queues(idle_target) => {
+                Mapping::rabbitmq_to_kafka(&format!("idle-{i}"), name, idle_target)
+            }
+        };
+        scenario = scenario.mapping(mapping.plugins(&["headers"]));
     }
-    config
+    scenario
 }
 
 /// The end of a log (200 mappings log a lot).
@@ -87,14 +73,13 @@ fn tail(log: &str) -> &str {
     &log[start..]
 }
 
-/// Starts a bridge on `config`; returns it, its health port and how long it took to be ready.
-async fn start(config: impl FnOnce(u16) -> String) -> (BridgeProcess, u16, Duration) {
-    let health = free_port();
+/// Starts a bridge on `scenario`; returns it and how long it took to be ready.
+async fn start(scenario: Scenario) -> (Running, Duration) {
     let started = Instant::now();
-    let bridge = BridgeProcess::start(&config(health));
-    let ready = wait_readyz(health, 200, Duration::from_secs(60)).await;
+    let bridge = scenario.start();
+    let ready = wait_readyz(bridge.health_port(), 200, Duration::from_secs(60)).await;
     assert!(ready.is_some(), "not ready:\n{}", tail(&bridge.log_text()));
-    (bridge, health, started.elapsed())
+    (bridge, started.elapsed())
 }
 
 /// Drains a backlog of `MESSAGES` through the busy mapping; its steady rate (the tenth to
@@ -130,17 +115,17 @@ async fn measure(idle: &[String], kind: Idle<'_>, rounds: usize) -> Figures {
         let (topic, exchange, queue) = (unique("busy"), unique("busy-ex"), unique("busy-q"));
         brokers::create_topic(&topic, 2).await;
         brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        let (mut bridge, _, _) = start(|h| config(h, &topic, &exchange, &[], kind)).await;
+        let (mut bridge, _) = start(scenario(&topic, &exchange, &[], kind)).await;
         rates
             .0
             .push(drain(&topic, &queue, &format!("alone{round}")).await);
-        assert!(bridge.terminate(Duration::from_secs(20)));
+        bridge.stop_clean();
 
         // …and beside the idle ones.
         let (topic, exchange, queue) = (unique("busy"), unique("busy-ex"), unique("busy-q"));
         brokers::create_topic(&topic, 2).await;
         brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        let (mut bridge, _, ready) = start(|h| config(h, &topic, &exchange, idle, kind)).await;
+        let (mut bridge, ready) = start(scenario(&topic, &exchange, idle, kind)).await;
         // Idle: what 200 mappings cost once they settled.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (threads, rss) = threads_and_rss(bridge.pid());
@@ -148,7 +133,7 @@ async fn measure(idle: &[String], kind: Idle<'_>, rounds: usize) -> Figures {
             .1
             .push(drain(&topic, &queue, &format!("crowd{round}")).await);
         let log = bridge.log_text();
-        assert!(bridge.terminate(Duration::from_secs(30)));
+        bridge.stop_clean();
         assert!(
             !log.contains("ERROR"),
             "no error in the log:\n{}",

@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
+use bridge_tests::bridge::http_get;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use serde_json::Value;
 
 /// Parses OpenMetrics text with `prometheus_client`; returns `{sample name: [[labels, value]]}`.
@@ -72,31 +73,21 @@ async fn metrics_parse_and_count_what_was_sent_both_ways() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     brokers::declare_queue(&conn, &in_queue).await;
-    let health = free_port();
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[plugins.headers]
-path = "{}"
-config = {{ set = {{ x-metered = "yes" }} }}
-
-[[mapping]]
-name = "metered"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-plugins = ["headers"]
-
-[[mapping]]
-name = "metered-back"
-source = {{ rabbitmq = "local", queue = "{in_queue}" }}
-target = {{ kafka = "main", topic = "{back}" }}
-"#,
-        brokers::brokers_toml(),
-        artifacts::HEADER_MAP,
-        unique("metrics")
-    ));
+    let mut bridge = Scenario::new()
+        .health()
+        .plugin(
+            "headers",
+            artifacts::HEADER_MAP,
+            r#"set = { x-metered = "yes" }"#,
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("metered", &[&topic], &unique("metrics"), &exchange)
+                .routing_key("rk")
+                .plugins(&["headers"]),
+        )
+        .mapping(Mapping::rabbitmq_to_kafka("metered-back", &in_queue, &back))
+        .start();
+    let health = bridge.health_port();
     let records: Vec<Record> = (0..K2R)
         .map(|i| Record {
             key: Some(format!("k{i}").into_bytes()),
@@ -160,7 +151,7 @@ target = {{ kafka = "main", topic = "{back}" }}
         .unwrap()
         .unwrap()
         .1;
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     let status: Value = serde_json::from_str(&status).unwrap();
 
     for (mapping, n) in [("metered", K2R), ("metered-back", R2K)] {
@@ -256,19 +247,13 @@ async fn json_logs_with_start_and_stop_summaries() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     // The format from the configuration (`--log-format` or BRIDGE_LOG_FORMAT would win).
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[bridge]
-log_format = "json"
-
-[[mapping]]
-name = "logged"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-"#,
-        brokers::brokers_toml(),
-        unique("jsonlog")
-    ));
+    let mut bridge = Scenario::new()
+        .bridge("log_format", "json")
+        .mapping(
+            Mapping::kafka_to_rabbitmq("logged", &[&topic], &unique("jsonlog"), &exchange)
+                .routing_key("rk"),
+        )
+        .start();
     let records: Vec<Record> = (0..50)
         .map(|i| Record {
             key: None,
@@ -281,7 +266,7 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
     brokers::produce(&topic, &records, None).await;
     let got = brokers::consume_queue(&conn, &queue, 50, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 50);
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     let log = bridge.log_text();
     let lines: Vec<Value> = log
         .lines()

@@ -180,7 +180,7 @@ replication:
     })
     .await
     .unwrap();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     let log = bridge.log_text();
     assert_eq!(got.len(), 1, "log:\n{log}");
     assert_eq!(got[0].routing_key, "order.damage");

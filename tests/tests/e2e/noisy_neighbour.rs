@@ -8,9 +8,8 @@
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get, wait_ready};
 use bridge_tests::brokers::{self, unique};
-use serde_json::Value;
+use bridge_tests::scenario::{Mapping, Running, Scenario};
 
 /// Tenant A's plugin spins to its CPU limit on every call while tenant B bridges: B's
 /// throughput with A busy is compared with B alone, in the same run.
@@ -26,49 +25,29 @@ async fn a_noisy_neighbour_does_not_starve_another_tenant() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &a_dlx, &a_dlq, "dl").await;
     brokers::declare_bound_queue(&conn, &b_ex, &b_q, "rk").await;
-    let health = free_port();
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[tenants.a]
-limits = {{ timeout_ms = 50 }}
-
-[tenants.b]
-
-[plugins.spinner]
-path = "{}"
-tenant = "a"
-config = {{ mode = "loop" }}
-
-[plugins.headers]
-path = "{}"
-tenant = "b"
-config = {{ set = {{ x-b = "yes" }} }}
-
-[[mapping]]
-name = "noisy"
-tenant = "a"
-source = {{ kafka = "main", topics = ["{a_topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{a_dlx}", routing_key = "never" }}
-dead_letter = {{ rabbitmq = "local", exchange = "{a_dlx}", routing_key = "dl" }}
-plugins = ["spinner"]
-
-[[mapping]]
-name = "quiet"
-tenant = "b"
-source = {{ kafka = "main", topics = ["{b_topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{b_ex}", routing_key = "rk" }}
-plugins = ["headers"]
-"#,
-        brokers::brokers_toml(),
-        artifacts::HOSTILE,
-        artifacts::HEADER_MAP,
-        unique("noisy"),
-        unique("quiet"),
-    ));
-    wait_ready(health).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .section("[tenants.a]\nlimits = { timeout_ms = 50 }")
+        .section("[tenants.b]")
+        .plugin("spinner", artifacts::HOSTILE, r#"mode = "loop""#)
+        .plugin_extra("spinner", r#"tenant = "a""#)
+        .plugin("headers", artifacts::HEADER_MAP, r#"set = { x-b = "yes" }"#)
+        .plugin_extra("headers", r#"tenant = "b""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("noisy", &[&a_topic], &unique("noisy"), &a_dlx)
+                .routing_key("never")
+                .dead_letter_rabbitmq(&a_dlx, "dl")
+                .plugins(&["spinner"])
+                .set("tenant", "a"),
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("quiet", &[&b_topic], &unique("quiet"), &b_ex)
+                .routing_key("rk")
+                .plugins(&["headers"])
+                .set("tenant", "b"),
+        )
+        .start();
+    bridge.ready().await;
     let (seen, reader) = brokers::collect_queue(&b_q).await;
 
     // B drains a backlog alone, then again while A's plugin spins on every call.
@@ -104,7 +83,7 @@ plugins = ["headers"]
     let mut letters = Vec::new();
     for round in 0..2 {
         alone.push(drain(format!("alone{round}")).await);
-        let timeouts_before = timeouts(health);
+        let timeouts_before = timeouts(&bridge);
         brokers::produce(
             &a_topic,
             &brokers::numbered_records(&format!("a{round}"), A_MESSAGES, 0),
@@ -113,7 +92,7 @@ plugins = ["headers"]
         .await;
         // A is busy once its calls time out.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while timeouts(health) == timeouts_before {
+        while timeouts(&bridge) == timeouts_before {
             assert!(Instant::now() < deadline, "A's plugin never timed out");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -125,9 +104,9 @@ plugins = ["headers"]
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let (alone, busy) = (best(&alone), best(&busy));
-    let status: Value = serde_json::from_str(&http_get(health, "/status").unwrap().1).unwrap();
+    let status = bridge.status();
     let log = bridge.log_text();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     reader.abort();
 
     let ratio = busy / alone;
@@ -170,10 +149,9 @@ plugins = ["headers"]
 }
 
 /// Plugin timeouts counted so far, by every mapping.
-fn timeouts(port: u16) -> f64 {
-    http_get(port, "/metrics")
-        .unwrap()
-        .1
+fn timeouts(bridge: &Running) -> f64 {
+    bridge
+        .metrics()
         .lines()
         .filter(|l| l.starts_with("bridge_failures_total") && l.contains("plugin-timeout"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

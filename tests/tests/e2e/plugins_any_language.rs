@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, binary, free_port, wait_ready};
+use bridge_tests::bridge::binary;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use serde_json::Value;
 
 fn examples() -> PathBuf {
@@ -142,28 +143,20 @@ async fn a_javascript_plugin_bridges_kafka_to_rabbitmq() {
     brokers::declare_bound_queue(&conn, &exchange, &eu, "eu").await;
     brokers::declare_bound_queue(&conn, &exchange, &us, "us").await;
     brokers::declare_bound_queue(&conn, &dlx, &dlq, "dl").await;
-    let health = free_port();
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[plugins.pii]
-path = "{}"
-config = {{ fields = ["email", "card"], route_field = "region", default_route = "us" }}
-
-[[mapping]]
-name = "pii"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}" }}
-dead_letter = {{ rabbitmq = "local", exchange = "{dlx}", routing_key = "dl" }}
-plugins = ["pii"]
-"#,
-        brokers::brokers_toml(),
-        plugin.display(),
-        unique("pii"),
-    ));
-    wait_ready(health).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .plugin(
+            "pii",
+            plugin,
+            r#"fields = ["email", "card"], route_field = "region", default_route = "us""#,
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("pii", &[&topic], &unique("pii"), &exchange)
+                .dead_letter_rabbitmq(&dlx, "dl")
+                .plugins(&["pii"]),
+        )
+        .start();
+    bridge.ready().await;
     let record = |payload: &str| Record {
         key: None,
         payload: Some(payload.as_bytes().to_vec()),
@@ -186,7 +179,7 @@ plugins = ["pii"]
     let us = brokers::consume_queue(&conn, &us, 10, Duration::from_secs(30)).await;
     let dead = brokers::consume_queue(&conn, &dlq, 1, Duration::from_secs(30)).await;
     let log = bridge.log_text();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     assert_eq!((eu.len(), us.len(), dead.len()), (10, 10, 1), "{log}");
     for (queue, region) in [(&eu, "eu"), (&us, "us")] {
         for m in queue {

@@ -173,11 +173,7 @@ max_in_flight = 2
         Duration::from_secs(60),
     )
     .await;
-    assert!(
-        bridge.terminate(Duration::from_secs(30)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     let conn = brokers::amqp_to(&url).await;
     let arrived =
         brokers::consume_queue(&conn, &k2r_queue, usize::MAX, Duration::from_secs(3)).await;

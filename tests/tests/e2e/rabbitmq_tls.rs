@@ -96,7 +96,7 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
 
     let mut bridge = BridgeProcess::start(&config);
     let got = brokers::consume_queue(&conn, &queue, 100, Duration::from_secs(30)).await;
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     let payloads: Vec<String> = got
         .iter()
         .map(|r| String::from_utf8_lossy(&r.payload).into_owned())

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 
 const PARTITIONS: i32 = 6;
 const STORM: Duration = Duration::from_secs(120);
@@ -24,31 +24,22 @@ async fn a_member_joining_and_leaving_every_10_s_loses_nothing() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     let (arrived, collector) = brokers::collect_queue(&queue).await;
-    let config = format!(
-        r#"
-{}
-[[mapping]]
-name = "storm"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-"#,
-        brokers::brokers_toml(),
-        unique("storm")
+    // Both bridges run the same mapping, in one consumer group.
+    let scenario = Scenario::new().mapping(
+        Mapping::kafka_to_rabbitmq("storm", &[&topic], &unique("storm"), &exchange)
+            .routing_key("rk"),
     );
-    let mut steady = BridgeProcess::start(&config);
+    let mut steady = scenario.clone().start();
     let feed =
         brokers::feed_partitions(&brokers::kafka_bootstrap(), &topic, "storm", n, PARTITIONS);
 
     let start = Instant::now();
-    let mut joiner = BridgeProcess::start(&config);
+    let mut joiner = scenario.start();
     let mut joins = 1;
     while start.elapsed() < STORM {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert!(
-            joiner.terminate(Duration::from_secs(30)),
-            "the joining bridge leaves cleanly; log:\n{}",
-            joiner.log_text()
-        );
+        // The joining bridge leaves cleanly.
+        joiner.stop_clean();
         if start.elapsed() < STORM {
             tokio::time::sleep(Duration::from_secs(10)).await;
             joiner.spawn();
@@ -58,11 +49,7 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
     feed.await.unwrap();
     brokers::wait_distinct(&arrived, n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        steady.terminate(Duration::from_secs(30)),
-        "log:\n{}",
-        steady.log_text()
-    );
+    steady.stop_clean();
     collector.abort();
 
     let got = arrived.lock().unwrap();

@@ -6,22 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 
-fn config(topic: &str, exchange: &str, group: &str) -> String {
-    format!(
-        r#"
-{}
-[bridge]
-shutdown_timeout_secs = 20
-
-[[mapping]]
-name = "crash-test"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-"#,
-        brokers::brokers_toml()
+fn scenario(topic: &str, exchange: &str, group: &str) -> Scenario {
+    Scenario::new().bridge("shutdown_timeout_secs", 20).mapping(
+        Mapping::kafka_to_rabbitmq("crash-test", &[topic], group, exchange).routing_key("rk"),
     )
 }
 
@@ -67,7 +57,7 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
     brokers::produce(&topic, &numbered(0..N), None).await;
     let (seen, task) = brokers::collect_queue(&queue).await;
 
-    let mut bridge = BridgeProcess::start(&config(&topic, &exchange, &unique("bridge")));
+    let mut bridge = scenario(&topic, &exchange, &unique("bridge")).start();
     wait_for(&seen, N / 3, Duration::from_secs(60)).await;
     let at_kill = seen.lock().unwrap().len();
     bridge.kill9();
@@ -78,11 +68,7 @@ async fn kafka_to_rabbitmq_kill_9_in_the_middle_of_100k_messages_loses_nothing()
     );
     bridge.spawn();
     brokers::wait_distinct(&seen, N, Duration::from_secs(180)).await;
-    assert!(
-        bridge.terminate(Duration::from_secs(30)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(|(_, p)| p.as_slice()));
@@ -113,21 +99,9 @@ async fn rabbitmq_to_kafka_kill_9_in_the_middle_of_100k_messages_loses_nothing()
         })
         .collect();
     brokers::publish_to_queue(&conn, &queue, &messages).await;
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"
-[kafka.main]
-bootstrap_servers = "{}"
-[rabbitmq.local]
-url = "{}"
-
-[[mapping]]
-name = "crash-in"
-source = {{ rabbitmq = "local", queue = "{queue}", prefetch = 1000 }}
-target = {{ kafka = "main", topic = "{topic}" }}
-"#,
-        bootstrap,
-        brokers::amqp_url()
-    ));
+    let mut bridge = Scenario::new()
+        .mapping(Mapping::rabbitmq_to_kafka("crash-in", &queue, &topic).source("prefetch", 1000))
+        .start();
     // Kill once about a third has been taken off the queue.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -141,11 +115,7 @@ target = {{ kafka = "main", topic = "{topic}" }}
     bridge.kill9();
     bridge.spawn();
     brokers::wait_topic_settled(&bootstrap, &topic, 8, N, Duration::from_secs(180)).await;
-    assert!(
-        bridge.terminate(Duration::from_secs(30)),
-        "log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     let (t, b) = (topic.clone(), bootstrap.clone());
     let got = tokio::task::spawn_blocking(move || {
         brokers::consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10))
@@ -170,27 +140,19 @@ async fn graceful_shutdown_then_restart_has_no_duplicates() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     let (seen, task) = brokers::collect_queue(&queue).await;
-    let config = config(&topic, &exchange, &unique("bridge"));
+    let scenario = scenario(&topic, &exchange, &unique("bridge"));
 
     brokers::produce(&topic, &numbered(0..5_000), None).await;
-    let mut bridge = BridgeProcess::start(&config);
+    let mut bridge = scenario.start();
     wait_for(&seen, 5_000, Duration::from_secs(60)).await;
-    assert!(
-        bridge.terminate(Duration::from_secs(30)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
 
     brokers::produce(&topic, &numbered(5_000..10_000), None).await;
     bridge.spawn();
     wait_for(&seen, 10_000, Duration::from_secs(60)).await;
     // Give a duplicate, if any, time to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        bridge.terminate(Duration::from_secs(30)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean();
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) =
@@ -212,9 +174,9 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     brokers::produce(&topic, &numbered(0..N), None).await;
     let (seen, task) = brokers::collect_queue(&queue).await;
 
-    let config = config(&topic, &exchange, &unique("bridge"));
-    let mut first = BridgeProcess::start(&config);
-    let mut second = BridgeProcess::start(&config);
+    let scenario = scenario(&topic, &exchange, &unique("bridge"));
+    let mut first = scenario.clone().start();
+    let mut second = scenario.start();
     wait_for(&seen, N / 4, Duration::from_secs(60)).await;
     let assigned = |log: String| log.matches("Kafka partitions assigned").count();
     let before = assigned(second.log_text());
@@ -227,11 +189,7 @@ async fn two_bridges_in_one_group_one_killed_loses_nothing() {
     }
     let takeover = killed.elapsed();
     brokers::wait_distinct(&seen, N, Duration::from_secs(120)).await;
-    assert!(
-        second.terminate(Duration::from_secs(30)),
-        "log:\n{}",
-        second.log_text()
-    );
+    second.stop_clean();
     task.abort();
     let got = seen.lock().unwrap();
     let (loss, duplicates) = brokers::loss_and_duplicates(N, got.iter().map(|(_, p)| p.as_slice()));

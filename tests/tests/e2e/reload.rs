@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{
-    BridgeProcess, free_port, http_get, http_post, send_signal, wait_ready,
-};
+use bridge_tests::bridge::{BridgeProcess, http_get, http_post, send_signal, wait_ready};
 use bridge_tests::brokers::{self, AmqpRecord, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use futures_util::StreamExt;
 use lapin::options::BasicAckOptions;
 use rdkafka::producer::FutureRecord;
@@ -77,31 +76,24 @@ async fn setup(partitions: i32) -> Setup {
     let queue = unique("reload-q");
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-    let health = free_port();
-    let config = format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-admin_token = "${{RELOAD_ADMIN_TOKEN}}"
-plugin_cache_dir = "{cache}"
-
-[plugins.tagger]
-path = "tagger.wasm"
-config = {{ set = {{ x-tagged = "yes" }} }}
-canary = ["canary.json"]
-
-[[mapping]]
-name = "reloaded"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-plugins = ["tagger"]
-plugin_versions_header = true
-"#,
-        brokers::brokers_toml(),
-        cache = dir.path().join("cache").display(),
-        group = unique("reload"),
-    );
-    std::fs::write(dir.path().join("bridge.toml"), config).unwrap();
+    let config = Scenario::new()
+        .health()
+        .bridge("admin_token", "${RELOAD_ADMIN_TOKEN}")
+        .bridge(
+            "plugin_cache_dir",
+            dir.path().join("cache").display().to_string(),
+        )
+        .plugin("tagger", "tagger.wasm", r#"set = { x-tagged = "yes" }"#)
+        .plugin_extra("tagger", r#"canary = ["canary.json"]"#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("reloaded", &[&topic], &unique("reload"), &exchange)
+                .routing_key("rk")
+                .plugins(&["tagger"])
+                .set("plugin_versions_header", true),
+        );
+    let health = config.health_port().unwrap();
+    // The tests start the bridge themselves, after changing the file if they need to.
+    std::fs::write(dir.path().join("bridge.toml"), config.to_toml()).unwrap();
     std::fs::write(
         dir.path().join("canary.json"),
         r#"{"payload": "boom", "headers": [["x-canary", "1"]]}"#,
@@ -247,7 +239,7 @@ async fn reloading_every_second_under_a_stream_loses_and_duplicates_nothing() {
     // Settle the last swap, then read what the bridge says it did.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = status(s.health);
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     reader.abort();
     let records = seen.lock().unwrap().clone();
 
@@ -386,7 +378,7 @@ async fn bad_versions_are_rejected_and_the_running_one_keeps_going() {
     wait_count(&seen, sent, Duration::from_secs(20)).await;
     let st = status(s.health);
     let log = bridge.log_text();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     reader.abort();
     let records = seen.lock().unwrap().clone();
     assert_eq!(
@@ -451,7 +443,7 @@ async fn admin_reload_needs_the_token_and_sighup_reloads() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(digest(&status(s.health)), v3, "SIGHUP reloaded");
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
 }
 
 /// Staged rollout under a stream: a candidate that changes every tenth message runs in shadow
@@ -466,30 +458,18 @@ async fn stage_promote_rollback_under_a_stream() {
     let (exchange, queue) = (unique("stage-ex"), unique("stage-q"));
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-    let health = free_port();
-    let config = format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-admin_token = "{TOKEN}"
-
-[plugins.p]
-path = "live.wasm"
-config = {{ mode = "echo" }}
-
-[[mapping]]
-name = "staged"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-plugins = ["p"]
-"#,
-        brokers::brokers_toml(),
-        group = unique("stage"),
-    );
-    let path = dir.path().join("bridge.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut bridge = BridgeProcess::start_at(&path, &[]);
-    wait_ready(health).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .bridge("admin_token", TOKEN)
+        .plugin("p", "live.wasm", r#"mode = "echo""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("staged", &[&topic], &unique("stage"), &exchange)
+                .routing_key("rk")
+                .plugins(&["p"]),
+        )
+        .start_at(&dir.path().join("bridge.toml"));
+    bridge.ready().await;
+    let health = bridge.health_port();
     let (seen, reader) = collect(&queue).await;
     let producer = feed(&topic, N, 1_000, 1);
     let admin = |path: String| {
@@ -551,7 +531,7 @@ plugins = ["p"]
     producer.await.unwrap();
     wait_count(&seen, N, Duration::from_secs(30)).await;
     let after_rollback = status(health);
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     reader.abort();
     assert_ne!(
         after_rollback["mappings"]["staged"]["plugins"][0],

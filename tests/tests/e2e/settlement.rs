@@ -8,10 +8,15 @@
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
+
+/// How long a test waits for the bridge to get somewhere.
+const WAIT: Duration = Duration::from_secs(30);
+/// How soon after SIGTERM the bridge must have stopped, retries under way or not.
+const PROMPT: Duration = Duration::from_secs(15);
 
 fn record(kind: &str, i: usize) -> Record {
     Record {
@@ -32,44 +37,33 @@ async fn a_refused_message_holds_back_only_its_partition_and_never_blocks_shutdo
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
     let (arrived, collector) = brokers::collect_queue(&queue).await;
-    let config = format!(
-        r#"{}
-[plugins.route]
-path = "{}"
-config = {{ routing_key = "order.{{json:kind}}" }}
-
-[bridge]
-shutdown_timeout_secs = 20
-
-[[mapping]]
-name = "settle"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}" }}
-plugins = ["route"]
-"#,
-        brokers::brokers_toml(),
-        artifacts::ROUTING_KEY,
-        unique("settle")
-    );
+    let scenario = Scenario::new()
+        .plugin(
+            "route",
+            artifacts::ROUTING_KEY,
+            r#"routing_key = "order.{json:kind}""#,
+        )
+        .bridge("shutdown_timeout_secs", 20)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("settle", &[&topic], &unique("settle"), &exchange)
+                .plugins(&["route"]),
+        );
     // Partition 0: a message no queue is bound for.
     brokers::produce(&topic, &[record("lost", 0)], Some(0)).await;
-    let mut bridge = BridgeProcess::start(&config);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !bridge.log_text().contains("retrying") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        bridge.log_text().contains("retrying"),
-        "the refused message is retried; log:\n{}",
-        bridge.log_text()
-    );
+    let mut bridge = scenario.start();
+    bridge
+        .wait_for("the refused message to be retried", WAIT, || {
+            bridge.log_text().contains("retrying")
+        })
+        .await;
     // Partition 1 flows while partition 0 waits on its retry.
     let flowing: Vec<Record> = (1..=200).map(|i| record("ok", i)).collect();
     brokers::produce(&topic, &flowing, Some(1)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while arrived.lock().unwrap().len() < 200 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    bridge
+        .wait_for("partition 1's 200 messages", WAIT, || {
+            arrived.lock().unwrap().len() >= 200
+        })
+        .await;
     assert_eq!(
         arrived.lock().unwrap().len(),
         200,
@@ -79,11 +73,7 @@ plugins = ["route"]
 
     // SIGTERM with the message still under retry: a prompt, clean stop.
     let stopping = Instant::now();
-    assert!(
-        bridge.terminate(Duration::from_secs(15)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
+    bridge.stop_clean_within(PROMPT);
     println!(
         "stopped {:?} after SIGTERM with a message under retry",
         stopping.elapsed()
@@ -101,11 +91,11 @@ plugins = ["route"]
     .await
     .unwrap();
     bridge.spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + WAIT;
     while arrived.lock().unwrap().len() < 201 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(bridge.terminate(Duration::from_secs(15)));
+    bridge.stop_clean_within(PROMPT);
     collector.abort();
     let got = arrived.lock().unwrap();
     let lost = got
@@ -139,57 +129,42 @@ async fn a_message_a_plugin_fails_on_holds_back_only_its_partition() {
         r.headers.push(("x-behave".to_string(), b"1".to_vec()));
         r
     };
-    let group = unique("settle-chain");
-    let config = |dead_letter: &str| {
-        format!(
-            r#"{}
-[plugins.hostile]
-path = "{}"
-config = {{ mode = "trap" }}
-
-[[mapping]]
-name = "settle-chain"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-plugins = ["hostile"]
-{dead_letter}
-"#,
-            brokers::brokers_toml(),
-            artifacts::HOSTILE,
-        )
-    };
+    let base = Scenario::new().plugin("hostile", artifacts::HOSTILE, r#"mode = "trap""#);
+    let mapping = Mapping::kafka_to_rabbitmq(
+        "settle-chain",
+        &[&topic],
+        &unique("settle-chain"),
+        &exchange,
+    )
+    .routing_key("rk")
+    .plugins(&["hostile"]);
     brokers::produce(&topic, &[record("poison", 0)], Some(0)).await;
-    let mut bridge = BridgeProcess::start(&config(""));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut bridge = base.clone().mapping(mapping.clone()).start();
+    let deadline = Instant::now() + WAIT;
     while !bridge.log_text().contains("Processing failed; retrying") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let flowing: Vec<Record> = (1..=200).map(|i| behave(record("ok", i))).collect();
     brokers::produce(&topic, &flowing, Some(1)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while arrived.lock().unwrap().len() < 200 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    bridge
+        .wait_for("partition 1's 200 messages", WAIT, || {
+            arrived.lock().unwrap().len() >= 200
+        })
+        .await;
     assert_eq!(
         arrived.lock().unwrap().len(),
         200,
         "partition 1 is not held back; log:\n{}",
         bridge.log_text()
     );
-    assert!(
-        bridge.terminate(Duration::from_secs(15)),
-        "clean exit; log:\n{}",
-        bridge.log_text()
-    );
-    let mut bridge = BridgeProcess::start(&config(&format!(
-        "dead_letter = {{ kafka = \"main\", topic = \"{dlq}\" }}"
-    )));
+    bridge.stop_clean_within(PROMPT);
+    let mut bridge = base.mapping(mapping.dead_letter_kafka(&dlq)).start();
     let d = dlq.clone();
     let dead =
         tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 1, Duration::from_secs(30)))
             .await
             .unwrap();
-    assert!(bridge.terminate(Duration::from_secs(15)));
+    bridge.stop_clean_within(PROMPT);
     collector.abort();
     assert_eq!(dead.len(), 1, "log:\n{}", bridge.log_text());
     assert_eq!(

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use bridge_tests::bridge::{BridgeProcess, free_port, http_get};
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Running, Scenario};
 use lapin::options::ExchangeDeleteOptions;
 
 const N: usize = 6_000;
@@ -19,23 +19,9 @@ fn records(prefix: &str) -> Vec<Record> {
     brokers::numbered_records(prefix, N, 0)
 }
 
-fn config(health: u16, group: &str, a: (&str, &str), b: (&str, &str)) -> String {
-    let mapping = |name: &str, (topic, exchange): (&str, &str)| {
-        format!(
-            r#"
-[[mapping]]
-name = "{name}"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-"#
-        )
-    };
-    format!(
-        "{}\n[bridge]\nhealth_listen = \"127.0.0.1:{health}\"\n{}{}",
-        brokers::brokers_toml(),
-        mapping("a", a),
-        mapping("b", b)
-    )
+/// Mapping `name` from `topic` to `exchange` (routing key `rk`) in consumer group `group`.
+fn mapping(name: &str, group: &str, topic: &str, exchange: &str) -> Mapping {
+    Mapping::kafka_to_rabbitmq(name, &[topic], group, exchange).routing_key("rk")
 }
 
 /// For each side, a topic, and an exchange with a queue bound to it with `rk`.
@@ -55,13 +41,11 @@ async fn ends(conn: &lapin::Connection, sides: [&str; 2]) -> [(String, String, S
 }
 
 /// A counter of `/metrics` for one mapping, 0 when absent.
-fn metric(port: u16, name: &str, mapping: &str, extra: &str) -> f64 {
-    let text = http_get(port, "/metrics").unwrap().1;
-    let start = format!("{name}{{mapping=\"{mapping}\",tenant=\"default\"{extra}}}");
-    text.lines()
-        .find(|l| l.starts_with(&start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+fn metric(bridge: &Running, name: &str, mapping: &str, extra: &str) -> f64 {
+    bridge
+        .metric(&format!(
+            "{name}{{mapping=\"{mapping}\",tenant=\"default\"{extra}}}"
+        ))
         .unwrap_or(0.0)
 }
 
@@ -72,14 +56,12 @@ async fn a_failing_mapping_neither_stalls_nor_loses_for_its_consumer_neighbour()
     let [(topic_a, ex_a, q_a), (topic_b, ex_b, q_b)] = ends(&conn, ["a", "b"]).await;
     let (seen_a, _collecting_a) = brokers::collect_queue(&q_a).await;
     let (seen_b, _collecting_b) = brokers::collect_queue(&q_b).await;
-    let health = free_port();
-    let bridge = BridgeProcess::start(&config(
-        health,
-        &group,
-        (&topic_a, &ex_a),
-        (&topic_b, &ex_b),
-    ));
-    bridge.assert_ready(health).await;
+    let bridge = Scenario::new()
+        .health()
+        .mapping(mapping("a", &group, &topic_a, &ex_a))
+        .mapping(mapping("b", &group, &topic_b, &ex_b))
+        .start();
+    bridge.ready().await;
     let bootstrap = brokers::kafka_bootstrap();
     let _feeding_a = brokers::feed_topic(&bootstrap, &topic_a, records("a"));
     let _feeding_b = brokers::feed_topic(&bootstrap, &topic_b, records("b"));
@@ -108,10 +90,10 @@ async fn a_failing_mapping_neither_stalls_nor_loses_for_its_consumer_neighbour()
     brokers::wait_distinct(&seen_a, N, Duration::from_secs(120)).await;
     let (loss_a, dups_a) = brokers::arrivals_loss_and_duplicates(N, &seen_a);
     let (loss_b, dups_b) = brokers::arrivals_loss_and_duplicates(N, &seen_b);
-    let restarts_a = metric(health, "bridge_mapping_restarts_total", "a", "");
-    let restarts_b = metric(health, "bridge_mapping_restarts_total", "b", "");
+    let restarts_a = metric(&bridge, "bridge_mapping_restarts_total", "a", "");
+    let restarts_b = metric(&bridge, "bridge_mapping_restarts_total", "b", "");
     let revoked_b = metric(
-        health,
+        &bridge,
         "bridge_rebalanced_partitions_total",
         "b",
         ",change=\"revoked\"",
@@ -147,30 +129,14 @@ async fn a_slow_mapping_pauses_its_own_partitions_only() {
     let (fast_seen, _collecting_fast) = brokers::collect_queue(&fast_q).await;
     // `slow` takes one message at a time (it waits for each confirm and commit), far slower
     // than the consumer fetches its backlog: its queue fills and its partitions pause.
-    let health = free_port();
-    let bridge = BridgeProcess::start_with_env(
-        &format!(
-            r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[[mapping]]
-name = "slow"
-source = {{ kafka = "main", topics = ["{slow_topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{slow_ex}", routing_key = "rk" }}
-max_in_flight = 1
-
-[[mapping]]
-name = "fast"
-source = {{ kafka = "main", topics = ["{fast_topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{fast_ex}", routing_key = "rk" }}
-"#,
-            brokers::brokers_toml(),
-        ),
+    let bridge = Scenario::new()
+        .health()
+        .mapping(mapping("slow", &group, &slow_topic, &slow_ex).max_in_flight(1))
+        .mapping(mapping("fast", &group, &fast_topic, &fast_ex))
         // The pauses are logged at debug level.
-        &[("RUST_LOG", "info,bridge_host::kafka::group=debug")],
-    );
-    bridge.assert_ready(health).await;
+        .env("RUST_LOG", "info,bridge_host::kafka::group=debug")
+        .start();
+    bridge.ready().await;
     brokers::produce(
         &slow_topic,
         &brokers::numbered_records("slow", SLOW, 0),

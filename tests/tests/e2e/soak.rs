@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bridge_tests::bridge::{BridgeProcess, proc_status};
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use rdkafka::producer::FutureRecord;
 
 fn full() -> bool {
@@ -22,20 +23,6 @@ fn full() -> bool {
 const PARTITIONS: i32 = 4;
 const KEYS: usize = 64;
 const MAX_IN_FLIGHT: usize = 200;
-
-fn k2r_config(topic: &str, exchange: &str, group: &str) -> String {
-    format!(
-        r#"
-{}
-[[mapping]]
-name = "soak"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{group}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-max_in_flight = {MAX_IN_FLIGHT}
-"#,
-        brokers::brokers_toml()
-    )
-}
 
 /// The index in payload `soak-{i:07}`.
 fn index(payload: &[u8]) -> Option<usize> {
@@ -73,7 +60,13 @@ async fn kill_9_at_intervals_loses_nothing_and_keeps_key_order() {
         brokers::produce(&topic, &records, None).await;
     }
     let (seen, _collecting) = brokers::collect_queue(&queue).await;
-    let mut bridge = BridgeProcess::start(&k2r_config(&topic, &exchange, &unique("soak")));
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::kafka_to_rabbitmq("soak", &[&topic], &unique("soak"), &exchange)
+                .routing_key("rk")
+                .max_in_flight(MAX_IN_FLIGHT),
+        )
+        .start();
     let started = Instant::now();
     let mut kills = 0;
     let mut under_way = 0;
@@ -123,7 +116,7 @@ async fn kill_9_at_intervals_loses_nothing_and_keeps_key_order() {
         duplicates <= kills * MAX_IN_FLIGHT,
         "at most max_in_flight duplicates per kill: {duplicates} for {kills} kills"
     );
-    assert!(bridge.terminate(Duration::from_secs(30)), "log:\n{log}");
+    bridge.stop_clean();
 }
 
 /// RSS samples `(seconds since start, KiB)` → least-squares slope in MiB per minute.
@@ -249,5 +242,5 @@ async fn steady_run_in_both_directions_keeps_memory_flat() {
         assert!(slope < 1.0, "RSS flat within noise: {slope:+.2} MiB/min");
     }
     let mut bridge = bridge;
-    assert!(bridge.terminate(Duration::from_secs(30)), "log:\n{log}");
+    bridge.stop_clean();
 }

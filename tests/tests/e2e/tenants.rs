@@ -9,8 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, binary, free_port, wait_ready};
+use bridge_tests::bridge::binary;
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 
 #[test]
 fn a_mapping_outside_its_tenants_allowlist_is_rejected_naming_both() {
@@ -75,34 +76,25 @@ async fn a_plugin_cannot_make_the_host_hold_more_than_its_tenants_budget() {
     let (dlx, dlq) = (unique("hoard-dlx"), unique("hoard-dlq"));
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &dlx, &dlq, "dl").await;
-    let health = free_port();
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[tenants.hoarder]
-held_bytes = {BUDGET}
-
-[plugins.copier]
-path = "{}"
-tenant = "hoarder"
-config = {{ mode = "fan-out", count = "1000" }}
-limits = {{ output_bytes = 4194304 }}
-
-[[mapping]]
-name = "hoard"
-tenant = "hoarder"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{dlx}", routing_key = "never" }}
-dead_letter = {{ rabbitmq = "local", exchange = "{dlx}", routing_key = "dl" }}
-plugins = ["copier"]
-"#,
-        brokers::brokers_toml(),
-        artifacts::HOSTILE,
-        unique("hoard"),
-    ));
-    wait_ready(health).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .section(&format!("[tenants.hoarder]\nheld_bytes = {BUDGET}"))
+        .plugin(
+            "copier",
+            artifacts::HOSTILE,
+            r#"mode = "fan-out", count = "1000""#,
+        )
+        .plugin_extra("copier", r#"tenant = "hoarder""#)
+        .plugin_extra("copier", "limits = { output_bytes = 4194304 }")
+        .mapping(
+            Mapping::kafka_to_rabbitmq("hoard", &[&topic], &unique("hoard"), &dlx)
+                .routing_key("never")
+                .dead_letter_rabbitmq(&dlx, "dl")
+                .plugins(&["copier"])
+                .set("tenant", "hoarder"),
+        )
+        .start();
+    bridge.ready().await;
     let idle = peak_rss_kib(bridge.pid());
     brokers::produce(
         &topic,
@@ -112,7 +104,7 @@ plugins = ["copier"]
     .await;
     let letters = brokers::consume_queue(&conn, &dlq, 3, Duration::from_secs(60)).await;
     let peak = peak_rss_kib(bridge.pid());
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
     assert_eq!(letters.len(), 3);
     for l in &letters {
         assert_eq!(

@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use bridge_tests::artifacts;
-use bridge_tests::bridge::{BridgeProcess, binary, free_port};
+use bridge_tests::bridge::binary;
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -33,31 +34,28 @@ async fn top_shows_a_running_bridge_with_its_rates() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     let (_arrived, collector) = brokers::collect_queue(&queue).await;
-    let health = free_port();
-    let mut bridge = BridgeProcess::start(&format!(
-        r#"{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[plugins.headers]
-path = "{}"
-config = {{ set = {{ x-top = "yes" }} }}
-
-[[mapping]]
-name = "watched"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-plugins = ["headers"]
-"#,
-        brokers::brokers_toml(),
-        artifacts::HEADER_MAP,
-        unique("top")
-    ));
+    let mut bridge = Scenario::new()
+        .health()
+        .plugin(
+            "headers",
+            artifacts::HEADER_MAP,
+            r#"set = { x-top = "yes" }"#,
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("watched", &[&topic], &unique("top"), &exchange)
+                .routing_key("rk")
+                .plugins(&["headers"]),
+        )
+        .start();
     let feed = brokers::feed_partitions(&brokers::kafka_bootstrap(), &topic, "top", 20_000, 2);
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let session = unique("bridge-top");
-    let command = format!("{} top --url http://127.0.0.1:{health}", binary().display());
+    let command = format!(
+        "{} top --url http://127.0.0.1:{}",
+        binary().display(),
+        bridge.health_port()
+    );
     tmux(&[
         "new-session",
         "-d",
@@ -76,7 +74,7 @@ plugins = ["headers"]
         .status();
     feed.abort();
     collector.abort();
-    assert!(bridge.terminate(Duration::from_secs(20)));
+    bridge.stop_clean();
 
     assert!(screen.contains("bridge-host top"), "{screen}");
     let row = screen

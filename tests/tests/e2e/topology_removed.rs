@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use bridge_tests::bridge::{BridgeProcess, free_port, wait_readyz};
+use bridge_tests::bridge::{BridgeProcess, wait_readyz};
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Running, Scenario};
 use lapin::options::{ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -61,38 +62,21 @@ fn records(prefix: &str, range: std::ops::Range<usize>) -> Vec<Record> {
         .collect()
 }
 
-fn k2r_config(health: u16, topic: &str, exchange: &str) -> String {
-    format!(
-        r#"
-{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[[mapping]]
-name = "orders-out"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-max_in_flight = 100
-"#,
-        brokers::brokers_toml(),
-        unique("topology")
+/// Kafka → RabbitMQ, `orders-out`, with a health listener.
+fn k2r_scenario(topic: &str, exchange: &str) -> Scenario {
+    Scenario::new().health().mapping(
+        Mapping::kafka_to_rabbitmq("orders-out", &[topic], &unique("topology"), exchange)
+            .routing_key("rk")
+            .max_in_flight(100),
     )
 }
 
-fn r2k_config(health: u16, queue: &str, topic: &str) -> String {
-    format!(
-        r#"
-{}
-[bridge]
-health_listen = "127.0.0.1:{health}"
-
-[[mapping]]
-name = "orders-in"
-source = {{ rabbitmq = "local", queue = "{queue}", prefetch = 50 }}
-target = {{ kafka = "main", topic = "{topic}" }}
-max_in_flight = 50
-"#,
-        brokers::brokers_toml()
+/// RabbitMQ → Kafka, `orders-in`, with a health listener.
+fn r2k_scenario(queue: &str, topic: &str) -> Scenario {
+    Scenario::new().health().mapping(
+        Mapping::rabbitmq_to_kafka("orders-in", queue, topic)
+            .source("prefetch", 50)
+            .max_in_flight(50),
     )
 }
 
@@ -102,7 +86,7 @@ struct R2k {
     topic: String,
     conn: lapin::Connection,
     health: u16,
-    bridge: BridgeProcess,
+    bridge: Running,
 }
 
 impl R2k {
@@ -112,9 +96,9 @@ impl R2k {
         brokers::create_topic(&topic, PARTITIONS).await;
         let conn = brokers::amqp().await;
         brokers::declare_queue(&conn, &queue).await;
-        let health = free_port();
-        let bridge = BridgeProcess::start(&r2k_config(health, &queue, &topic));
-        bridge.assert_ready(health).await;
+        let bridge = r2k_scenario(&queue, &topic).start();
+        bridge.ready().await;
+        let health = bridge.health_port();
         R2k {
             queue,
             topic,
@@ -135,8 +119,8 @@ async fn kafka_to_rabbitmq_target_removed(remove_exchange: bool) {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
     let (seen, _collecting) = brokers::collect_queue(&queue).await;
-    let health = free_port();
-    let bridge = BridgeProcess::start(&k2r_config(health, &topic, &exchange));
+    let bridge = k2r_scenario(&topic, &exchange).start();
+    let health = bridge.health_port();
     assert!(
         wait_readyz(health, 200, Duration::from_secs(60))
             .await

@@ -6,6 +6,7 @@
 //! else disturbs run them on their own:
 //! `cargo test -p bridge-tests --test e2e -- tripwire:: --nocapture`.
 
+use bridge_tests::bridge::release_binary;
 use bridge_tests::brokers;
 use bridge_tests::throughput::{Direction, throughput, warm_plugin_cache};
 
@@ -40,15 +41,17 @@ fn tail(log: &str, lines: usize) -> String {
 /// queues; the bridge's rate must be at least [`MIN_RATIO`] of the relay's.
 ///
 /// This guards against order-of-magnitude regressions on a noisy machine; it is not a timing
-/// claim (`docs/performance.md` has the figures). The bridge under test is the debug build the
-/// tests use, compared with the relay compiled the same way, into this test executable.
+/// claim (`docs/performance.md` has the figures). The bridge under test is its release build
+/// (`cargo build --release -p bridge-host`; scripts/test.sh builds it): a debug build spends
+/// its time in unoptimised code and would hide a bridge that waits instead of working.
 async fn tripwire(dir: Direction) {
     let _alone = ALONE.lock().await;
     let n = messages();
-    warm_plugin_cache();
+    let bin = release_binary();
+    warm_plugin_cache(&bin);
     let conn = brokers::amqp().await;
-    let relay = throughput(&conn, dir, n, false).await;
-    let bridge = throughput(&conn, dir, n, true).await;
+    let relay = throughput(&conn, dir, n, None).await;
+    let bridge = throughput(&conn, dir, n, Some(&bin)).await;
     let ratio = bridge.rate / relay.rate.max(1.0);
     println!(
         "tripwire {}: relay {:.0} msgs/s, bridge {:.0} msgs/s, bridge ÷ relay {ratio:.2} ({n} messages)",
