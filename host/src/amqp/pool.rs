@@ -32,10 +32,13 @@ impl Role {
 /// The live connection of one tenant, connection name and role, if any, with its settings.
 type ConnectionSlot = Option<(RabbitConnection, Weak<lapin::Connection>)>;
 
+/// The slots of every tenant, connection name and role.
+type Slots = HashMap<(String, String, Role), Arc<tokio::sync::Mutex<ConnectionSlot>>>;
+
 /// Every tenant's live RabbitMQ connections, by tenant, connection name and role.
 #[derive(Debug, Default)]
 pub struct Connections {
-    slots: Mutex<HashMap<(String, String, Role), Arc<tokio::sync::Mutex<ConnectionSlot>>>>,
+    slots: Mutex<Slots>,
 }
 
 impl Connections {

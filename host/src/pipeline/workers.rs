@@ -85,6 +85,14 @@ impl WorkerPools {
     }
 }
 
+/// What a caught panic said.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,12 +118,4 @@ mod tests {
         assert!(pool.submit(Box::new(move || tx.send(7).unwrap())));
         assert_eq!(rx.recv().unwrap(), 7);
     }
-}
-
-/// What a caught panic said.
-pub fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
-    p.downcast_ref::<&str>()
-        .copied()
-        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }

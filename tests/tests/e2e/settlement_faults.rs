@@ -2,6 +2,8 @@
 //! panic must come back, never be acknowledged or committed unsettled, and a message under
 //! retry holds back only its own partition.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use bridge_tests::artifacts;
