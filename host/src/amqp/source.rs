@@ -168,7 +168,7 @@ impl Source for AmqpSource {
         let limit = || {
             deadline
                 .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(200), CLOSE_TIMEOUT)
+                .clamp(Duration::from_millis(100), CLOSE_TIMEOUT)
         };
         if clean {
             let _ = tokio::time::timeout(
@@ -188,9 +188,7 @@ impl Source for AmqpSource {
         };
         let _ = tokio::time::timeout(limit(), self.channel.close(code, why.into())).await;
         drop(self.connection);
-        if clean {
-            tracing::info!(mapping = %self.mapping, "RabbitMQ source stopped.");
-        }
+        tracing::info!(mapping = %self.mapping, "RabbitMQ source stopped.");
         match acked {
             Ok(result) => result,
             Err(_) => Err(SourceError::msg("the last acks were not sent in time")),

@@ -231,6 +231,9 @@ struct Table {
     rewound: HashMap<Partition, (i64, u64)>,
     /// Polls started by the poller, counted before each one.
     polls: Arc<AtomicU64>,
+    /// Partitions a leaving mapping could not seek back, with the offset to seek them to
+    /// before a mapping claims them (until then they stay paused).
+    unsought: HashMap<Partition, i64>,
 }
 
 impl Table {
@@ -335,6 +338,7 @@ impl ConsumerContext for GroupContext {
                     table.assigned.remove(part);
                     table.orphans.remove(part);
                     table.rewound.remove(part);
+                    table.unsought.remove(part);
                 }
                 for route in &mut table.routes {
                     let mine: Vec<Partition> = parts
@@ -486,6 +490,23 @@ impl GroupConsumer {
             .filter(|(topic, _)| claim.claims(topic))
             .cloned()
             .collect();
+        // What a leaving mapping could not seek back stays paused until it is.
+        let unsought: Vec<(Partition, i64)> = waiting
+            .iter()
+            .filter_map(|part| Some((part.clone(), *table.unsought.get(part)?)))
+            .collect();
+        let failed = seek(self.consumer.as_ref(), &unsought);
+        let poll = table.polls.load(Ordering::Acquire);
+        for (part, offset) in unsought {
+            if !failed.contains(&part) {
+                table.unsought.remove(&part);
+                table.rewound.insert(part, (offset, poll));
+            }
+        }
+        let waiting: Vec<Partition> = waiting
+            .into_iter()
+            .filter(|part| !table.unsought.contains_key(part))
+            .collect();
         for part in &waiting {
             for fetched in table.orphans.remove(part).unwrap_or_default() {
                 backlog.add(fetched.weight);
@@ -628,6 +649,32 @@ fn route(consumer: &Consumer_, table: &Mutex<Table>, fetched: Box<Fetched>) -> O
     }
     held.push(*fetched);
     None
+}
+
+/// Seeks each partition to its offset (asynchronously: the seek takes effect before the
+/// partition resumes); the partitions whose seek failed.
+fn seek(consumer: &Consumer_, to: &[(Partition, i64)]) -> HashSet<Partition> {
+    if to.is_empty() {
+        return HashSet::new();
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in to {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::debug!(error = %e, "Seek position not added.");
+        }
+    }
+    match consumer.seek_partitions(tpl, Duration::ZERO) {
+        Ok(result) => result
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_err())
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "Kafka seek failed.");
+            to.iter().map(|(part, _)| part.clone()).collect()
+        }
+    }
 }
 
 /// Pauses a partition of a mapping whose queue is full; its fetching resumes at `offset + 1`.
@@ -810,24 +857,14 @@ impl Lease {
         if !rewind.is_empty() {
             let parts: Vec<&Partition> = rewind.iter().map(|(p, _)| p).collect();
             pause(self.group.consumer.as_ref(), &parts, true);
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), offset) in &rewind {
-                if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                {
-                    tracing::debug!(error = %e, "Rewind not added.");
-                }
-            }
-            // Asynchronous (timeout 0): the seek takes effect before the partition resumes.
-            match self.group.consumer.seek_partitions(tpl, Duration::ZERO) {
-                Ok(_) => {
-                    let poll = table.polls.load(Ordering::Acquire);
-                    let sought = rewind
-                        .iter()
-                        .map(|(part, offset)| (part.clone(), (*offset, poll)));
-                    table.rewound.extend(sought);
-                }
-                Err(e) => {
-                    tracing::warn!(group = %self.group.key.group, error = %e, "Kafka seek failed; the partitions' next owner starts from the last commit.");
+            let failed = seek(self.group.consumer.as_ref(), &rewind);
+            let poll = table.polls.load(Ordering::Acquire);
+            for (part, offset) in &rewind {
+                if failed.contains(part) {
+                    tracing::warn!(group = %self.group.key.group, topic = %part.0, partition = part.1, "Kafka seek failed; sought again before a mapping takes the partition.");
+                    table.unsought.insert(part.clone(), *offset);
+                } else {
+                    table.rewound.insert(part.clone(), (*offset, poll));
                 }
             }
             for (part, _) in rewind {

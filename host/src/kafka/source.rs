@@ -124,11 +124,15 @@ impl Source for KafkaSource {
         while let Some(delivery) = next {
             match delivery {
                 Delivery::Message(f) => {
-                    let token = self.watermarks.consumed(&f.topic, f.partition, f.offset);
-                    received.messages.push(Consumed {
-                        token,
-                        message: f.message,
-                    });
+                    match self.watermarks.consumed(&f.topic, f.partition, f.offset) {
+                        Some(token) => received.messages.push(Consumed {
+                            token,
+                            message: f.message,
+                        }),
+                        None => {
+                            tracing::debug!(mapping = %self.mapping, topic = %f.topic, partition = f.partition, offset = f.offset, "Fetched again; already handed out.")
+                        }
+                    }
                 }
                 Delivery::Revoked(parts) => {
                     self.abandon(&parts);
@@ -158,7 +162,10 @@ impl Source for KafkaSource {
     fn room(&self, max_in_flight: usize) -> usize {
         // What waits behind a retry does not count: that partition is paused, and what it
         // fetched before must not keep the other partitions from being read.
-        let unsettled = self.watermarks.in_flight() - self.watermarks.held_by_retries();
+        let unsettled = self
+            .watermarks
+            .in_flight()
+            .saturating_sub(self.watermarks.held_by_retries());
         max_in_flight.saturating_sub(unsettled + self.uncommitted)
     }
 

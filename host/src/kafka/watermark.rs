@@ -54,8 +54,10 @@ pub struct Abandoned {
 }
 
 impl Watermarks {
-    /// Records a consumed message; settle it later with its coordinates.
-    pub fn consumed(&mut self, topic: &str, partition: i32, offset: i64) -> Coordinates {
+    /// Records a consumed message; settle it later with its coordinates. `None` for an offset
+    /// at or below one its partition already had in this assignment: a message fetched again
+    /// (after a seek), already handed out once, and not handed out twice.
+    pub fn consumed(&mut self, topic: &str, partition: i32, offset: i64) -> Option<Coordinates> {
         let topic = match self.topics.get_key_value(topic) {
             Some((known, _)) => Arc::clone(known),
             None => Arc::from(topic),
@@ -68,14 +70,18 @@ impl Watermarks {
                 ..Partition::default()
             }
         });
+        let seen = part.pending.back().map(|(o, _)| *o + 1).or(part.next);
+        if seen.is_some_and(|next| offset < next) {
+            return None;
+        }
         part.pending.push_back((offset, false));
         self.in_flight += 1;
-        Coordinates {
+        Some(Coordinates {
             topic,
             partition,
             offset,
             epoch: part.epoch,
-        }
+        })
     }
 
     fn partition(&mut self, at: &Coordinates) -> Option<&mut Partition> {
@@ -205,7 +211,7 @@ mod tests {
     #[test]
     fn a_partition_commits_only_over_contiguous_settled_offsets() {
         let mut w = Watermarks::default();
-        let a: Vec<_> = (10..14).map(|o| w.consumed("t", 0, o)).collect();
+        let a: Vec<_> = (10..14).map(|o| w.consumed("t", 0, o).unwrap()).collect();
         assert!(w.settled(&a[1]));
         assert!(w.settled(&a[2]));
         assert!(w.take_moved().is_empty(), "offset 10 is not settled yet");
@@ -216,11 +222,24 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_fetched_again_is_not_handed_out_twice() {
+        let mut w = Watermarks::default();
+        let a = w.consumed("t", 0, 10).unwrap();
+        assert!(w.consumed("t", 0, 11).is_some());
+        assert!(w.consumed("t", 0, 10).is_none(), "in flight");
+        assert!(w.settled(&a));
+        assert!(w.consumed("t", 0, 11).is_none());
+        assert!(w.consumed("t", 0, 9).is_none(), "passed");
+        assert!(w.consumed("t", 0, 12).is_some());
+        assert_eq!(w.in_flight(), 2);
+    }
+
+    #[test]
     fn partitions_advance_independently() {
         let mut w = Watermarks::default();
-        let stuck = w.consumed("t", 0, 5);
-        let _after = w.consumed("t", 0, 6);
-        let other: Vec<_> = (0..3).map(|o| w.consumed("t", 1, o)).collect();
+        let stuck = w.consumed("t", 0, 5).unwrap();
+        let _after = w.consumed("t", 0, 6).unwrap();
+        let other: Vec<_> = (0..3).map(|o| w.consumed("t", 1, o).unwrap()).collect();
         assert_eq!(w.retrying(&stuck, true), 1);
         assert_eq!(
             w.held_by_retries(),
@@ -237,8 +256,8 @@ mod tests {
     #[test]
     fn a_revoked_partition_abandons_its_flights_and_ignores_stale_ones() {
         let mut w = Watermarks::default();
-        let first = w.consumed("t", 0, 0);
-        let second = w.consumed("t", 0, 1);
+        let first = w.consumed("t", 0, 0).unwrap();
+        let second = w.consumed("t", 0, 1).unwrap();
         assert!(w.settled(&first));
         assert_eq!(
             w.revoke("t", 0),
@@ -249,7 +268,7 @@ mod tests {
         );
         assert_eq!(w.in_flight(), 0);
         // Assigned again and re-consumed from the commit: the old flight's answer is stale.
-        let again = w.consumed("t", 0, 1);
+        let again = w.consumed("t", 0, 1).unwrap();
         assert!(!w.settled(&second));
         assert!(!w.is_current(&second));
         assert!(w.settled(&again));
@@ -260,8 +279,8 @@ mod tests {
     #[test]
     fn consuming_resumes_at_the_first_unsettled_offset_of_each_partition() {
         let mut w = Watermarks::default();
-        let a: Vec<_> = (10..14).map(|o| w.consumed("t", 0, o)).collect();
-        let b = w.consumed("t", 1, 7);
+        let a: Vec<_> = (10..14).map(|o| w.consumed("t", 0, o).unwrap()).collect();
+        let b = w.consumed("t", 1, 7).unwrap();
         assert!(w.settled(&a[0]));
         assert!(w.settled(&a[2]));
         assert!(w.settled(&b));

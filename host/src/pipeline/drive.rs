@@ -13,7 +13,8 @@ use super::{CONNECTION_CHECK, PipelineError, Shutdown, stop_or, time_left};
 use crate::connector::{MAX_BATCH, Source};
 use crate::telemetry::Event;
 
-type Flights<T> = FuturesUnordered<BoxFuture<'static, (T, Sent)>>;
+/// Flights, each with its token and whether it is a retry's.
+type Flights<T> = FuturesUnordered<BoxFuture<'static, (T, bool, Sent)>>;
 type Retries<T> = FuturesUnordered<BoxFuture<'static, (T, Box<Retry>)>>;
 
 /// Runs `source` through `processor` until shutdown (then drains) or a failure.
@@ -38,7 +39,7 @@ pub async fn drive<S: Source>(
             _ = shutdown.changed() => break Ok(()),
             _ = watchdog.tick() => {
                 if let Err(e) = source.check() {
-                    break Err(e.into());
+                    break stop_or(shutdown, e.into());
                 }
                 if let Err(e) = processor.check_sinks() {
                     break Err(e);
@@ -55,7 +56,7 @@ pub async fn drive<S: Source>(
                     continue;
                 }
                 match processor.retry(retry).await {
-                    Ok(flight) => flights.push(async move { (token, flight.await) }.boxed()),
+                    Ok(flight) => flights.push(async move { (token, true, flight.await) }.boxed()),
                     Err(e) => break stop_or(shutdown, e),
                 }
             }
@@ -77,13 +78,13 @@ pub async fn drive<S: Source>(
                     match processor.process_batch(batch).await {
                         Ok(sent) => {
                             for (token, flight) in tokens.into_iter().zip(sent) {
-                                flights.push(async move { (token, flight.await) }.boxed());
+                                flights.push(async move { (token, false, flight.await) }.boxed());
                             }
                         }
                         Err(e) => break stop_or(shutdown, e),
                     }
                 }
-                Err(e) => break Err(e.into()),
+                Err(e) => break stop_or(shutdown, e.into()),
             }
         }
     };
@@ -91,7 +92,7 @@ pub async fn drive<S: Source>(
     if result.is_ok() {
         // Drain what is in flight until the deadline. A message that would need a retry, and
         // every retry still waiting, is left unsettled: it is delivered again.
-        while let Ok(Some((token, sent))) =
+        while let Ok(Some((token, _, sent))) =
             tokio::time::timeout_at(stop.deadline, flights.next()).await
         {
             if !source.is_current(&token) {
@@ -110,8 +111,12 @@ pub async fn drive<S: Source>(
     } else {
         tokio::time::Instant::now() + super::CLOSE_TIMEOUT
     };
-    if let Err(e) = source.close(result.is_ok(), deadline).await {
-        tracing::debug!(error = %e, "The source did not close cleanly.");
+    match source.close(result.is_ok(), deadline).await {
+        Err(e) if result.is_ok() => {
+            tracing::warn!(error = %super::error_text(&e), "The source did not close cleanly.");
+        }
+        Err(e) => tracing::debug!(error = %e, "The source did not close cleanly."),
+        Ok(()) => {}
     }
     result
 }
@@ -123,14 +128,16 @@ async fn settle_ready<S: Source>(
     processor: &mut Processor,
     flights: &mut Flights<S::Token>,
     retries: &mut Retries<S::Token>,
-    first: (S::Token, Sent),
+    first: (S::Token, bool, Sent),
 ) -> Result<(), PipelineError> {
     let mut next = Some(first);
-    while let Some((token, sent)) = next {
-        settle_one(source, processor, retries, token, sent).await?;
+    while let Some((token, retried, sent)) = next {
+        settle_one(source, processor, retries, token, retried, sent).await?;
         next = flights.next().now_or_never().flatten();
     }
-    let idle = flights.is_empty() && retries.is_empty();
+    // A retry waiting for its delay has nothing in flight: what settled meanwhile is
+    // acknowledged now, not held back behind it.
+    let idle = flights.is_empty();
     source.flush(idle).await?;
     Ok(())
 }
@@ -140,22 +147,23 @@ async fn settle_one<S: Source>(
     processor: &mut Processor,
     retries: &mut Retries<S::Token>,
     token: S::Token,
+    retried: bool,
     sent: Sent,
 ) -> Result<(), PipelineError> {
     if !source.is_current(&token) {
         // Its partition was revoked meanwhile: the partition's new owner consumes it again.
         return Ok(());
     }
-    let was_retry = sent.attempt() > 1;
+    // A message starts waiting on its first retry and stops when a retry settles it.
     match processor.settle(sent).await? {
         Settlement::Done => {
-            if was_retry {
+            if retried {
                 source.retrying(&token, false);
             }
             source.settled(token);
         }
         Settlement::RetryAfter(delay, retry) => {
-            if !was_retry {
+            if !retried {
                 source.retrying(&token, true);
             }
             retries.push(

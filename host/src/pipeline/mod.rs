@@ -92,7 +92,7 @@ fn stop_or(shutdown: &watch::Receiver<Shutdown>, e: PipelineError) -> Result<(),
 pub fn time_left(deadline: Instant, most: Duration) -> Duration {
     deadline
         .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(200))
+        .max(Duration::from_millis(100))
         .min(most)
 }
 

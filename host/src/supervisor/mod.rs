@@ -46,6 +46,8 @@ pub struct Supervisor {
     clients: Arc<Clients>,
     status: Arc<Status>,
     running: HashMap<String, Running>,
+    /// Mappings told to stop whose tasks have not ended yet.
+    stopping: Vec<JoinHandle<()>>,
     probe: Option<JoinHandle<()>>,
     requests: mpsc::Sender<Request>,
     watch:
@@ -70,6 +72,7 @@ impl Supervisor {
             clients: Arc::default(),
             status,
             running: HashMap::new(),
+            stopping: Vec::new(),
             probe: None,
             requests,
             watch: None,
@@ -146,18 +149,20 @@ impl Supervisor {
     /// Stops the mappings `names`, each draining until `deadline` and committing what was
     /// settled; waits for all of them.
     async fn stop(&mut self, names: &[String], deadline: Instant) {
-        let mut tasks = Vec::new();
         for name in names {
             if let Some(r) = self.running.remove(name) {
                 let _ = r.stop.send(Shutdown {
                     stopping: true,
                     deadline,
                 });
-                tasks.push(r.task);
+                self.stopping.push(r.task);
             }
         }
-        for t in tasks {
-            let _ = t.await;
+        // Kept on the supervisor until each has ended: a stop that interrupts a reload still
+        // waits for the mappings that reload was stopping.
+        while let Some(task) = self.stopping.first_mut() {
+            let _ = task.await;
+            self.stopping.remove(0);
         }
     }
 
