@@ -300,3 +300,27 @@ fn the_default_vhost_is_decoded() {
 fn a_bad_url_is_an_error() {
     assert!(connection("amqp://h:notaport/", None, None).uri().is_err());
 }
+
+#[test]
+fn a_shutdown_timeout_over_an_hour_is_refused() {
+    let mapping = r#"
+[[mapping]]
+name = "out"
+source = { kafka = "main", topics = ["t"] }
+target = { kafka = "main", topic = "u" }
+"#;
+    let error = parse(&format!(
+        "[bridge]\nshutdown_timeout_secs = 18446744073709551615\n{BASE}{mapping}"
+    ))
+    .unwrap_err();
+    assert!(
+        error.contains("`bridge.shutdown_timeout_secs` = 18446744073709551615: at most 3600"),
+        "{error}"
+    );
+    assert!(
+        parse(&format!(
+            "[bridge]\nshutdown_timeout_secs = 3600\n{BASE}{mapping}"
+        ))
+        .is_ok()
+    );
+}

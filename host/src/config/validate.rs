@@ -4,6 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::{BridgeConfig, Source, Target};
 
+/// The longest drain a stop may take.
+const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 3600;
+
 /// Every problem found, each naming its key path.
 pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
     let mut problems = Vec::new();
@@ -23,6 +26,12 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
                     .to_string(),
             );
         }
+    }
+    if config.bridge.shutdown_timeout_secs > MAX_SHUTDOWN_TIMEOUT_SECS {
+        problems.push(format!(
+            "`bridge.shutdown_timeout_secs` = {}: at most {MAX_SHUTDOWN_TIMEOUT_SECS} (an hour)",
+            config.bridge.shutdown_timeout_secs
+        ));
     }
     problems.extend(super::tenant::check(config));
     if let Some(level) = &config.bridge.log_level
