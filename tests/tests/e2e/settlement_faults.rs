@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bridge_tests::artifacts;
 use bridge_tests::bridge::BridgeProcess;
 use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
 use lapin::BasicProperties;
 use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
@@ -174,20 +175,19 @@ async fn dedup_forgets_messages_abandoned_by_a_revoked_partition() {
     let conn = brokers::amqp().await;
     // Bound for another key: until the test binds `rk`, every message is unroutable.
     brokers::declare_bound_queue(&conn, &exchange, &queue, "not-yet").await;
-    let config = format!(
-        r#"{}
-[bridge]
-shutdown_timeout_secs = 5
-
-[[mapping]]
-name = "dedup-revoke"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
-dedup = {{ by = "coordinates", window_secs = 600 }}
-"#,
-        brokers::brokers_toml(),
-        unique("dedup-revoke")
-    );
+    let config = Scenario::new()
+        .bridge("shutdown_timeout_secs", 5)
+        .mapping(
+            Mapping::kafka_to_rabbitmq(
+                "dedup-revoke",
+                &[&topic],
+                &unique("dedup-revoke"),
+                &exchange,
+            )
+            .routing_key("rk")
+            .dedup("coordinates", 600),
+        )
+        .to_toml();
     let records: Vec<Record> = (0..20).map(|i| record("m", i, i as i32 % 2)).collect();
     for p in 0..2 {
         let mine: Vec<Record> = records
@@ -271,25 +271,23 @@ async fn a_retry_with_thousands_behind_it_holds_back_only_its_partition() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
     let (arrived, collector) = brokers::collect_queue(&queue).await;
-    let config = format!(
-        r#"{}
-[plugins.route]
-path = "{}"
-config = {{ routing_key = "order.{{json:kind}}" }}
-
-[bridge]
-shutdown_timeout_secs = 5
-
-[[mapping]]
-name = "retry-backlog"
-source = {{ kafka = "main", topics = ["{topic}"], group = "{}" }}
-target = {{ rabbitmq = "local", exchange = "{exchange}" }}
-plugins = ["route"]
-"#,
-        brokers::brokers_toml(),
-        artifacts::ROUTING_KEY,
-        unique("retry-backlog")
-    );
+    let config = Scenario::new()
+        .plugin(
+            "route",
+            artifacts::ROUTING_KEY,
+            r#"routing_key = "order.{json:kind}""#,
+        )
+        .bridge("shutdown_timeout_secs", 5)
+        .mapping(
+            Mapping::kafka_to_rabbitmq(
+                "retry-backlog",
+                &[&topic],
+                &unique("retry-backlog"),
+                &exchange,
+            )
+            .plugins(&["route"]),
+        )
+        .to_toml();
     // Partition 0: an unroutable message with 3 000 routable ones behind it.
     let mut blocked = vec![record("lost", 0, 0)];
     blocked.extend((1..=3000).map(|i| record("ok", i, 0)));
