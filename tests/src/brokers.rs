@@ -291,6 +291,78 @@ pub async fn produce_with(
     }
 }
 
+/// A payload and headers whose names are any bytes.
+pub type RawRecord = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Produces records to `partition` whose header names are raw bytes (not UTF-8, a NUL
+/// inside, …), which rdkafka's typed API cannot write: through librdkafka's
+/// `rd_kafka_produceva`, in order, then waits until all are delivered.
+pub fn produce_raw_headers(topic: &str, partition: i32, records: &[RawRecord]) {
+    use rdkafka::bindings as rd;
+    use rdkafka::producer::BaseProducer;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let topic = std::ffi::CString::new(topic).expect("topic name");
+    for (payload, headers) in records {
+        let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
+        // SAFETY: every pointer handed to librdkafka outlives the call (the payload is not
+        // copied: it lives until the flush below); on success the header list belongs to the
+        // message, on failure it is freed here.
+        unsafe {
+            let hdrs = rd::rd_kafka_headers_new(headers.len());
+            for (name, value) in headers {
+                rd::rd_kafka_header_add(
+                    hdrs,
+                    name.as_ptr().cast(),
+                    name.len() as isize,
+                    value.as_ptr().cast(),
+                    value.len() as isize,
+                );
+            }
+            let vus = [
+                vu(
+                    rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC,
+                    rd::rd_kafka_vu_s__bindgen_ty_1 {
+                        cstr: topic.as_ptr(),
+                    },
+                ),
+                vu(
+                    rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
+                    rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: partition },
+                ),
+                vu(
+                    rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+                    rd::rd_kafka_vu_s__bindgen_ty_1 {
+                        mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                            ptr: payload.as_ptr().cast_mut().cast(),
+                            size: payload.len(),
+                        },
+                    },
+                ),
+                vu(
+                    rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
+                    rd::rd_kafka_vu_s__bindgen_ty_1 { headers: hdrs },
+                ),
+            ];
+            let error =
+                rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len());
+            if !error.is_null() {
+                let text = std::ffi::CStr::from_ptr(rd::rd_kafka_error_string(error))
+                    .to_string_lossy()
+                    .into_owned();
+                rd::rd_kafka_error_destroy(error);
+                rd::rd_kafka_headers_destroy(hdrs);
+                panic!("producing a record with raw header names: {text}");
+            }
+        }
+        // In order: one record at a time.
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+}
+
 /// `n` records keyed `k{i}` with payload `{prefix}-{i:07}-`, padded with `x` to `size` bytes.
 pub fn numbered_records(prefix: &str, n: usize, size: usize) -> Vec<Record> {
     (0..n)

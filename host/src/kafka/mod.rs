@@ -3,6 +3,7 @@
 //! group, with per-partition commit watermarks) and sink (a shared idempotent producer), and
 //! the tenants' client pools.
 
+mod convert;
 mod group;
 mod pool;
 pub mod probe;
@@ -11,6 +12,7 @@ mod source;
 pub mod topology;
 mod watermark;
 
+pub use convert::{RawHeader, carry_headers, escape_name, headers, to_message};
 pub use group::{GroupConsumer, GroupKey};
 pub use pool::{KafkaClients, Producer};
 pub use sink::KafkaSink;
@@ -21,10 +23,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message as _};
 
 use crate::config::KafkaCluster;
-use crate::plugin::{KafkaOrigin, Message, Origin};
 
 /// Base client configuration for a cluster: bootstrap servers, pass-through properties, SASL and TLS.
 pub fn client_config(cluster: &KafkaCluster) -> ClientConfig {
@@ -119,40 +119,3 @@ impl ClientContext for ClusterContext {
 }
 
 impl ConsumerContext for ClusterContext {}
-
-/// A consumed Kafka message as a plugin message.
-pub fn to_message(cluster: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
-    let mut msg = Message::new(m.payload().map(<[u8]>::to_vec));
-    msg.key = m.key().map(<[u8]>::to_vec);
-    if let Some(headers) = m.headers() {
-        msg.headers = headers
-            .iter()
-            .map(|h| {
-                (
-                    h.key.to_string(),
-                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                )
-            })
-            .collect();
-    }
-    msg.timestamp = m.timestamp().to_millis();
-    msg.origin = Origin::Kafka(KafkaOrigin {
-        cluster: cluster.to_string(),
-        topic: m.topic().to_string(),
-        partition: m.partition(),
-        offset: m.offset(),
-    });
-    msg
-}
-
-/// Headers for a produced record, in order.
-pub fn headers(msg: &Message) -> rdkafka::message::OwnedHeaders {
-    msg.headers
-        .iter()
-        .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(rdkafka::message::Header {
-                key: k,
-                value: Some(v),
-            })
-        })
-}

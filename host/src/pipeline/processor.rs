@@ -147,10 +147,7 @@ impl Processor {
                     duplicate: true,
                     ..sent(original)
                 })),
-                Step::HopLimit(hops) => {
-                    let failure = self.hop_failure(hops);
-                    self.failed(original, failure, hops, 1).await?
-                }
+                Step::Refused(hops, failure) => self.failed(original, failure, hops, 1).await?,
                 Step::Wait(hops, delay) => later(original, Again::Rerun { hops }, 1, delay),
                 Step::Broken(hops) => self.broken(original, hops, 1).await?,
                 Step::Chain(hops) => {
@@ -178,8 +175,8 @@ impl Processor {
             return Step::Duplicate;
         }
         let hops = headers::hops(original);
-        if hops >= self.settings.hop_limit {
-            return Step::HopLimit(hops);
+        if let Some(failure) = self.refusal(original, hops) {
+            return Step::Refused(hops, failure);
         }
         match self.gate() {
             Admit::Pass => {
@@ -246,6 +243,20 @@ impl Processor {
             version: None,
         };
         self.failed(original, failure, hops, attempt).await
+    }
+
+    /// Why `original` cannot reach the plugins at all: its source could not read it whole,
+    /// or it has crossed `hop_limit` bridges.
+    fn refusal(&self, original: &Message, hops: u32) -> Option<ProcessingFailure> {
+        if let Some(problem) = &original.unreadable {
+            return Some(ProcessingFailure {
+                kind: FailureKind::ConversionError,
+                plugin: None,
+                detail: problem.clone(),
+                version: None,
+            });
+        }
+        (hops >= self.settings.hop_limit).then(|| self.hop_failure(hops))
     }
 
     fn hop_failure(&self, hops: u32) -> ProcessingFailure {
@@ -403,22 +414,23 @@ impl Processor {
         } = *retry;
         let flight = match again {
             Again::Resend(failed) => self.send(original, failed).await?,
-            Again::Rerun { hops } if hops >= self.settings.hop_limit => {
-                let failure = self.hop_failure(hops);
-                self.failed(original, failure, hops, attempt).await?
-            }
-            Again::Rerun { hops } => match self.gate() {
-                Admit::Wait(delay) => later(original, Again::Rerun { hops }, attempt, delay),
-                Admit::DeadLetter => self.broken(original, hops, attempt).await?,
-                Admit::Pass => {
-                    let outcome = self.chain.run(self.prepare(&original, hops)).await?;
-                    self.observe(&outcome);
-                    match outcome {
-                        ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
-                        ChainOutcome::Dropped => self.dropped(original),
-                        ChainOutcome::Failed(f) => self.failed(original, f, hops, attempt).await?,
+            Again::Rerun { hops } => match self.refusal(&original, hops) {
+                Some(failure) => self.failed(original, failure, hops, attempt).await?,
+                None => match self.gate() {
+                    Admit::Wait(delay) => later(original, Again::Rerun { hops }, attempt, delay),
+                    Admit::DeadLetter => self.broken(original, hops, attempt).await?,
+                    Admit::Pass => {
+                        let outcome = self.chain.run(self.prepare(&original, hops)).await?;
+                        self.observe(&outcome);
+                        match outcome {
+                            ChainOutcome::Send(outputs) => self.send(original, outputs).await?,
+                            ChainOutcome::Dropped => self.dropped(original),
+                            ChainOutcome::Failed(f) => {
+                                self.failed(original, f, hops, attempt).await?
+                            }
+                        }
                     }
-                }
+                },
             },
         };
         // Whatever came of it, the flight belongs to a retry (sources track that by attempt).
@@ -676,8 +688,8 @@ fn later(original: Message, again: Again, attempt: u32, delay: Duration) -> Flig
 enum Step {
     /// Already bridged within the dedup window.
     Duplicate,
-    /// Over the hop limit (the message's hop count).
-    HopLimit(u32),
+    /// Refused before the chain: unreadable, or over the hop limit (the message's hop count).
+    Refused(u32, ProcessingFailure),
     /// Goes through the chain (the message's hop count).
     Chain(u32),
     /// Held back by the open circuit breaker: tried again after the delay.

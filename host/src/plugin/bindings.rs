@@ -55,6 +55,10 @@ pub struct Message {
     pub amqp_target: AmqpTarget,
     /// AMQP properties to publish with.
     pub amqp_properties: AmqpProperties,
+    /// Why the source could not read this message whole (a Kafka header name that is not
+    /// UTF-8, …): it is refused before the plugins with `conversion-error`. Plugins never see
+    /// it.
+    pub unreadable: Option<String>,
 }
 
 impl Message {
@@ -75,6 +79,7 @@ impl Message {
                 routing_key: None,
             },
             amqp_properties: AmqpProperties::default(),
+            unreadable: None,
         }
     }
 

@@ -19,6 +19,7 @@ mod directions;
 mod examples;
 mod examples_run;
 mod helm_chart;
+mod hostile_input;
 mod image;
 mod kafka_cluster;
 mod kafka_restart;
