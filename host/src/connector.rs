@@ -175,6 +175,34 @@ pub struct Rejected {
     /// The client library's error, if any.
     #[source]
     pub source: Option<BoxError>,
+    /// Why, when the bridge itself refused the message's target.
+    pub reason: Option<Refusal>,
+}
+
+/// Why the bridge refused a message's target: a stable code that starts the dead letter's
+/// `x-bridge-reason` and labels `bridge_target_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Outside the tenant's allowlists (a plugin's or a header's choice).
+    NotAllowed,
+    /// A topic a plugin chose that the cluster does not have.
+    UnknownTopic,
+    /// A partition a plugin chose that the topic does not have.
+    UnknownPartition,
+    /// An exchange a plugin chose that the broker does not have.
+    NoRoute,
+}
+
+impl Refusal {
+    /// The code: `target-not-allowed`, `unknown-topic`, `unknown-partition`, `no-route`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NotAllowed => "target-not-allowed",
+            Refusal::UnknownTopic => "unknown-topic",
+            Refusal::UnknownPartition => "unknown-partition",
+            Refusal::NoRoute => "no-route",
+        }
+    }
 }
 
 impl Rejected {
@@ -184,6 +212,19 @@ impl Rejected {
             class: Class::Refused(kind),
             detail: detail.into(),
             source: None,
+            reason: None,
+        }
+    }
+
+    /// The bridge's own refusal of the message's target (`target-rejected`), the detail
+    /// prefixed with the reason's code.
+    pub fn because(reason: Refusal, detail: impl std::fmt::Display) -> Self {
+        Rejected {
+            reason: Some(reason),
+            ..Rejected::refused(
+                FailureKind::TargetRejected,
+                format!("{}: {detail}", reason.as_str()),
+            )
         }
     }
 
@@ -193,6 +234,7 @@ impl Rejected {
             class: Class::Transient,
             detail: detail.into(),
             source,
+            reason: None,
         }
     }
 

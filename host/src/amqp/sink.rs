@@ -2,15 +2,18 @@
 //! confirms, `mandatory`) over its tenant's publishing connection. Publishing returns at once
 //! with a future of the confirm, so many messages are in flight at a time.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::Confirmation;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 
 use super::pool::{Connections, Role};
-use crate::config::{AmqpTarget, RabbitConnection};
-use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError, refused, source_name};
+use crate::config::{AmqpTarget, RabbitConnection, TargetAllowlist};
+use crate::connector::{
+    BoxFuture, Pending, Refusal, Rejected, Sink, SinkError, refused, source_name,
+};
 use crate::plugin::{FailureKind, Message};
 
 /// How long writing a publish may take before the connection counts as lost.
@@ -24,6 +27,10 @@ pub struct AmqpSink {
     connection: Arc<lapin::Connection>,
     /// Exchange, default routing key, persistence.
     target: AmqpTarget,
+    /// The exchanges its tenant allows, for those a plugin or a header chose.
+    allowlist: TargetAllowlist,
+    /// Exchanges a plugin chose that the broker was found to have.
+    known: Mutex<HashSet<String>>,
 }
 
 impl AmqpSink {
@@ -33,6 +40,7 @@ impl AmqpSink {
         tenant: &str,
         conn: &RabbitConnection,
         target: &AmqpTarget,
+        allowlist: TargetAllowlist,
     ) -> Result<Self, SinkError> {
         let connection = connections
             .connection(tenant, &target.connection, conn, Role::Publish)
@@ -50,7 +58,62 @@ impl AmqpSink {
             channel,
             connection,
             target: target.clone(),
+            allowlist,
+            known: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether a plugin-chosen `exchange` may be published to: inside the tenant's allowlist,
+    /// and there (a publish to a missing exchange would close the mapping's channel). The
+    /// broker is asked once per exchange, on a channel of its own.
+    async fn check_chosen(&self, exchange: &str) -> Result<Option<Rejected>, SinkError> {
+        if let Err(outside) = self.allowlist.exchange(exchange) {
+            return Ok(Some(Rejected::because(Refusal::NotAllowed, outside)));
+        }
+        let known = |k: &Mutex<HashSet<String>>| {
+            k.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(exchange)
+        };
+        if exchange.is_empty() || known(&self.known) {
+            return Ok(None);
+        }
+        let probe = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| SinkError::new("cannot open a channel", e))?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let declared = probe
+            .exchange_declare(
+                exchange.into(),
+                lapin::ExchangeKind::Direct,
+                passive,
+                Default::default(),
+            )
+            .await;
+        match declared {
+            Ok(()) => {
+                let _ = probe.close(200, "OK".into()).await;
+                self.known
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(exchange.to_string());
+                Ok(None)
+            }
+            // 404 NOT_FOUND: the broker closed the probe's channel.
+            Err(e) if is_not_found(&e) => Ok(Some(Rejected::because(
+                Refusal::NoRoute,
+                format!("exchange `{exchange}` does not exist: {e}"),
+            ))),
+            Err(e) => Err(SinkError::new(
+                format!("cannot check exchange `{exchange}`"),
+                e,
+            )),
+        }
     }
 
     async fn publish(&self, msg: &Message) -> Result<Pending, SinkError> {
@@ -59,6 +122,12 @@ impl AmqpSink {
             .exchange
             .clone()
             .unwrap_or_else(|| self.target.exchange.clone());
+        if let Some(chosen) = &msg.amqp_target.exchange
+            && *chosen != self.target.exchange
+            && let Some(rejected) = self.check_chosen(chosen).await?
+        {
+            return Ok(Box::pin(async move { Err(rejected) }));
+        }
         let routing_key = msg
             .amqp_target
             .routing_key
@@ -164,4 +233,9 @@ impl Sink for AmqpSink {
             .await;
         })
     }
+}
+
+/// Whether the broker answered 404 NOT_FOUND.
+fn is_not_found(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404)
 }

@@ -25,7 +25,7 @@ pub use mapping::{
     KafkaSource, KafkaTarget, Mapping, Source, Target,
 };
 pub use needs::{Mode, Need, Needs, Object, Report};
-pub use tenant::{Allow, TenantConfig, default_workers};
+pub use tenant::{Allow, TargetAllowlist, TenantConfig, default_workers};
 
 pub use crate::plugin::DEFAULT_TENANT;
 use crate::plugin::{PluginLimits, PluginSpec};

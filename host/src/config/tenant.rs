@@ -90,6 +90,63 @@ impl PluginLimits {
     }
 }
 
+/// A tenant's allowlists of the targets a message may be sent to, compiled: checked at send
+/// time, where a plugin or a header may have chosen the topic or exchange.
+#[derive(Debug, Clone, Default)]
+pub struct TargetAllowlist {
+    tenant: String,
+    topics: Option<(GlobSet, String)>,
+    exchanges: Option<(GlobSet, String)>,
+}
+
+impl TargetAllowlist {
+    /// `Err` naming the tenant's list when `topic` is outside `allow.topics`.
+    pub fn topic(&self, topic: &str) -> Result<(), String> {
+        self.check("topic", &self.topics, topic)
+    }
+
+    /// `Err` naming the tenant's list when `exchange` is outside `allow.exchanges`.
+    pub fn exchange(&self, exchange: &str) -> Result<(), String> {
+        self.check("exchange", &self.exchanges, exchange)
+    }
+
+    fn check(
+        &self,
+        what: &str,
+        list: &Option<(GlobSet, String)>,
+        value: &str,
+    ) -> Result<(), String> {
+        match list {
+            Some((set, named)) if !set.is_match(value) => Err(format!(
+                "{what} `{value}` is outside tenant `{}`'s {named}",
+                self.tenant
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// `tenant`'s target allowlists. They compiled when the configuration was checked; one
+    /// that did not would allow nothing.
+    pub fn target_allowlist(&self, tenant: &str) -> TargetAllowlist {
+        let compile =
+            |key: &'static str, patterns: &Option<Vec<String>>| match List::new(key, patterns) {
+                Ok(list) => list.map(|l| {
+                    let named = l.named();
+                    (l.set, named)
+                }),
+                Err(e) => Some((GlobSet::empty(), e)),
+            };
+        let allow = self.tenants.get(tenant).map(|t| &t.allow);
+        TargetAllowlist {
+            tenant: tenant.to_string(),
+            topics: allow.and_then(|a| compile("topics", &a.topics)),
+            exchanges: allow.and_then(|a| compile("exchanges", &a.exchanges)),
+        }
+    }
+}
+
 /// One allowlist, compiled.
 struct List<'a> {
     key: &'static str,
@@ -115,16 +172,21 @@ impl<'a> List<'a> {
         if self.set.is_match(value) {
             Ok(())
         } else {
-            Err(format!(
-                "`allow.{} = [{}]`",
-                self.key,
-                self.patterns
-                    .iter()
-                    .map(|p| format!("\"{p}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            Err(self.named())
         }
+    }
+
+    /// The list as written: `` `allow.KEY = ["…", …]` ``.
+    fn named(&self) -> String {
+        format!(
+            "`allow.{} = [{}]`",
+            self.key,
+            self.patterns
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 

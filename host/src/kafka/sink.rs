@@ -10,8 +10,10 @@ use rdkafka::producer::FutureRecord;
 
 use super::pool::{KafkaClients, Producer};
 use super::{ClusterContext, client_config_with};
-use crate::config::{KafkaCluster, KafkaTarget};
-use crate::connector::{BoxFuture, Pending, Rejected, Sink, SinkError, refused, source_name};
+use crate::config::{KafkaCluster, KafkaTarget, TargetAllowlist};
+use crate::connector::{
+    BoxFuture, Pending, Refusal, Rejected, Sink, SinkError, refused, source_name,
+};
 use crate::plugin::{FailureKind, Message, Origin};
 
 /// Producer settings the cluster's `properties` may override.
@@ -29,6 +31,8 @@ pub struct KafkaSink {
     producer: Arc<Producer>,
     /// Topic and partition rules.
     target: KafkaTarget,
+    /// The topics its tenant allows, for those a plugin or a header chose.
+    allowlist: TargetAllowlist,
 }
 
 impl KafkaSink {
@@ -38,6 +42,7 @@ impl KafkaSink {
         tenant: &str,
         cluster: &KafkaCluster,
         target: &KafkaTarget,
+        allowlist: TargetAllowlist,
     ) -> Result<Self, SinkError> {
         // Tunables the cluster's `properties` may override; then what at-least-once delivery
         // relies on, which they may not.
@@ -58,6 +63,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             target: target.clone(),
+            allowlist,
         })
     }
 
@@ -71,6 +77,14 @@ impl KafkaSink {
         else {
             return Ok(refused(FailureKind::TargetRejected, "no target topic"));
         };
+        // The configured topic was checked against the tenant's allowlist at load; one a
+        // plugin or a header chose is checked here.
+        let chosen = self.target.topic.as_deref() != Some(topic.as_str());
+        if chosen && let Err(outside) = self.allowlist.topic(&topic) {
+            return Ok(Box::pin(async move {
+                Err(Rejected::because(Refusal::NotAllowed, outside))
+            }));
+        }
         let same = match (&msg.origin, self.target.same_partition) {
             (Origin::Kafka(k), true) => Some(k.partition),
             _ => None,
@@ -99,6 +113,7 @@ impl KafkaSink {
                             Ok(Err((e, _))) => Err(classify(
                                 format!("Kafka did not take the message for topic `{topic}`"),
                                 e,
+                                chosen,
                             )),
                             Err(_) => {
                                 Err(Rejected::transient("the Kafka producer was closed", None))
@@ -111,10 +126,17 @@ impl KafkaSink {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => {
-                    return Ok(refused(
-                        FailureKind::TargetRejected,
-                        format!("Kafka refused the message for topic `{topic}`: {e}"),
-                    ));
+                    let detail = format!("Kafka refused the message for topic `{topic}`: {e}");
+                    let rejected = match e.rdkafka_error_code() {
+                        Some(RDKafkaErrorCode::UnknownPartition) => {
+                            Rejected::because(Refusal::UnknownPartition, detail)
+                        }
+                        Some(RDKafkaErrorCode::UnknownTopic) => {
+                            Rejected::because(Refusal::UnknownTopic, detail)
+                        }
+                        _ => Rejected::refused(FailureKind::TargetRejected, detail),
+                    };
+                    return Ok(Box::pin(async move { Err(rejected) }));
                 }
             }
         }
@@ -153,9 +175,27 @@ impl Sink for KafkaSink {
 
 /// A failed delivery: transient when it says nothing about the message — the cluster could not
 /// be reached or answered in time (librdkafka has retried until `message.timeout.ms`), or the
-/// topic is gone: the mapping restarts and sends the message again instead of dead-lettering.
-fn classify(detail: String, e: KafkaError) -> Rejected {
+/// mapping's own topic is gone: the mapping restarts and sends the message again instead of
+/// dead-lettering. A topic or partition a plugin `chosen` that does not exist is the message's
+/// fault: refused.
+fn classify(detail: String, e: KafkaError, chosen: bool) -> Rejected {
     use RDKafkaErrorCode as C;
+    let detail = format!("{detail}: {e}");
+    match e.rdkafka_error_code() {
+        Some(C::UnknownTopicOrPartition | C::UnknownTopic) if chosen => {
+            return Rejected {
+                source: Some(Box::new(e)),
+                ..Rejected::because(Refusal::UnknownTopic, detail)
+            };
+        }
+        Some(C::UnknownPartition) if chosen => {
+            return Rejected {
+                source: Some(Box::new(e)),
+                ..Rejected::because(Refusal::UnknownPartition, detail)
+            };
+        }
+        _ => {}
+    }
     let transient = matches!(
         e.rdkafka_error_code(),
         Some(
@@ -174,7 +214,6 @@ fn classify(detail: String, e: KafkaError) -> Rejected {
                 | C::UnknownPartition
         )
     );
-    let detail = format!("{detail}: {e}");
     if transient {
         Rejected::transient(detail, Some(Box::new(e)))
     } else {

@@ -376,6 +376,12 @@ impl Processor {
         let Some(first) = first else {
             return Ok(Settlement::Done);
         };
+        // Counted once a message, not once an attempt.
+        if let Some(reason) = first.reason
+            && attempt == 1
+        {
+            self.counters().emit(Event::TargetRefused(reason.as_str()));
+        }
         let failure = ProcessingFailure {
             kind: first.kind(),
             plugin: None,

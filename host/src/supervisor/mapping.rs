@@ -182,11 +182,19 @@ async fn open_sink(
     Ok(match target {
         Target::Amqp(t) => {
             let conn = &config.rabbitmq[&t.connection];
-            Arc::new(AmqpSink::open(&clients.amqp, tenant, conn, t).await?)
+            let allowlist = config.target_allowlist(tenant);
+            Arc::new(AmqpSink::open(&clients.amqp, tenant, conn, t, allowlist).await?)
         }
         Target::Kafka(t) => {
             let cluster = &config.kafka[&t.cluster];
-            Arc::new(KafkaSink::open(&clients.kafka, tenant, cluster, t)?)
+            let allowlist = config.target_allowlist(tenant);
+            Arc::new(KafkaSink::open(
+                &clients.kafka,
+                tenant,
+                cluster,
+                t,
+                allowlist,
+            )?)
         }
     })
 }

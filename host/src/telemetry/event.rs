@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::metrics::{
     FailureLabel, Metrics, PartitionLabel, PluginCallLabel, PluginLabel, RebalanceLabel,
-    ReloadLabel, ResultLabel,
+    RefusalLabel, ReloadLabel, ResultLabel,
 };
 use crate::config::MappingChanges;
 use crate::plugin::LoadedPlugin;
@@ -67,6 +67,8 @@ pub enum Event<'a> {
         /// What failed.
         error: &'a str,
     },
+    /// The bridge refused a message's target (`target-not-allowed`, `unknown-topic`, …).
+    TargetRefused(&'a str),
     /// A message sent to the dead-letter target.
     DeadLettered {
         /// The failure kind.
@@ -106,6 +108,7 @@ pub struct Counters {
     retries: Counter,
     restarts: Counter,
     failures: Family<FailureLabel, Counter>,
+    target_refusals: Family<RefusalLabel, Counter>,
     in_flight: Gauge,
     latency: Histogram,
     lag: Family<PartitionLabel, Gauge>,
@@ -147,6 +150,7 @@ impl Counters {
             retries: metrics.retries.get_or_create(&label).clone(),
             restarts: metrics.restarts.get_or_create(&label).clone(),
             failures: metrics.failures.clone(),
+            target_refusals: metrics.target_refusals.clone(),
             in_flight: metrics.in_flight.get_or_create(&label).clone(),
             latency: metrics.latency.get_or_create(&label).clone(),
             lag: metrics.consumer_lag.clone(),
@@ -183,6 +187,15 @@ impl Counters {
             }
             Event::Dropped => {
                 self.dropped.inc();
+            }
+            Event::TargetRefused(reason) => {
+                self.target_refusals
+                    .get_or_create(&RefusalLabel {
+                        mapping: mapping.to_string(),
+                        tenant: self.tenant.clone(),
+                        reason: reason.to_string(),
+                    })
+                    .inc();
             }
             Event::Failed { kind } => {
                 self.failures

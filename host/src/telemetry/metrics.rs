@@ -29,6 +29,18 @@ pub struct FailureLabel {
     pub kind: String,
 }
 
+/// `mapping="…",reason="…"`: why the bridge refused a message's target
+/// (`target-not-allowed`, `unknown-topic`, `unknown-partition`, `no-route`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// The mapping's name.
+    pub mapping: String,
+    /// The tenant the mapping belongs to.
+    pub tenant: String,
+    /// The reason.
+    pub reason: String,
+}
+
 /// `mapping="…",topic="…",partition="…"`: a partition a mapping consumes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabel {
@@ -131,6 +143,8 @@ pub struct Metrics {
     pub retries: Family<MappingLabel, Counter>,
     /// Failures handed to the dead-letter policy, by kind.
     pub failures: Family<FailureLabel, Counter>,
+    /// Targets the bridge refused (a plugin's or a header's choice), by reason.
+    pub target_refusals: Family<RefusalLabel, Counter>,
     /// Mapping restarts after a lost connection.
     pub restarts: Family<MappingLabel, Counter>,
     /// 1 while the mapping's source and target are connected.
@@ -177,6 +191,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             retries: Family::default(),
             failures: Family::default(),
+            target_refusals: Family::default(),
             restarts: Family::default(),
             connected: Family::default(),
             in_flight: Family::default(),
@@ -227,6 +242,11 @@ impl Metrics {
             "failures",
             "Failures handed to the dead-letter policy, by failure kind",
             m.failures.clone(),
+        );
+        r.register(
+            "target_refusals",
+            "Messages whose target the bridge refused (outside the tenant's allowlists, a topic, partition or exchange that does not exist), by reason",
+            m.target_refusals.clone(),
         );
         r.register(
             "mapping_restarts",

@@ -78,3 +78,166 @@ async fn header_names_that_are_not_utf8_or_hold_a_nul_are_dead_lettered() {
         assert_eq!(letter.header("first").as_deref(), Some("1"));
     }
 }
+
+fn record(dest: &str, payload: &str) -> brokers::Record {
+    brokers::Record {
+        key: None,
+        payload: Some(payload.as_bytes().to_vec()),
+        headers: vec![("dest".into(), dest.as_bytes().to_vec())],
+        partition: 0,
+        timestamp: None,
+    }
+}
+
+/// A tenant allowed only `pay-*`: a header that names another team's topic does not get the
+/// message there; it is dead-lettered as `target-not-allowed` and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_chosen_by_a_header_outside_the_tenants_allowlist_is_dead_lettered() {
+    let id = unique("x");
+    let (input, out, dlq) = (
+        format!("pay-in-{id}"),
+        format!("pay-out-{id}"),
+        format!("pay-dlq-{id}"),
+    );
+    let other = format!("other-team-{id}");
+    brokers::create_topics(&[&input, &out, &dlq, &other], 1).await;
+    brokers::produce(
+        &input,
+        &[
+            record(&out, "mine"),
+            record(&other, "theirs"),
+            record(&out, "mine again"),
+        ],
+        None,
+    )
+    .await;
+    let mut bridge = Scenario::new()
+        .health()
+        .section("[tenants.pay]\nallow = { topics = [\"pay-*\"] }")
+        .plugin(
+            "route",
+            bridge_tests::artifacts::ROUTING_KEY,
+            r#"topic = "{header:dest}""#,
+        )
+        .plugin_extra("route", r#"tenant = "pay""#)
+        .mapping(
+            Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out)
+                .plugins(&["route"])
+                .set("tenant", "pay")
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    let (o, d) = (out.clone(), dlq.clone());
+    let delivered =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&o, 2, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    let dead =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 1, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    let refused = bridge.metric(
+        r#"bridge_target_refusals_total{mapping="m",tenant="pay",reason="target-not-allowed"}"#,
+    );
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let o = other.clone();
+    let leaked =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&o, 1, Duration::from_secs(3)))
+            .await
+            .unwrap();
+    assert!(
+        leaked.is_empty(),
+        "nothing reaches the other team's topic; log:\n{log}"
+    );
+    assert_eq!(delivered.len(), 2, "log:\n{log}");
+    assert_eq!(dead.len(), 1, "log:\n{log}");
+    assert_eq!(dead[0].payload.as_deref(), Some(&b"theirs"[..]));
+    let reason = dead[0].header("x-bridge-reason").unwrap_or_default();
+    assert!(
+        reason.contains("target-not-allowed: topic `other-team-")
+            && reason.contains("`allow.topics = [\"pay-*\"]`"),
+        "{reason}"
+    );
+    assert_eq!(refused, Some(1.0), "log:\n{log}");
+}
+
+/// An exchange chosen by a header: outside the tenant's allowlist → `target-not-allowed`;
+/// allowed but missing → `no-route`, without closing the mapping's channel or restarting it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exchange_chosen_by_a_header_is_checked_against_the_allowlist_and_the_broker() {
+    let id = unique("x");
+    let input = format!("pay-in-{id}");
+    let dlq = format!("pay-dlq-{id}");
+    let (ok_ex, ok_q) = (format!("pay.ok.{id}"), format!("pay-ok-q-{id}"));
+    let (other_ex, other_q) = (format!("other.{id}"), format!("other-q-{id}"));
+    let missing = format!("pay.missing.{id}");
+    brokers::create_topics(&[&input, &dlq], 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &ok_ex, &ok_q, "rk").await;
+    brokers::declare_bound_queue(&conn, &other_ex, &other_q, "rk").await;
+    brokers::produce(
+        &input,
+        &[
+            record(&ok_ex, "one"),
+            record(&other_ex, "theirs"),
+            record(&missing, "lost?"),
+            record(&ok_ex, "two"),
+        ],
+        None,
+    )
+    .await;
+    let mut bridge = Scenario::new()
+        .section("[tenants.pay]\nallow = { topics = [\"pay-*\"], exchanges = [\"pay.*\"] }")
+        .plugin(
+            "route",
+            bridge_tests::artifacts::ROUTING_KEY,
+            r#"exchange = "{header:dest}", routing_key = "rk""#,
+        )
+        .plugin_extra("route", r#"tenant = "pay""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("m", &[&input], &unique("g"), &ok_ex)
+                .plugins(&["route"])
+                .set("tenant", "pay")
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    let d = dlq.clone();
+    let dead =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 2, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    let (arrived, task) = brokers::collect_queue(&ok_q).await;
+    bridge
+        .wait_for("both allowed messages", Duration::from_secs(30), || {
+            arrived.lock().unwrap().len() >= 2
+        })
+        .await;
+    task.abort();
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    assert_eq!(
+        brokers::queue_depth(&conn, &other_q).await,
+        0,
+        "log:\n{log}"
+    );
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|r| r.header("x-bridge-reason").unwrap_or_default())
+        .collect();
+    // `target-rejected: REASON: …`: the failure kind, then the bridge's reason.
+    reasons.sort_by_key(|r| r.contains("target-not-allowed"));
+    assert_eq!(reasons.len(), 2, "log:\n{log}");
+    assert!(
+        reasons[0].contains("no-route: exchange `pay.missing."),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("target-not-allowed: exchange `other."),
+        "{reasons:?}"
+    );
+    assert!(
+        !log.contains("restarting") && !log.contains("Restarting"),
+        "no restart; log:\n{log}"
+    );
+}
