@@ -46,6 +46,21 @@ pub fn set_hops(msg: &mut Message, hops: u32) {
         .push((HOPS.to_string(), hops.to_string().into_bytes()));
 }
 
+/// Makes `msg` carry exactly one hop count, `hops`: the host owns it, whatever a plugin did to
+/// it. Whether it had to put it back.
+pub fn keep_hops(msg: &mut Message, hops: u32) -> bool {
+    let expected = hops.to_string();
+    let mut found = msg.headers.iter().filter(|(n, _)| n == HOPS);
+    let intact = matches!(
+        (found.next(), found.next()),
+        (Some((_, v)), None) if *v == expected.as_bytes()
+    );
+    if !intact {
+        set_hops(msg, hops);
+    }
+    !intact
+}
+
 /// Where a message came from, for the `x-bridge-source` header:
 /// `kafka:CLUSTER/TOPIC/PARTITION/OFFSET` or `rabbitmq:CONNECTION/QUEUE`.
 pub fn source_coordinates(msg: &Message) -> String {

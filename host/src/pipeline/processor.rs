@@ -552,8 +552,16 @@ impl Processor {
     async fn send(
         &mut self,
         original: Message,
-        outputs: Vec<Message>,
+        mut outputs: Vec<Message>,
     ) -> Result<Flight, PipelineError> {
+        // The hop count is the host's: a plugin's change to it is undone (and counted), so a
+        // loop is always caught.
+        let hops = headers::hops(&original) + 1;
+        for msg in &mut outputs {
+            if headers::keep_hops(msg, hops) {
+                self.counters().emit(Event::HopsRewritten);
+            }
+        }
         let mut pending = Vec::with_capacity(outputs.len());
         for msg in &outputs {
             // A blocked target holds the message here: nothing more is taken from the source

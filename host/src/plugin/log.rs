@@ -67,7 +67,8 @@ impl PluginLog {
             }
             w.lines += 1;
         }
-        let text = truncate(text.trim_end_matches(['\n', '\r']), self.line_bytes);
+        let text = escape_controls(text.trim_end_matches(['\n', '\r']));
+        let text = truncate(&text, self.line_bytes);
         let plugin = &*self.plugin;
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{text}"),
@@ -85,6 +86,23 @@ impl PluginLog {
             level,
         }
     }
+}
+
+/// `text` with control characters (newlines, carriage returns, escape sequences) written as
+/// Rust escapes (`\n`, `\u{1b}`): a plugin's line cannot pass for another log line.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
@@ -172,7 +190,16 @@ impl AsyncWrite for LogStream {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::{escape_controls, truncate};
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain"), "plain");
+        assert_eq!(
+            escape_controls("a\nERROR forged\r\u{1b}[2K"),
+            "a\\nERROR forged\\r\\u{1b}[2K"
+        );
+    }
 
     #[test]
     fn truncates_on_char_boundary() {

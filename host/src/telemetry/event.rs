@@ -67,6 +67,8 @@ pub enum Event<'a> {
         /// What failed.
         error: &'a str,
     },
+    /// A plugin changed an output's `x-bridge-hops`; the host's count was put back.
+    HopsRewritten,
     /// The bridge refused a message's target (`target-not-allowed`, `unknown-topic`, …).
     TargetRefused(&'a str),
     /// A message sent to the dead-letter target.
@@ -109,6 +111,7 @@ pub struct Counters {
     restarts: Counter,
     failures: Family<FailureLabel, Counter>,
     target_refusals: Family<RefusalLabel, Counter>,
+    hop_rewrites: Counter,
     in_flight: Gauge,
     latency: Histogram,
     lag: Family<PartitionLabel, Gauge>,
@@ -151,6 +154,7 @@ impl Counters {
             restarts: metrics.restarts.get_or_create(&label).clone(),
             failures: metrics.failures.clone(),
             target_refusals: metrics.target_refusals.clone(),
+            hop_rewrites: metrics.hop_rewrites.get_or_create(&label).clone(),
             in_flight: metrics.in_flight.get_or_create(&label).clone(),
             latency: metrics.latency.get_or_create(&label).clone(),
             lag: metrics.consumer_lag.clone(),
@@ -187,6 +191,13 @@ impl Counters {
             }
             Event::Dropped => {
                 self.dropped.inc();
+            }
+            Event::HopsRewritten => {
+                self.hop_rewrites.inc();
+                tracing::debug!(
+                    mapping,
+                    "A plugin changed x-bridge-hops; the host's count stands."
+                );
             }
             Event::TargetRefused(reason) => {
                 self.target_refusals

@@ -145,6 +145,8 @@ pub struct Metrics {
     pub failures: Family<FailureLabel, Counter>,
     /// Targets the bridge refused (a plugin's or a header's choice), by reason.
     pub target_refusals: Family<RefusalLabel, Counter>,
+    /// Outputs whose `x-bridge-hops` a plugin changed (the host's count was put back).
+    pub hop_rewrites: Family<MappingLabel, Counter>,
     /// Mapping restarts after a lost connection.
     pub restarts: Family<MappingLabel, Counter>,
     /// 1 while the mapping's source and target are connected.
@@ -192,6 +194,7 @@ impl Metrics {
             retries: Family::default(),
             failures: Family::default(),
             target_refusals: Family::default(),
+            hop_rewrites: Family::default(),
             restarts: Family::default(),
             connected: Family::default(),
             in_flight: Family::default(),
@@ -247,6 +250,11 @@ impl Metrics {
             "target_refusals",
             "Messages whose target the bridge refused (outside the tenant's allowlists, a topic, partition or exchange that does not exist), by reason",
             m.target_refusals.clone(),
+        );
+        r.register(
+            "hop_rewrites",
+            "Outputs whose x-bridge-hops a plugin changed; the host's count was put back",
+            m.hop_rewrites.clone(),
         );
         r.register(
             "mapping_restarts",

@@ -241,3 +241,48 @@ async fn an_exchange_chosen_by_a_header_is_checked_against_the_allowlist_and_the
         "no restart; log:\n{log}"
     );
 }
+
+/// A plugin that resets `x-bridge-hops` (which would defeat loop detection) and logs a line
+/// made to look like two: the host's hop count stands, counted, and the log line stays one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hop_count_is_the_hosts_and_plugin_log_lines_cannot_forge_others() {
+    let input = unique("hops-in");
+    let out = unique("hops-out");
+    brokers::create_topics(&[&input, &out], 1).await;
+    let mut sent = record("-", "looped once");
+    sent.headers = vec![("x-bridge-hops".into(), b"1".to_vec())];
+    brokers::produce(&input, &[sent], None).await;
+    let hostile = bridge_tests::artifacts::HOSTILE;
+    let mut bridge = Scenario::new()
+        .health()
+        .plugin("forge", hostile, r#"mode = "forge-log""#)
+        .plugin("reset", hostile, r#"mode = "reset-hops""#)
+        .mapping(
+            Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out)
+                .plugins(&["forge", "reset"]),
+        )
+        .start();
+    let o = out.clone();
+    let got =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&o, 1, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    let rewrites = bridge.metric(r#"bridge_hop_rewrites_total{mapping="m",tenant="default"}"#);
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    assert_eq!(got.len(), 1, "log:\n{log}");
+    assert_eq!(
+        got[0].header("x-bridge-hops").as_deref(),
+        Some("2"),
+        "log:\n{log}"
+    );
+    assert_eq!(rewrites, Some(1.0), "log:\n{log}");
+    assert!(
+        log.contains(r"innocent\n2026-01-01T00:00:00Z ERROR bridge_host: forged line\r\u{1b}[2K"),
+        "the plugin's line is one line, its control characters escaped; log:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "no forged line; log:\n{log}"
+    );
+}

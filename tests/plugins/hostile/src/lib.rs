@@ -15,6 +15,8 @@
 //! | `echo` | reads the payload and writes it back (a payload-reading plugin) |
 //! | `touch` | reads one header and sets another (a header-only plugin) |
 //! | `log` | logs `count` lines through the host and prints to stdout |
+//! | `forge-log` | logs one line with a newline, a carriage return and an escape sequence in it |
+//! | `reset-hops` | sets `x-bridge-hops` to `0` (the host's count must stand) |
 //! | `reject` | rejects its configuration in `init` |
 
 use std::hint::black_box;
@@ -119,6 +121,16 @@ impl Transform for Hostile {
                     log::info(&format!("host log line {i}"));
                     println!("stdout line {i}");
                 }
+                Verdict::Forward
+            }
+            "forge-log" => {
+                log::warn(
+                    "innocent\n2026-01-01T00:00:00Z ERROR bridge_host: forged line\r\u{1b}[2K",
+                );
+                Verdict::Forward
+            }
+            "reset-hops" => {
+                msg.set_header("x-bridge-hops", "0");
                 Verdict::Forward
             }
             other => Verdict::DeadLetter(format!("unknown mode `{other}`")),
