@@ -38,9 +38,13 @@ struct Running {
 pub struct Supervisor {
     path: PathBuf,
     config: Arc<BridgeConfig>,
-    /// The configuration text last applied (or last rejected): a reload parses the file again
-    /// only when it changed.
+    /// The configuration text last applied: a reload parses the file again only when it
+    /// differs.
     config_text: String,
+    /// The text last rejected: a file change that leaves it so is not tried again, but SIGHUP
+    /// and `POST /admin/reload` retry it in full (the cause may have been fixed outside the
+    /// file: a plugin file, a topic, a certificate).
+    rejected_text: Option<String>,
     plugins: Arc<PluginSet>,
     /// The clients and worker pools the mappings of each tenant share.
     clients: Arc<Clients>,
@@ -68,6 +72,7 @@ impl Supervisor {
             path,
             config: Arc::clone(&config),
             config_text,
+            rejected_text: None,
             plugins,
             clients: Arc::default(),
             status,
@@ -268,13 +273,18 @@ impl Supervisor {
                 return report;
             }
         };
-        if text == self.config_text {
+        let rejected_before = self.rejected_text.as_ref() == Some(&text);
+        if text == self.config_text || (rejected_before && trigger == Trigger::File) {
             return self.reload_plugins(trigger).await;
         }
-        self.config_text = text.clone();
         match self.apply_config(&text, trigger).await {
-            Ok(report) => report,
+            Ok(report) => {
+                self.config_text = text;
+                self.rejected_text = None;
+                report
+            }
             Err(problems) => {
+                self.rejected_text = Some(text);
                 let error = problems.join("; ");
                 self.status.config_rejected(&error, trigger.as_str());
                 let mut report = self.reload_plugins(trigger).await;

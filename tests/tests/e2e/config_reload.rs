@@ -197,3 +197,36 @@ async fn an_invalid_configuration_is_rejected_whole() {
     assert!(st["reloads"]["config"]["rejected"].as_u64().unwrap() >= 1);
     assert!(log.contains("Configuration reload rejected; the running configuration stays."));
 }
+
+/// A reload rejected for a cause outside the file (a plugin file not there yet) is retried in
+/// full by the next `POST /admin/reload`, though the file's text has not changed since.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_reload_is_retried_once_the_cause_outside_the_file_is_fixed() {
+    let keep = route("retry", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let plugin = dir.path().join("later.wasm");
+    let good = base().mapping(keep.mapping("keep"));
+    let with_plugin = good
+        .clone()
+        .plugin("later", &plugin, r#"mode = "echo""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("extra", &[&keep.topic], &unique("g2"), &keep.exchange)
+                .routing_key("rk")
+                .plugins(&["later"]),
+        );
+    let mut bridge = good.start_at(&path);
+    bridge.ready().await;
+    write(&path, &with_plugin.to_toml());
+    let (code, body) = http_post(bridge.health_port(), "/admin/reload", Some(TOKEN)).unwrap();
+    assert_eq!(code, 422, "the plugin file is missing: {body}");
+    assert!(body.contains("later.wasm"), "{body}");
+    std::fs::copy(bridge_tests::artifacts::HOSTILE, &plugin).unwrap();
+    let (code, body) = http_post(bridge.health_port(), "/admin/reload", Some(TOKEN)).unwrap();
+    let st = bridge.status();
+    bridge.stop_clean();
+    assert_eq!(code, 200, "retried in full: {body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["config"], "applied", "{body}");
+    assert!(st["mappings"].get("extra").is_some(), "{st}");
+}
