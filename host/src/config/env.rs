@@ -1,6 +1,15 @@
 //! `${ENV_VAR}` substitution in broker settings, after parsing.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use super::BridgeConfig;
+
+/// What a value substituted into a URL's userinfo keeps unencoded: RFC 3986's unreserved.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Replaces `${NAME}` in every broker setting; returns one problem per unset variable.
 pub(super) fn substitute(
@@ -31,12 +40,48 @@ pub(super) fn substitute(
         apply("bridge.admin_token".to_string(), token);
     }
     for (name, conn) in &mut config.rabbitmq {
-        apply(format!("rabbitmq.{name}.url"), &mut conn.url);
+        match expand_url(&conn.url, env) {
+            Ok(v) => conn.url = v,
+            Err(var) => problems.push(format!(
+                "`rabbitmq.{name}.url`: environment variable `{var}` is not set"
+            )),
+        }
+        let mut apply = |path: String, value: &mut String| match expand(value, env) {
+            Ok(v) => *value = v,
+            Err(name) => problems.push(format!(
+                "`{path}`: environment variable `{name}` is not set"
+            )),
+        };
         if let Some(vhost) = &mut conn.vhost {
             apply(format!("rabbitmq.{name}.vhost"), vhost);
         }
     }
     problems
+}
+
+/// [`expand`] for a URL: a value substituted into its userinfo (`user:password@`) is
+/// percent-encoded, so a password with `@ % / # ? :` in it means what it says.
+pub(super) fn expand_url(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let Some(scheme) = text.find("://") else {
+        return expand(text, env);
+    };
+    let start = scheme + 3;
+    let end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    let Some(at) = text[start..end].rfind('@') else {
+        return expand(text, env);
+    };
+    let encoded = |name: &str| env(name).map(|v| utf8_percent_encode(&v, USERINFO).to_string());
+    Ok(format!(
+        "{}{}{}",
+        expand(&text[..start], env)?,
+        expand(&text[start..start + at], &encoded)?,
+        expand(&text[start + at..], env)?
+    ))
 }
 
 /// Expands `${NAME}`; `$${` is a literal `${`. Returns the first unset name on failure.

@@ -407,17 +407,28 @@ impl BridgeConfig {
     }
 }
 
-/// A URL with its password replaced by `***`, for logs.
+/// A URL with its password replaced by `***`, for logs, `/status` and errors. A well-formed
+/// URL (its userinfo percent-encoded, as `${VAR}` substitution writes it) is parsed as one;
+/// anything else — an `@`, `/`, `#` or `?` written unencoded in a password — has everything
+/// between `://` and its last `@` masked, so no part of a password shows either way.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if !url.contains('@') {
         return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://{userinfo}@{host}"),
-        },
-        None => url.to_string(),
+    }
+    if url.matches('@').count() == 1
+        && let Ok(mut parsed) = url::Url::parse(url)
+        && !parsed.username().is_empty()
+    {
+        if parsed.password().is_none() {
+            return url.to_string();
+        }
+        if parsed.set_password(Some("***")).is_ok() {
+            return parsed.to_string();
+        }
+    }
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => "***".to_string(),
     }
 }
 

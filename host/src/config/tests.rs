@@ -139,6 +139,46 @@ fn env_expansion_rules() {
 fn redacts_url_passwords() {
     assert_eq!(redact_url("amqp://u:p@h:5672/v"), "amqp://u:***@h:5672/v");
     assert_eq!(redact_url("amqp://h:5672"), "amqp://h:5672");
+    // Encoded, as `${VAR}` substitution writes it.
+    assert_eq!(
+        redact_url("amqp://u:a%40b%2Fc%23d@h:5672/%2f"),
+        "amqp://u:***@h:5672/%2f"
+    );
+    // Written unencoded in the file: nothing before the last `@` shows.
+    for (url, redacted) in [
+        ("amqp://u:a@b/c#d?e@h:5672/v", "amqp://***@h:5672/v"),
+        ("amqp://u:p/w@h", "amqp://***@h"),
+        ("amqp://u:12/w@h", "amqp://***@h"),
+        ("amqp://u:a@b@h/v", "amqp://***@h/v"),
+    ] {
+        assert_eq!(redact_url(url), redacted);
+    }
+}
+
+#[test]
+fn a_value_substituted_into_url_userinfo_is_percent_encoded() {
+    let env = |n: &str| match n {
+        "PW" => Some("p@ss%w/rd#?:x".to_string()),
+        "HOST" => Some("h".to_string()),
+        _ => None,
+    };
+    assert_eq!(
+        env::expand_url("amqp://user:${PW}@${HOST}:5672/%2f", &env),
+        Ok("amqp://user:p%40ss%25w%2Frd%23%3F%3Ax@h:5672/%2f".to_string())
+    );
+    assert_eq!(
+        env::expand_url("amqp://${HOST}:5672", &env),
+        Ok("amqp://h:5672".to_string())
+    );
+    assert_eq!(
+        env::expand_url("amqp://u:${NOPE}@h", &env),
+        Err("NOPE".to_string())
+    );
+    let uri: lapin::uri::AMQPUri = env::expand_url("amqp://user:${PW}@${HOST}:5672/%2f", &env)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(uri.authority.userinfo.password, "p@ss%w/rd#?:x");
 }
 
 const OUT_MAPPING: &str = r#"

@@ -286,3 +286,72 @@ async fn the_hop_count_is_the_hosts_and_plugin_log_lines_cannot_forge_others() {
         "no forged line; log:\n{log}"
     );
 }
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {out:?}");
+}
+
+/// A RabbitMQ password with every URL delimiter in it, given as `${VAR}` in the URL: the bridge
+/// connects with it, and no piece of it shows in the log, `/status`, `/metrics` or `check`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_with_url_delimiters_connects_and_never_shows() {
+    let user = unique("pw-user");
+    let pieces = [
+        "Segone", "Segtwo", "Segthree", "Segfour", "Segfive", "Segsix", "Segseven",
+    ];
+    let password = format!(
+        "{}@{}%{}/{}#{}?{}:{}",
+        pieces[0], pieces[1], pieces[2], pieces[3], pieces[4], pieces[5], pieces[6]
+    );
+    rabbitmqctl(&["add_user", &user, &password]);
+    rabbitmqctl(&["set_permissions", "-p", "/", &user, ".*", ".*", ".*"]);
+    let topic = unique("pw-in");
+    let (exchange, queue) = (unique("pw-ex"), unique("pw-q"));
+    brokers::create_topic(&topic, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    brokers::produce(&topic, &[record("-", "through")], None).await;
+    let url =
+        brokers::amqp_url().replacen("guest:guest", &format!("{user}:${{BRIDGE_TEST_PW}}"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    let scenario = Scenario::with_brokers(&brokers::brokers_toml_with(&url))
+        .health()
+        .env("BRIDGE_TEST_PW", &password)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("pw", &[&topic], &unique("g"), &exchange).routing_key("rk"),
+        );
+    let mut bridge = scenario.start_at(&path);
+    let got = brokers::consume_queue(&conn, &queue, 1, Duration::from_secs(30)).await;
+    let status = bridge.status().to_string();
+    let metrics = bridge.metrics();
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let check = std::process::Command::new(bridge_tests::bridge::binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("BRIDGE_TEST_PW", &password)
+        .output()
+        .unwrap();
+    rabbitmqctl(&["delete_user", &user]);
+    let check = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(got.len(), 1, "connected with the password; log:\n{log}");
+    for (what, text) in [
+        ("log", &log),
+        ("/status", &status),
+        ("/metrics", &metrics),
+        ("check", &check),
+    ] {
+        for piece in pieces {
+            assert!(!text.contains(piece), "`{piece}` shows in {what}:\n{text}");
+        }
+    }
+}
