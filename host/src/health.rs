@@ -21,15 +21,16 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::status::Status;
 
@@ -90,6 +91,8 @@ pub type Request = (Command, Option<oneshot::Sender<Answer>>);
 pub struct Admin {
     /// The bearer token they require; `None` turns them off.
     pub token: Option<String>,
+    /// `/status` and `/metrics` require the token too.
+    pub protect_status: bool,
     /// Where reload requests go.
     pub reload: mpsc::Sender<Request>,
 }
@@ -101,30 +104,46 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("`bridge.health_listen`: cannot listen on {addr}: {e}"))
 }
 
-/// Serves the probes until the task is dropped.
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 128;
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may stay open, whatever it does.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Serves the probes until the task is dropped. A client that sends its headers slowly is cut
+/// off after [`HEADER_READ_TIMEOUT`] and connections are capped, so slow or idle clients cannot
+/// keep the probes from being answered.
 pub async fn serve(listener: TcpListener, status: Arc<Status>, admin: Admin) {
     let admin = Arc::new(admin);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors, for instance: wait instead of spinning.
                 tracing::warn!(error = %e, "The health listener cannot accept a connection.");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let status = Arc::clone(&status);
         let admin = Arc::clone(&admin);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let status = Arc::clone(&status);
                 let admin = Arc::clone(&admin);
                 async move { Ok::<_, Infallible>(respond(&req, &status, &admin).await) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
     }
 }
@@ -154,6 +173,15 @@ async fn respond<B>(
                 StatusCode::SERVICE_UNAVAILABLE
             };
             (code, status.to_json().to_string(), JSON)
+        }
+        (&Method::GET, "/status" | "/metrics") if admin.protect_status => {
+            match authorize(req, admin) {
+                Err(refusal) => refusal,
+                Ok(()) if req.uri().path() == "/status" => {
+                    (StatusCode::OK, status.to_json().to_string(), JSON)
+                }
+                Ok(()) => (StatusCode::OK, status.metrics().encode(), OPENMETRICS),
+            }
         }
         (&Method::GET, "/status") => (StatusCode::OK, status.to_json().to_string(), JSON),
         (&Method::GET, "/metrics") => (StatusCode::OK, status.metrics().encode(), OPENMETRICS),
@@ -267,6 +295,7 @@ mod tests {
     fn admin(token: Option<&str>) -> Admin {
         Admin {
             token: token.map(str::to_string),
+            protect_status: false,
             reload: mpsc::channel(1).0,
         }
     }

@@ -81,6 +81,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics, /admin/*.");
         let admin = crate::health::Admin {
             token: config.bridge.admin_token.clone(),
+            protect_status: config.bridge.protect_status,
             reload: reload_tx.clone(),
         };
         background.spawn(crate::health::serve(listener, Arc::clone(&status), admin));

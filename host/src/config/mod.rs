@@ -286,6 +286,9 @@ pub struct BridgeSettings {
     /// The bearer token the admin endpoints (`POST /admin/…`) require; without one they are
     /// off: `admin_token = "${BRIDGE_ADMIN_TOKEN}"`.
     pub admin_token: Option<String>,
+    /// `/status` and `/metrics` require the admin token too (the probes stay open):
+    /// `protect_status = true`.
+    pub protect_status: bool,
     /// Reload a plugin when its file changes (SIGHUP and `POST /admin/reload` always do):
     /// `watch_plugins = true`.
     pub watch_plugins: bool,
@@ -314,6 +317,7 @@ impl std::fmt::Debug for BridgeSettings {
             .field("health_listen", &self.health_listen)
             .field("stats_interval_secs", &self.stats_interval_secs)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("protect_status", &self.protect_status)
             .field("watch_plugins", &self.watch_plugins)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
@@ -329,6 +333,7 @@ impl Default for BridgeSettings {
             health_listen: None,
             stats_interval_secs: 60,
             admin_token: None,
+            protect_status: false,
             watch_plugins: true,
             log_format: None,
             log_level: None,

@@ -10,7 +10,7 @@ mod stage;
 mod watch;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -27,12 +27,34 @@ pub fn stage(set: &PluginSet, name: &str, path: PathBuf) -> Result<String, Strin
     let Some(live) = set.get(name) else {
         return Err(format!("no plugin `{name}` is running"));
     };
+    let path = beside(&live.spec().path, &path)?;
     let spec = PluginSpec {
         path,
         ..live.spec().clone()
     };
     let candidate = check(set, &spec, set.use_of(name))?;
     Ok(set.add_candidate(name, candidate))
+}
+
+/// `candidate`, resolved (symbolic links too), when it is in the directory of the plugin file
+/// `live` or below it: an admin request may not make the bridge read files elsewhere.
+fn beside(live: &Path, candidate: &Path) -> Result<PathBuf, String> {
+    let dir = live
+        .parent()
+        .and_then(|d| d.canonicalize().ok())
+        .ok_or_else(|| format!("cannot resolve the directory of {}", live.display()))?;
+    let resolved = candidate
+        .canonicalize()
+        .map_err(|e| format!("cannot read {}: {e}", candidate.display()))?;
+    if resolved.starts_with(&dir) {
+        Ok(resolved)
+    } else {
+        Err(format!(
+            "{} is outside {}, the directory of the plugin's file: a candidate must sit beside the file it replaces",
+            candidate.display(),
+            dir.display()
+        ))
+    }
 }
 
 /// Loads what a new configuration needs: every plugin that is new, whose spec (file,

@@ -355,3 +355,82 @@ async fn a_password_with_url_delimiters_connects_and_never_shows() {
         }
     }
 }
+
+/// Two hundred clients that start a request and send its headers a byte a second: the probes
+/// keep answering, the slow clients are cut off, and with `protect_status` `/status` and
+/// `/metrics` want the admin token while the probes stay open.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_and_the_probes_keep_answering() {
+    use bridge_tests::bridge::{http_get, http_request};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let topic = unique("loris-in");
+    let out = unique("loris-out");
+    brokers::create_topics(&[&topic, &out], 1).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .bridge("admin_token", "loris-token")
+        .bridge("protect_status", true)
+        .mapping(Mapping::kafka_to_kafka("m", &[&topic], &unique("g"), &out))
+        .start();
+    bridge.ready().await;
+    let port = bridge.health_port();
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let dribble = tokio::spawn(async move {
+        for _ in 0..12 {
+            for s in &mut slow {
+                let _ = s.write_all(b"X").await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        slow
+    });
+    let probe = tokio::task::spawn_blocking(move || http_get(port, "/livez"))
+        .await
+        .unwrap();
+    let mut slow = dribble.await.unwrap();
+    let mut still_open = 0;
+    for s in &mut slow {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => continue,
+                Err(_) => {
+                    still_open += 1;
+                    break;
+                }
+            }
+        }
+    }
+    let auth = vec!["Authorization: Bearer loris-token".to_string()];
+    let (plain, with_token, metrics, readyz) = tokio::task::spawn_blocking(move || {
+        (
+            http_get(port, "/status"),
+            http_request(port, "GET", "/status", &auth),
+            http_get(port, "/metrics"),
+            http_get(port, "/readyz"),
+        )
+    })
+    .await
+    .unwrap();
+    bridge.stop_clean();
+    assert_eq!(
+        probe.map(|p| p.0),
+        Some(200),
+        "the probe answered during the attack"
+    );
+    assert_eq!(still_open, 0, "every slow client was cut off");
+    assert_eq!(plain.map(|p| p.0), Some(401), "/status wants the token");
+    assert_eq!(with_token.map(|p| p.0), Some(200));
+    assert_eq!(metrics.map(|p| p.0), Some(401), "/metrics wants the token");
+    assert_eq!(readyz.map(|p| p.0), Some(200), "the probes stay open");
+}

@@ -453,6 +453,7 @@ async fn stage_promote_rollback_under_a_stream() {
     const N: usize = 8_000;
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(artifacts::HOSTILE, dir.path().join("live.wasm")).unwrap();
+    std::fs::copy(artifacts::TENTH, dir.path().join("tenth.wasm")).unwrap();
     let topic = unique("stage-in");
     brokers::create_topic(&topic, 1).await;
     let (exchange, queue) = (unique("stage-ex"), unique("stage-q"));
@@ -483,7 +484,14 @@ async fn stage_promote_rollback_under_a_stream() {
 
     // Nothing staged yet: promote and rollback refuse.
     assert_eq!(admin("/admin/promote".into()).0, 409);
+    // A candidate must sit beside the plugin's file.
     let (code, body) = admin(format!("/admin/stage?plugin=p&path={}", artifacts::TENTH));
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("is outside"),
+        "{body}"
+    );
+    let (code, body) = admin("/admin/stage?plugin=p&path=tenth.wasm".into());
     assert_eq!(code, 200, "{body}");
     let candidate = body["staged"].as_str().unwrap().to_string();
     assert!(candidate.starts_with("p@sha256:"), "{candidate}");
