@@ -46,7 +46,11 @@ fn main() -> ExitCode {
             .and_then(|config| tokio_run(async move { bridge_host::run::run(&config).await })),
         Some(Command::Check { config, connect }) => {
             tokio_run(async { bridge_host::run::check(&config, connect).await }).and_then(
-                |problems| {
+                |checked| {
+                    for w in &checked.warnings {
+                        println!("warning: {w}");
+                    }
+                    let problems = checked.problems;
                     if problems.is_empty() {
                         println!("{}: ok", config.display());
                         Ok(())

@@ -67,6 +67,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = Arc::new(BridgeConfig::parse(path, &text, &|name| {
         std::env::var(name).ok()
     })?);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let plugins = Arc::new(load_plugins(&config).map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?);
     let health = match config.bridge.health_listen {
         Some(addr) => Some(crate::health::bind(addr).await?),
@@ -245,13 +248,32 @@ async fn reload_on_sighup(requests: mpsc::Sender<Request>) {
     drop(requests);
 }
 
+/// What `bridge-host check` found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// What keeps the configuration from running.
+    pub problems: Vec<String>,
+    /// What runs but should not be left so (credentials sent in the clear, …).
+    pub warnings: Vec<String>,
+}
+
 /// `bridge-host check`: every problem in the configuration and the plugins; with `connect`,
 /// also in the brokers (unreachable, missing topics, queues or exchanges).
-pub async fn check(path: &Path, connect: bool) -> anyhow::Result<Vec<String>> {
+pub async fn check(path: &Path, connect: bool) -> anyhow::Result<Checked> {
     let config = match BridgeConfig::load(path) {
         Ok(c) => c,
-        Err(crate::config::ConfigError::Invalid { problems, .. }) => return Ok(problems),
-        Err(e) => return Ok(vec![e.to_string()]),
+        Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+            return Ok(Checked {
+                problems,
+                ..Checked::default()
+            });
+        }
+        Err(e) => {
+            return Ok(Checked {
+                problems: vec![e.to_string()],
+                ..Checked::default()
+            });
+        }
     };
     let mut problems = load_plugins(&config).err().unwrap_or_default();
     if connect {
@@ -259,7 +281,10 @@ pub async fn check(path: &Path, connect: bool) -> anyhow::Result<Vec<String>> {
         problems.extend(report.unreachable);
         problems.extend(report.missing);
     }
-    Ok(problems)
+    Ok(Checked {
+        problems,
+        warnings: config.warnings(),
+    })
 }
 
 /// The `--config` path, or an error saying it is required.

@@ -10,6 +10,7 @@ mod diff;
 mod env;
 mod mapping;
 mod needs;
+mod redact;
 mod tenant;
 mod validate;
 
@@ -25,6 +26,7 @@ pub use mapping::{
     KafkaSource, KafkaTarget, Mapping, Source, Target,
 };
 pub use needs::{Mode, Need, Needs, Object, Report};
+pub use redact::redact_url;
 pub use tenant::{Allow, TargetAllowlist, TenantConfig, default_workers};
 
 pub use crate::plugin::DEFAULT_TENANT;
@@ -289,6 +291,9 @@ pub struct BridgeSettings {
     /// `/status` and `/metrics` require the admin token too (the probes stay open):
     /// `protect_status = true`.
     pub protect_status: bool,
+    /// Differences a staged rollout samples on `/status` show header values, not only their
+    /// sizes: `stage_sample_values = true`.
+    pub stage_sample_values: bool,
     /// Reload a plugin when its file changes (SIGHUP and `POST /admin/reload` always do):
     /// `watch_plugins = true`.
     pub watch_plugins: bool,
@@ -318,6 +323,7 @@ impl std::fmt::Debug for BridgeSettings {
             .field("stats_interval_secs", &self.stats_interval_secs)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("protect_status", &self.protect_status)
+            .field("stage_sample_values", &self.stage_sample_values)
             .field("watch_plugins", &self.watch_plugins)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
@@ -334,6 +340,7 @@ impl Default for BridgeSettings {
             stats_interval_secs: 60,
             admin_token: None,
             protect_status: false,
+            stage_sample_values: false,
             watch_plugins: true,
             log_format: None,
             log_level: None,
@@ -359,7 +366,9 @@ impl BridgeConfig {
     ) -> Result<Self, ConfigError> {
         let mut config: BridgeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+            message: redact::mask_secrets(&e.to_string())
+                .trim_end()
+                .replace('\n', "\n  "),
         })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut problems = env::substitute(&mut config, env);
@@ -402,6 +411,25 @@ impl BridgeConfig {
         }
     }
 
+    /// What runs but should not be left so: SASL credentials that would cross the network
+    /// unencrypted.
+    pub fn warnings(&self) -> Vec<String> {
+        self.kafka
+            .iter()
+            .filter(|(_, c)| c.sasl.is_some() && c.tls.is_none())
+            .filter(|(_, c)| {
+                c.properties
+                    .get("security.protocol")
+                    .is_none_or(|p| !p.eq_ignore_ascii_case("SASL_SSL"))
+            })
+            .map(|(name, _)| {
+                format!(
+                    "`kafka.{name}.sasl` without `tls`: the SASL credentials cross the network unencrypted; add `tls` (or `properties.\"security.protocol\" = \"SASL_SSL\"`)"
+                )
+            })
+            .collect()
+    }
+
     /// A plugin's file, resolved against the configuration's directory.
     pub fn plugin_path(&self, plugin: &PluginConfig) -> PathBuf {
         if plugin.path.is_absolute() {
@@ -409,31 +437,6 @@ impl BridgeConfig {
         } else {
             self.base_dir.join(&plugin.path)
         }
-    }
-}
-
-/// A URL with its password replaced by `***`, for logs, `/status` and errors. A well-formed
-/// URL (its userinfo percent-encoded, as `${VAR}` substitution writes it) is parsed as one;
-/// anything else — an `@`, `/`, `#` or `?` written unencoded in a password — has everything
-/// between `://` and its last `@` masked, so no part of a password shows either way.
-pub fn redact_url(url: &str) -> String {
-    if !url.contains('@') {
-        return url.to_string();
-    }
-    if url.matches('@').count() == 1
-        && let Ok(mut parsed) = url::Url::parse(url)
-        && !parsed.username().is_empty()
-    {
-        if parsed.password().is_none() {
-            return url.to_string();
-        }
-        if parsed.set_password(Some("***")).is_ok() {
-            return parsed.to_string();
-        }
-    }
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
-        _ => "***".to_string(),
     }
 }
 

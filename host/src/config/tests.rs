@@ -364,3 +364,21 @@ target = { kafka = "main", topic = "u" }
         .is_ok()
     );
 }
+
+#[test]
+fn parse_errors_do_not_quote_secret_values() {
+    let text = "[kafka.main]\nbootstrap_servers = \"k:9092\"\nsasl = { username = \"u\", password = 81726354 }\n";
+    let err = BridgeConfig::parse(Path::new("bridge.toml"), text, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("81726354"), "{err}");
+    assert!(
+        err.contains("sasl = ***") || err.contains("sasl ="),
+        "{err}"
+    );
+    let text = "[bridge]\nadmin_token = [\"s3cr3t-t0ken\"]\n";
+    let err = BridgeConfig::parse(Path::new("bridge.toml"), text, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("s3cr3t-t0ken"), "{err}");
+}

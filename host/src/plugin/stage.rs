@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -15,8 +15,9 @@ const SAMPLES: usize = 5;
 pub trait Staged {
     /// How `candidate`, made by the candidate version, compares with this live outcome.
     fn compare_with(&self, candidate: &Self) -> Comparison;
-    /// The outcome in a few words, for a sampled difference.
-    fn summary(&self) -> String;
+    /// The outcome in a few words, for a sampled difference; header values only with
+    /// `values` (they may be personal data), else their sizes.
+    fn summary(&self, values: bool) -> String;
 }
 
 /// How a candidate's outcome compares with the live one.
@@ -37,6 +38,8 @@ pub struct StageStats {
     different: AtomicU64,
     failed: AtomicU64,
     samples: Mutex<Vec<Difference>>,
+    /// Samples show header values (`bridge.stage_sample_values`).
+    values: AtomicBool,
 }
 
 /// One sampled difference between the live and the candidate outputs.
@@ -78,6 +81,11 @@ pub struct StageView {
 }
 
 impl StageStats {
+    /// Whether sampled differences show header values, not only their sizes.
+    pub fn show_values(&self, on: bool) {
+        self.values.store(on, Ordering::Relaxed);
+    }
+
     /// Starts counting afresh (a new stage).
     pub fn reset(&self) {
         self.same.store(0, Ordering::Relaxed);
@@ -122,8 +130,8 @@ impl StageStats {
             samples.push(Difference {
                 mapping: mapping.to_string(),
                 what: what.to_string(),
-                live: live.summary(),
-                candidate: candidate.summary(),
+                live: live.summary(self.values.load(Ordering::Relaxed)),
+                candidate: candidate.summary(self.values.load(Ordering::Relaxed)),
             });
         }
     }

@@ -27,7 +27,7 @@ impl Staged for ChainOutcome {
         }
     }
 
-    fn summary(&self) -> String {
+    fn summary(&self, values: bool) -> String {
         match self {
             ChainOutcome::Send(out) => {
                 let first = out.first().map(|m| {
@@ -35,7 +35,10 @@ impl Staged for ChainOutcome {
                         .headers
                         .iter()
                         .filter(|(k, _)| k != VERSIONS_HEADER)
-                        .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+                        .map(|(k, v)| match values {
+                            true => format!("{k}={}", String::from_utf8_lossy(v)),
+                            false => format!("{k} ({} B)", v.len()),
+                        })
                         .collect();
                     format!(
                         "payload {} B, headers [{}]",

@@ -85,6 +85,10 @@ impl Supervisor {
         for m in &config.mapping {
             supervisor.spawn(&m.name);
         }
+        supervisor
+            .plugins
+            .stage_stats()
+            .show_values(config.bridge.stage_sample_values);
         supervisor.restart_probe();
         supervisor.rewatch();
         supervisor
@@ -353,6 +357,9 @@ impl Supervisor {
         let swapped = self.plugins.commit(prepared);
         self.config = Arc::clone(&new);
         self.status.configure(&new);
+        self.plugins
+            .stage_stats()
+            .show_values(new.bridge.stage_sample_values);
         let mut report = ReloadReport {
             config: "applied",
             applied: swapped.iter().map(|(_, p)| p.describe()).collect(),

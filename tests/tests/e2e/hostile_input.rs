@@ -434,3 +434,36 @@ async fn slow_clients_are_cut_off_and_the_probes_keep_answering() {
     assert_eq!(metrics.map(|p| p.0), Some(401), "/metrics wants the token");
     assert_eq!(readyz.map(|p| p.0), Some(200), "the probes stay open");
 }
+
+/// `check` quotes no secret from a file it cannot parse, and warns about SASL without TLS.
+#[test]
+fn check_masks_secrets_in_parse_errors_and_warns_about_sasl_in_the_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(bridge_tests::bridge::binary())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let broken = run(
+        "[kafka.main]\nbootstrap_servers = \"127.0.0.1:9092\"\nsasl = { username = \"u\", password = 81726354 }\n",
+    );
+    assert!(broken.contains("line 3"), "{broken}");
+    assert!(!broken.contains("81726354"), "{broken}");
+    let clear = run(&format!(
+        "[kafka.main]\nbootstrap_servers = \"127.0.0.1:9092\"\nsasl = {{ username = \"u\", password = \"p\" }}\n\n[rabbitmq.local]\nurl = \"{}\"\n\n[[mapping]]\nname = \"m\"\nsource = {{ kafka = \"main\", topics = [\"t\"] }}\ntarget = {{ rabbitmq = \"local\", exchange = \"e\" }}\n",
+        brokers::amqp_url()
+    ));
+    assert!(
+        clear.contains("warning: `kafka.main.sasl` without `tls`"),
+        "{clear}"
+    );
+}

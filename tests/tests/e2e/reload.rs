@@ -508,6 +508,11 @@ async fn stage_promote_rollback_under_a_stream() {
         sample["what"].as_str().unwrap().contains("x-tenth"),
         "a sampled difference names the header: {sample}"
     );
+    assert!(
+        sample["candidate"].as_str().unwrap().contains("x-tenth (")
+            && !sample["candidate"].as_str().unwrap().contains("x-tenth="),
+        "header values stay off /status unless stage_sample_values is on: {sample}"
+    );
 
     let (code, body) = admin("/admin/promote".into());
     assert_eq!(code, 200, "{body}");
