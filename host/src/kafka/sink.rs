@@ -68,6 +68,8 @@ impl KafkaSink {
     }
 
     async fn produce(&self, msg: &Message) -> Result<Pending, SinkError> {
+        #[cfg(debug_assertions)]
+        test_fatal_hook(&self.producer, msg);
         let Some(topic) = msg
             .kafka_target
             .topic
@@ -128,6 +130,7 @@ impl KafkaSink {
                 Err((e, _)) => {
                     let detail = format!("Kafka refused the message for topic `{topic}`: {e}");
                     let rejected = match e.rdkafka_error_code() {
+                        Some(RDKafkaErrorCode::Fatal) => fatal(detail, e),
                         Some(RDKafkaErrorCode::UnknownPartition) => {
                             Rejected::because(Refusal::UnknownPartition, detail)
                         }
@@ -156,9 +159,12 @@ impl Sink for KafkaSink {
         Box::pin(std::future::ready(()))
     }
 
-    /// The producer reconnects on its own.
+    /// The producer reconnects on its own; after a fatal error (its idempotence state is
+    /// lost) it is done: the mapping restarts with a new one.
     fn is_connected(&self) -> bool {
-        true
+        rdkafka::producer::Producer::client(self.producer.as_ref())
+            .fatal_error()
+            .is_none()
     }
 
     /// Waits until everything sent has been answered (the shared producer's queue, other
@@ -173,6 +179,16 @@ impl Sink for KafkaSink {
     }
 }
 
+/// The producer hit a fatal error (a broker's fatal idempotence error, say): nothing it sends
+/// will go through. The mapping restarts, the pool makes a new producer, and the message is
+/// consumed and sent again — not dead-lettered, which would fail the same way.
+fn fatal(detail: String, e: KafkaError) -> Rejected {
+    Rejected::transient(
+        format!("{detail} (the producer is replaced)"),
+        Some(Box::new(e)),
+    )
+}
+
 /// A failed delivery: transient when it says nothing about the message — the cluster could not
 /// be reached or answered in time (librdkafka has retried until `message.timeout.ms`), or the
 /// mapping's own topic is gone: the mapping restarts and sends the message again instead of
@@ -182,6 +198,7 @@ fn classify(detail: String, e: KafkaError, chosen: bool) -> Rejected {
     use RDKafkaErrorCode as C;
     let detail = format!("{detail}: {e}");
     match e.rdkafka_error_code() {
+        Some(C::Fatal) => return fatal(detail, e),
         Some(C::UnknownTopicOrPartition | C::UnknownTopic) if chosen => {
             return Rejected {
                 source: Some(Box::new(e)),
@@ -220,6 +237,31 @@ fn classify(detail: String, e: KafkaError, chosen: bool) -> Rejected {
         Rejected {
             source: Some(Box::new(e)),
             ..Rejected::refused(FailureKind::TargetRejected, detail)
+        }
+    }
+}
+
+/// Test hook, in debug builds only: the first message carrying the header named by
+/// `BRIDGE_TEST_FATAL_PRODUCER` raises a fatal error in its producer, as a broker's fatal
+/// idempotence error would (librdkafka's `rd_kafka_test_fatal_error`).
+#[cfg(debug_assertions)]
+fn test_fatal_hook(producer: &Producer, msg: &Message) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static HEADER: OnceLock<Option<String>> = OnceLock::new();
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    if let Some(name) = HEADER.get_or_init(|| std::env::var("BRIDGE_TEST_FATAL_PRODUCER").ok())
+        && msg.headers.iter().any(|(k, _)| k == name)
+        && !FIRED.swap(true, Ordering::SeqCst)
+    {
+        let client = rdkafka::producer::Producer::client(producer);
+        // SAFETY: the client is alive (borrowed from `producer`); the reason is a C string.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                client.native_ptr(),
+                rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"test hook: BRIDGE_TEST_FATAL_PRODUCER".as_ptr(),
+            );
         }
     }
 }

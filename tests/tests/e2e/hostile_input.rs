@@ -467,3 +467,54 @@ fn check_masks_secrets_in_parse_errors_and_warns_about_sasl_in_the_clear() {
         "{clear}"
     );
 }
+
+/// A fatal error of the idempotent producer (raised by a test hook on the eleventh message):
+/// the mapping gets a new producer and every message arrives; none is dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
+    let (input, out, dlq) = (unique("fatal-in"), unique("fatal-out"), unique("fatal-dlq"));
+    brokers::create_topics(&[&input, &out, &dlq], 1).await;
+    let records: Vec<brokers::Record> = (0..30)
+        .map(|i| {
+            let mut r = record("-", &format!("m{i}"));
+            r.headers = if i == 10 {
+                vec![("boom".into(), b"1".to_vec())]
+            } else {
+                vec![]
+            };
+            r
+        })
+        .collect();
+    brokers::produce(&input, &records, None).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .env("BRIDGE_TEST_FATAL_PRODUCER", "boom")
+        .mapping(
+            Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out).dead_letter_kafka(&dlq),
+        )
+        .start();
+    let o = out.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        brokers::consume_topic(&o, 60, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    let d = dlq.clone();
+    let dead =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 1, Duration::from_secs(3)))
+            .await
+            .unwrap();
+    let restarts = bridge.metric(r#"bridge_mapping_restarts_total{mapping="m",tenant="default"}"#);
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let distinct: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(distinct.len(), 30, "every message arrived; log:\n{log}");
+    assert!(dead.is_empty(), "nothing dead-lettered; log:\n{log}");
+    assert!(
+        restarts.unwrap_or(0.0) >= 1.0,
+        "the mapping restarted; log:\n{log}"
+    );
+}
