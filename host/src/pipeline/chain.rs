@@ -124,6 +124,20 @@ impl ChainCore {
                     }
                 }
             }
+            // Fan-out multiplies along a chain: what one consumed message becomes is capped by
+            // the plugin's `fan_out`, across the whole chain, not only per call.
+            let cap = plugin.plugin().spec().limits.fan_out as usize;
+            if next.len() > cap {
+                return ChainOutcome::Failed(ProcessingFailure {
+                    kind: FailureKind::PluginOutputLimit,
+                    plugin: Some(plugin.plugin().name().to_string()),
+                    detail: format!(
+                        "the chain made {} messages of one, more than `fan_out` = {cap}",
+                        next.len()
+                    ),
+                    version: Some(plugin.plugin().describe()),
+                });
+            }
             current = next;
             if current.is_empty() {
                 return ChainOutcome::Dropped;

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::LimitHit;
 
+/// The budget of a tenant that sets no `held_bytes`, the `default` tenant's included: 256 MiB,
+/// room for sixteen messages of the largest size a plugin may make (`output_bytes`, 16 MiB).
+pub const DEFAULT_HELD_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The bytes a tenant's plugins hold, against its limit.
 #[derive(Debug)]
 pub struct HeldBytes {

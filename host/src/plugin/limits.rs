@@ -100,6 +100,8 @@ impl PluginLimits {
 #[derive(Debug)]
 pub struct StoreLimiter {
     memory_bytes: u64,
+    /// Bytes of all the instance's linear memories together.
+    memory_total: u64,
     table_elements: u64,
     instances: usize,
 }
@@ -109,6 +111,7 @@ impl StoreLimiter {
     pub fn new(limits: &PluginLimits) -> Self {
         StoreLimiter {
             memory_bytes: limits.memory_bytes(),
+            memory_total: 0,
             table_elements: limits.table_elements,
             instances: limits.instances as usize,
         }
@@ -116,18 +119,22 @@ impl StoreLimiter {
 }
 
 impl wasmtime::ResourceLimiter for StoreLimiter {
+    /// `memory_mib` bounds all of an instance's linear memories together, not each one.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+        let total =
+            (self.memory_total.saturating_sub(current as u64)).saturating_add(desired as u64);
+        if total > self.memory_bytes {
             return Err(wasmtime::Error::new(LimitHit::Memory {
                 limit: self.memory_bytes,
-                wanted: desired as u64,
+                wanted: total,
             }));
         }
+        self.memory_total = total;
         Ok(true)
     }
 

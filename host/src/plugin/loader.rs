@@ -218,9 +218,10 @@ impl PluginRuntime {
             policy,
             version,
             digest,
-            budget: spec
-                .held_bytes
-                .map(|limit| self.budget(&spec.tenant, limit)),
+            budget: Some(self.budget(
+                &spec.tenant,
+                spec.held_bytes.unwrap_or(super::budget::DEFAULT_HELD_BYTES),
+            )),
             declared,
         }))
     }

@@ -518,3 +518,65 @@ async fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
         "the mapping restarted; log:\n{log}"
     );
 }
+
+/// The default tenant has a budget too: a plugin that fans an 8 MiB message out three hundred
+/// times fails with `plugin-memory-limit` instead of making the host hold 2.4 GB, and a chain
+/// whose stages multiply (40 × 40) is capped by `fan_out` across the chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_is_bounded_by_default_and_fan_out_across_a_chain() {
+    let (big_in, chain_in) = (unique("mem-in"), unique("chain-in"));
+    let (out, dlq) = (unique("mem-out"), unique("mem-dlq"));
+    brokers::create_topics(&[&big_in, &chain_in, &out, &dlq], 1).await;
+    brokers::produce(&big_in, &[record("-", "grow me")], None).await;
+    brokers::produce(&chain_in, &[record("-", "multiply me")], None).await;
+    let hostile = bridge_tests::artifacts::HOSTILE;
+    let mut bridge = Scenario::new()
+        .plugin("big", hostile, r#"mode = "huge-payload", size = "8388608""#)
+        .plugin("fan", hostile, r#"mode = "fan-out", count = "300""#)
+        .plugin("fan40a", hostile, r#"mode = "fan-out", count = "40""#)
+        .plugin("fan40b", hostile, r#"mode = "fan-out", count = "40""#)
+        .mapping(
+            Mapping::kafka_to_kafka("big", &[&big_in], &unique("g"), &out)
+                .plugins(&["big", "fan"])
+                .dead_letter_kafka(&dlq),
+        )
+        .mapping(
+            Mapping::kafka_to_kafka("chain", &[&chain_in], &unique("g"), &out)
+                .plugins(&["fan40a", "fan40b"])
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    let d = dlq.clone();
+    let dead =
+        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 2, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    let peak_kib = bridge_tests::bridge::proc_status(bridge.pid(), "VmHWM:").unwrap_or(0);
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let kinds: std::collections::BTreeMap<String, String> = dead
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned(),
+                r.header("x-bridge-failure-kind").unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds.get("grow me").map(String::as_str),
+        Some("plugin-memory-limit"),
+        "log:\n{log}"
+    );
+    assert_eq!(
+        kinds.get("multiply me").map(String::as_str),
+        Some("plugin-output-limit"),
+        "log:\n{log}"
+    );
+    // The default budget (256 MiB) and the host's own memory, with room to spare.
+    assert!(
+        peak_kib < 700 * 1024,
+        "peak RSS {} MiB; log:\n{log}",
+        peak_kib / 1024
+    );
+}
