@@ -17,7 +17,7 @@ shift || true
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
-  targets=(amqp_headers kafka_headers kafka_header_names message_json config message_api)
+  targets=(amqp_headers kafka_headers kafka_header_names target_allowlist message_json config message_api)
 fi
 cd fuzz
 scratch=$(mktemp -d)

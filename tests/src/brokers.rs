@@ -451,6 +451,14 @@ pub fn consume_topic(topic: &str, expected: usize, idle: Duration) -> Vec<Record
     consume_topic_from(&kafka_bootstrap(), topic, expected, idle)
 }
 
+/// [`consume_topic`] from an async test, on a blocking thread.
+pub async fn read_topic(topic: &str, expected: usize, idle: Duration) -> Vec<Record> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || consume_topic(&topic, expected, idle))
+        .await
+        .expect("the topic reader")
+}
+
 /// [`consume_topic`] from another cluster.
 pub fn consume_topic_from(
     bootstrap: &str,

@@ -126,24 +126,42 @@ impl TargetAllowlist {
     }
 }
 
+impl TargetAllowlist {
+    /// `tenant`'s lists of topic and exchange globs compiled (`None`: anything goes); `Err`
+    /// names a glob that does not compile.
+    pub fn new(
+        tenant: &str,
+        topics: &Option<Vec<String>>,
+        exchanges: &Option<Vec<String>>,
+    ) -> Result<Self, String> {
+        let compile = |key: &'static str, patterns: &Option<Vec<String>>| {
+            List::new(key, patterns).map(|list| {
+                list.map(|l| {
+                    let named = l.named();
+                    (l.set, named)
+                })
+            })
+        };
+        Ok(TargetAllowlist {
+            tenant: tenant.to_string(),
+            topics: compile("topics", topics)?,
+            exchanges: compile("exchanges", exchanges)?,
+        })
+    }
+}
+
 impl BridgeConfig {
     /// `tenant`'s target allowlists. They compiled when the configuration was checked; one
     /// that did not would allow nothing.
     pub fn target_allowlist(&self, tenant: &str) -> TargetAllowlist {
-        let compile =
-            |key: &'static str, patterns: &Option<Vec<String>>| match List::new(key, patterns) {
-                Ok(list) => list.map(|l| {
-                    let named = l.named();
-                    (l.set, named)
-                }),
-                Err(e) => Some((GlobSet::empty(), e)),
-            };
         let allow = self.tenants.get(tenant).map(|t| &t.allow);
-        TargetAllowlist {
+        let (topics, exchanges) =
+            allow.map_or((None, None), |a| (a.topics.clone(), a.exchanges.clone()));
+        TargetAllowlist::new(tenant, &topics, &exchanges).unwrap_or_else(|_| TargetAllowlist {
             tenant: tenant.to_string(),
-            topics: allow.and_then(|a| compile("topics", &a.topics)),
-            exchanges: allow.and_then(|a| compile("exchanges", &a.exchanges)),
-        }
+            topics: Some((GlobSet::empty(), "`allow.topics`".into())),
+            exchanges: Some((GlobSet::empty(), "`allow.exchanges`".into())),
+        })
     }
 }
 

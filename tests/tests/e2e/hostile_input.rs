@@ -41,16 +41,8 @@ async fn header_names_that_are_not_utf8_or_hold_a_nul_are_dead_lettered() {
             Mapping::kafka_to_kafka("raw", &[&topic], &unique("g"), &out).dead_letter_kafka(&dlq),
         )
         .start();
-    let (o, d) = (out.clone(), dlq.clone());
-    let delivered = tokio::task::spawn_blocking(move || {
-        brokers::consume_topic(&o, 10, Duration::from_secs(30))
-    })
-    .await
-    .unwrap();
-    let dead =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 2, Duration::from_secs(10)))
-            .await
-            .unwrap();
+    let delivered = brokers::read_topic(&out, 10, Duration::from_secs(30)).await;
+    let dead = brokers::read_topic(&dlq, 2, Duration::from_secs(10)).await;
     bridge.ready().await;
     bridge.stop_clean();
     let log = bridge.log_text();
@@ -127,25 +119,14 @@ async fn a_topic_chosen_by_a_header_outside_the_tenants_allowlist_is_dead_letter
                 .dead_letter_kafka(&dlq),
         )
         .start();
-    let (o, d) = (out.clone(), dlq.clone());
-    let delivered =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&o, 2, Duration::from_secs(30)))
-            .await
-            .unwrap();
-    let dead =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 1, Duration::from_secs(10)))
-            .await
-            .unwrap();
+    let delivered = brokers::read_topic(&out, 2, Duration::from_secs(30)).await;
+    let dead = brokers::read_topic(&dlq, 1, Duration::from_secs(10)).await;
     let refused = bridge.metric(
         r#"bridge_target_refusals_total{mapping="m",tenant="pay",reason="target-not-allowed"}"#,
     );
     bridge.stop_clean();
     let log = bridge.log_text();
-    let o = other.clone();
-    let leaked =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&o, 1, Duration::from_secs(3)))
-            .await
-            .unwrap();
+    let leaked = brokers::read_topic(&other, 1, Duration::from_secs(3)).await;
     assert!(
         leaked.is_empty(),
         "nothing reaches the other team's topic; log:\n{log}"
@@ -202,11 +183,7 @@ async fn an_exchange_chosen_by_a_header_is_checked_against_the_allowlist_and_the
                 .dead_letter_kafka(&dlq),
         )
         .start();
-    let d = dlq.clone();
-    let dead =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 2, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let dead = brokers::read_topic(&dlq, 2, Duration::from_secs(30)).await;
     let (arrived, task) = brokers::collect_queue(&ok_q).await;
     bridge
         .wait_for("both allowed messages", Duration::from_secs(30), || {
@@ -262,11 +239,7 @@ async fn the_hop_count_is_the_hosts_and_plugin_log_lines_cannot_forge_others() {
                 .plugins(&["forge", "reset"]),
         )
         .start();
-    let o = out.clone();
-    let got =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&o, 1, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let got = brokers::read_topic(&out, 1, Duration::from_secs(30)).await;
     let rewrites = bridge.metric(r#"bridge_hop_rewrites_total{mapping="m",tenant="default"}"#);
     bridge.stop_clean();
     let log = bridge.log_text();
@@ -493,17 +466,8 @@ async fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
             Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out).dead_letter_kafka(&dlq),
         )
         .start();
-    let o = out.clone();
-    let got = tokio::task::spawn_blocking(move || {
-        brokers::consume_topic(&o, 60, Duration::from_secs(20))
-    })
-    .await
-    .unwrap();
-    let d = dlq.clone();
-    let dead =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 1, Duration::from_secs(3)))
-            .await
-            .unwrap();
+    let got = brokers::read_topic(&out, 60, Duration::from_secs(20)).await;
+    let dead = brokers::read_topic(&dlq, 1, Duration::from_secs(3)).await;
     let restarts = bridge.metric(r#"bridge_mapping_restarts_total{mapping="m",tenant="default"}"#);
     bridge.stop_clean();
     let log = bridge.log_text();
@@ -546,11 +510,7 @@ async fn memory_is_bounded_by_default_and_fan_out_across_a_chain() {
                 .dead_letter_kafka(&dlq),
         )
         .start();
-    let d = dlq.clone();
-    let dead =
-        tokio::task::spawn_blocking(move || brokers::consume_topic(&d, 2, Duration::from_secs(60)))
-            .await
-            .unwrap();
+    let dead = brokers::read_topic(&dlq, 2, Duration::from_secs(60)).await;
     let peak_kib = bridge_tests::bridge::proc_status(bridge.pid(), "VmHWM:").unwrap_or(0);
     bridge.stop_clean();
     let log = bridge.log_text();
