@@ -172,7 +172,12 @@ async fn respond<B>(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            (code, status.to_json().to_string(), JSON)
+            let body = match admin.protect_status {
+                // The status is behind the token: the probe gets the reasons only.
+                true => serde_json::json!({ "not_ready_because": status.not_ready_because() }),
+                false => status.to_json(),
+            };
+            (code, body.to_string(), JSON)
         }
         (&Method::GET, "/status" | "/metrics") if admin.protect_status => {
             match authorize(req, admin) {

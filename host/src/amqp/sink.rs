@@ -122,12 +122,6 @@ impl AmqpSink {
             .exchange
             .clone()
             .unwrap_or_else(|| self.target.exchange.clone());
-        if let Some(chosen) = &msg.amqp_target.exchange
-            && *chosen != self.target.exchange
-            && let Some(rejected) = self.check_chosen(chosen).await?
-        {
-            return Ok(Box::pin(async move { Err(rejected) }));
-        }
         let routing_key = msg
             .amqp_target
             .routing_key
@@ -141,6 +135,21 @@ impl AmqpSink {
                 routing_key.len()
             );
             return Ok(refused(FailureKind::TargetRejected, detail));
+        }
+        if let Some(chosen) = &msg.amqp_target.exchange
+            && *chosen != self.target.exchange
+        {
+            let checked = tokio::time::timeout(WRITE_TIMEOUT, self.check_chosen(chosen))
+                .await
+                .map_err(|_| {
+                    SinkError::msg(format!(
+                        "checking exchange `{chosen}` took more than {} s",
+                        WRITE_TIMEOUT.as_secs()
+                    ))
+                })??;
+            if let Some(rejected) = checked {
+                return Ok(Box::pin(async move { Err(rejected) }));
+            }
         }
         let props = match super::properties_from_message(msg, self.target.persistent) {
             Ok(props) => props,

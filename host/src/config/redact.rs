@@ -43,10 +43,15 @@ pub fn mask_secrets(message: &str) -> String {
             };
             let number = gutter.trim();
             let excerpt = !number.is_empty() && number.chars().all(|c| c.is_ascii_digit());
+            let url_credentials = content.contains("://") && content.contains('@');
             match content.split_once('=') {
-                Some((key, _)) if excerpt && is_secret(key) => {
+                Some((key, _)) if excerpt && (is_secret(content) || url_credentials) => {
                     masked = true;
                     format!("{gutter} | {key}= ***")
+                }
+                None if excerpt && (is_secret(content) || url_credentials) => {
+                    masked = true;
+                    format!("{gutter} | ***")
                 }
                 _ => line.to_string(),
             }

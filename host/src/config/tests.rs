@@ -382,3 +382,13 @@ fn parse_errors_do_not_quote_secret_values() {
         .to_string();
     assert!(!err.contains("s3cr3t-t0ken"), "{err}");
 }
+
+#[test]
+fn parse_errors_do_not_quote_url_credentials() {
+    let text = "[rabbitmq.local]\nurl = \"amqp://u:Zq9word\\q@h:5672\"\n";
+    let err = BridgeConfig::parse(Path::new("bridge.toml"), text, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!err.contains("Zq9word"), "{err}");
+}

@@ -81,8 +81,8 @@ impl KafkaSink {
         };
         // The configured topic was checked against the tenant's allowlist at load; one a
         // plugin or a header chose is checked here.
-        let chosen = self.target.topic.as_deref() != Some(topic.as_str());
-        if chosen && let Err(outside) = self.allowlist.topic(&topic) {
+        let topic_chosen = self.target.topic.as_deref() != Some(topic.as_str());
+        if topic_chosen && let Err(outside) = self.allowlist.topic(&topic) {
             return Ok(Box::pin(async move {
                 Err(Rejected::because(Refusal::NotAllowed, outside))
             }));
@@ -92,6 +92,9 @@ impl KafkaSink {
             _ => None,
         };
         let partition = msg.kafka_target.partition.or(same);
+        // Whether a plugin chose where it goes: then a topic or partition that does not exist
+        // is the message's fault, not the mapping's.
+        let chosen = topic_chosen || msg.kafka_target.partition.is_some();
         let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(super::headers(msg));
         if let Some(k) = &msg.key {
             record = record.key(k.as_slice());
@@ -131,12 +134,15 @@ impl KafkaSink {
                     let detail = format!("Kafka refused the message for topic `{topic}`: {e}");
                     let rejected = match e.rdkafka_error_code() {
                         Some(RDKafkaErrorCode::Fatal) => fatal(detail, e),
-                        Some(RDKafkaErrorCode::UnknownPartition) => {
+                        Some(RDKafkaErrorCode::UnknownPartition) if chosen => {
                             Rejected::because(Refusal::UnknownPartition, detail)
                         }
-                        Some(RDKafkaErrorCode::UnknownTopic) => {
+                        Some(RDKafkaErrorCode::UnknownTopic) if chosen => {
                             Rejected::because(Refusal::UnknownTopic, detail)
                         }
+                        Some(
+                            RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic,
+                        ) => Rejected::transient(detail, Some(Box::new(e))),
                         _ => Rejected::refused(FailureKind::TargetRejected, detail),
                     };
                     return Ok(Box::pin(async move { Err(rejected) }));
@@ -198,7 +204,8 @@ fn classify(detail: String, e: KafkaError, chosen: bool) -> Rejected {
     use RDKafkaErrorCode as C;
     let detail = format!("{detail}: {e}");
     match e.rdkafka_error_code() {
-        Some(C::Fatal) => return fatal(detail, e),
+        // After a fatal error librdkafka purges what it held: not sent, not refused.
+        Some(C::Fatal | C::PurgeQueue | C::PurgeInflight) => return fatal(detail, e),
         Some(C::UnknownTopicOrPartition | C::UnknownTopic) if chosen => {
             return Rejected {
                 source: Some(Box::new(e)),

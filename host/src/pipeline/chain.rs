@@ -103,7 +103,18 @@ impl ChainCore {
                 if let (Some(t), Some(s)) = (timer, started) {
                     t.called(s.elapsed());
                 }
+                let cap = plugin.plugin().spec().limits.fan_out as usize;
                 match result {
+                    Ok(Outcome::Forward(out)) if next.len() + out.len() > cap => {
+                        return ChainOutcome::Failed(ProcessingFailure {
+                            kind: FailureKind::PluginOutputLimit,
+                            plugin: Some(plugin.plugin().name().to_string()),
+                            detail: format!(
+                                "the chain made more than {cap} messages of one (`fan_out` = {cap})"
+                            ),
+                            version: Some(plugin.plugin().describe()),
+                        });
+                    }
                     Ok(Outcome::Forward(out)) => next.extend(out),
                     Ok(Outcome::Drop) => {}
                     Ok(Outcome::DeadLetter { reason, .. }) => {
@@ -123,20 +134,6 @@ impl ChainCore {
                         return ChainOutcome::Failed(failure);
                     }
                 }
-            }
-            // Fan-out multiplies along a chain: what one consumed message becomes is capped by
-            // the plugin's `fan_out`, across the whole chain, not only per call.
-            let cap = plugin.plugin().spec().limits.fan_out as usize;
-            if next.len() > cap {
-                return ChainOutcome::Failed(ProcessingFailure {
-                    kind: FailureKind::PluginOutputLimit,
-                    plugin: Some(plugin.plugin().name().to_string()),
-                    detail: format!(
-                        "the chain made {} messages of one, more than `fan_out` = {cap}",
-                        next.len()
-                    ),
-                    version: Some(plugin.plugin().describe()),
-                });
             }
             current = next;
             if current.is_empty() {
