@@ -74,8 +74,8 @@ pub struct Fetched {
     pub message: Message,
     /// Its bytes (key, payload, headers), counted once against its mapping's queue.
     weight: usize,
-    /// The poll that returned it.
-    poll: u64,
+    /// Its number among the messages the poller took (see `Table::rewound`).
+    taken: u64,
 }
 
 /// What a mapping receives from its group consumer, in order.
@@ -224,13 +224,13 @@ struct Table {
     assigned: HashSet<Partition>,
     /// Paused partitions of topics no mapping claims, with the messages fetched for them.
     orphans: HashMap<Partition, Vec<Fetched>>,
-    /// Partitions sought back when a mapping left: the offset fetching starts again at, and
-    /// the poll under way then. That poll may return a message of the partition fetched
-    /// before the seek: it is dropped (it is fetched again), so nothing arrives behind a later
-    /// offset.
-    rewound: HashMap<Partition, (i64, u64)>,
-    /// Polls started by the poller, counted before each one.
-    polls: Arc<AtomicU64>,
+    /// Partitions sought back when a mapping left, with how many messages the poller had
+    /// taken then. The seek drops what librdkafka prefetched before it, but a message taken
+    /// before the seek may still be on its way to `route`: it is dropped (it is fetched
+    /// again), so nothing arrives out of order. One taken after the seek ends the watch.
+    rewound: HashMap<Partition, u64>,
+    /// Messages taken from librdkafka by the poller, counted as each is returned.
+    taken: Arc<AtomicU64>,
     /// Partitions a leaving mapping could not seek back, with the offset to seek them to
     /// before a mapping claims them (until then they stay paused).
     unsought: HashMap<Partition, i64>,
@@ -241,14 +241,20 @@ impl Table {
         self.routes.iter_mut().find(|r| r.claim.claims(topic))
     }
 
-    /// Whether `fetched` was fetched before its partition was sought back (see `rewound`).
-    /// Only a message from the poll under way at the seek can be: the seek drops what
-    /// librdkafka prefetched before it.
+    /// Whether `fetched` was taken before its partition was sought back (see `rewound`).
     fn is_stale(&mut self, fetched: &Fetched) -> bool {
+        if self.rewound.is_empty() {
+            return false;
+        }
         let part = (fetched.topic.clone(), fetched.partition);
-        self.rewound
-            .remove(&part)
-            .is_some_and(|(from, poll)| fetched.poll <= poll && fetched.offset > from)
+        match self.rewound.get(&part) {
+            Some(&sought) if fetched.taken <= sought => true,
+            Some(_) => {
+                self.rewound.remove(&part);
+                false
+            }
+            None => false,
+        }
     }
 
     fn wanted_subscription(&self) -> Vec<String> {
@@ -495,12 +501,13 @@ impl GroupConsumer {
             .iter()
             .filter_map(|part| Some((part.clone(), *table.unsought.get(part)?)))
             .collect();
+        // Counted before the seek: a message taken after it is never taken for a stale one.
+        let taken = table.taken.load(Ordering::Acquire);
         let failed = seek(self.consumer.as_ref(), &unsought);
-        let poll = table.polls.load(Ordering::Acquire);
-        for (part, offset) in unsought {
+        for (part, _) in unsought {
             if !failed.contains(&part) {
                 table.unsought.remove(&part);
-                table.rewound.insert(part, (offset, poll));
+                table.rewound.insert(part, taken);
             }
         }
         let waiting: Vec<Partition> = waiting
@@ -562,11 +569,11 @@ impl GroupConsumer {
 
 /// Takes every fetched message and hands it to the mapping that claims its topic.
 async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey) {
-    let polls = Arc::clone(&lock(&table).polls);
+    let taken = Arc::clone(&lock(&table).taken);
     loop {
-        let poll = polls.fetch_add(1, Ordering::AcqRel) + 1;
         let fetched = match consumer.recv().await {
             Ok(m) => {
+                let number = taken.fetch_add(1, Ordering::AcqRel) + 1;
                 let message = super::to_message(&key.cluster, &m);
                 Box::new(Fetched {
                     topic: m.topic().to_string(),
@@ -574,7 +581,7 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
                     offset: m.offset(),
                     weight: usize::try_from(message.size()).unwrap_or(usize::MAX),
                     message,
-                    poll,
+                    taken: number,
                 })
             }
             Err(e) => {
@@ -652,7 +659,8 @@ fn route(consumer: &Consumer_, table: &Mutex<Table>, fetched: Box<Fetched>) -> O
 }
 
 /// Seeks each partition to its offset (asynchronously: the seek takes effect before the
-/// partition resumes); the partitions whose seek failed.
+/// partition resumes); the partitions whose seek failed. An asynchronous seek under way
+/// reports "in progress" (`_IN_PROGRESS`), which is its success.
 fn seek(consumer: &Consumer_, to: &[(Partition, i64)]) -> HashSet<Partition> {
     if to.is_empty() {
         return HashSet::new();
@@ -667,7 +675,12 @@ fn seek(consumer: &Consumer_, to: &[(Partition, i64)]) -> HashSet<Partition> {
         Ok(result) => result
             .elements()
             .iter()
-            .filter(|e| e.error().is_err())
+            .filter(|e| {
+                !matches!(
+                    e.error(),
+                    Ok(()) | Err(KafkaError::OffsetFetch(RDKafkaErrorCode::InProgress))
+                )
+            })
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect(),
         Err(e) => {
@@ -857,14 +870,15 @@ impl Lease {
         if !rewind.is_empty() {
             let parts: Vec<&Partition> = rewind.iter().map(|(p, _)| p).collect();
             pause(self.group.consumer.as_ref(), &parts, true);
+            // Counted before the seek, as in `join`.
+            let taken = table.taken.load(Ordering::Acquire);
             let failed = seek(self.group.consumer.as_ref(), &rewind);
-            let poll = table.polls.load(Ordering::Acquire);
             for (part, offset) in &rewind {
                 if failed.contains(part) {
                     tracing::warn!(group = %self.group.key.group, topic = %part.0, partition = part.1, "Kafka seek failed; sought again before a mapping takes the partition.");
                     table.unsought.insert(part.clone(), *offset);
                 } else {
-                    table.rewound.insert(part.clone(), (*offset, poll));
+                    table.rewound.insert(part.clone(), taken);
                 }
             }
             for (part, _) in rewind {
@@ -894,32 +908,36 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    fn fetched(offset: i64, poll: u64) -> Fetched {
+    fn fetched(offset: i64, taken: u64) -> Fetched {
         Fetched {
             topic: "t".to_string(),
             partition: 0,
             offset,
             message: Message::new(None),
             weight: 0,
-            poll,
+            taken,
         }
     }
 
     #[test]
-    fn a_message_fetched_before_a_leaving_mappings_seek_is_dropped() {
+    fn a_message_taken_before_a_leaving_mappings_seek_is_dropped() {
         let part = ("t".to_string(), 0);
         let mut table = Table::default();
-        // Sought back to offset 10 while poll 5 was under way.
-        table.rewound.insert(part.clone(), (10, 5));
+        assert!(!table.is_stale(&fetched(3, 1)), "nothing sought back");
+        // Sought back to offset 10 when the poller had taken 5 messages.
+        table.rewound.insert(part.clone(), 5);
         assert!(
             table.is_stale(&fetched(14, 5)),
-            "returned by that poll beyond the rewind: fetched again, not delivered behind it"
+            "taken before the seek: fetched again, not delivered out of order"
         );
-        table.rewound.insert(part.clone(), (10, 5));
-        assert!(!table.is_stale(&fetched(10, 5)), "the refetch itself");
-        table.rewound.insert(part, (10, 5));
-        assert!(!table.is_stale(&fetched(14, 6)), "a later poll");
-        assert!(table.rewound.is_empty(), "each entry serves one message");
-        assert!(!table.is_stale(&fetched(20, 7)));
+        assert!(
+            !table.is_stale(&fetched(11, 6)),
+            "taken after the seek, whatever its offset (a gap after offset 10 is kept)"
+        );
+        assert!(
+            table.rewound.is_empty(),
+            "the first message after the seek ends the watch"
+        );
+        assert!(!table.is_stale(&fetched(12, 7)));
     }
 }
