@@ -143,6 +143,101 @@ async fn a_topic_chosen_by_a_header_outside_the_tenants_allowlist_is_dead_letter
     assert_eq!(refused, Some(1.0), "log:\n{log}");
 }
 
+/// A topic a header names that does not exist, and a partition a plugin names that does not
+/// exist: each message is dead-lettered with its reason (`unknown-topic`, `unknown-partition`)
+/// and counted; the others arrive and the mappings never restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_or_partition_chosen_that_does_not_exist_is_dead_lettered() {
+    let (by_topic, by_partition) = (unique("unk-in"), unique("unk-pin"));
+    let (out, dlq) = (unique("unk-out"), unique("unk-dlq"));
+    brokers::create_topics(&[&by_topic, &by_partition, &out, &dlq], 1).await;
+    let nowhere = unique("unk-nowhere");
+    brokers::produce(
+        &by_topic,
+        &[
+            record(&out, "t1"),
+            record(&nowhere, "to nowhere"),
+            record(&out, "t2"),
+        ],
+        None,
+    )
+    .await;
+    let behave = |payload: &str| {
+        let mut r = record("-", payload);
+        r.headers.push(("x-behave".into(), b"1".to_vec()));
+        r
+    };
+    brokers::produce(
+        &by_partition,
+        &[behave("p1"), record("-", "to partition 7"), behave("p2")],
+        None,
+    )
+    .await;
+    // A missing topic is known missing once librdkafka's metadata wait runs out (30 s by
+    // default); shortened here.
+    let sections = format!(
+        "{}\n[kafka.main.properties]\n\"topic.metadata.propagation.max.ms\" = \"2000\"\n",
+        brokers::brokers_toml_with(&brokers::amqp_url())
+    );
+    let mut bridge = Scenario::with_brokers(&sections)
+        .health()
+        .plugin(
+            "route",
+            bridge_tests::artifacts::ROUTING_KEY,
+            r#"topic = "{header:dest}""#,
+        )
+        .plugin(
+            "seventh",
+            bridge_tests::artifacts::HOSTILE,
+            r#"mode = "partition", count = "7""#,
+        )
+        .mapping(
+            Mapping::kafka_to_kafka("by-topic", &[&by_topic], &unique("g"), &out)
+                .plugins(&["route"])
+                .dead_letter_kafka(&dlq),
+        )
+        .mapping(
+            Mapping::kafka_to_kafka("by-partition", &[&by_partition], &unique("g"), &out)
+                .plugins(&["seventh"])
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    let delivered = brokers::read_topic(&out, 4, Duration::from_secs(60)).await;
+    let dead = brokers::read_topic(&dlq, 2, Duration::from_secs(60)).await;
+    let metric = |mapping: &str, reason: &str| {
+        bridge.metric(&format!(
+            r#"bridge_target_refusals_total{{mapping="{mapping}",tenant="default",reason="{reason}"}}"#
+        ))
+    };
+    let refused = (
+        metric("by-topic", "unknown-topic"),
+        metric("by-partition", "unknown-partition"),
+    );
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    assert_eq!(delivered.len(), 4, "the others arrive; log:\n{log}");
+    let reasons: std::collections::BTreeMap<String, String> = dead
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned(),
+                r.header("x-bridge-reason").unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}; log:\n{log}");
+    assert!(
+        reasons["to nowhere"].contains("unknown-topic: ")
+            && reasons["to partition 7"].contains("unknown-partition: "),
+        "{reasons:?}"
+    );
+    assert_eq!(refused, (Some(1.0), Some(1.0)), "log:\n{log}");
+    assert!(
+        !log.contains("Mapping stopped; restarting"),
+        "no restart loop; log:\n{log}"
+    );
+}
+
 /// An exchange chosen by a header: outside the tenant's allowlist → `target-not-allowed`;
 /// allowed but missing → `no-route`, without closing the mapping's channel or restarting it.
 #[tokio::test(flavor = "multi_thread")]

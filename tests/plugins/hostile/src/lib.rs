@@ -17,11 +17,12 @@
 //! | `log` | logs `count` lines through the host and prints to stdout |
 //! | `forge-log` | logs one line with a newline, a carriage return and an escape sequence in it |
 //! | `reset-hops` | sets `x-bridge-hops` to `0` (the host's count must stand) |
+//! | `partition` | sends the message to Kafka partition `count` of the mapping's topic |
 //! | `reject` | rejects its configuration in `init` |
 
 use std::hint::black_box;
 
-use bridge_guest_sdk::{Config, Message, Transform, Verdict, log};
+use bridge_guest_sdk::{Config, KafkaTarget, Message, Transform, Verdict, log};
 
 /// The configured misbehaviour.
 pub struct Hostile {
@@ -131,6 +132,13 @@ impl Transform for Hostile {
             }
             "reset-hops" => {
                 msg.set_header("x-bridge-hops", "0");
+                Verdict::Forward
+            }
+            "partition" => {
+                msg.set_kafka_target(&KafkaTarget {
+                    topic: None,
+                    partition: i32::try_from(self.count).ok(),
+                });
                 Verdict::Forward
             }
             other => Verdict::DeadLetter(format!("unknown mode `{other}`")),
