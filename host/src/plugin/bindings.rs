@@ -59,6 +59,9 @@ pub struct Message {
     /// UTF-8, …): it is refused before the plugins with `conversion-error`. Plugins never see
     /// it.
     pub unreadable: Option<String>,
+    /// What the plugins that made or grew it charged to their tenant's budget, held until the
+    /// message (its last copy) is dropped.
+    pub held: Option<super::budget::Held>,
 }
 
 impl Message {
@@ -80,6 +83,7 @@ impl Message {
             },
             amqp_properties: AmqpProperties::default(),
             unreadable: None,
+            held: None,
         }
     }
 

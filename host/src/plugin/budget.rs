@@ -1,9 +1,12 @@
 //! A tenant's budget of message bytes its plugins may make the host hold: every message a
 //! plugin creates or grows (duplicates, fan-out, new payloads, headers, keys) is charged to its
-//! tenant while the host holds it for the plugin, across all the tenant's plugin instances.
+//! tenant, across all the tenant's plugin instances, from the moment the plugin makes it until
+//! the message is settled: what a plugin hands back carries its charge ([`Held`]) through the
+//! rest of the chain, the send and any retry, and releases it when the last copy is dropped.
 //! A plugin that would go past the budget traps with `plugin-memory-limit`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::LimitHit;
@@ -62,6 +65,38 @@ impl HeldBytes {
     }
 }
 
+/// Bytes a message a plugin handed back still holds against its tenant's budget, with those
+/// of the plugins before it; copies of the message share them. Released when the last copy
+/// is dropped: when the message is settled (or dropped, or dead-lettered).
+#[derive(Clone)]
+pub struct Held(Arc<HeldCharge>);
+
+struct HeldCharge {
+    budget: Arc<HeldBytes>,
+    bytes: u64,
+    /// What earlier plugins of the chain charged for the same message.
+    earlier: Option<Held>,
+}
+
+impl Held {
+    /// Bytes held, the earlier plugins' included.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes + self.0.earlier.as_ref().map_or(0, Held::bytes)
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} bytes)", self.bytes())
+    }
+}
+
+impl Drop for HeldCharge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
 /// What one plugin instance charged to its tenant, per message resource.
 #[derive(Debug, Default)]
 pub struct Charges {
@@ -110,6 +145,22 @@ impl Charges {
         }
     }
 
+    /// Message `rep` goes back to the host on its way to its target: its charge goes with it,
+    /// after `earlier` (what it already held when it was lent).
+    pub fn hand_back(&mut self, rep: u32, earlier: Option<Held>) -> Option<Held> {
+        let Some((_, charged)) = self.by_message.remove(&rep) else {
+            return earlier;
+        };
+        let Some(budget) = self.budget.clone().filter(|_| charged > 0) else {
+            return earlier;
+        };
+        Some(Held(Arc::new(HeldCharge {
+            budget,
+            bytes: charged,
+            earlier,
+        })))
+    }
+
     /// Releases everything (the instance is gone).
     pub fn release_all(&mut self) {
         let reps: Vec<u32> = self.by_message.keys().copied().collect();
@@ -128,7 +179,6 @@ impl Drop for Charges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn charges_growth_across_instances_and_releases() {
@@ -149,5 +199,34 @@ mod tests {
         a.release(1);
         drop(b);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_handed_back_message_holds_its_charge_until_its_last_copy_is_dropped() {
+        let budget = Arc::new(HeldBytes::new("t", 100));
+        let mut first = Charges::new(Some(Arc::clone(&budget)));
+        first.resize(1, 40).unwrap();
+        let held = first.hand_back(1, None);
+        drop(first);
+        assert_eq!(
+            budget.held(),
+            40,
+            "the instance let go; the message did not"
+        );
+        // The next plugin of the chain grows it again.
+        let mut second = Charges::new(Some(Arc::clone(&budget)));
+        second.lent(1, 40);
+        second.resize(1, 70).unwrap();
+        let held = second.hand_back(1, held).expect("charged");
+        assert_eq!(held.bytes(), 70);
+        let copy = held.clone();
+        drop(held);
+        assert_eq!(budget.held(), 70, "a copy still holds it");
+        drop(copy);
+        assert_eq!(budget.held(), 0);
+        // Nothing charged: nothing held.
+        let mut third = Charges::new(Some(Arc::clone(&budget)));
+        third.lent(2, 10);
+        assert!(third.hand_back(2, None).is_none());
     }
 }

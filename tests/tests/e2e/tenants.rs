@@ -11,6 +11,7 @@ use std::time::Duration;
 use bridge_tests::artifacts;
 use bridge_tests::bridge::binary;
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::fault_proxy::{FaultProxy, Faults};
 use bridge_tests::scenario::{Mapping, Scenario};
 
 #[test]
@@ -126,5 +127,77 @@ async fn a_plugin_cannot_make_the_host_hold_more_than_its_tenants_budget() {
     );
     // The budget plus a fixed overhead (the consumer's fetch buffers, the three 512 KiB messages
     // and their dead letters, the plugin's linear memory): far from the 1 GiB asked for.
+    assert!(grew_mib < 16 + 112, "RSS grew {grew_mib} MiB");
+}
+
+/// A message a plugin grew keeps its charge until it is settled, not only while the plugin
+/// runs: behind a slow target a tenant's messages in flight stay within its budget (those past
+/// it fail with `plugin-memory-limit` and are dead-lettered) instead of piling up in memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_in_flight_keep_their_plugins_charge_until_settled() {
+    const BUDGET: u64 = 16 * 1024 * 1024;
+    const N: usize = 200;
+    let (topic, dlq) = (unique("grown-in"), unique("grown-dlq"));
+    brokers::create_topics(&[&topic, &dlq], 1).await;
+    let (exchange, queue) = (unique("grown-ex"), unique("grown-q"));
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    // The target behind a 1 MiB/s link: each 1 MiB output waits for its confirm.
+    let proxy = FaultProxy::start("127.0.0.1:5672").await;
+    proxy.set(Faults {
+        bandwidth: Some(1024 * 1024),
+        ..Faults::default()
+    });
+    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr());
+    let mut bridge = Scenario::with_brokers(&brokers::brokers_toml_with(&url))
+        .health()
+        .section(&format!("[tenants.grower]\nheld_bytes = {BUDGET}"))
+        .plugin(
+            "grow",
+            artifacts::HOSTILE,
+            r#"mode = "huge-payload", size = "1048576""#,
+        )
+        .plugin_extra("grow", r#"tenant = "grower""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("grown", &[&topic], &unique("g"), &exchange)
+                .routing_key("rk")
+                .dead_letter_kafka(&dlq)
+                .plugins(&["grow"])
+                .max_in_flight(N)
+                .set("tenant", "grower"),
+        )
+        .start();
+    bridge.ready().await;
+    let idle = peak_rss_kib(bridge.pid());
+    brokers::produce(&topic, &brokers::numbered_records("small", N, 100), None).await;
+    // Every message is accounted for: delivered through the slow link, or dead-lettered.
+    let dead = brokers::read_topic(&dlq, N, Duration::from_secs(15)).await;
+    let delivered =
+        brokers::consume_queue(&conn, &queue, N - dead.len(), Duration::from_secs(30)).await;
+    let peak = peak_rss_kib(bridge.pid());
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let grew_mib = peak.saturating_sub(idle) / 1024;
+    eprintln!(
+        "in flight: {} delivered, {} dead-lettered, RSS grew {grew_mib} MiB, budget 16 MiB",
+        delivered.len(),
+        dead.len()
+    );
+    assert_eq!(
+        delivered.len() + dead.len(),
+        N,
+        "every message delivered or dead-lettered; log:\n{log}"
+    );
+    assert!(
+        !dead.is_empty(),
+        "200 MiB in flight against a 16 MiB budget: some messages are refused; log:\n{log}"
+    );
+    for letter in &dead {
+        assert_eq!(
+            letter.header("x-bridge-failure-kind").as_deref(),
+            Some("plugin-memory-limit")
+        );
+    }
+    // The budget plus the same fixed overhead as above.
     assert!(grew_mib < 16 + 112, "RSS grew {grew_mib} MiB");
 }

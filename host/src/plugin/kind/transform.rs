@@ -32,12 +32,16 @@ impl PluginInstance {
             return Err(self.host_error(wasmtime::format_err!("instance vanished")));
         };
         let state = live.store.data_mut();
-        state.charges.release(rep);
         let table = &mut state.table;
-        let msg = match table.delete(res) {
+        let mut msg = match table.delete(res) {
             Ok(m) => m,
-            Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
+            Err(e) => {
+                state.charges.release(rep);
+                return Err(self.fail(FailureKind::PluginTrap, format!("{e}")));
+            }
         };
+        // What the plugin made the message hold stays charged until it is settled.
+        msg.held = state.charges.hand_back(rep, msg.held.take());
         let outcome = match verdict {
             Verdict::Forward => Outcome::Forward(vec![msg]),
             Verdict::Drop => Outcome::Drop,
@@ -54,8 +58,8 @@ impl PluginInstance {
                     }
                     let out_rep = r.rep();
                     match table.delete(r) {
-                        Ok(m) => {
-                            state.charges.release(out_rep);
+                        Ok(mut m) => {
+                            m.held = state.charges.hand_back(out_rep, m.held.take());
                             out.push(m)
                         }
                         Err(e) => return Err(self.fail(FailureKind::PluginTrap, format!("{e}"))),
