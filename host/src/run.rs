@@ -79,7 +79,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     status.plugins_loaded(&config, &plugins);
     let mut background = tokio::task::JoinSet::new();
     let (reload_tx, mut reload_rx) = mpsc::channel::<Request>(1);
-    background.spawn(reload_on_sighup(reload_tx.clone()));
+    background.spawn(watched(
+        Background::Sighup,
+        reload_on_sighup(reload_tx.clone()),
+    ));
     if let Some(listener) = health {
         tracing::info!(addr = %listener.local_addr()?, "Health endpoints: /livez, /readyz, /status, /metrics, /admin/*.");
         let admin = crate::health::Admin {
@@ -87,17 +90,23 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             protect_status: config.bridge.protect_status,
             reload: reload_tx.clone(),
         };
-        background.spawn(crate::health::serve(listener, Arc::clone(&status), admin));
+        background.spawn(watched(
+            Background::Health,
+            crate::health::serve(listener, Arc::clone(&status), admin),
+        ));
     }
     if config.bridge.stats_interval_secs > 0 {
         let every = Duration::from_secs(config.bridge.stats_interval_secs);
-        background.spawn(Arc::clone(&status).heartbeat(every));
+        background.spawn(watched(
+            Background::Stats,
+            Arc::clone(&status).heartbeat(every),
+        ));
     }
     prepare_topology(&config).await?;
     let timeout = Duration::from_secs(config.bridge.shutdown_timeout_secs);
     // From here SIGTERM/SIGINT stop the bridge within the timeout (see `signals`).
     let (stop_tx, mut stop_rx) = watch::channel(None::<Instant>);
-    background.spawn(signals(stop_tx, timeout));
+    background.spawn(watched(Background::Signals, signals(stop_tx, timeout)));
     let mut supervisor = Supervisor::start(
         path.to_path_buf(),
         text,
@@ -125,6 +134,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(stop_at);
+    let mut checks = tokio::time::interval(BACKGROUND_CHECK);
+    // A task the process cannot do without that ended: the bridge stops, and exits with an
+    // error so that it is started again.
+    let mut failed = None;
     let deadline = loop {
         tokio::select! {
             deadline = &mut stop_at => break deadline,
@@ -136,6 +149,16 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 }
                 deadline = &mut stop_at => break deadline,
             },
+            Some(ended) = background.join_next() => {
+                let (task, why) = ended.unwrap_or((Background::Unknown, "it was cancelled".into()));
+                if task.needed() {
+                    tracing::error!(task = task.name(), why, "A background task ended; stopping the bridge.");
+                    failed = Some(format!("the {} task ended: {why}", task.name()));
+                    break Instant::now() + timeout;
+                }
+                tracing::error!(task = task.name(), why, "A background task ended.");
+            }
+            _ = checks.tick() => supervisor.check_background(),
         }
     };
     tracing::info!(
@@ -145,7 +168,62 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     supervisor.stop_all(deadline).await;
     status.log_stop();
     tracing::info!("Bridge stopped.");
-    Ok(())
+    match failed {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
+}
+
+/// How often the supervisor checks its own background tasks (the Kafka readiness probe).
+const BACKGROUND_CHECK: Duration = Duration::from_secs(5);
+
+/// The process's background tasks, watched by `run`.
+#[derive(Debug, Clone, Copy)]
+enum Background {
+    Sighup,
+    Health,
+    Stats,
+    Signals,
+    Unknown,
+}
+
+impl Background {
+    fn name(self) -> &'static str {
+        match self {
+            Background::Sighup => "SIGHUP reload",
+            Background::Health => "health listener",
+            Background::Stats => "stats heartbeat",
+            Background::Signals => "stop signal",
+            Background::Unknown => "background",
+        }
+    }
+
+    /// Whether the bridge must stop without it: without the signal task SIGTERM would be
+    /// swallowed; without the listener the probes fail and the admin API is gone.
+    fn needed(self) -> bool {
+        matches!(
+            self,
+            Background::Health | Background::Signals | Background::Unknown
+        )
+    }
+}
+
+/// Runs `task`, then says which task it was and why it ended (it returned, or it panicked).
+async fn watched(
+    task: Background,
+    run: impl std::future::Future<Output = ()>,
+) -> (Background, String) {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(()) => (task, "it returned".to_string()),
+        Err(panic) => (
+            task,
+            format!(
+                "it panicked: {}",
+                crate::pipeline::panic_message(panic.as_ref())
+            ),
+        ),
+    }
 }
 
 /// How long after `shutdown_timeout_secs` a stop may still take before the process exits
@@ -166,11 +244,16 @@ async fn signals(stop: watch::Sender<Option<Instant>>, timeout: Duration) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (mut term, mut int) = match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
+        ) {
+            (Ok(term), Ok(int)) => (term, int),
+            (Err(e), _) | (_, Err(e)) => {
+                // Ending stops the bridge: it cannot be stopped gracefully.
+                tracing::error!(error = %e, "SIGTERM/SIGINT cannot be watched.");
+                return;
+            }
         };
         tokio::select! {
             _ = term.recv() => {}
@@ -230,8 +313,12 @@ async fn reload_on_sighup(requests: mpsc::Sender<Request>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP cannot be watched: reload with /admin/reload or the file watch.");
+                return std::future::pending().await;
+            }
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the plugins.");

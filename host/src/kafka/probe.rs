@@ -23,7 +23,8 @@ pub async fn watch(
         {
             Ok(c) => clients.push((name, Arc::new(c))),
             Err(e) => {
-                tracing::error!(cluster = %name, error = %e, "Cannot create a Kafka client for the readiness probe.")
+                tracing::error!(cluster = %name, error = %e, "Cannot create a Kafka client for the readiness probe.");
+                reachable(&name, false);
             }
         }
     }

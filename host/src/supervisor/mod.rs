@@ -122,6 +122,19 @@ impl Supervisor {
             .insert(name.to_string(), Running { stop, task });
     }
 
+    /// Restarts the Kafka readiness probe if it ended (it runs until replaced): a probe that
+    /// died would leave each cluster's readiness as it last was.
+    pub fn check_background(&mut self) {
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+        {
+            tracing::error!("The Kafka readiness probe ended; restarting it.");
+            self.restart_probe();
+        }
+    }
+
     fn restart_probe(&mut self) {
         if let Some(old) = self.probe.take() {
             old.abort();
@@ -301,11 +314,22 @@ impl Supervisor {
 
     async fn reload_plugins(&self, trigger: Trigger) -> ReloadReport {
         let set = Arc::clone(&self.plugins);
-        let Ok((mut report, swapped)) =
-            tokio::task::spawn_blocking(move || reload::reload_plugins(&set)).await
-        else {
-            return ReloadReport::default();
-        };
+        let (mut report, swapped) =
+            match tokio::task::spawn_blocking(move || reload::reload_plugins(&set)).await {
+                Ok(done) => done,
+                Err(e) => {
+                    // A bug, not a plugin's fault: the running versions stay, and the caller
+                    // is told the reload failed.
+                    let error = format!("the plugin reload failed: {e}");
+                    tracing::error!(trigger = trigger.as_str(), error, "Plugin reload failed.");
+                    self.status.config_rejected(&error, trigger.as_str());
+                    return ReloadReport {
+                        config: "rejected",
+                        config_error: Some(error),
+                        ..ReloadReport::default()
+                    };
+                }
+            };
         report.config = "unchanged";
         self.status.reloaded(
             &self.config,

@@ -578,6 +578,48 @@ async fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
     );
 }
 
+/// The poller of a shared Kafka consumer dies (a bug, raised by a test hook on the eleventh
+/// record): its mapping restarts on a new consumer, `/readyz` says why until it runs again,
+/// and every record arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
+    let (input, out) = (unique("poller-in"), unique("poller-out"));
+    brokers::create_topics(&[&input, &out], 1).await;
+    let records: Vec<brokers::Record> = (0..30)
+        .map(|i| {
+            let mut r = record("-", &format!("m{i}"));
+            if i == 10 {
+                r.headers.push(("crash".into(), b"1".to_vec()));
+            }
+            r
+        })
+        .collect();
+    brokers::produce(&input, &records, None).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .env("BRIDGE_TEST_POLLER_PANIC", "crash")
+        .mapping(Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out))
+        .start();
+    let got = brokers::read_topic(&out, 40, Duration::from_secs(20)).await;
+    let restarts = bridge.metric(r#"bridge_mapping_restarts_total{mapping="m",tenant="default"}"#);
+    bridge.ready().await;
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let distinct: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(distinct.len(), 30, "every record arrived; log:\n{log}");
+    assert!(
+        restarts.unwrap_or(0.0) >= 1.0,
+        "the mapping restarted; log:\n{log}"
+    );
+    assert!(
+        log.contains("the Kafka poller panics") && log.contains("Mapping stopped; restarting"),
+        "the log says what happened; log:\n{log}"
+    );
+}
+
 /// The default tenant has a budget too: a plugin that fans an 8 MiB message out three hundred
 /// times fails with `plugin-memory-limit` instead of making the host hold 2.4 GB, and a chain
 /// whose stages multiply (40 × 40) is capped by `fan_out` across the chain.
