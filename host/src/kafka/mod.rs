@@ -72,6 +72,11 @@ pub fn client_config_with(cluster: &KafkaCluster, defaults: &[(&str, &str)]) -> 
     for (k, v) in &cluster.properties {
         config.set(k, v);
     }
+    // librdkafka's `debug` contexts log at debug level: pass them on (to the log target
+    // `bridge_host::kafka`) instead of dropping them.
+    if cluster.properties.contains_key("debug") {
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
     config
 }
 

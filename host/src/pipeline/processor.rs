@@ -98,7 +98,7 @@ pub struct Processor {
 }
 
 /// Pause before retrying when a message should be dead-lettered but the mapping has no
-/// dead-letter target: the message is kept, never lost.
+/// dead-letter target, or the target refused the letter: the message is kept, never lost.
 const NO_TARGET_RETRY: Duration = Duration::from_secs(5);
 
 /// The longest retry delay a dead-letter policy may ask for.
@@ -292,9 +292,19 @@ impl Processor {
             }
             Decision::Drop => Ok(self.dropped(original)),
             Decision::DeadLetter(d) => {
-                self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
-                    .await?;
-                Ok(done(original))
+                if self
+                    .send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
+                    .await?
+                {
+                    Ok(done(original))
+                } else {
+                    Ok(later(
+                        original,
+                        Again::Rerun { hops },
+                        attempt + 1,
+                        NO_TARGET_RETRY,
+                    ))
+                }
             }
         }
     }
@@ -403,9 +413,18 @@ impl Processor {
                 Ok(Settlement::Done)
             }
             Decision::DeadLetter(d) => {
-                self.send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
-                    .await?;
-                Ok(Settlement::Done)
+                if self
+                    .send_dead_letter(&original, &d.reason, &failure, attempt, d.target)
+                    .await?
+                {
+                    return Ok(Settlement::Done);
+                }
+                let retry = Box::new(Retry {
+                    original,
+                    again: Again::Resend(failed),
+                    attempt: attempt + 1,
+                });
+                Ok(Settlement::RetryAfter(NO_TARGET_RETRY, retry))
             }
         }
     }
@@ -625,6 +644,8 @@ impl Processor {
         })
     }
 
+    /// Sends a dead letter for `original`; `false` when the dead-letter target refused it (the
+    /// caller keeps the message and tries again after [`NO_TARGET_RETRY`]).
     async fn send_dead_letter(
         &mut self,
         original: &Message,
@@ -632,7 +653,7 @@ impl Processor {
         failure: &ProcessingFailure,
         attempts: u32,
         target: Option<DeadLetterTarget>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<bool, PipelineError> {
         let plugin = match (&failure.version, &failure.plugin) {
             (Some(version), _) => Some(version.clone()),
             (None, Some(p)) => Some(
@@ -659,23 +680,34 @@ impl Processor {
         let Some(sink) = &self.dead_letter else {
             return Err(SinkError::msg("no dead-letter target").into());
         };
-        let mut backoff = super::backoff(Duration::from_millis(500));
-        loop {
-            let sent = self.until_deadline(async { Ok(sink.send(&letter).await?.await) });
-            match sent.await? {
-                Ok(()) => {
-                    self.counters().emit(Event::DeadLettered {
-                        kind: failure.kind.as_str(),
-                        reason,
-                    });
-                    return Ok(());
+        let sent = self.until_deadline(async { Ok(sink.send(&letter).await?.await) });
+        match sent.await? {
+            Ok(()) => {
+                self.counters().emit(Event::DeadLettered {
+                    kind: failure.kind.as_str(),
+                    reason,
+                });
+                if attempts > 1 {
+                    self.settings.status.set_stalled(None);
                 }
-                Err(r) if r.class == Class::Transient => return Err(PipelineError::Lost(r)),
-                Err(r) => {
-                    tracing::error!(mapping = %self.settings.mapping, error = %r.detail, "Dead-letter target refused the message; retrying.");
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                    self.wait(delay).await?;
+                Ok(true)
+            }
+            Err(r) if r.class == Class::Transient => Err(PipelineError::Lost(r)),
+            Err(r) => {
+                // Kept, and tried again later like a retry: only its partition waits.
+                tracing::error!(
+                    mapping = %self.settings.mapping, error = %r.detail,
+                    "The dead-letter target refused the message; keeping it and retrying."
+                );
+                if let Some(refusal) = r.reason {
+                    self.counters().emit(Event::TargetRefused(refusal.as_str()));
                 }
+                self.settings.status.set_stalled(Some(format!(
+                    "the dead-letter target refuses a message ({}): kept, retried every {} s",
+                    r.detail,
+                    NO_TARGET_RETRY.as_secs()
+                )));
+                Ok(false)
             }
         }
     }

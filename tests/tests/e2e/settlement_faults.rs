@@ -524,3 +524,101 @@ async fn a_stop_holds_its_deadline_while_publishing_is_blocked() {
     let (loss, _) = brokers::arrivals_loss_and_duplicates(2000, &arrived);
     assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
 }
+
+/// A dead-letter target that refuses the letter (its exchange routes key `dl` nowhere): the
+/// message is kept and retried, holding back only its own partition, and `/readyz` says why;
+/// once the target takes the letter, it arrives and the partition moves on. Nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusing_dead_letter_target_holds_back_only_its_partition() {
+    let topic = unique("dlref-in");
+    brokers::create_topic(&topic, 2).await;
+    let conn = brokers::amqp().await;
+    let (exchange, queue) = (unique("dlref-ex"), unique("dlref-q"));
+    let (dlx, dlq) = (unique("dlref-dlx"), unique("dlref-dlq"));
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    brokers::declare_bound_queue(&conn, &dlx, &dlq, "elsewhere").await;
+    let good = |i: usize, partition: i32| {
+        let mut r = record("good", i, partition);
+        r.headers.push(("x-behave".into(), b"1".to_vec()));
+        r
+    };
+    brokers::produce(
+        &topic,
+        &[record("bad", 0, 0), good(1, 0), good(2, 0)],
+        Some(0),
+    )
+    .await;
+    let (arrived, collector) = brokers::collect_queue(&queue).await;
+    let mut bridge = Scenario::new()
+        .health()
+        // Every message without `x-behave` is dead-lettered by the plugin.
+        .plugin("refuse", artifacts::HOSTILE, r#"mode = "dead-letter-it""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("m", &[&topic], &unique("g"), &exchange)
+                .routing_key("rk")
+                .plugins(&["refuse"])
+                .dead_letter_rabbitmq(&dlx, "dl"),
+        )
+        .start();
+    // The bad record's letter is refused by now; the other partition still moves.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    brokers::produce(&topic, &[good(3, 1), good(4, 1)], Some(1)).await;
+    let payloads = || -> Vec<String> {
+        arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    };
+    let has =
+        |moved: &[String], i: usize| moved.iter().any(|p| p.contains(&format!(r#""i":{i}}}"#)));
+    let other = Instant::now();
+    while !(has(&payloads(), 3) && has(&payloads(), 4)) && other.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let moved = payloads();
+    let (_, readyz) =
+        bridge_tests::bridge::http_get(bridge.health_port(), "/readyz").unwrap_or_default();
+    assert!(
+        has(&moved, 3) && has(&moved, 4),
+        "the other partition moved while the letter was refused: {moved:?}\n{}",
+        bridge.log_text()
+    );
+    assert!(
+        readyz.contains("dead-letter target"),
+        "/readyz says why: {readyz}"
+    );
+    // The target takes letters with key `dl` from now on.
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_bind(
+        dlq.as_str().into(),
+        dlx.as_str().into(),
+        "dl".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let letters = brokers::consume_queue(&conn, &dlq, 1, Duration::from_secs(30)).await;
+    let all = Instant::now();
+    while arrived.lock().unwrap().len() < 4 && all.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bridge.stop_clean();
+    collector.abort();
+    let log = bridge.log_text();
+    assert_eq!(letters.len(), 1, "the letter arrived; log:\n{log}");
+    assert!(
+        String::from_utf8_lossy(&letters[0].payload).contains(r#""kind":"bad""#),
+        "{:?}",
+        letters[0].payload
+    );
+    let moved: std::collections::BTreeSet<String> = payloads().into_iter().collect();
+    assert_eq!(
+        moved.len(),
+        4,
+        "every good record arrived: {moved:?}; log:\n{log}"
+    );
+}
