@@ -60,7 +60,9 @@ pub(super) fn substitute(
 }
 
 /// [`expand`] for a URL: a value substituted into its userinfo (`user:password@`) is
-/// percent-encoded, so a password with `@ % / # ? :` in it means what it says.
+/// percent-encoded, so a password with `@ % / # ? :` in it means what it says. When the
+/// userinfo has no `:` of its own (`${CREDS}@host`), the first `:` a value brings separates
+/// the user from the password and stays as it is.
 pub(super) fn expand_url(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -75,13 +77,37 @@ pub(super) fn expand_url(
     let Some(at) = text[start..end].rfind('@') else {
         return expand(text, env);
     };
-    let encoded = |name: &str| env(name).map(|v| utf8_percent_encode(&v, USERINFO).to_string());
+    let userinfo = &text[start..start + at];
+    let separated = std::cell::Cell::new(has_own_colon(userinfo));
+    let encoded = |name: &str| {
+        let value = env(name)?;
+        match value.split_once(':') {
+            Some((user, password)) if !separated.replace(true) => Some(format!(
+                "{}:{}",
+                utf8_percent_encode(user, USERINFO),
+                utf8_percent_encode(password, USERINFO)
+            )),
+            _ => Some(utf8_percent_encode(&value, USERINFO).to_string()),
+        }
+    };
     Ok(format!(
         "{}{}{}",
         expand(&text[..start], env)?,
         expand(&text[start..start + at], &encoded)?,
         expand(&text[start + at..], env)?
     ))
+}
+
+/// Whether `text` has a `:` outside its `${NAME}` placeholders.
+fn has_own_colon(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].contains(':') {
+            return true;
+        }
+        rest = rest[i..].find('}').map_or("", |j| &rest[i + j + 1..]);
+    }
+    rest.contains(':')
 }
 
 /// Expands `${NAME}`; `$${` is a literal `${`. Returns the first unset name on failure.

@@ -179,6 +179,23 @@ fn a_value_substituted_into_url_userinfo_is_percent_encoded() {
         .parse()
         .unwrap();
     assert_eq!(uri.authority.userinfo.password, "p@ss%w/rd#?:x");
+    // One variable for the whole userinfo: its first `:` separates user and password.
+    let creds = |n: &str| (n == "CREDS").then(|| "us@r:p@ss:w%rd".to_string());
+    let url = env::expand_url("amqp://${CREDS}@h/%2f", &creds).unwrap();
+    assert_eq!(url, "amqp://us%40r:p%40ss%3Aw%25rd@h/%2f");
+    let uri: lapin::uri::AMQPUri = url.parse().unwrap();
+    assert_eq!(
+        (
+            uri.authority.userinfo.username.as_str(),
+            uri.authority.userinfo.password.as_str()
+        ),
+        ("us@r", "p@ss:w%rd")
+    );
+    // Its own `:` first: every `:` a value brings is encoded.
+    assert_eq!(
+        env::expand_url("amqp://${CREDS}x:${CREDS}@h", &creds),
+        Ok("amqp://us%40r%3Ap%40ss%3Aw%25rdx:us%40r%3Ap%40ss%3Aw%25rd@h".to_string())
+    );
 }
 
 const OUT_MAPPING: &str = r#"
