@@ -586,6 +586,11 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
                     taken: number,
                 })
             }
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                // Done for good: its mappings see the poller ended and restart on a new one.
+                tracing::error!(cluster = %key.cluster, group = %key.group, error = %e, "Kafka consumer failed.");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(cluster = %key.cluster, group = %key.group, error = %e, "Kafka consume error.");
                 continue;
