@@ -241,17 +241,9 @@ fn mapping_name(parts: &[&str]) -> String {
         .join("-to-")
 }
 
-/// RFC 3986 percent-encoding of everything but unreserved characters (for the vhost).
+/// RFC 3986 percent-encoding of everything but unreserved characters (user and vhost).
 fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02x}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(text, crate::config::USERINFO).to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,7 +438,7 @@ mod tests {
 
     #[test]
     fn vhosts_are_percent_encoded() {
-        assert_eq!(percent_encode("/"), "%2f");
+        assert_eq!(percent_encode("/"), "%2F");
         assert_eq!(percent_encode("prod-1"), "prod-1");
     }
 }

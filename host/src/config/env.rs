@@ -5,7 +5,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::BridgeConfig;
 
 /// What a value substituted into a URL's userinfo keeps unencoded: RFC 3986's unreserved.
-const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+pub const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -8,6 +8,7 @@
 mod declare;
 mod diff;
 mod env;
+pub use env::USERINFO;
 mod mapping;
 mod needs;
 mod redact;

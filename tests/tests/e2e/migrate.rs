@@ -68,7 +68,7 @@ fn every_seed_values_file_migrates_to_a_valid_config_without_passwords() {
     }
     let k2r = migrate(&[seed("kafka-rabbitmq-replicator.values.yaml")]);
     assert!(
-        k2r.contains("${RABBITMQ_PASSWORD}@rabbitmq:5672/%2f"),
+        k2r.contains("${RABBITMQ_PASSWORD}@rabbitmq:5672/%2F"),
         "{k2r}"
     );
     assert!(
