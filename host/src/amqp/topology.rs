@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 
-use crate::config::{Declare, Mode, Need, Object, RabbitConnection, Report};
+use crate::config::{
+    Declare, Mode, Need, Object, QueueArgument, QueueType, RabbitConnection, Report,
+};
 
 /// How long a broker may take to answer before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,15 +129,33 @@ async fn declare_queue(
         return Err(missing);
     };
     let options = QueueDeclareOptions {
-        durable: d.durable,
+        durable: d.durable || d.queue_type != QueueType::Classic,
         ..QueueDeclareOptions::default()
     };
     connection
         .create_channel()
         .await?
-        .queue_declare(queue.into(), options, FieldTable::default())
+        .queue_declare(queue.into(), options, queue_arguments(d))
         .await
         .map(|_| true)
+}
+
+/// `x-queue-type` and the declared arguments.
+fn queue_arguments(d: &Declare) -> FieldTable {
+    let mut table = FieldTable::default();
+    table.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(d.queue_type.as_str().into()),
+    );
+    for (name, value) in &d.arguments {
+        let value = match value {
+            QueueArgument::Integer(n) => AMQPValue::LongLongInt(*n),
+            QueueArgument::Text(t) => AMQPValue::LongString(t.as_str().into()),
+            QueueArgument::Flag(b) => AMQPValue::Boolean(*b),
+        };
+        table.insert(name.as_str().into(), value);
+    }
+    table
 }
 
 /// `Ok(true)` if the exchange was created, `Ok(false)` if it existed.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use declare::{Declare, ExchangeType};
+pub use declare::{Declare, ExchangeType, QueueArgument, QueueType};
 pub use diff::{MappingChanges, mapping_changes};
 pub use mapping::{
     AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,

@@ -244,6 +244,39 @@ fn declare_is_a_bool_or_a_table() {
 }
 
 #[test]
+fn queue_types_and_arguments_are_checked_naming_the_key() {
+    let ok = parse(&format!(
+        "{BASE}{OUT_MAPPING}declare = {{ queue = \"q\", queue_type = \"quorum\", arguments = {{ \"x-delivery-limit\" = 5, \"x-dead-letter-exchange\" = \"dlx\" }} }}\n"
+    ))
+    .unwrap();
+    let d = ok.mapping[0].declare.clone().unwrap();
+    assert_eq!(d.queue_type, QueueType::Quorum);
+    assert_eq!(
+        d.arguments.get("x-delivery-limit"),
+        Some(&QueueArgument::Integer(5))
+    );
+    let err = parse(&format!(
+        "{BASE}{OUT_MAPPING}declare = {{ queue_type = \"stream\", durable = false, arguments = {{ \"x-max-length\" = \"many\", \"x-queue-type\" = \"quorum\", \"max-age\" = \"1D\", \"x-delivery-limit\" = 3 }} }}\n"
+    ))
+    .unwrap_err();
+    for expected in [
+        "mapping `out`.declare.durable: a stream queue is always durable",
+        "mapping `out`.declare.arguments.\"x-max-length\": must be a number",
+        "mapping `out`.declare.arguments.\"x-max-length\": does not apply to a stream queue",
+        "mapping `out`.declare.arguments.\"x-queue-type\": set `queue_type` instead",
+        "mapping `out`.declare.arguments.\"max-age\": unknown queue argument",
+        "mapping `out`.declare.arguments.\"x-delivery-limit\": does not apply to a stream queue",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+    let err = parse(&format!(
+        "{BASE}{OUT_MAPPING}declare = {{ queue_type = \"lazy\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("queue_type") || err.contains("lazy"), "{err}");
+}
+
+#[test]
 fn rabbitmq_tls_needs_amqps_and_a_complete_client_certificate() {
     let with_tls = |url: &str, tls: &str| {
         parse(&format!(

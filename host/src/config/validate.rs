@@ -167,6 +167,7 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
             if let Some(q) = &d.queue {
                 short_name(&format!("{at}.declare.queue"), q, &mut problems);
             }
+            problems.extend(d.queue_problems(&format!("{at}.declare")));
             if d.queue.is_some() && !matches!(m.target, Target::Amqp(_)) {
                 problems.push(format!(
                     "{at}.declare.queue: only a RabbitMQ target binds a queue"
