@@ -186,7 +186,14 @@ pub const TOMBSTONE: &str = "kafka_tombstone";
 
 /// A RabbitMQ delivery as a plugin message. The key comes from header `kafka_key`, if any;
 /// an empty body with header `kafka_tombstone = "true"` becomes a tombstone again.
-pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -> Message {
+/// With `properties_as_headers`, its AMQP properties are also carried as `amqp_*` headers
+/// (see [`super::properties`]).
+pub fn to_message(
+    connection: &str,
+    queue: &str,
+    d: &lapin::message::Delivery,
+    properties_as_headers: bool,
+) -> Message {
     let p = &d.properties;
     let mut msg = Message::new(Some(d.data.clone()));
     msg.headers = p
@@ -215,6 +222,9 @@ pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -
         delivery_mode: *p.delivery_mode(),
     };
     msg.amqp_properties = props.clone();
+    if properties_as_headers {
+        super::properties::add_headers(&mut msg, *p.timestamp());
+    }
     msg.origin = Origin::Amqp(AmqpOrigin {
         connection: connection.to_string(),
         queue: queue.to_string(),
@@ -227,12 +237,25 @@ pub fn to_message(connection: &str, queue: &str, d: &lapin::message::Delivery) -
 }
 
 /// The properties to publish a plugin message with. A tombstone gets header
-/// `kafka_tombstone = "true"` (its body is empty). Fails on a header name or a property longer
-/// than AMQP allows.
+/// `kafka_tombstone = "true"` (its body is empty). With `properties_from_headers`, carried
+/// `amqp_*` headers become properties again (see [`super::properties`]). Fails on a header
+/// name or a property longer than AMQP allows.
 pub fn properties_from_message(
     msg: &Message,
     persistent: bool,
+    properties_from_headers: bool,
 ) -> Result<BasicProperties, ConversionError> {
+    let carried;
+    let (msg, amqp_timestamp) =
+        match properties_from_headers && msg.headers.iter().any(|(n, _)| n.starts_with("amqp_")) {
+            true => {
+                let mut m = msg.clone();
+                let ts = super::properties::take_headers(&mut m);
+                carried = m;
+                (&carried, ts)
+            }
+            false => (msg, None),
+        };
     let p = &msg.amqp_properties;
     let mut table = to_field_table(&msg.headers)?;
     if msg.payload.is_none() {
@@ -272,7 +295,9 @@ pub fn properties_from_message(
     }
     let mode = p.delivery_mode.unwrap_or(if persistent { 2 } else { 1 });
     props = props.with_delivery_mode(mode);
-    if let Some(ts) = msg.timestamp
+    if let Some(secs) = amqp_timestamp {
+        props = props.with_timestamp(secs);
+    } else if let Some(ts) = msg.timestamp
         && ts >= 0
     {
         props = props.with_timestamp((ts / 1000) as u64);
@@ -357,7 +382,7 @@ mod tests {
         assert!(to_field_table(&[("n".repeat(255), Vec::new())]).is_ok());
         let mut msg = Message::new(Some(b"x".to_vec()));
         msg.amqp_properties.content_type = Some(long);
-        let err = properties_from_message(&msg, true).unwrap_err();
+        let err = properties_from_message(&msg, true, true).unwrap_err();
         assert_eq!(err.what, "property content-type");
     }
 

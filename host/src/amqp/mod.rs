@@ -4,6 +4,7 @@
 
 mod convert;
 mod pool;
+pub mod properties;
 mod sink;
 mod source;
 pub mod topology;

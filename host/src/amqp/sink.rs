@@ -31,6 +31,8 @@ pub struct AmqpSink {
     allowlist: TargetAllowlist,
     /// Exchanges a plugin chose that the broker was found to have.
     known: Mutex<HashSet<String>>,
+    /// Carried `amqp_*` headers become properties again.
+    properties_from_headers: bool,
 }
 
 impl AmqpSink {
@@ -41,6 +43,7 @@ impl AmqpSink {
         conn: &RabbitConnection,
         target: &AmqpTarget,
         allowlist: TargetAllowlist,
+        properties_from_headers: bool,
     ) -> Result<Self, SinkError> {
         let connection = connections
             .connection(tenant, &target.connection, conn, Role::Publish)
@@ -60,6 +63,7 @@ impl AmqpSink {
             target: target.clone(),
             allowlist,
             known: Mutex::new(HashSet::new()),
+            properties_from_headers,
         })
     }
 
@@ -151,7 +155,11 @@ impl AmqpSink {
                 return Ok(Box::pin(async move { Err(rejected) }));
             }
         }
-        let props = match super::properties_from_message(msg, self.target.persistent) {
+        let props = match super::properties_from_message(
+            msg,
+            self.target.persistent,
+            self.properties_from_headers,
+        ) {
             Ok(props) => props,
             Err(e) => return Ok(refused(FailureKind::ConversionError, e.to_string())),
         };

@@ -41,6 +41,8 @@ pub struct AmqpSource {
     acks: Acks,
     /// A failure met while a batch was taken: reported by the next `recv`.
     failed: Option<SourceError>,
+    /// AMQP properties are also carried as `amqp_*` headers.
+    properties_as_headers: bool,
 }
 
 impl AmqpSource {
@@ -51,6 +53,7 @@ impl AmqpSource {
         tenant: &str,
         conn: &RabbitConnection,
         source: &SourceConfig,
+        properties_as_headers: bool,
     ) -> Result<Self, SourceError> {
         let connection = connections
             .connection(tenant, &source.connection, conn, Role::Consume)
@@ -85,6 +88,7 @@ impl AmqpSource {
             tag,
             acks: Acks::default(),
             failed: None,
+            properties_as_headers,
         })
     }
 }
@@ -103,7 +107,12 @@ impl Source for AmqpSource {
         for delivery in ready {
             match delivery {
                 Some(Ok(d)) => {
-                    let message = super::to_message(&self.connection_name, &self.queue, &d);
+                    let message = super::to_message(
+                        &self.connection_name,
+                        &self.queue,
+                        &d,
+                        self.properties_as_headers,
+                    );
                     self.acks.delivered(d.delivery_tag, d.acker);
                     received.messages.push(Consumed {
                         token: d.delivery_tag,

@@ -312,7 +312,8 @@ fn kafka_rabbitmq(values: &Value, sources: &[String]) -> Result<String, MigrateE
                 "# replication.kafkaToRabbitmq.mappings[{i}]\n[[mapping]]\nname = {}\n\
                  source = {{ kafka = \"main\", topics = [{}], group = {}, auto_offset_reset = {} }}\n\
                  target = {{ rabbitmq = \"main\", exchange = {}, routing_key = {} }}\n\
-                 dedup = {{ by = \"coordinates\", window_secs = 300 }}   # the replicator's deduplication",
+                 dedup = {{ by = \"coordinates\", window_secs = 300 }}   # the replicator's deduplication\n\
+                 amqp_properties = false   # the replicator carried no AMQP properties across Kafka",
                 s(&mapping_name(&[&m.kafka_topic, &queue])),
                 s(&m.kafka_topic),
                 s(&group_id),
@@ -339,7 +340,8 @@ fn kafka_rabbitmq(values: &Value, sources: &[String]) -> Result<String, MigrateE
                 "# replication.rabbitmqToKafka.mappings[{i}]\n[[mapping]]\nname = {}\n\
                  source = {{ rabbitmq = \"main\", queue = {} }}\n\
                  target = {{ kafka = \"main\", topic = {} }}\n\
-                 dedup = {{ by = \"message-id\", window_secs = 300 }}   # the replicator's deduplication\n",
+                 dedup = {{ by = \"message-id\", window_secs = 300 }}   # the replicator's deduplication\n\
+                 amqp_properties = false   # the replicator carried no AMQP properties across Kafka\n",
                 s(&mapping_name(&[&m.rabbitmq_queue, &m.kafka_topic])),
                 s(&m.rabbitmq_queue),
                 s(&m.kafka_topic),

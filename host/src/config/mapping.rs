@@ -40,6 +40,10 @@ pub struct Mapping {
     /// `provenance_headers = true`.
     #[serde(default = "yes")]
     pub provenance_headers: bool,
+    /// Carries AMQP properties across Kafka as `amqp_*` headers (RabbitMQ → Kafka) and turns
+    /// those headers back into properties (Kafka → RabbitMQ): `amqp_properties = true`.
+    #[serde(default = "yes")]
+    pub amqp_properties: bool,
     /// A message that already crossed this many bridges is treated as a loop:
     /// `hop_limit = 5`.
     #[serde(default = "default_hops")]

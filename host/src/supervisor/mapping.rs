@@ -110,11 +110,11 @@ async fn run_once(
     )
     .await
     .map_err(|e| PipelineError::Plugin(e.to_string()))?;
-    let sink = open_sink(config, clients, tenant, &mapping.target).await?;
+    let sink = open_sink(config, clients, mapping, &mapping.target).await?;
     status.set_publisher(&sink);
     let dead_letter = match &mapping.dead_letter {
         Some(dl) => Some(
-            open_sink(config, clients, tenant, &dl.0)
+            open_sink(config, clients, mapping, &dl.0)
                 .await
                 .map_err(|e| SinkError {
                     context: format!("dead-letter target: {}", e.context),
@@ -155,7 +155,15 @@ async fn run_once(
         }
         Source::Amqp(a) => {
             let conn = &config.rabbitmq[&a.connection];
-            match AmqpSource::open(&mapping.name, &clients.amqp, tenant, conn, a).await {
+            let opened = AmqpSource::open(
+                &mapping.name,
+                &clients.amqp,
+                tenant,
+                conn,
+                a,
+                mapping.amqp_properties,
+            );
+            match opened.await {
                 Ok(source) => {
                     pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
                 }
@@ -172,18 +180,27 @@ async fn run_once(
     result
 }
 
-/// Opens `target` on `tenant`'s shared clients.
+/// Opens `target` of `mapping` on its tenant's shared clients.
 async fn open_sink(
     config: &BridgeConfig,
     clients: &Clients,
-    tenant: &str,
+    mapping: &Mapping,
     target: &Target,
 ) -> Result<Arc<dyn Sink>, SinkError> {
+    let tenant = mapping.tenant();
     Ok(match target {
         Target::Amqp(t) => {
             let conn = &config.rabbitmq[&t.connection];
             let allowlist = config.target_allowlist(tenant);
-            Arc::new(AmqpSink::open(&clients.amqp, tenant, conn, t, allowlist).await?)
+            let sink = AmqpSink::open(
+                &clients.amqp,
+                tenant,
+                conn,
+                t,
+                allowlist,
+                mapping.amqp_properties,
+            );
+            Arc::new(sink.await?)
         }
         Target::Kafka(t) => {
             let cluster = &config.kafka[&t.cluster];

@@ -234,12 +234,13 @@ async fn kafka_to_rabbitmq_to_kafka_keeps_header_order() {
             serde_json::from_slice::<serde_json::Value>(r.payload.as_ref().unwrap()).unwrap()["n"]
                 .as_u64()
                 .unwrap() as usize;
-        // The bridge's own headers (hops, provenance, the key) aside, the rest come back as sent.
+        // The bridge's own headers (hops, provenance, the key, the AMQP properties it published
+        // with) aside, the rest come back as sent.
         let theirs: Vec<_> = r
             .headers
             .iter()
             .filter(|(name, _)| {
-                !["x-bridge-", "kafka_", "rabbitmq_"]
+                !["x-bridge-", "kafka_", "rabbitmq_", "amqp_"]
                     .iter()
                     .any(|p| name.starts_with(p))
             })

@@ -8,6 +8,7 @@
 //! broker-wide settings) or the process's environment; a test that must do so to a broker uses
 //! a private node (`bridge_tests::kafka_node`, `bridge_tests::rabbit_node`).
 
+mod amqp_properties;
 mod bad_input;
 mod breaker;
 mod builtin_plugins;

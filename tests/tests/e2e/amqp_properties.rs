@@ -1,0 +1,102 @@
+//! AMQP properties across Kafka: RabbitMQ → Kafka carries every basic property as an `amqp_*`
+//! header, and Kafka → RabbitMQ turns them back into properties, so a message that goes
+//! RabbitMQ → Kafka → RabbitMQ through two mappings keeps them all.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bridge_tests::brokers::{self, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+
+fn properties() -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert("region".into(), AMQPValue::LongString("eu".into()));
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("gzip".into())
+        .with_message_id("m-1".into())
+        .with_correlation_id("c-1".into())
+        .with_reply_to("replies".into())
+        .with_expiration("60000".into())
+        .with_priority(7)
+        .with_type("order.created".into())
+        .with_user_id("guest".into())
+        .with_app_id("shop".into())
+        .with_delivery_mode(1)
+        .with_timestamp(1_700_000_000)
+        .with_headers(headers)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_property_survives_rabbitmq_to_kafka_to_rabbitmq() {
+    let (queue_in, topic) = (unique("props-in"), unique("props-topic"));
+    let (exchange, queue_out) = (unique("props-ex"), unique("props-out"));
+    brokers::create_topic(&topic, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_queue(&conn, &queue_in).await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue_out, "rk").await;
+    let mut bridge = Scenario::new()
+        .health()
+        .mapping(Mapping::rabbitmq_to_kafka("in", &queue_in, &topic))
+        .mapping(
+            Mapping::kafka_to_rabbitmq("out", &[&topic], &unique("g"), &exchange).routing_key("rk"),
+        )
+        .start();
+    bridge.ready().await;
+    brokers::publish_to_queue(&conn, &queue_in, &[(b"{}".to_vec(), properties())]).await;
+    let across = brokers::read_topic(&topic, 1, Duration::from_secs(30)).await;
+    let back = brokers::consume_queue(&conn, &queue_out, 1, Duration::from_secs(30)).await;
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    assert_eq!((across.len(), back.len()), (1, 1), "log:\n{log}");
+    // On Kafka: one header per property.
+    let kafka = &across[0];
+    for (name, value) in [
+        ("amqp_content_type", "application/json"),
+        ("amqp_content_encoding", "gzip"),
+        ("amqp_message_id", "m-1"),
+        ("amqp_correlation_id", "c-1"),
+        ("amqp_reply_to", "replies"),
+        ("amqp_expiration", "60000"),
+        ("amqp_priority", "7"),
+        ("amqp_type", "order.created"),
+        ("amqp_user_id", "guest"),
+        ("amqp_app_id", "shop"),
+        ("amqp_delivery_mode", "1"),
+        ("amqp_timestamp", "1700000000"),
+        ("region", "eu"),
+    ] {
+        assert_eq!(kafka.header(name).as_deref(), Some(value), "{name}");
+    }
+    // Back on RabbitMQ: the same properties, and no `amqp_*` header left.
+    let p = &back[0].properties;
+    let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
+    let want = properties();
+    assert_eq!(text(p.content_type()), text(want.content_type()));
+    assert_eq!(text(p.content_encoding()), text(want.content_encoding()));
+    assert_eq!(text(p.message_id()), text(want.message_id()));
+    assert_eq!(text(p.correlation_id()), text(want.correlation_id()));
+    assert_eq!(text(p.reply_to()), text(want.reply_to()));
+    assert_eq!(text(p.expiration()), text(want.expiration()));
+    assert_eq!(text(p.kind()), text(want.kind()));
+    assert_eq!(text(p.user_id()), text(want.user_id()));
+    assert_eq!(text(p.app_id()), text(want.app_id()));
+    assert_eq!(p.priority(), want.priority());
+    assert_eq!(p.delivery_mode(), want.delivery_mode());
+    assert_eq!(p.timestamp(), want.timestamp());
+    let headers = p.headers().clone().unwrap_or_default();
+    assert!(
+        !headers
+            .inner()
+            .keys()
+            .any(|k| k.as_str().starts_with("amqp_")),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers.inner().get("region"),
+        Some(&AMQPValue::LongString("eu".into()))
+    );
+}
