@@ -85,9 +85,7 @@ pub async fn ensure(
         };
         // Closed before the next one: channels left closing when the connection closes
         // make lapin log a connection error.
-        if channel.status().connected() {
-            let _ = channel.close(200, "checked".into()).await;
-        }
+        close(channel).await;
         match result {
             Ok(false) => {}
             Ok(true) => report.declared.push(format!("{what} on `{name}`")),
@@ -132,12 +130,21 @@ async fn declare_queue(
         durable: d.durable || d.queue_type != QueueType::Classic,
         ..QueueDeclareOptions::default()
     };
-    connection
-        .create_channel()
-        .await?
+    let channel = connection.create_channel().await?;
+    let declared = channel
         .queue_declare(queue.into(), options, queue_arguments(d))
         .await
-        .map(|_| true)
+        .map(|_| true);
+    close(channel).await;
+    declared
+}
+
+/// Closes a channel this module opened (a failed declare has closed it already): thousands
+/// of mappings must not run the connection out of channels (`channel_max`).
+async fn close(channel: lapin::Channel) {
+    if channel.status().connected() {
+        let _ = channel.close(200, "declared".into()).await;
+    }
 }
 
 /// `x-queue-type` and the declared arguments.
@@ -188,10 +195,11 @@ async fn declare_exchange(
         ..ExchangeDeclareOptions::default()
     };
     let kind = lapin::ExchangeKind::Custom(d.exchange_type.as_str().to_string());
-    connection
-        .create_channel()
-        .await?
+    let channel = connection.create_channel().await?;
+    let declared = channel
         .exchange_declare(exchange.into(), kind, options, FieldTable::default())
         .await
-        .map(|_| true)
+        .map(|_| true);
+    close(channel).await;
+    declared
 }

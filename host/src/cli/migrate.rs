@@ -274,6 +274,15 @@ fn kafka_rabbitmq(values: &Value, sources: &[String]) -> Result<String, MigrateE
     let mut notes = Vec::new();
     let mut properties = Vec::new();
     k2r_group.properties("consumerGroup.kafkaToRabbitmq", &mut properties, &mut notes);
+    if field::<Value>(values, "consumerGroup.rabbitmqToKafka")?.is_some() {
+        let r2k_group = group(values, "consumerGroup.rabbitmqToKafka", "")?;
+        notes.push(format!(
+            "`consumerGroup.rabbitmqToKafka` (`{}`): a RabbitMQ → Kafka mapping reads a queue, so it \
+             joins no Kafka consumer group; watch it in `/status`, `bridge_consumer_lag` does not \
+             apply, the queue's depth does.",
+            r2k_group.group_id.unwrap_or_default()
+        ));
+    }
 
     let mut out = String::new();
     header(&mut out, sources, "Kafka⇄RabbitMQ");
@@ -436,6 +445,19 @@ mod tests {
         let mut a = serde_json::json!({ "a": { "x": 1, "y": 2 }, "b": [1] });
         merge(&mut a, serde_json::json!({ "a": { "y": 3 }, "b": [2] }));
         assert_eq!(a, serde_json::json!({ "a": { "x": 1, "y": 3 }, "b": [2] }));
+    }
+
+    #[test]
+    fn the_rabbitmq_to_kafka_group_is_named_in_the_notes() {
+        let values = serde_json::json!({
+            "kafka": { "bootstrapServers": "kafka:9092" },
+            "consumerGroup": { "kafkaToRabbitmq": "k2r", "rabbitmqToKafka": "r2k-v2" },
+        });
+        let out = kafka_rabbitmq(&values, &["values.yaml".to_string()]).unwrap();
+        assert!(
+            out.contains("# - `consumerGroup.rabbitmqToKafka` (`r2k-v2`): a RabbitMQ → Kafka mapping reads a queue"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -428,6 +428,13 @@ impl Metrics {
         match event {
             BridgeEvent::PluginLoaded(p) => {
                 self.plugin_info.get_or_create(&plugin_label(p)).set(1);
+                // Counted from 0, so that rates and dashboards see the series before a reload.
+                for result in ["applied", "rejected"] {
+                    let _ = self.plugin_reloads.get_or_create(&ReloadLabel {
+                        plugin: p.name().to_string(),
+                        result: result.to_string(),
+                    });
+                }
             }
             BridgeEvent::PluginReloaded { old, new, trigger } => {
                 if let Some(old) = old {

@@ -321,6 +321,12 @@ impl Metrics {
             "Configuration reloads, by result (applied, rejected)",
             m.config_reloads.clone(),
         );
+        // Counted from 0, so that rates and dashboards see the series before a reload.
+        for result in ["applied", "rejected"] {
+            let _ = m.config_reloads.get_or_create(&ResultLabel {
+                result: result.to_string(),
+            });
+        }
         Metrics { registry, ..m }
     }
 

@@ -137,3 +137,62 @@ async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
         trapped.header("x-bridge-reason")
     );
 }
+
+/// A loop (a topic bridged to RabbitMQ and back into itself): the message goes round until it
+/// reaches `hop_limit`, then it is dead-lettered as `hop-limit` naming the count; it does not
+/// circle for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loop_stops_at_the_hop_limit_and_is_dead_lettered() {
+    let (topic, dlq) = (unique("loop"), unique("loop-dlq"));
+    brokers::create_topics(&[&topic, &dlq], 1).await;
+    let (exchange, queue) = (unique("loop-ex"), unique("loop-q"));
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::kafka_to_rabbitmq("out", &[&topic], &unique("g"), &exchange)
+                .routing_key("rk")
+                .set("hop_limit", 4)
+                .dead_letter_kafka(&dlq),
+        )
+        .mapping(
+            Mapping::rabbitmq_to_kafka("back", &queue, &topic)
+                .set("hop_limit", 4)
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    brokers::produce(
+        &topic,
+        &[Record {
+            key: None,
+            payload: Some(b"round and round".to_vec()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        }],
+        None,
+    )
+    .await;
+    let dead = brokers::read_topic(&dlq, 1, Duration::from_secs(30)).await;
+    // Nothing more goes round once it is dead-lettered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let laps = brokers::read_topic(&topic, 100, Duration::from_secs(3)).await;
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    assert_eq!(dead.len(), 1, "log:\n{log}");
+    assert_eq!(
+        dead[0].header("x-bridge-failure-kind").as_deref(),
+        Some("hop-limit"),
+        "log:\n{log}"
+    );
+    let reason = dead[0].header("x-bridge-reason").unwrap_or_default();
+    assert!(reason.contains("(hop_limit = 4)"), "{reason}");
+    // In the topic as produced (no hop), then after hops 2 and 4; the next hop would be the
+    // fifth, over the limit of 4: dead-lettered instead.
+    let hops: Vec<Option<String>> = laps.iter().map(|r| r.header("x-bridge-hops")).collect();
+    assert_eq!(
+        hops,
+        [None, Some("2".to_string()), Some("4".to_string())],
+        "log:\n{log}"
+    );
+}

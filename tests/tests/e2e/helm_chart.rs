@@ -139,6 +139,21 @@ fn the_chart_lints_and_renders_what_users_rely_on() {
     let monitor = object(&objects, "ServiceMonitor").unwrap();
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
 
+    // The Grafana dashboard, for the sidecar, only when asked for.
+    let dashboard = |objects: &[Value]| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["data"]["bridge-host.json"].is_string())
+            .cloned()
+    };
+    assert!(dashboard(&objects).is_none(), "off by default");
+    let with = render(&[], &["grafanaDashboard.enabled=true"]);
+    let map = dashboard(&with).expect("the dashboard ConfigMap");
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value =
+        serde_json::from_str(map["data"]["bridge-host.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "bridge-host");
+
     // A changed config changes the checksum, which rolls the pods.
     let changed = render(&[&seed_like()], &["replicaCount=3,logFormat=text"]);
     let same = &object(&changed, "Deployment").unwrap()["spec"]["template"]["metadata"]["annotations"]

@@ -296,3 +296,184 @@ async fn json_logs_with_start_and_stop_summaries() {
         "the password is hidden: {rabbit}"
     );
 }
+
+/// `bridge_consumer_lag`: records that cannot be delivered yet (their routing key leads
+/// nowhere) show as lag on their partition, and the lag goes back to 0 once they are through.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_lag_shows_the_backlog_and_returns_to_zero() {
+    let topic = unique("lag-in");
+    brokers::create_topic(&topic, 1).await;
+    let (exchange, queue) = (unique("lag-ex"), unique("lag-q"));
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let ch = conn.create_channel().await.unwrap();
+    let binding = |bind: bool| {
+        let (ch, queue, exchange) = (ch.clone(), queue.clone(), exchange.clone());
+        async move {
+            let (q, e, k) = (queue.as_str().into(), exchange.as_str().into(), "rk".into());
+            let args = lapin::types::FieldTable::default();
+            if bind {
+                ch.queue_bind(q, e, k, lapin::options::QueueBindOptions::default(), args)
+                    .await
+                    .unwrap();
+            } else {
+                ch.queue_unbind(q, e, k, args).await.unwrap();
+            }
+        }
+    };
+    let bridge = Scenario::new()
+        .health()
+        .mapping(
+            Mapping::kafka_to_rabbitmq("lagging", &[&topic], &unique("lag"), &exchange)
+                .routing_key("rk"),
+        )
+        .start();
+    bridge.ready().await;
+    // Ten through, so that the partition has a committed offset.
+    brokers::produce(&topic, &brokers::numbered_records("first", 10, 64), None).await;
+    assert_eq!(
+        brokers::consume_queue(&conn, &queue, 10, Duration::from_secs(30))
+            .await
+            .len(),
+        10
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    binding(false).await;
+    brokers::produce(&topic, &brokers::numbered_records("lag", 200, 64), None).await;
+    let line = format!(
+        r#"bridge_consumer_lag{{mapping="lagging",tenant="default",topic="{topic}",partition="0"}}"#
+    );
+    let lag_reaches = |check: fn(f64) -> bool| {
+        let line = line.clone();
+        let bridge = &bridge;
+        async move {
+            let waited = Instant::now();
+            let mut lag = bridge.metric(&line);
+            while !lag.is_some_and(check) && waited.elapsed() < Duration::from_secs(30) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                lag = bridge.metric(&line);
+            }
+            lag
+        }
+    };
+    let behind = lag_reaches(|lag| lag >= 100.0).await;
+    assert!(
+        behind.is_some_and(|lag| lag >= 100.0),
+        "lag while nothing can be delivered: {behind:?}\n{}",
+        bridge.metrics()
+    );
+    binding(true).await;
+    let arrived = brokers::consume_queue(&conn, &queue, 200, Duration::from_secs(60)).await;
+    let after = lag_reaches(|lag| lag == 0.0).await;
+    assert_eq!(arrived.len(), 200);
+    assert_eq!(after, Some(0.0), "{}", bridge.metrics());
+}
+
+/// Every metric a query of the Grafana dashboard (`deploy/grafana/bridge-host.json`) uses is
+/// one the bridge exports: no panel on a metric that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_dashboard_queries_exists() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/bridge-host.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    fn queries(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr", Value::String(q)) => out.push(q.clone()),
+                        ("query", Value::String(q)) => out.push(q.clone()),
+                        _ => queries(value, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| queries(i, out)),
+            _ => {}
+        }
+    }
+    let mut exprs = Vec::new();
+    queries(&dashboard, &mut exprs);
+    // A mapping that exercises what the panels show: a plugin, a delivery, a refused target
+    // (a topic that does not exist) and its dead letter, a Kafka consumer's lag.
+    let (topic, out, dlq) = (unique("dash-in"), unique("dash-out"), unique("dash-dlq"));
+    brokers::create_topics(&[&topic, &out, &dlq], 1).await;
+    let record = |dest: &str| Record {
+        key: None,
+        payload: Some(b"{}".to_vec()),
+        headers: vec![("dest".into(), dest.as_bytes().to_vec())],
+        partition: 0,
+        timestamp: None,
+    };
+    brokers::produce(
+        &topic,
+        &[record(&out), record(&unique("dash-nowhere"))],
+        None,
+    )
+    .await;
+    let sections = format!(
+        "{}\n[kafka.main.properties]\n\"topic.metadata.propagation.max.ms\" = \"2000\"\n",
+        brokers::brokers_toml()
+    );
+    let mut bridge = Scenario::with_brokers(&sections)
+        .health()
+        .plugin(
+            "route",
+            artifacts::ROUTING_KEY,
+            r#"topic = "{header:dest}""#,
+        )
+        .mapping(
+            Mapping::kafka_to_kafka("m", &[&topic], &unique("g"), &out)
+                .plugins(&["route"])
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    bridge.ready().await;
+    assert_eq!(
+        brokers::read_topic(&dlq, 1, Duration::from_secs(30))
+            .await
+            .len(),
+        1
+    );
+    // The lag comes with librdkafka's statistics, every 5 s.
+    let waited = Instant::now();
+    while !bridge.metrics().contains("bridge_consumer_lag{")
+        && waited.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text = bridge.metrics();
+    bridge.stop_clean();
+    // `# TYPE bridge_messages_consumed counter`: every registered family, with samples or not.
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(i) = rest.find("bridge_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.insert(name);
+        }
+    }
+    assert!(used.len() >= 15, "the dashboard's metrics: {used:?}");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            !families.contains(family)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "dashboard queries use metrics the bridge does not export: {missing:?}\n{text}"
+    );
+}
