@@ -40,6 +40,15 @@ pub fn brokers_toml_with(amqp_url: &str) -> String {
     )
 }
 
+/// [`brokers_toml`] with librdkafka `properties` for Kafka cluster `main`.
+pub fn brokers_toml_with_kafka_properties(properties: &[(&str, &str)]) -> String {
+    let mut toml = format!("{}\n[kafka.main.properties]\n", brokers_toml());
+    for (key, value) in properties {
+        toml.push_str(&format!("{key:?} = {value:?}\n"));
+    }
+    toml
+}
+
 /// A bridge config moving both ways between Kafka at `bootstrap` and the test RabbitMQ:
 /// mapping `to-rabbitmq` (topic `k2r_topic` → `exchange`, routing key `rk`, its own consumer
 /// group) and `to-kafka` (queue `r2k_queue`, prefetch 200 → topic `r2k_topic`); `extra` is

@@ -175,10 +175,10 @@ async fn a_topic_or_partition_chosen_that_does_not_exist_is_dead_lettered() {
     .await;
     // A missing topic is known missing once librdkafka's metadata wait runs out (30 s by
     // default); shortened here.
-    let sections = format!(
-        "{}\n[kafka.main.properties]\n\"topic.metadata.propagation.max.ms\" = \"2000\"\n",
-        brokers::brokers_toml_with(&brokers::amqp_url())
-    );
+    let sections = brokers::brokers_toml_with_kafka_properties(&[(
+        "topic.metadata.propagation.max.ms",
+        "2000",
+    )]);
     let mut bridge = Scenario::with_brokers(&sections)
         .health()
         .plugin(

@@ -410,10 +410,10 @@ async fn every_metric_the_dashboard_queries_exists() {
         None,
     )
     .await;
-    let sections = format!(
-        "{}\n[kafka.main.properties]\n\"topic.metadata.propagation.max.ms\" = \"2000\"\n",
-        brokers::brokers_toml()
-    );
+    let sections = brokers::brokers_toml_with_kafka_properties(&[(
+        "topic.metadata.propagation.max.ms",
+        "2000",
+    )]);
     let mut bridge = Scenario::with_brokers(&sections)
         .health()
         .plugin(
