@@ -5,11 +5,8 @@
 //! rest of the chain, the send and any retry, and releases it when the last copy is dropped.
 //! A plugin that would go past the budget traps with `plugin-memory-limit`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use super::error::LimitHit;
 
 /// The budget of a tenant that sets no `held_bytes`, the `default` tenant's included: 256 MiB,
 /// room for sixteen messages of the largest size a plugin may make (`output_bytes`, 16 MiB).
@@ -43,20 +40,22 @@ impl HeldBytes {
         self.held.load(Ordering::Relaxed)
     }
 
-    fn charge(&self, bytes: u64) -> Result<(), LimitHit> {
+    /// The tenant it is the budget of.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Charges `bytes`, or says how many bytes that would have made.
+    pub(super) fn charge(&self, bytes: u64) -> Result<(), u64> {
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 held.checked_add(bytes).filter(|total| *total <= self.limit)
             })
             .map(|_| ())
-            .map_err(|held| LimitHit::Held {
-                tenant: self.tenant.clone(),
-                limit: self.limit,
-                wanted: held.saturating_add(bytes),
-            })
+            .map_err(|held| held.saturating_add(bytes))
     }
 
-    fn release(&self, bytes: u64) {
+    pub(super) fn release(&self, bytes: u64) {
         let _ = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
@@ -79,6 +78,15 @@ struct HeldCharge {
 }
 
 impl Held {
+    /// `bytes` charged to `budget`, after what `earlier` plugins charged.
+    pub(super) fn new(budget: Arc<HeldBytes>, bytes: u64, earlier: Option<Held>) -> Held {
+        Held(Arc::new(HeldCharge {
+            budget,
+            bytes,
+            earlier,
+        }))
+    }
+
     /// Bytes held, the earlier plugins' included.
     pub fn bytes(&self) -> u64 {
         self.0.bytes + self.0.earlier.as_ref().map_or(0, Held::bytes)
@@ -94,139 +102,5 @@ impl std::fmt::Debug for Held {
 impl Drop for HeldCharge {
     fn drop(&mut self) {
         self.budget.release(self.bytes);
-    }
-}
-
-/// What one plugin instance charged to its tenant, per message resource.
-#[derive(Debug, Default)]
-pub struct Charges {
-    budget: Option<std::sync::Arc<HeldBytes>>,
-    /// Per message: the bytes it came with from the host (not charged) and the bytes charged.
-    by_message: HashMap<u32, (u64, u64)>,
-}
-
-impl Charges {
-    /// Charges against `budget`, if the tenant has one.
-    pub fn new(budget: Option<std::sync::Arc<HeldBytes>>) -> Self {
-        Charges {
-            budget,
-            by_message: HashMap::new(),
-        }
-    }
-
-    /// The host lent message `rep` of `size` bytes to the plugin: those bytes are the host's.
-    pub fn lent(&mut self, rep: u32, size: u64) {
-        if self.budget.is_some() {
-            self.by_message.insert(rep, (size, 0));
-        }
-    }
-
-    /// Message `rep` now holds `size` bytes: charges what it grew beyond what the host lent,
-    /// releases what it shrank.
-    pub fn resize(&mut self, rep: u32, size: u64) -> Result<(), LimitHit> {
-        let Some(budget) = &self.budget else {
-            return Ok(());
-        };
-        let (lent, charged) = self.by_message.get(&rep).copied().unwrap_or((0, 0));
-        let wanted = size.saturating_sub(lent);
-        if wanted > charged {
-            budget.charge(wanted - charged)?;
-        } else {
-            budget.release(charged - wanted);
-        }
-        self.by_message.insert(rep, (lent, wanted));
-        Ok(())
-    }
-
-    /// Message `rep` left the plugin (dropped, or handed back to the host).
-    pub fn release(&mut self, rep: u32) {
-        if let (Some(budget), Some((_, charged))) = (&self.budget, self.by_message.remove(&rep)) {
-            budget.release(charged);
-        }
-    }
-
-    /// Message `rep` goes back to the host on its way to its target: its charge goes with it,
-    /// after `earlier` (what it already held when it was lent).
-    pub fn hand_back(&mut self, rep: u32, earlier: Option<Held>) -> Option<Held> {
-        let Some((_, charged)) = self.by_message.remove(&rep) else {
-            return earlier;
-        };
-        let Some(budget) = self.budget.clone().filter(|_| charged > 0) else {
-            return earlier;
-        };
-        Some(Held(Arc::new(HeldCharge {
-            budget,
-            bytes: charged,
-            earlier,
-        })))
-    }
-
-    /// Releases everything (the instance is gone).
-    pub fn release_all(&mut self) {
-        let reps: Vec<u32> = self.by_message.keys().copied().collect();
-        for rep in reps {
-            self.release(rep);
-        }
-    }
-}
-
-impl Drop for Charges {
-    fn drop(&mut self) {
-        self.release_all();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn charges_growth_across_instances_and_releases() {
-        let budget = Arc::new(HeldBytes::new("t", 100));
-        let mut a = Charges::new(Some(Arc::clone(&budget)));
-        let mut b = Charges::new(Some(Arc::clone(&budget)));
-        a.resize(1, 60).unwrap();
-        assert!(b.resize(1, 50).is_err(), "the tenant's budget is shared");
-        a.resize(1, 10).unwrap();
-        b.resize(1, 50).unwrap();
-        assert_eq!(budget.held(), 60);
-        // A lent message is charged only for what it grows.
-        let mut c = Charges::new(Some(Arc::clone(&budget)));
-        c.lent(7, 1_000);
-        c.resize(7, 1_030).unwrap();
-        assert_eq!(budget.held(), 90);
-        c.release(7);
-        a.release(1);
-        drop(b);
-        assert_eq!(budget.held(), 0);
-    }
-
-    #[test]
-    fn a_handed_back_message_holds_its_charge_until_its_last_copy_is_dropped() {
-        let budget = Arc::new(HeldBytes::new("t", 100));
-        let mut first = Charges::new(Some(Arc::clone(&budget)));
-        first.resize(1, 40).unwrap();
-        let held = first.hand_back(1, None);
-        drop(first);
-        assert_eq!(
-            budget.held(),
-            40,
-            "the instance let go; the message did not"
-        );
-        // The next plugin of the chain grows it again.
-        let mut second = Charges::new(Some(Arc::clone(&budget)));
-        second.lent(1, 40);
-        second.resize(1, 70).unwrap();
-        let held = second.hand_back(1, held).expect("charged");
-        assert_eq!(held.bytes(), 70);
-        let copy = held.clone();
-        drop(held);
-        assert_eq!(budget.held(), 70, "a copy still holds it");
-        drop(copy);
-        assert_eq!(budget.held(), 0);
-        // Nothing charged: nothing held.
-        let mut third = Charges::new(Some(Arc::clone(&budget)));
-        third.lent(2, 10);
-        assert!(third.hand_back(2, None).is_none());
     }
 }

@@ -12,7 +12,8 @@ use wasmtime::component::Resource;
 
 use super::bindings::Message;
 use super::bindings::bridge::plugin::types::HostMessage;
-use super::budget::{Charges, HeldBytes};
+use super::budget::HeldBytes;
+use super::charges::Charges;
 use super::limits::{PluginLimits, StoreLimiter};
 use super::log::PluginLog;
 use super::state::PluginState;

@@ -78,7 +78,7 @@ impl PluginInstance {
             limits: limits.clone(),
             log: Arc::clone(&self.log),
             created: 0,
-            charges: super::budget::Charges::new(plugin.budget.clone()),
+            charges: super::charges::Charges::new(plugin.budget.clone()),
         };
         let mut store = Store::new(&plugin.engine.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -12,6 +12,7 @@
 
 mod bindings;
 mod budget;
+mod charges;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -20,7 +20,7 @@ pub struct PluginState {
     /// Messages the guest created during the current call.
     pub(crate) created: u32,
     /// Message bytes charged to the tenant's budget.
-    pub(crate) charges: super::budget::Charges,
+    pub(crate) charges: super::charges::Charges,
 }
 
 impl WasiView for PluginState {
