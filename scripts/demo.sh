@@ -8,8 +8,17 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"
 QUICKSTART=examples/quickstart
 
-echo "== installing what is missing, starting RabbitMQ and Apache Kafka on 127.0.0.1"
-scripts/setup.sh
+# Each phase says how long it took.
+phase_start=$SECONDS
+phase() {
+  [ -n "${phase_name:-}" ] && echo "   (${phase_name}: $((SECONDS - phase_start)) s)"
+  phase_name="$1"
+  phase_start=$SECONDS
+  echo "== $1"
+}
+
+phase "installing what is missing (only what the demo runs), starting RabbitMQ and Apache Kafka on 127.0.0.1"
+scripts/setup.sh run
 scripts/brokers.sh start
 BRIDGE_PID=""
 cleanup() {
@@ -18,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building bridge-host and the built-in plugins"
+phase "building bridge-host and the built-in plugins"
 cargo build --locked --release -p bridge-host
 cargo build --locked --target wasm32-wasip2 --profile plugin -p header-map -p routing-key \
   --target-dir "$CARGO_TARGET_DIR/wasm-plugins"
@@ -26,7 +35,7 @@ mkdir -p "$QUICKSTART/plugins"
 cp "$CARGO_TARGET_DIR"/wasm-plugins/wasm32-wasip2/plugin/{header_map,routing_key}.wasm "$QUICKSTART/plugins/"
 cargo build --locked --release -p bridge-tests --example quickstart
 
-echo "== starting bridge-host (log: .run/quickstart.log)"
+phase "starting bridge-host (log: .run/quickstart.log)"
 mkdir -p .run
 RABBITMQ_PASSWORD=guest "$CARGO_TARGET_DIR/release/bridge-host" run --config "$QUICKSTART/bridge.toml" \
   >.run/quickstart.log 2>&1 &
@@ -36,10 +45,20 @@ for _ in $(seq 60); do
   sleep 1
 done
 
-echo "== sending sample messages both ways"
+phase "sending sample messages both ways"
 "$CARGO_TARGET_DIR/release/examples/quickstart"
 
-echo "== bridge-host top (3 s)"
-timeout 3 "$CARGO_TARGET_DIR/release/bridge-host" top --url http://127.0.0.1:8080 || true
+phase "bridge-host top while messages flow (8 s)"
+# The sample client again and again in the background, so that the rates move.
+(
+  end=$((SECONDS + 9))
+  while [ $SECONDS -lt $end ]; do
+    "$CARGO_TARGET_DIR/release/examples/quickstart" >/dev/null 2>&1 || break
+  done
+) &
+LOAD_PID=$!
+timeout 8 "$CARGO_TARGET_DIR/release/bridge-host" top --url http://127.0.0.1:8080 || true
+wait "$LOAD_PID" 2>/dev/null || true
 echo
-echo "== done; stopping the bridge and the brokers"
+phase "done; stopping the bridge and the brokers"
+echo "   (whole demo: ${SECONDS} s)"

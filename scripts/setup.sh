@@ -1,42 +1,50 @@
 #!/usr/bin/env bash
-# Install what building and testing need and is missing: the wasm32-wasip2 target, Debian's
-# rabbitmq-server and openssl, and Apache Kafka's jars from Maven Central (cached outside the
-# checkout, see scripts/kafka.sh).
+# Install what is missing. `scripts/setup.sh run` installs only what building and running the
+# bridge needs (scripts/demo.sh): the wasm32-wasip2 target, the C toolchain librdkafka is built
+# with, Debian's rabbitmq-server, and Apache Kafka's jars from Maven Central (cached outside the
+# checkout, see scripts/kafka.sh). Without an argument it also installs what the tests use
+# (scripts/test.sh): fmt and clippy, helm, hadolint, the Prometheus parser, the tools that build
+# the example plugins in other languages, and cargo fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-test}" in
+  run) dev=false ;;
+  test) dev=true ;;
+  *) echo "usage: scripts/setup.sh [run|test]" >&2; exit 2 ;;
+esac
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "Installing the wasm32-wasip2 target…"
   rustup target add wasm32-wasip2
 fi
 
-# fmt and clippy are part of the test command; a minimal rustup profile has neither.
-for component in rustfmt clippy; do
-  if ! rustup component list --installed | grep -q "^$component"; then
-    echo "Installing the $component component…"
-    rustup component add "$component"
-  fi
-done
-
 missing=()
-# librdkafka is built from source by rdkafka-sys (a C compiler and make); libFuzzer (cargo fuzz)
-# is C++.
+# librdkafka is built from source by rdkafka-sys (a C compiler and make), with TLS and
+# SASL/SCRAM support against the system's OpenSSL.
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
-command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
-command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
-command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
-# librdkafka is built with TLS and SASL/SCRAM support against the system's OpenSSL.
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
 command -v curl >/dev/null 2>&1 || missing+=(curl) # scripts/demo.sh waits for readiness
-# The C example plugin: clang and lld for wasm32, and wasi-libc.
-command -v clang >/dev/null 2>&1 || missing+=(clang)
-command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
-[ -d /usr/include/wasm32-wasi ] || missing+=(wasi-libc)
-dpkg -s libclang-rt-14-dev-wasm32 >/dev/null 2>&1 || missing+=(libclang-rt-14-dev-wasm32)
+if $dev; then
+  # fmt and clippy are part of the test command; a minimal rustup profile has neither.
+  for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      echo "Installing the $component component…"
+      rustup component add "$component"
+    fi
+  done
+  command -v c++ >/dev/null 2>&1 || missing+=(g++) # libFuzzer (cargo fuzz) is C++
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
+  # The C example plugin: clang and lld for wasm32, and wasi-libc.
+  command -v clang >/dev/null 2>&1 || missing+=(clang)
+  command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+  [ -d /usr/include/wasm32-wasi ] || missing+=(wasi-libc)
+  dpkg -s libclang-rt-14-dev-wasm32 >/dev/null 2>&1 || missing+=(libclang-rt-14-dev-wasm32)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} (Debian packages)…"
   apt-get update -q >/dev/null
@@ -48,6 +56,7 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q rabbitmq-serve
 fi
 
 scripts/kafka.sh fetch >/dev/null
+$dev || exit 0
 
 # The chart tests render with the real helm, built from its Go module once.
 HELM="$HOME/.cache/bridge-host/bin/helm"
