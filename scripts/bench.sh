@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"
-scripts/setup.sh run
+scripts/setup.sh
 case "${1:-}" in
   soak)
     scripts/brokers.sh start >/dev/null

@@ -3,7 +3,7 @@
 # bridge needs (scripts/demo.sh): the wasm32-wasip2 target, the C toolchain librdkafka is built
 # with, Debian's rabbitmq-server, and Apache Kafka's jars from Maven Central (cached outside the
 # checkout, see scripts/kafka.sh). Without an argument it also installs what the tests use
-# (scripts/test.sh): fmt and clippy, helm, hadolint, the Prometheus parser, the tools that build
+# (scripts/test.sh, scripts/bench.sh): fmt and clippy, helm, hadolint, the Prometheus parser, the tools that build
 # the example plugins in other languages, and cargo fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
