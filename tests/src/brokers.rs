@@ -372,6 +372,23 @@ pub fn produce_raw_headers(topic: &str, partition: i32, records: &[RawRecord]) {
     }
 }
 
+impl Record {
+    /// A record without a key, with `payload` and one header.
+    pub fn with_header(payload: &str, name: &str, value: &str) -> Self {
+        Record {
+            key: None,
+            payload: Some(payload.as_bytes().to_vec()),
+            headers: vec![(name.to_string(), value.as_bytes().to_vec())],
+            partition: 0,
+            timestamp: None,
+        }
+    }
+}
+
+/// The librdkafka property that makes a produce to a missing topic fail after 2 s instead of
+/// librdkafka's 30 s, for [`brokers_toml_with_kafka_properties`].
+pub const MISSING_TOPIC_FAILS_FAST: (&str, &str) = ("topic.metadata.propagation.max.ms", "2000");
+
 /// `n` records keyed `k{i}` with payload `{prefix}-{i:07}-`, padded with `x` to `size` bytes.
 pub fn numbered_records(prefix: &str, n: usize, size: usize) -> Vec<Record> {
     (0..n)

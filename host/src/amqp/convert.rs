@@ -20,6 +20,8 @@
 //! restores it. So Kafka → RabbitMQ → Kafka keeps every header byte for byte, in order,
 //! including repeated names.
 
+use std::borrow::Cow;
+
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 
@@ -245,19 +247,20 @@ pub fn properties_from_message(
     persistent: bool,
     properties_from_headers: bool,
 ) -> Result<BasicProperties, ConversionError> {
-    let carried;
-    let (msg, amqp_timestamp) =
-        match properties_from_headers && msg.headers.iter().any(|(n, _)| n.starts_with("amqp_")) {
-            true => {
-                let mut m = msg.clone();
-                let ts = super::properties::take_headers(&mut m);
-                carried = m;
-                (&carried, ts)
-            }
-            false => (msg, None),
+    // Only the headers and properties change: the rest is read from `msg` as it is.
+    let (headers, p, amqp_timestamp) =
+        if properties_from_headers && super::properties::carried(&msg.headers) {
+            let (mut headers, mut p) = (msg.headers.clone(), msg.amqp_properties.clone());
+            let ts = super::properties::take_headers(&mut headers, &mut p);
+            (Cow::Owned(headers), Cow::Owned(p), ts)
+        } else {
+            (
+                Cow::Borrowed(&msg.headers),
+                Cow::Borrowed(&msg.amqp_properties),
+                None,
+            )
         };
-    let p = &msg.amqp_properties;
-    let mut table = to_field_table(&msg.headers)?;
+    let mut table = to_field_table(&headers)?;
     if msg.payload.is_none() {
         table.insert(TOMBSTONE.into(), AMQPValue::LongString("true".into()));
     }

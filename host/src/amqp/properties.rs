@@ -76,15 +76,19 @@ pub fn add_headers(msg: &mut Message, timestamp_secs: Option<u64>) {
     }
 }
 
-/// Takes the carried properties out of `msg`'s headers into its properties (those a plugin
-/// set are kept); the AMQP timestamp, if carried, in seconds.
-pub fn take_headers(msg: &mut Message) -> Option<u64> {
-    if !msg.headers.iter().any(|(n, _)| n.starts_with(PREFIX)) {
-        return None;
-    }
+/// Whether `headers` carry properties.
+pub fn carried(headers: &[(String, Vec<u8>)]) -> bool {
+    headers.iter().any(|(n, _)| n.starts_with(PREFIX))
+}
+
+/// Takes the carried properties out of `headers` into `props` (those a plugin set are
+/// kept); the AMQP timestamp, if carried, in seconds.
+pub fn take_headers(
+    headers: &mut Vec<(String, Vec<u8>)>,
+    props: &mut AmqpProperties,
+) -> Option<u64> {
     let mut timestamp = None;
-    let props = &mut msg.amqp_properties;
-    msg.headers.retain(|(name, value)| {
+    headers.retain(|(name, value)| {
         let Some(field) = name.strip_prefix(PREFIX) else {
             return true;
         };
@@ -171,7 +175,7 @@ mod tests {
             // Across Kafka only the headers travel.
             let mut back = Message::new(Some(b"x".to_vec()));
             back.headers = msg.headers.clone();
-            let ts = take_headers(&mut back);
+            let ts = take_headers(&mut back.headers, &mut back.amqp_properties);
             prop_assert_eq!(format!("{:?}", back.amqp_properties), format!("{:?}", props));
             prop_assert_eq!(ts, timestamp);
             prop_assert_eq!(back.headers, headers);
@@ -187,7 +191,10 @@ mod tests {
             ("amqp_delivery_mode".into(), b"7".to_vec()),
         ];
         msg.amqp_properties.content_type = Some("application/json".into());
-        assert_eq!(take_headers(&mut msg), None);
+        assert_eq!(
+            take_headers(&mut msg.headers, &mut msg.amqp_properties),
+            None
+        );
         assert_eq!(
             msg.amqp_properties.content_type.as_deref(),
             Some("application/json")

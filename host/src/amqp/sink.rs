@@ -82,23 +82,35 @@ impl AmqpSink {
         if exchange.is_empty() || known(&self.known) {
             return Ok(None);
         }
-        let probe = self
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| SinkError::new("cannot open a channel", e))?;
-        let passive = ExchangeDeclareOptions {
-            passive: true,
-            ..ExchangeDeclareOptions::default()
+        // Only the broker's answer can take long.
+        let probing = async {
+            let probe = self
+                .connection
+                .create_channel()
+                .await
+                .map_err(|e| SinkError::new("cannot open a channel", e))?;
+            let passive = ExchangeDeclareOptions {
+                passive: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            let declared = probe
+                .exchange_declare(
+                    exchange.into(),
+                    lapin::ExchangeKind::Direct,
+                    passive,
+                    Default::default(),
+                )
+                .await;
+            Ok::<_, SinkError>((probe, declared))
         };
-        let declared = probe
-            .exchange_declare(
-                exchange.into(),
-                lapin::ExchangeKind::Direct,
-                passive,
-                Default::default(),
-            )
-            .await;
+        let (probe, declared) = tokio::time::timeout(WRITE_TIMEOUT, probing)
+            .await
+            .map_err(|_| {
+                SinkError::msg(format!(
+                    "checking exchange `{exchange}` took more than {} s",
+                    WRITE_TIMEOUT.as_secs()
+                ))
+            })??;
         match declared {
             Ok(()) => {
                 let _ = probe.close(200, "OK".into()).await;
@@ -142,18 +154,9 @@ impl AmqpSink {
         }
         if let Some(chosen) = &msg.amqp_target.exchange
             && *chosen != self.target.exchange
+            && let Some(rejected) = self.check_chosen(chosen).await?
         {
-            let checked = tokio::time::timeout(WRITE_TIMEOUT, self.check_chosen(chosen))
-                .await
-                .map_err(|_| {
-                    SinkError::msg(format!(
-                        "checking exchange `{chosen}` took more than {} s",
-                        WRITE_TIMEOUT.as_secs()
-                    ))
-                })??;
-            if let Some(rejected) = checked {
-                return Ok(Box::pin(async move { Err(rejected) }));
-            }
+            return Ok(Box::pin(async move { Err(rejected) }));
         }
         let props = match super::properties_from_message(
             msg,

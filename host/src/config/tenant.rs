@@ -154,10 +154,12 @@ impl BridgeConfig {
     /// `tenant`'s target allowlists. They compiled when the configuration was checked; one
     /// that did not would allow nothing.
     pub fn target_allowlist(&self, tenant: &str) -> TargetAllowlist {
-        let allow = self.tenants.get(tenant).map(|t| &t.allow);
-        let (topics, exchanges) =
-            allow.map_or((None, None), |a| (a.topics.clone(), a.exchanges.clone()));
-        TargetAllowlist::new(tenant, &topics, &exchanges).unwrap_or_else(|_| TargetAllowlist {
+        let none = None;
+        let (topics, exchanges) = match self.tenants.get(tenant) {
+            Some(t) => (&t.allow.topics, &t.allow.exchanges),
+            None => (&none, &none),
+        };
+        TargetAllowlist::new(tenant, topics, exchanges).unwrap_or_else(|_| TargetAllowlist {
             tenant: tenant.to_string(),
             topics: Some((GlobSet::empty(), "`allow.topics`".into())),
             exchanges: Some((GlobSet::empty(), "`allow.exchanges`".into())),

@@ -243,18 +243,21 @@ impl Table {
 
     /// Whether `fetched` was taken before its partition was sought back (see `rewound`).
     fn is_stale(&mut self, fetched: &Fetched) -> bool {
-        if self.rewound.is_empty() {
+        // Looked up without a key of its own: a rewind may wait long for its partition's
+        // next message, and this runs for every message meanwhile.
+        let Some(((topic, partition), &sought)) = self
+            .rewound
+            .iter()
+            .find(|((t, p), _)| *p == fetched.partition && *t == fetched.topic)
+        else {
             return false;
+        };
+        if fetched.taken <= sought {
+            return true;
         }
-        let part = (fetched.topic.clone(), fetched.partition);
-        match self.rewound.get(&part) {
-            Some(&sought) if fetched.taken <= sought => true,
-            Some(_) => {
-                self.rewound.remove(&part);
-                false
-            }
-            None => false,
-        }
+        let part = (topic.clone(), *partition);
+        self.rewound.remove(&part);
+        false
     }
 
     fn wanted_subscription(&self) -> Vec<String> {

@@ -131,20 +131,8 @@ impl KafkaSink {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => {
-                    let detail = format!("Kafka refused the message for topic `{topic}`: {e}");
-                    let rejected = match e.rdkafka_error_code() {
-                        Some(RDKafkaErrorCode::Fatal) => fatal(detail, e),
-                        Some(RDKafkaErrorCode::UnknownPartition) if chosen => {
-                            Rejected::because(Refusal::UnknownPartition, detail)
-                        }
-                        Some(RDKafkaErrorCode::UnknownTopic) if chosen => {
-                            Rejected::because(Refusal::UnknownTopic, detail)
-                        }
-                        Some(
-                            RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic,
-                        ) => Rejected::transient(detail, Some(Box::new(e))),
-                        _ => Rejected::refused(FailureKind::TargetRejected, detail),
-                    };
+                    let detail = format!("Kafka refused the message for topic `{topic}`");
+                    let rejected = classify(detail, e, chosen);
                     return Ok(Box::pin(async move { Err(rejected) }));
                 }
             }

@@ -72,13 +72,7 @@ async fn header_names_that_are_not_utf8_or_hold_a_nul_are_dead_lettered() {
 }
 
 fn record(dest: &str, payload: &str) -> brokers::Record {
-    brokers::Record {
-        key: None,
-        payload: Some(payload.as_bytes().to_vec()),
-        headers: vec![("dest".into(), dest.as_bytes().to_vec())],
-        partition: 0,
-        timestamp: None,
-    }
+    brokers::Record::with_header(payload, "dest", dest)
 }
 
 /// A tenant allowed only `pay-*`: a header that names another team's topic does not get the
@@ -175,10 +169,8 @@ async fn a_topic_or_partition_chosen_that_does_not_exist_is_dead_lettered() {
     .await;
     // A missing topic is known missing once librdkafka's metadata wait runs out (30 s by
     // default); shortened here.
-    let sections = brokers::brokers_toml_with_kafka_properties(&[(
-        "topic.metadata.propagation.max.ms",
-        "2000",
-    )]);
+    let sections =
+        brokers::brokers_toml_with_kafka_properties(&[brokers::MISSING_TOPIC_FAILS_FAST]);
     let mut bridge = Scenario::with_brokers(&sections)
         .health()
         .plugin(

@@ -397,23 +397,15 @@ async fn every_metric_the_dashboard_queries_exists() {
     // (a topic that does not exist) and its dead letter, a Kafka consumer's lag.
     let (topic, out, dlq) = (unique("dash-in"), unique("dash-out"), unique("dash-dlq"));
     brokers::create_topics(&[&topic, &out, &dlq], 1).await;
-    let record = |dest: &str| Record {
-        key: None,
-        payload: Some(b"{}".to_vec()),
-        headers: vec![("dest".into(), dest.as_bytes().to_vec())],
-        partition: 0,
-        timestamp: None,
-    };
+    let record = |dest: &str| Record::with_header("{}", "dest", dest);
     brokers::produce(
         &topic,
         &[record(&out), record(&unique("dash-nowhere"))],
         None,
     )
     .await;
-    let sections = brokers::brokers_toml_with_kafka_properties(&[(
-        "topic.metadata.propagation.max.ms",
-        "2000",
-    )]);
+    let sections =
+        brokers::brokers_toml_with_kafka_properties(&[brokers::MISSING_TOPIC_FAILS_FAST]);
     let mut bridge = Scenario::with_brokers(&sections)
         .health()
         .plugin(
