@@ -4,7 +4,8 @@
 #       Downloads the pinned broker's jars (scripts/kafka/pom.xml) once into
 #       $KAFKA_HOME_CACHE (default ~/.cache/bridge-host/kafka-$KAFKA_VERSION) and prints the libs dir.
 #   scripts/kafka.sh wait PORT [BROKERS] [TIMEOUT_SECS]
-#       Waits until 127.0.0.1:PORT answers a Metadata request with BROKERS brokers and a controller.
+#       Waits until 127.0.0.1:PORT answers a Metadata request with BROKERS brokers and a controller,
+#       and names a group coordinator.
 #   scripts/kafka.sh start DIR NODE_ID PORT CONTROLLER_PORT VOTERS [KEY=VALUE ...]
 #       Writes DIR/server.properties (extra properties override the defaults), formats DIR/data
 #       for the cluster id in DIR/cluster.id (made on first use; every node of one cluster shares
@@ -100,7 +101,8 @@ PROPS
 }
 
 # Waits until the broker at 127.0.0.1:PORT answers a Metadata request listing BROKERS brokers
-# and a controller: a listening socket alone does not mean the broker serves requests yet.
+# and a controller, and a group coordinator: a listening socket alone does not mean the broker
+# serves requests yet.
 wait_ready() {
   local port=$1 brokers=${2:-1} timeout=${3:-90}
   python3 - "$port" "$brokers" "$timeout" <<'PY'
@@ -122,13 +124,28 @@ def metadata():
         rlen = struct.unpack_from(">h", data, at)[0]; at += 2 + max(rlen, 0)
     controller = struct.unpack_from(">i", data, at)[0]
     return n, controller
+def coordinator():
+    # FindCoordinator v0 for a group: the first one makes the broker create its offsets topic,
+    # which on a fresh broker takes seconds that would otherwise fall on the first test's
+    # consumer group.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        client, group = b"bridge-ready", b"bridge-ready"
+        body = struct.pack(">hhih", 10, 0, 2, len(client)) + client + struct.pack(">h", len(group)) + group
+        s.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        data = s.recv(size, socket.MSG_WAITALL)
+    return struct.unpack_from(">h", data, 4)[0]
 last = "no answer"
 while time.time() < deadline:
     try:
         n, controller = metadata()
         if n >= want and controller >= 0:
-            sys.exit(0)
-        last = f"{n} broker(s), controller {controller}"
+            error = coordinator()
+            if error == 0:
+                sys.exit(0)
+            last = f"no group coordinator yet (error {error})"
+        else:
+            last = f"{n} broker(s), controller {controller}"
     except Exception as e:
         last = str(e) or type(e).__name__
     time.sleep(0.5)

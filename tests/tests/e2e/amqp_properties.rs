@@ -47,11 +47,15 @@ async fn every_property_survives_rabbitmq_to_kafka_to_rabbitmq() {
         .start();
     bridge.ready().await;
     brokers::publish_to_queue(&conn, &queue_in, &[(b"{}".to_vec(), properties())]).await;
-    let across = brokers::read_topic(&topic, 1, Duration::from_secs(30)).await;
-    let back = brokers::consume_queue(&conn, &queue_out, 1, Duration::from_secs(30)).await;
+    let across = brokers::read_topic(&topic, 1, Duration::from_secs(60)).await;
+    let back = brokers::consume_queue(&conn, &queue_out, 1, Duration::from_secs(60)).await;
     bridge.stop_clean();
-    let log = bridge.log_text();
-    assert_eq!((across.len(), back.len()), (1, 1), "log:\n{log}");
+    let (across_n, back_n) = (across.len(), back.len());
+    assert!(
+        (across_n, back_n) == (1, 1),
+        "{across_n} record(s) on Kafka, {back_n} message(s) back on RabbitMQ; log:\n{}",
+        bridge.log_text()
+    );
     // On Kafka: one header per property.
     let kafka = &across[0];
     for (name, value) in [
