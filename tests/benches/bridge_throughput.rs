@@ -12,7 +12,8 @@
 //!
 //! Prints one JSON object per figure. `BENCH_MESSAGES` sets the run length (default 50 000);
 //! `BENCH_DIRECTIONS` (e.g. `kafka_to_kafka,kafka_to_rabbitmq`) runs only those directions,
-//! without the raw client figures, for profiling one.
+//! without the raw client figures, for profiling one; `BENCH_PLUGINS` (e.g. `headers` or empty)
+//! sets the bridge's plugins among `headers` and `route`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -249,15 +249,30 @@ config = {{ routing_key = "{{header:region|eu}}.bench" }}
 
 [[mapping]]
 name = "bench"
-plugins = ["headers", "route"]
+plugins = [{}]
 max_in_flight = {}
 {mapping}"#,
         brokers::brokers_toml(),
         plugin_cache().display(),
         artifacts::HEADER_MAP,
         artifacts::ROUTING_KEY,
+        // `BENCH_PLUGINS=""` measures the bridge without plugins.
+        std::env::var("BENCH_PLUGINS")
+            .map(|names| plugin_list(&names))
+            .unwrap_or_else(|_| "\"headers\", \"route\"".to_string()),
         relay::IN_FLIGHT,
     )
+}
+
+/// `a,b` as a TOML list of strings.
+fn plugin_list(names: &str) -> String {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Compiles the plugins of [`chain_config`] into the compiled-plugin cache once

@@ -1,6 +1,9 @@
 //! A mapping's plugin chain and its dead-letter policy.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
@@ -339,9 +342,18 @@ impl ChainState {
 /// order they are made, on its tenant's [`WorkerPool`].
 pub struct Chain {
     state: Arc<Mutex<ChainState>>,
+    /// Calls made and not yet run, in order: a worker takes the first while it holds the state,
+    /// so calls run in the order they were made whichever worker runs them.
+    queue: Arc<Mutex<VecDeque<Queued>>>,
+    /// A call panicked in the host: the instances may be in any state, so no call runs again.
+    broken: Arc<AtomicBool>,
     pool: Arc<WorkerPool>,
     plugins: Arc<PluginSet>,
 }
+
+/// A call waiting in a chain's queue: runs on the state (or learns why it cannot) and answers
+/// its caller; returns whether it panicked.
+type Queued = Box<dyn FnOnce(Result<&mut ChainState, ChainBroken>) -> bool + Send>;
 
 impl Chain {
     /// Fresh instances of the running plugin versions, made on `pool`.
@@ -361,39 +373,71 @@ impl Chain {
         let state = rx.await.map_err(|_| gone())??;
         Ok(Chain {
             state: Arc::new(Mutex::new(state)),
+            queue: Arc::default(),
+            broken: Arc::default(),
             pool,
             plugins,
         })
     }
 
-    /// Runs `call` on the chain's state on a worker thread. `Err` when the pool stopped or a
-    /// call panicked in the host: the chain's instances may then be in any state, so it takes
-    /// no more calls and its mapping restarts with fresh ones.
-    async fn call<R: Send + 'static>(
+    /// Queues `call` on the chain's state and returns its answer to come. The call is queued
+    /// when this is called, not when the answer is awaited: a mapping may queue its next batch
+    /// while the plugins work on the one before. `Err` when the pool stopped or a call
+    /// panicked in the host: the chain's instances may then be in any state, so it takes no
+    /// more calls and its mapping restarts with fresh ones.
+    fn call<R: Send + 'static>(
         &self,
         call: impl FnOnce(&mut ChainState) -> R + Send + 'static,
-    ) -> Result<R, ChainBroken> {
+    ) -> impl Future<Output = Result<R, ChainBroken>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        let state = Arc::clone(&self.state);
-        let job = Box::new(move || {
-            // The guard lives inside: a panic drops it while unwinding and poisons the lock,
-            // so every later call on this chain fails too.
-            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut state = state.lock().map_err(|_| ChainBroken::Poisoned)?;
-                state.refresh();
-                Ok(call(&mut state))
-            }))
-            .unwrap_or_else(|p| {
-                Err(ChainBroken::Panicked(
-                    super::workers::panic_message(p.as_ref()).to_string(),
-                ))
-            });
+        let queued: Queued = Box::new(move |state| {
+            let (answer, panicked) = match state {
+                Err(e) => (Err(e), false),
+                Ok(state) => {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        state.refresh();
+                        call(state)
+                    })) {
+                        Ok(answer) => (Ok(answer), false),
+                        Err(p) => (
+                            Err(ChainBroken::Panicked(
+                                super::workers::panic_message(p.as_ref()).to_string(),
+                            )),
+                            true,
+                        ),
+                    }
+                }
+            };
             let _ = tx.send(answer);
+            panicked
         });
-        if !self.pool.submit(job) {
-            return Err(ChainBroken::WorkersStopped);
+        lock(&self.queue).push_back(queued);
+        let (state, queue, broken) = (
+            Arc::clone(&self.state),
+            Arc::clone(&self.queue),
+            Arc::clone(&self.broken),
+        );
+        let job = Box::new(move || {
+            let mut state = lock(&state);
+            let Some(next) = lock(&queue).pop_front() else {
+                return;
+            };
+            let state = if broken.load(Ordering::Acquire) {
+                Err(ChainBroken::Poisoned)
+            } else {
+                Ok(&mut *state)
+            };
+            if next(state) {
+                broken.store(true, Ordering::Release);
+            }
+        });
+        let submitted = self.pool.submit(job);
+        async move {
+            if !submitted {
+                return Err(ChainBroken::WorkersStopped);
+            }
+            rx.await.unwrap_or(Err(ChainBroken::WorkersStopped))
         }
-        rx.await.unwrap_or(Err(ChainBroken::WorkersStopped))
     }
 
     /// The plugin generation: it moves when a reload swaps a plugin.
@@ -412,8 +456,11 @@ impl Chain {
 
     /// Runs the transforms on each message of `batch`, in order, in one trip to a worker.
     /// Returns one outcome per message.
-    pub async fn run_batch(&self, batch: Vec<Message>) -> Result<Vec<ChainOutcome>, ChainBroken> {
-        self.call(move |state| state.run(batch)).await
+    pub fn run_batch(
+        &self,
+        batch: Vec<Message>,
+    ) -> impl Future<Output = Result<Vec<ChainOutcome>, ChainBroken>> + Send + 'static {
+        self.call(move |state| state.run(batch))
     }
 
     /// Asks the dead-letter policy.
@@ -450,6 +497,11 @@ pub enum ChainBroken {
     /// The tenant's plugin worker threads stopped.
     #[error("the plugin workers stopped")]
     WorkersStopped,
+}
+
+/// Locks `m`; a panic is caught inside every call, so a poisoned lock holds nothing half-done.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The outcome of a message a chain answered nothing for.

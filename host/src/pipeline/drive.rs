@@ -1,14 +1,15 @@
 //! One mapping's loop, the same for every source: take a batch, run it through the processor,
 //! settle each message when the target answered (or retry it later, holding back only itself),
-//! and tell the source what was settled. On a stop it drains what is in flight until the
+//! and tell the source what was settled. The plugins work on one batch while the loop sends and
+//! settles the one before. On a stop it drains what is in flight until the
 //! deadline; what is not settled by then is left for redelivery.
 
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use super::processor::{Processor, Retry, Sent, Settlement};
+use super::processor::{Answered, Processor, Retry, Sent, Settlement};
 use super::{CONNECTION_CHECK, PipelineError, Shutdown, stop_or, time_left};
 use crate::connector::{MAX_BATCH, Source};
 use crate::telemetry::Event;
@@ -16,6 +17,12 @@ use crate::telemetry::Event;
 /// Flights, each with its token and whether it is a retry's.
 type Flights<T> = FuturesUnordered<BoxFuture<'static, (T, bool, Sent)>>;
 type Retries<T> = FuturesUnordered<BoxFuture<'static, (T, Box<Retry>)>>;
+/// Batches in the plugin chain, with their tokens, answered in the order they were taken.
+type Chained<T> = FuturesOrdered<BoxFuture<'static, (Vec<T>, Answered)>>;
+
+/// Batches a mapping may have in its chain at once: one the plugins work on while the mapping
+/// sends and settles the one before.
+const CHAINED: usize = 2;
 
 /// Runs `source` through `processor` until shutdown (then drains) or a failure.
 pub async fn drive<S: Source>(
@@ -26,6 +33,7 @@ pub async fn drive<S: Source>(
 ) -> Result<(), PipelineError> {
     let mut flights: Flights<S::Token> = FuturesUnordered::new();
     let mut retries: Retries<S::Token> = FuturesUnordered::new();
+    let mut chained: Chained<S::Token> = FuturesOrdered::new();
     let mut watchdog = tokio::time::interval(CONNECTION_CHECK);
     processor.status().set_connected(true);
     let result = loop {
@@ -60,7 +68,12 @@ pub async fn drive<S: Source>(
                     Err(e) => break stop_or(shutdown, e),
                 }
             }
-            received = source.recv(room.min(MAX_BATCH)), if room > 0 => match received {
+            Some((tokens, answered)) = chained.next(), if !chained.is_empty() => {
+                if let Err(e) = finish(processor, &mut flights, tokens, answered).await {
+                    break stop_or(shutdown, e);
+                }
+            }
+            received = source.recv(room.min(MAX_BATCH)), if room > 0 && chained.len() < CHAINED => match received {
                 Ok(received) => {
                     // Forgotten before what was consumed again is admitted.
                     for (topic, partition) in received.abandoned {
@@ -75,14 +88,8 @@ pub async fn drive<S: Source>(
                         tokens.push(c.token);
                         batch.push(c.message);
                     }
-                    match processor.process_batch(batch).await {
-                        Ok(sent) => {
-                            for (token, flight) in tokens.into_iter().zip(sent) {
-                                flights.push(async move { (token, false, flight.await) }.boxed());
-                            }
-                        }
-                        Err(e) => break stop_or(shutdown, e),
-                    }
+                    let admitted = processor.admit_batch(batch);
+                    chained.push_back(async move { (tokens, admitted.answered().await) }.boxed());
                 }
                 Err(e) => break stop_or(shutdown, e.into()),
             }
@@ -90,8 +97,17 @@ pub async fn drive<S: Source>(
     };
     let stop = *shutdown.borrow();
     if result.is_ok() {
-        // Drain what is in flight until the deadline. A message that would need a retry, and
-        // every retry still waiting, is left unsettled: it is delivered again.
+        // Send what the chain still works on, then drain what is in flight until the deadline.
+        // A message that would need a retry, and every retry still waiting, is left
+        // unsettled: it is delivered again.
+        while let Ok(Some((tokens, answered))) =
+            tokio::time::timeout_at(stop.deadline, chained.next()).await
+        {
+            if let Err(e) = finish(processor, &mut flights, tokens, answered).await {
+                tracing::debug!(error = %e, "Left unsent at shutdown.");
+                break;
+            }
+        }
         while let Ok(Some((token, _, sent))) =
             tokio::time::timeout_at(stop.deadline, flights.next()).await
         {
@@ -119,6 +135,20 @@ pub async fn drive<S: Source>(
         Ok(()) => {}
     }
     result
+}
+
+/// Sends what the chain made of a batch; its flights join the others.
+async fn finish<T: Send + 'static>(
+    processor: &mut Processor,
+    flights: &mut Flights<T>,
+    tokens: Vec<T>,
+    answered: Answered,
+) -> Result<(), PipelineError> {
+    let sent = processor.finish(answered).await?;
+    for (token, flight) in tokens.into_iter().zip(sent) {
+        flights.push(async move { (token, false, flight.await) }.boxed());
+    }
+    Ok(())
 }
 
 /// Settles `first` and every other flight already answered, then has the source acknowledge

@@ -6,11 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::breaker::{Admit, Breaker};
-use super::chain::{Chain, ChainOutcome, ProcessingFailure, no_outcome};
+use super::chain::{Chain, ChainBroken, ChainOutcome, ProcessingFailure, no_outcome};
 use super::headers::{self, DeadLetterContext};
 use super::{PipelineError, Shutdown};
 use crate::connector::{Class, Rejected, Sink, SinkError};
@@ -40,6 +41,31 @@ impl Sent {
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
+}
+
+/// A batch admitted to its chain: the plugins work on it while the mapping goes on.
+pub struct Admitted {
+    originals: Vec<Message>,
+    steps: Vec<Step>,
+    outcomes: Pin<Box<dyn Future<Output = Result<Vec<ChainOutcome>, ChainBroken>> + Send>>,
+}
+
+impl Admitted {
+    /// Waits for the chain's answer; hand it to [`Processor::finish`].
+    pub async fn answered(self) -> Answered {
+        Answered {
+            outcomes: self.outcomes.await,
+            originals: self.originals,
+            steps: self.steps,
+        }
+    }
+}
+
+/// An admitted batch with what its chain made of it.
+pub struct Answered {
+    originals: Vec<Message>,
+    steps: Vec<Step>,
+    outcomes: Result<Vec<ChainOutcome>, ChainBroken>,
 }
 
 /// What settling a flight leads to.
@@ -122,14 +148,10 @@ impl Processor {
         }
     }
 
-    /// Runs the chain on consumed messages and sends the results, one flight per message in
-    /// the same order. The chain sees the whole batch in one call; chain failures are settled
-    /// here (retry, dead-letter, drop) in order, so a retried message still goes out before the
-    /// ones after it. Broker answers come with the returned flights.
-    pub async fn process_batch(
-        &mut self,
-        originals: Vec<Message>,
-    ) -> Result<Vec<Flight>, PipelineError> {
+    /// Admits consumed messages (dedup, hop limit, breaker, provenance) and queues the ones that
+    /// pass on the chain, which sees them in one call on a worker thread. The mapping goes on
+    /// meanwhile; [`Processor::finish`] sends what the chain answered.
+    pub fn admit_batch(&mut self, originals: Vec<Message>) -> Admitted {
         self.counters()
             .emit(Event::Consumed(originals.len() as u64));
         let mut steps = Vec::with_capacity(originals.len());
@@ -137,7 +159,23 @@ impl Processor {
         for original in &originals {
             steps.push(self.admit(original, &mut prepared));
         }
-        let mut outcomes = self.chain.run_batch(prepared).await?.into_iter();
+        Admitted {
+            originals,
+            steps,
+            outcomes: Box::pin(self.chain.run_batch(prepared)),
+        }
+    }
+
+    /// Sends what the chain made of an admitted batch, one flight per message in the same
+    /// order. Chain failures are settled here (retry, dead-letter, drop) in order, so a retried
+    /// message still goes out before the ones after it. Broker answers come with the flights.
+    pub async fn finish(&mut self, answered: Answered) -> Result<Vec<Flight>, PipelineError> {
+        let Answered {
+            originals,
+            steps,
+            outcomes,
+        } = answered;
+        let mut outcomes = outcomes?.into_iter();
         // A message whose chain failed is settled by the policy without waiting here: a retry
         // comes back through its flight, so the messages after it are not held up.
         let mut flights = Vec::with_capacity(originals.len());
@@ -595,8 +633,15 @@ impl Processor {
                 .await?;
                 tracing::info!(mapping = %self.settings.mapping, "The target takes messages again.");
             }
-            let sent = self.until_stopping(async { Ok(self.sink.send(msg).await?) });
-            pending.push(sent.await?);
+            // Most sends are taken at once; one that waits (a full producer queue) waits until
+            // the stop's deadline at most, so what the chain answered before a stop still goes
+            // out during the drain.
+            let mut send = std::pin::pin!(self.sink.send(msg));
+            let sent = match (&mut send).now_or_never() {
+                Some(sent) => sent?,
+                None => self.until_deadline(async { Ok(send.await?) }).await?,
+            };
+            pending.push(sent);
         }
         Ok(Box::pin(async move {
             let results = join_all(pending).await;
