@@ -41,14 +41,30 @@ impl JsonBytes {
         }
     }
 
-    fn into_bytes(self, field: &str) -> Result<Vec<u8>, String> {
+    fn into_bytes(self, field: impl FnOnce() -> String) -> Result<Vec<u8>, BadBase64> {
         match self {
             JsonBytes::Text(s) => Ok(s.into_bytes()),
-            JsonBytes::Base64 { base64 } => STANDARD
-                .decode(base64.as_bytes())
-                .map_err(|e| format!("`{field}` is not valid base64: {e}")),
+            JsonBytes::Base64 { base64 } => {
+                STANDARD
+                    .decode(base64.as_bytes())
+                    .map_err(|source| BadBase64 {
+                        field: field(),
+                        source,
+                    })
+            }
         }
     }
+}
+
+/// A field of message JSON that says `base64` and is not.
+#[derive(Debug, thiserror::Error)]
+#[error("`{field}` is not valid base64")]
+pub struct BadBase64 {
+    /// The field (`payload`, `key`, `headers[2]`).
+    pub field: String,
+    /// What the decoder found.
+    #[source]
+    pub source: base64::DecodeError,
 }
 
 /// A message as JSON.
@@ -161,15 +177,23 @@ pub struct JsonTarget {
 
 impl JsonMessage {
     /// Converts to a host message, naming the field that is wrong.
-    pub fn into_message(self) -> Result<Message, String> {
-        let mut msg = Message::new(self.payload.map(|p| p.into_bytes("payload")).transpose()?);
-        msg.key = self.key.map(|k| k.into_bytes("key")).transpose()?;
+    pub fn into_message(self) -> Result<Message, BadBase64> {
+        let named = |name: &str| {
+            let name = name.to_string();
+            move || name
+        };
+        let mut msg = Message::new(
+            self.payload
+                .map(|p| p.into_bytes(named("payload")))
+                .transpose()?,
+        );
+        msg.key = self.key.map(|k| k.into_bytes(named("key"))).transpose()?;
         msg.headers = self
             .headers
             .into_iter()
             .enumerate()
-            .map(|(i, (n, v))| Ok((n, v.into_bytes(&format!("headers[{i}]"))?)))
-            .collect::<Result<_, String>>()?;
+            .map(|(i, (n, v))| Ok((n, v.into_bytes(|| format!("headers[{i}]"))?)))
+            .collect::<Result<_, BadBase64>>()?;
         msg.timestamp = self.timestamp;
         let props = self.properties.unwrap_or_default();
         msg.amqp_properties = AmqpProperties {
@@ -309,7 +333,12 @@ mod tests {
         let msg: JsonMessage =
             serde_json::from_str(r#"{"headers":[["h",{"base64":"!!"}]]}"#).unwrap();
         let err = msg.into_message().unwrap_err();
-        assert!(err.starts_with("`headers[0]` is not valid base64"), "{err}");
+        assert_eq!(err.field, "headers[0]");
+        assert!(
+            err.to_string()
+                .starts_with("`headers[0]` is not valid base64"),
+            "{err}"
+        );
         let err = serde_json::from_str::<JsonMessage>(r#"{"paylod":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `paylod`"), "{err}");
     }

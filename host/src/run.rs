@@ -30,12 +30,15 @@ pub fn load_plugins(config: &BridgeConfig) -> Result<PluginSet, Vec<String>> {
     let mut problems = Vec::new();
     for (name, plugin) in &config.plugins {
         let spec = config.plugin_spec(name, plugin);
-        let loaded_plugin = runtime.load(&spec).map_err(|e| e.to_string());
+        let loaded_plugin = runtime.load(&spec).map_err(reload::CandidateError::from);
         match loaded_plugin.and_then(|p| reload::run_canaries(&p).map(|()| p)) {
             Ok(p) => {
                 loaded.insert(name.clone(), p);
             }
-            Err(e) => problems.push(format!("`plugins.{name}`: {e}")),
+            Err(e) => problems.push(format!(
+                "`plugins.{name}`: {}",
+                crate::pipeline::error_text(&e)
+            )),
         }
     }
     for m in &config.mapping {

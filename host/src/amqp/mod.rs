@@ -49,12 +49,13 @@ pub enum ConnectError {
         source: Box<lapin::Error>,
     },
     /// The URL is not an AMQP URI.
-    #[error("`rabbitmq.{name}.url` is not a valid AMQP URL: {reason}")]
+    #[error("`rabbitmq.{name}.url` is not a valid AMQP URL: {source}")]
     Url {
         /// The connection name.
         name: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: crate::config::BadAmqpUrl,
     },
     /// A TLS file could not be read.
     #[error("`rabbitmq.{name}.tls.{key}`: cannot read {}: {source}", path.display())]
@@ -82,9 +83,9 @@ pub async fn connect_as(
     conn: &RabbitConnection,
     label: &str,
 ) -> Result<Connection, ConnectError> {
-    let uri = conn.uri().map_err(|reason| ConnectError::Url {
+    let uri = conn.uri().map_err(|source| ConnectError::Url {
         name: name.to_string(),
-        reason,
+        source,
     })?;
     let props = ConnectionProperties::default().with_connection_name(label.to_string().into());
     let broker_error = |source| ConnectError::Broker {

@@ -247,7 +247,12 @@ fn check(plugin: &std::sync::Arc<crate::plugin::LoadedPlugin>, case: &Case) -> V
     };
     let msg = match case.input.clone().into_message() {
         Ok(m) => m,
-        Err(e) => return vec![format!("the input message is invalid: {e}")],
+        Err(e) => {
+            return vec![format!(
+                "the input message is invalid: {}",
+                crate::pipeline::error_text(&e)
+            )];
+        }
     };
     let outcome = instance.process(msg);
     match (outcome, &expect.failure) {

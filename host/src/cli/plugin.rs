@@ -114,7 +114,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<String> {
     })?;
     let msg = json
         .into_message()
-        .map_err(|e| anyhow::anyhow!("the input message is invalid: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context("the input message is invalid"))?;
 
     let runtime = PluginRuntime::new(RuntimeOptions::default())?;
     let plugin = runtime.load(&spec)?;

@@ -11,6 +11,11 @@ pub const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// A `${NAME}` whose variable is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable `{0}` is not set")]
+pub struct UnsetVar(pub String);
+
 /// Replaces `${NAME}` in every broker setting; returns one problem per unset variable.
 pub(super) fn substitute(
     config: &mut BridgeConfig,
@@ -19,9 +24,7 @@ pub(super) fn substitute(
     let mut problems = Vec::new();
     let mut apply = |path: String, value: &mut String| match expand(value, env) {
         Ok(v) => *value = v,
-        Err(name) => problems.push(format!(
-            "`{path}`: environment variable `{name}` is not set"
-        )),
+        Err(unset) => problems.push(format!("`{path}`: {unset}")),
     };
     for (name, cluster) in &mut config.kafka {
         apply(
@@ -42,15 +45,11 @@ pub(super) fn substitute(
     for (name, conn) in &mut config.rabbitmq {
         match expand_url(&conn.url, env) {
             Ok(v) => conn.url = v,
-            Err(var) => problems.push(format!(
-                "`rabbitmq.{name}.url`: environment variable `{var}` is not set"
-            )),
+            Err(unset) => problems.push(format!("`rabbitmq.{name}.url`: {unset}")),
         }
         let mut apply = |path: String, value: &mut String| match expand(value, env) {
             Ok(v) => *value = v,
-            Err(name) => problems.push(format!(
-                "`{path}`: environment variable `{name}` is not set"
-            )),
+            Err(unset) => problems.push(format!("`{path}`: {unset}")),
         };
         if let Some(vhost) = &mut conn.vhost {
             apply(format!("rabbitmq.{name}.vhost"), vhost);
@@ -66,7 +65,7 @@ pub(super) fn substitute(
 pub(super) fn expand_url(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<String, UnsetVar> {
     let Some(scheme) = text.find("://") else {
         return expand(text, env);
     };
@@ -110,8 +109,8 @@ fn has_own_colon(text: &str) -> bool {
     rest.contains(':')
 }
 
-/// Expands `${NAME}`; `$${` is a literal `${`. Returns the first unset name on failure.
-pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Expands `${NAME}`; `$${` is a literal `${`. Fails on the first unset name.
+pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, UnsetVar> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find('$') {
@@ -126,7 +125,7 @@ pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
                 return Ok(out);
             };
             let name = &tail[..end];
-            out.push_str(&env(name).ok_or_else(|| name.to_string())?);
+            out.push_str(&env(name).ok_or_else(|| UnsetVar(name.to_string()))?);
             rest = &tail[end + 1..];
         } else {
             out.push('$');

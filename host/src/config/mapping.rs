@@ -212,17 +212,56 @@ struct RawSource {
     prefetch: Option<u16>,
 }
 
-impl TryFrom<RawSource> for Source {
-    type Error = String;
+/// A source or target table whose keys do not make one broker's end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndError {
+    /// Keys of both brokers.
+    #[error("a {end} is either `kafka = …` or `rabbitmq = …`, not both")]
+    Both {
+        /// `source` or `target`.
+        end: &'static str,
+    },
+    /// Neither broker named.
+    #[error("a {end} needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`")]
+    Neither {
+        /// `source` or `target`.
+        end: &'static str,
+    },
+    /// A key of the other broker.
+    #[error("a {what} takes {takes}, not {not}")]
+    OtherBroker {
+        /// `Kafka source`, `RabbitMQ target`, ….
+        what: &'static str,
+        /// The keys it takes.
+        takes: &'static str,
+        /// What it does not take.
+        not: &'static str,
+    },
+    /// A required key is missing.
+    #[error("a {what} needs {key}")]
+    Missing {
+        /// `Kafka source`, `RabbitMQ target`, ….
+        what: &'static str,
+        /// The key, as the user writes it.
+        key: &'static str,
+    },
+    /// `auto_offset_reset` is neither `earliest` nor `latest`.
+    #[error("`auto_offset_reset` is {0:?}; expected \"earliest\" or \"latest\"")]
+    OffsetReset(String),
+}
 
-    fn try_from(raw: RawSource) -> Result<Self, String> {
+impl TryFrom<RawSource> for Source {
+    type Error = EndError;
+
+    fn try_from(raw: RawSource) -> Result<Self, EndError> {
         match (raw.kafka, raw.rabbitmq) {
             (Some(cluster), None) => {
                 if raw.queue.is_some() || raw.prefetch.is_some() {
-                    return Err(
-                        "a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`"
-                            .into(),
-                    );
+                    return Err(EndError::OtherBroker {
+                        what: "Kafka source",
+                        takes: "`topics` or `topic_regex`",
+                        not: "`queue` or `prefetch`",
+                    });
                 }
                 let mut topics = raw.topics;
                 if let Some(regex) = raw.topic_regex {
@@ -234,13 +273,14 @@ impl TryFrom<RawSource> for Source {
                     topics.push(regex);
                 }
                 if topics.is_empty() {
-                    return Err("a Kafka source needs `topics = [...]` or `topic_regex`".into());
+                    return Err(EndError::Missing {
+                        what: "Kafka source",
+                        key: "`topics = [...]` or `topic_regex`",
+                    });
                 }
                 let auto_offset_reset = raw.auto_offset_reset.unwrap_or_else(|| "earliest".into());
                 if !matches!(auto_offset_reset.as_str(), "earliest" | "latest") {
-                    return Err(format!(
-                        "`auto_offset_reset` is {auto_offset_reset:?}; expected \"earliest\" or \"latest\""
-                    ));
+                    return Err(EndError::OffsetReset(auto_offset_reset));
                 }
                 Ok(Source::Kafka(KafkaSource {
                     cluster,
@@ -255,23 +295,24 @@ impl TryFrom<RawSource> for Source {
                     || raw.group.is_some()
                     || raw.auto_offset_reset.is_some()
                 {
-                    return Err(
-                        "a RabbitMQ source takes `queue` and `prefetch`, not Kafka settings".into(),
-                    );
+                    return Err(EndError::OtherBroker {
+                        what: "RabbitMQ source",
+                        takes: "`queue` and `prefetch`",
+                        not: "Kafka settings",
+                    });
                 }
-                let queue = raw.queue.ok_or("a RabbitMQ source needs `queue`")?;
+                let queue = raw.queue.ok_or(EndError::Missing {
+                    what: "RabbitMQ source",
+                    key: "`queue`",
+                })?;
                 Ok(Source::Amqp(AmqpSource {
                     connection,
                     queue,
                     prefetch: raw.prefetch.unwrap_or(500),
                 }))
             }
-            (Some(_), Some(_)) => {
-                Err("a source is either `kafka = …` or `rabbitmq = …`, not both".into())
-            }
-            (None, None) => {
-                Err("a source needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into())
-            }
+            (Some(_), Some(_)) => Err(EndError::Both { end: "source" }),
+            (None, None) => Err(EndError::Neither { end: "source" }),
         }
     }
 }
@@ -323,16 +364,17 @@ struct RawTarget {
 }
 
 impl TryFrom<RawTarget> for Target {
-    type Error = String;
+    type Error = EndError;
 
-    fn try_from(raw: RawTarget) -> Result<Self, String> {
+    fn try_from(raw: RawTarget) -> Result<Self, EndError> {
         match (raw.kafka, raw.rabbitmq) {
             (Some(cluster), None) => {
                 if raw.exchange.is_some() || raw.routing_key.is_some() || raw.persistent.is_some() {
-                    return Err(
-                        "a Kafka target takes `topic` and `same_partition`, not RabbitMQ settings"
-                            .into(),
-                    );
+                    return Err(EndError::OtherBroker {
+                        what: "Kafka target",
+                        takes: "`topic` and `same_partition`",
+                        not: "RabbitMQ settings",
+                    });
                 }
                 Ok(Target::Kafka(KafkaTarget {
                     cluster,
@@ -342,23 +384,24 @@ impl TryFrom<RawTarget> for Target {
             }
             (None, Some(connection)) => {
                 if raw.topic.is_some() || raw.same_partition.is_some() {
-                    return Err("a RabbitMQ target takes `exchange`, `routing_key` and `persistent`, not Kafka settings".into());
+                    return Err(EndError::OtherBroker {
+                        what: "RabbitMQ target",
+                        takes: "`exchange`, `routing_key` and `persistent`",
+                        not: "Kafka settings",
+                    });
                 }
                 Ok(Target::Amqp(AmqpTarget {
                     connection,
-                    exchange: raw.exchange.ok_or(
-                        "a RabbitMQ target needs `exchange` (\"\" for the default exchange)",
-                    )?,
+                    exchange: raw.exchange.ok_or(EndError::Missing {
+                        what: "RabbitMQ target",
+                        key: "`exchange` (\"\" for the default exchange)",
+                    })?,
                     routing_key: raw.routing_key,
                     persistent: raw.persistent.unwrap_or(true),
                 }))
             }
-            (Some(_), Some(_)) => {
-                Err("a target is either `kafka = …` or `rabbitmq = …`, not both".into())
-            }
-            (None, None) => {
-                Err("a target needs `kafka = \"CLUSTER\"` or `rabbitmq = \"CONNECTION\"`".into())
-            }
+            (Some(_), Some(_)) => Err(EndError::Both { end: "target" }),
+            (None, None) => Err(EndError::Neither { end: "target" }),
         }
     }
 }
@@ -369,12 +412,15 @@ impl TryFrom<RawTarget> for Target {
 pub struct DeadLetterTarget(pub Target);
 
 impl TryFrom<RawTarget> for DeadLetterTarget {
-    type Error = String;
+    type Error = EndError;
 
-    fn try_from(raw: RawTarget) -> Result<Self, String> {
+    fn try_from(raw: RawTarget) -> Result<Self, EndError> {
         let target = Target::try_from(raw)?;
         if let Target::Kafka(KafkaTarget { topic: None, .. }) = target {
-            return Err("a Kafka dead-letter target needs `topic`".into());
+            return Err(EndError::Missing {
+                what: "Kafka dead-letter target",
+                key: "`topic`",
+            });
         }
         Ok(DeadLetterTarget(target))
     }

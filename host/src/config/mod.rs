@@ -28,7 +28,9 @@ pub use mapping::{
 };
 pub use needs::{Mode, Need, Needs, Object, Report};
 pub use redact::redact_url;
-pub use tenant::{Allow, TargetAllowlist, TenantConfig, default_workers};
+pub use tenant::{
+    Allow, BadGlob, OutsideAllowlist, TargetAllowlist, TenantConfig, default_workers,
+};
 
 pub use crate::plugin::DEFAULT_TENANT;
 use crate::plugin::{PluginLimits, PluginSpec};
@@ -168,11 +170,16 @@ pub struct RabbitConnection {
     pub tls: Option<TlsFiles>,
 }
 
+/// A RabbitMQ URL that is not an AMQP URI, with what the parser says (it has only text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadAmqpUrl(pub String);
+
 impl RabbitConnection {
     /// The URL with the `vhost` and `heartbeat_secs` overrides applied, parsed as an AMQP URI
     /// so that its query parameters (`frame_max`, `connection_timeout`, …) are kept.
-    pub fn uri(&self) -> Result<lapin::uri::AMQPUri, String> {
-        let mut uri: lapin::uri::AMQPUri = self.url.parse()?;
+    pub fn uri(&self) -> Result<lapin::uri::AMQPUri, BadAmqpUrl> {
+        let mut uri: lapin::uri::AMQPUri = self.url.parse().map_err(BadAmqpUrl)?;
         if let Some(vhost) = &self.vhost {
             uri.vhost = vhost.clone();
         }

@@ -99,31 +99,58 @@ pub struct TargetAllowlist {
     exchanges: Option<(GlobSet, String)>,
 }
 
+/// A target a message chose (by a plugin or a header) outside its tenant's allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} `{value}` is outside tenant `{tenant}`'s {list}")]
+pub struct OutsideAllowlist {
+    /// `topic` or `exchange`.
+    pub what: &'static str,
+    /// The topic or exchange chosen.
+    pub value: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The list as written: `` `allow.topics = ["pay-*"]` ``.
+    pub list: String,
+}
+
 impl TargetAllowlist {
     /// `Err` naming the tenant's list when `topic` is outside `allow.topics`.
-    pub fn topic(&self, topic: &str) -> Result<(), String> {
+    pub fn topic(&self, topic: &str) -> Result<(), OutsideAllowlist> {
         self.check("topic", &self.topics, topic)
     }
 
     /// `Err` naming the tenant's list when `exchange` is outside `allow.exchanges`.
-    pub fn exchange(&self, exchange: &str) -> Result<(), String> {
+    pub fn exchange(&self, exchange: &str) -> Result<(), OutsideAllowlist> {
         self.check("exchange", &self.exchanges, exchange)
     }
 
     fn check(
         &self,
-        what: &str,
+        what: &'static str,
         list: &Option<(GlobSet, String)>,
         value: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), OutsideAllowlist> {
         match list {
-            Some((set, named)) if !set.is_match(value) => Err(format!(
-                "{what} `{value}` is outside tenant `{}`'s {named}",
-                self.tenant
-            )),
+            Some((set, named)) if !set.is_match(value) => Err(OutsideAllowlist {
+                what,
+                value: value.to_string(),
+                tenant: self.tenant.clone(),
+                list: named.clone(),
+            }),
             _ => Ok(()),
         }
     }
+}
+
+/// An allowlist glob that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("`allow.{key}`: {source}")]
+pub struct BadGlob {
+    /// The list's key under `allow`.
+    pub key: &'static str,
+    /// What the glob compiler says (it names the pattern).
+    #[source]
+    pub source: globset::Error,
 }
 
 impl TargetAllowlist {
@@ -133,7 +160,7 @@ impl TargetAllowlist {
         tenant: &str,
         topics: &Option<Vec<String>>,
         exchanges: &Option<Vec<String>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BadGlob> {
         let compile = |key: &'static str, patterns: &Option<Vec<String>>| {
             List::new(key, patterns).map(|list| {
                 list.map(|l| {
@@ -175,25 +202,22 @@ struct List<'a> {
 }
 
 impl<'a> List<'a> {
-    fn new(key: &'static str, patterns: &'a Option<Vec<String>>) -> Result<Option<Self>, String> {
+    fn new(key: &'static str, patterns: &'a Option<Vec<String>>) -> Result<Option<Self>, BadGlob> {
         let Some(patterns) = patterns else {
             return Ok(None);
         };
+        let bad = |source| BadGlob { key, source };
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
-            builder.add(Glob::new(p).map_err(|e| format!("`allow.{key}`: `{p}`: {e}"))?);
+            builder.add(Glob::new(p).map_err(bad)?);
         }
-        let set = builder.build().map_err(|e| format!("`allow.{key}`: {e}"))?;
+        let set = builder.build().map_err(bad)?;
         Ok(Some(List { key, patterns, set }))
     }
 
-    /// `Err` naming the list when `value` matches none of its globs.
-    fn check(&self, value: &str) -> Result<(), String> {
-        if self.set.is_match(value) {
-            Ok(())
-        } else {
-            Err(self.named())
-        }
+    /// Whether `value` matches one of its globs.
+    fn allows(&self, value: &str) -> bool {
+        self.set.is_match(value)
     }
 
     /// The list as written: `` `allow.KEY = ["…", …]` ``.
@@ -262,7 +286,7 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
 
 fn check_mapping(config: &BridgeConfig, m: &Mapping, tenant: &str, allow: &Allow) -> Vec<String> {
     let lists = (|| {
-        Ok::<_, String>((
+        Ok::<_, BadGlob>((
             List::new("kafka_clusters", &allow.kafka_clusters)?,
             List::new("topics", &allow.topics)?,
             List::new("rabbitmq_connections", &allow.rabbitmq_connections)?,
@@ -273,17 +297,18 @@ fn check_mapping(config: &BridgeConfig, m: &Mapping, tenant: &str, allow: &Allow
     })();
     let (clusters, topics, connections, vhosts, exchanges, queues) = match lists {
         Ok(l) => l,
-        Err(e) => return vec![format!("`tenants.{tenant}.{}", &e[1..])],
+        Err(e) => return vec![format!("`tenants.{tenant}.allow.{}`: {}", e.key, e.source)],
     };
     let mut problems = Vec::new();
     let mut patterns = Vec::new();
     let mut outside = |at: String, what: String, list: &Option<List<'_>>, value: &str| {
         if let Some(list) = list
-            && let Err(named) = list.check(value)
+            && !list.allows(value)
         {
             problems.push(format!(
-                "mapping `{}`.{at}: {what} `{value}` is outside tenant `{tenant}`'s {named}",
-                m.name
+                "mapping `{}`.{at}: {what} `{value}` is outside tenant `{tenant}`'s {}",
+                m.name,
+                list.named()
             ));
         }
     };

@@ -132,7 +132,10 @@ fn env_expansion_rules() {
         env::expand("x${A}y$${A}$z", &env),
         Ok("x1y${A}$z".to_string())
     );
-    assert_eq!(env::expand("${B}", &env), Err("B".to_string()));
+    assert_eq!(
+        env::expand("${B}", &env),
+        Err(env::UnsetVar("B".to_string()))
+    );
 }
 
 #[test]
@@ -172,7 +175,7 @@ fn a_value_substituted_into_url_userinfo_is_percent_encoded() {
     );
     assert_eq!(
         env::expand_url("amqp://u:${NOPE}@h", &env),
-        Err("NOPE".to_string())
+        Err(env::UnsetVar("NOPE".to_string()))
     );
     let uri: lapin::uri::AMQPUri = env::expand_url("amqp://user:${PW}@${HOST}:5672/%2f", &env)
         .unwrap()

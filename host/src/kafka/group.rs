@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use super::ClusterContext;
 use crate::config::{KafkaCluster, KafkaSource};
-use crate::connector::SourceEvents;
+use crate::connector::{SourceError, SourceEvents};
 use crate::plugin::Message;
 
 /// Consumer settings the cluster's `properties` may override.
@@ -469,8 +469,8 @@ impl GroupConsumer {
         topics: &[String],
         max_messages: usize,
         events: Arc<dyn SourceEvents>,
-    ) -> Result<Lease, String> {
-        let claim = Claim::new(topics).map_err(|e| format!("invalid topic pattern: {e}"))?;
+    ) -> Result<Lease, SourceError> {
+        let claim = Claim::new(topics).map_err(|e| SourceError::new("invalid topic pattern", e))?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let backlog = Arc::new(Backlog {
             messages: AtomicUsize::new(0),
@@ -551,7 +551,7 @@ impl GroupConsumer {
         })
     }
 
-    fn resubscribe(&self, table: &mut Table) -> Result<(), String> {
+    fn resubscribe(&self, table: &mut Table) -> Result<(), SourceError> {
         let wanted = table.wanted_subscription();
         if wanted == table.subscription {
             return Ok(());
@@ -562,7 +562,7 @@ impl GroupConsumer {
             let topics: Vec<&str> = wanted.iter().map(String::as_str).collect();
             self.consumer
                 .subscribe(&topics)
-                .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+                .map_err(|e| SourceError::new(format!("cannot subscribe to {topics:?}"), e))?;
         }
         tracing::debug!(group = %self.key.group, topics = ?wanted, "Kafka subscription changed.");
         table.subscription = wanted;

@@ -52,9 +52,7 @@ impl KafkaSource {
         // Four windows' worth (bounded in bytes too): enough that pausing is rare for a
         // mapping that keeps up.
         let queue = max_in_flight.max(crate::connector::MAX_BATCH) * 4;
-        let lease = group
-            .join(mapping, &source.topics, queue, events)
-            .map_err(SourceError::msg)?;
+        let lease = group.join(mapping, &source.topics, queue, events)?;
         tracing::info!(mapping, topics = ?source.topics, group = %source.group, "Kafka source started.");
         Ok(KafkaSource {
             mapping: mapping.to_string(),

@@ -38,9 +38,12 @@ pub enum PipelineError {
     /// The target's connection failed with a message under way.
     #[error("target: {0}")]
     Lost(#[source] Rejected),
+    /// The tenant's plugin worker threads could not be started.
+    #[error("cannot start plugin workers")]
+    Workers(#[source] std::io::Error),
     /// A plugin could not be started.
     #[error("{0}")]
-    Plugin(String),
+    Plugin(#[from] crate::plugin::LoadError),
     /// The plugin chain broke (a host panic): fresh instances are needed.
     #[error("plugin chain: {0}")]
     Chain(#[from] ChainBroken),

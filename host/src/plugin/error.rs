@@ -44,8 +44,12 @@ pub enum LoadError {
         detail: String,
     },
     /// The plugin's limits are out of range.
-    #[error("plugin `{name}`: {problem}")]
-    Limits { name: String, problem: String },
+    #[error("plugin `{name}`: {source}")]
+    Limits {
+        name: String,
+        #[source]
+        source: super::limits::LimitError,
+    },
     /// The plugin's `init` rejected its configuration.
     #[error("plugin `{name}` rejected its configuration: {reason}")]
     InitRejected { name: String, reason: String },
@@ -59,6 +63,17 @@ pub enum LoadError {
     /// The wasmtime engine could not be created.
     #[error("cannot create the WebAssembly engine: {0}")]
     Engine(String),
+}
+
+/// A stage cannot end as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StageError {
+    /// Promote with no candidate staged.
+    #[error("nothing is staged: stage a candidate first")]
+    NothingStaged,
+    /// Roll back with neither a stage nor a promotion to undo.
+    #[error("nothing to roll back: no stage and no promotion")]
+    NothingToRollBack,
 }
 
 /// A call into a plugin failed. The instance that failed has been thrown away; the next

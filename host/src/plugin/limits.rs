@@ -59,9 +59,27 @@ impl Default for PluginLimits {
     }
 }
 
+/// A plugin limit out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A limit that must be positive is 0.
+    #[error("limit `{0}` must be greater than 0")]
+    Zero(&'static str),
+    /// A limit above what the host allows.
+    #[error("limit `{name}` is {value}, at most {max} is allowed")]
+    TooLarge {
+        /// The limit's key.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+        /// The most allowed.
+        max: u64,
+    },
+}
+
 impl PluginLimits {
     /// Checks that every limit is in range.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LimitError> {
         let positive = [
             ("timeout_ms", self.timeout_ms),
             ("memory_mib", self.memory_mib),
@@ -73,19 +91,21 @@ impl PluginLimits {
             ("log_line_bytes", u64::from(self.log_line_bytes)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("limit `{name}` must be greater than 0"));
+            return Err(LimitError::Zero(name));
         }
         if self.stack_kib > MAX_STACK_KIB {
-            return Err(format!(
-                "limit `stack_kib` is {}, at most {MAX_STACK_KIB} is allowed",
-                self.stack_kib
-            ));
+            return Err(LimitError::TooLarge {
+                name: "stack_kib",
+                value: u64::from(self.stack_kib),
+                max: u64::from(MAX_STACK_KIB),
+            });
         }
         if self.memory_mib > 4096 {
-            return Err(format!(
-                "limit `memory_mib` is {}, at most 4096 is allowed",
-                self.memory_mib
-            ));
+            return Err(LimitError::TooLarge {
+                name: "memory_mib",
+                value: self.memory_mib,
+                max: 4096,
+            });
         }
         Ok(())
     }
@@ -181,17 +201,16 @@ mod tests {
             timeout_ms: 0,
             ..PluginLimits::default()
         };
-        assert_eq!(
-            zero.validate(),
-            Err("limit `timeout_ms` must be greater than 0".to_string())
-        );
+        let err = zero.validate().unwrap_err();
+        assert_eq!(err, LimitError::Zero("timeout_ms"));
+        assert_eq!(err.to_string(), "limit `timeout_ms` must be greater than 0");
         let stack = PluginLimits {
             stack_kib: 4096,
             ..PluginLimits::default()
         };
         assert_eq!(
-            stack.validate(),
-            Err("limit `stack_kib` is 4096, at most 1024 is allowed".to_string())
+            stack.validate().unwrap_err().to_string(),
+            "limit `stack_kib` is 4096, at most 1024 is allowed"
         );
     }
 

@@ -156,12 +156,10 @@ pub struct Inspection {
 impl PluginRuntime {
     /// Loads and validates a plugin. Does not instantiate it: see [`LoadedPlugin::instantiate`].
     pub fn load(&self, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, LoadError> {
-        spec.limits
-            .validate()
-            .map_err(|problem| LoadError::Limits {
-                name: spec.name.clone(),
-                problem,
-            })?;
+        spec.limits.validate().map_err(|source| LoadError::Limits {
+            name: spec.name.clone(),
+            source,
+        })?;
         let engine = self.engine(spec.limits.stack_kib)?;
         let (component, digest, declared) = compile(&engine, &spec.name, &spec.path)?;
         let exports = Exports::read(&engine, &component);
@@ -308,10 +306,10 @@ fn compile(
             "is a core WebAssembly module, not a component: build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`",
         ));
     }
-    let component = build_component(engine, &bytes).map_err(|detail| LoadError::Invalid {
+    let component = build_component(engine, &bytes).map_err(|e| LoadError::Invalid {
         name: name.to_string(),
         path: path.to_path_buf(),
-        detail,
+        detail: format!("{e:#}"),
     })?;
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     Ok((component, digest, declared_version(&bytes)))
@@ -319,14 +317,16 @@ fn compile(
 
 /// Compiles a component (served from the compiled-code cache when it has it).
 #[cfg(feature = "compiler")]
-fn build_component(engine: &EngineHandle, bytes: &[u8]) -> Result<Component, String> {
-    Component::new(&engine.engine, bytes).map_err(|e| format!("{e:#}"))
+fn build_component(engine: &EngineHandle, bytes: &[u8]) -> wasmtime::Result<Component> {
+    Component::new(&engine.engine, bytes)
 }
 
 /// A build without the compiler (the fuzz targets) loads no plugin.
 #[cfg(not(feature = "compiler"))]
-fn build_component(_engine: &EngineHandle, _bytes: &[u8]) -> Result<Component, String> {
-    Err("this build of bridge-host has no WebAssembly compiler (the `compiler` feature)".into())
+fn build_component(_engine: &EngineHandle, _bytes: &[u8]) -> wasmtime::Result<Component> {
+    Err(wasmtime::Error::msg(
+        "this build of bridge-host has no WebAssembly compiler (the `compiler` feature)",
+    ))
 }
 
 /// The exported names of a component.

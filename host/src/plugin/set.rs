@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
+use super::error::StageError;
 use super::kind::Kinds;
 use super::loader::{LoadedPlugin, PluginSpec};
 use super::runtime::PluginRuntime;
@@ -143,10 +144,10 @@ impl PluginSet {
     }
 
     /// Makes every candidate live; the versions they replace stay loaded for a rollback.
-    pub fn promote(&self) -> Result<Vec<Swap>, String> {
+    pub fn promote(&self) -> Result<Vec<Swap>, StageError> {
         let candidates = take(&self.candidates);
         if candidates.is_empty() {
-            return Err("nothing is staged: stage a candidate first".into());
+            return Err(StageError::NothingStaged);
         }
         let mut swapped = Vec::new();
         if let (Ok(mut current), Ok(mut previous)) = (self.current.write(), self.previous.write()) {
@@ -165,7 +166,7 @@ impl PluginSet {
 
     /// Ends a stage without promoting it, or after a promotion brings the previous versions
     /// back at once (they stayed loaded).
-    pub fn rollback(&self) -> Result<Vec<Swap>, String> {
+    pub fn rollback(&self) -> Result<Vec<Swap>, StageError> {
         let dropped = take(&self.candidates);
         if !dropped.is_empty() {
             self.generation.fetch_add(1, Ordering::AcqRel);
@@ -173,7 +174,7 @@ impl PluginSet {
         }
         let previous = take(&self.previous);
         if previous.is_empty() {
-            return Err("nothing to roll back: no stage and no promotion".into());
+            return Err(StageError::NothingToRollBack);
         }
         let mut swapped = Vec::new();
         if let Ok(mut current) = self.current.write() {

@@ -18,14 +18,82 @@ use sha2::{Digest, Sha256};
 pub use watch::watch_files;
 
 use crate::config::BridgeConfig;
-use crate::plugin::{Kind, Kinds, LoadedPlugin, PluginSet, PluginSpec, Prepared, Rejection, Swap};
+use crate::pipeline::error_text;
+use crate::plugin::{
+    CallError, Kind, Kinds, LoadError, LoadedPlugin, PluginSet, PluginSpec, Prepared, Rejection,
+    Swap,
+};
 use crate::status::ReloadReport;
+
+/// Why a new version of a plugin is not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CandidateError {
+    /// A stage for a plugin the bridge does not run.
+    #[error("no plugin `{0}` is running")]
+    NotRunning(String),
+    /// The live plugin's directory cannot be resolved.
+    #[error("cannot resolve the directory of {}", .0.display())]
+    NoDir(PathBuf),
+    /// The candidate's file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The candidate's path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The candidate is not beside the file it replaces.
+    #[error("{} is outside {}, the directory of the plugin's file: a candidate must sit beside the file it replaces", candidate.display(), dir.display())]
+    Outside {
+        /// The candidate's path.
+        candidate: PathBuf,
+        /// The live plugin's directory.
+        dir: PathBuf,
+    },
+    /// The new version does not load or start.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The new version lacks an interface its mappings call.
+    #[error("it does not export `{0}`, which its mappings call")]
+    MissingExport(&'static str),
+    /// A canary message cannot be read.
+    #[error("cannot read canary message `{}`", path.display())]
+    CanaryRead {
+        /// The canary's path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A canary message is not message JSON.
+    #[error("canary message `{}` is not message JSON", path.display())]
+    CanaryJson {
+        /// The canary's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The new version fails on a canary message.
+    #[error("fails on canary message `{}` ({}): {}", path.display(), source.kind, source.detail)]
+    Canary {
+        /// The canary's path.
+        path: PathBuf,
+        /// How it failed.
+        #[source]
+        source: CallError,
+    },
+    /// The check itself did not finish (its task panicked).
+    #[error("the check did not finish")]
+    Task(#[source] tokio::task::JoinError),
+}
 
 /// Stages the component at `path` as the candidate of plugin `name`: loaded, checked and
 /// initialised like a reload, then run in shadow beside the live version.
-pub fn stage(set: &PluginSet, name: &str, path: PathBuf) -> Result<String, String> {
+pub fn stage(set: &PluginSet, name: &str, path: PathBuf) -> Result<String, CandidateError> {
     let Some(live) = set.get(name) else {
-        return Err(format!("no plugin `{name}` is running"));
+        return Err(CandidateError::NotRunning(name.to_string()));
     };
     let path = beside(&live.spec().path, &path)?;
     let spec = PluginSpec {
@@ -38,22 +106,24 @@ pub fn stage(set: &PluginSet, name: &str, path: PathBuf) -> Result<String, Strin
 
 /// `candidate`, resolved (symbolic links too), when it is in the directory of the plugin file
 /// `live` or below it: an admin request may not make the bridge read files elsewhere.
-fn beside(live: &Path, candidate: &Path) -> Result<PathBuf, String> {
+fn beside(live: &Path, candidate: &Path) -> Result<PathBuf, CandidateError> {
     let dir = live
         .parent()
         .and_then(|d| d.canonicalize().ok())
-        .ok_or_else(|| format!("cannot resolve the directory of {}", live.display()))?;
+        .ok_or_else(|| CandidateError::NoDir(live.to_path_buf()))?;
     let resolved = candidate
         .canonicalize()
-        .map_err(|e| format!("cannot read {}: {e}", candidate.display()))?;
+        .map_err(|source| CandidateError::Read {
+            path: candidate.to_path_buf(),
+            source,
+        })?;
     if resolved.starts_with(&dir) {
         Ok(resolved)
     } else {
-        Err(format!(
-            "{} is outside {}, the directory of the plugin's file: a candidate must sit beside the file it replaces",
-            candidate.display(),
-            dir.display()
-        ))
+        Err(CandidateError::Outside {
+            candidate: candidate.to_path_buf(),
+            dir,
+        })
     }
 }
 
@@ -76,7 +146,7 @@ pub fn prepare(set: &PluginSet, config: &BridgeConfig) -> Result<Prepared, Vec<S
         match running {
             Some(p) => {
                 if let Err(e) = check_uses(&p, use_) {
-                    problems.push(format!("`plugins.{name}`: {e}"));
+                    problems.push(format!("`plugins.{name}`: {}", error_text(&e)));
                 }
                 plugins.insert(name.clone(), p);
             }
@@ -84,7 +154,7 @@ pub fn prepare(set: &PluginSet, config: &BridgeConfig) -> Result<Prepared, Vec<S
                 Ok(p) => {
                     plugins.insert(name.clone(), p);
                 }
-                Err(e) => problems.push(format!("`plugins.{name}`: {e}")),
+                Err(e) => problems.push(format!("`plugins.{name}`: {}", error_text(&e))),
             },
         }
     }
@@ -133,7 +203,8 @@ pub fn reload_plugins(set: &PluginSet) -> (ReloadReport, Vec<Swap>) {
                 report.applied.push(new.describe());
                 passed.push((name.clone(), new));
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = error_text(&e);
                 set.remember_rejection(name, &digest, &reason);
                 report.rejected.push(Rejection {
                     plugin: name.clone(),
@@ -149,8 +220,12 @@ pub fn reload_plugins(set: &PluginSet) -> (ReloadReport, Vec<Swap>) {
 }
 
 /// Loads and initialises a new version of a plugin used as `use_`, and runs its canaries.
-fn check(set: &PluginSet, spec: &PluginSpec, use_: Kinds) -> Result<Arc<LoadedPlugin>, String> {
-    let new = set.runtime().load(spec).map_err(|e| e.to_string())?;
+fn check(
+    set: &PluginSet,
+    spec: &PluginSpec,
+    use_: Kinds,
+) -> Result<Arc<LoadedPlugin>, CandidateError> {
+    let new = set.runtime().load(spec)?;
     check_uses(&new, use_)?;
     run_canaries(&new)?;
     Ok(new)
@@ -159,25 +234,31 @@ fn check(set: &PluginSet, spec: &PluginSpec, use_: Kinds) -> Result<Arc<LoadedPl
 /// Starts an instance of `plugin` (its `init` with its config) and, for a transform, runs each
 /// of its canary messages through it: a trap, a timeout or a limit hit rejects the version. A
 /// verdict of any kind (forward, drop, dead-letter) is fine.
-pub fn run_canaries(plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
-    let mut instance = plugin.instantiate().map_err(|e| e.to_string())?;
+pub fn run_canaries(plugin: &Arc<LoadedPlugin>) -> Result<(), CandidateError> {
+    let mut instance = plugin.instantiate()?;
     if !plugin.kinds().contains(Kind::Transform) {
         return Ok(());
     }
     for path in &plugin.spec().canaries {
-        let shown = path.display();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read canary message `{shown}`: {e}"))?;
-        let message = serde_json::from_str::<crate::message_json::JsonMessage>(&text)
-            .map_err(|e| e.to_string())
-            .and_then(crate::message_json::JsonMessage::into_message)
-            .map_err(|e| format!("canary message `{shown}` is not message JSON: {e}"))?;
-        instance.process(message).map_err(|e| {
-            format!(
-                "fails on canary message `{shown}` ({}): {}",
-                e.kind, e.detail
-            )
+        let text = std::fs::read_to_string(path).map_err(|source| CandidateError::CanaryRead {
+            path: path.clone(),
+            source,
         })?;
+        let not_json =
+            |source: Box<dyn std::error::Error + Send + Sync>| CandidateError::CanaryJson {
+                path: path.clone(),
+                source,
+            };
+        let message = serde_json::from_str::<crate::message_json::JsonMessage>(&text)
+            .map_err(|e| not_json(e.into()))?
+            .into_message()
+            .map_err(|e| not_json(e.into()))?;
+        instance
+            .process(message)
+            .map_err(|source| CandidateError::Canary {
+                path: path.clone(),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -194,12 +275,9 @@ pub fn uses(config: &BridgeConfig) -> HashMap<String, Kinds> {
     uses
 }
 
-fn check_uses(plugin: &LoadedPlugin, used: Kinds) -> Result<(), String> {
+fn check_uses(plugin: &LoadedPlugin, used: Kinds) -> Result<(), CandidateError> {
     match used.iter().find(|k| !plugin.kinds().contains(*k)) {
-        Some(kind) => Err(format!(
-            "it does not export `{}`, which its mappings call",
-            kind.info().interface
-        )),
+        Some(kind) => Err(CandidateError::MissingExport(kind.info().interface)),
         None => Ok(()),
     }
 }

@@ -91,7 +91,7 @@ async fn run_once(
     let workers = clients
         .workers
         .get(tenant, config.workers(tenant))
-        .map_err(|e| PipelineError::Plugin(format!("cannot start plugin workers: {e}")))?;
+        .map_err(PipelineError::Workers)?;
     let chain = Chain::new(
         ChainSpec {
             mapping: mapping.name.clone(),
@@ -108,8 +108,7 @@ async fn run_once(
         },
         workers,
     )
-    .await
-    .map_err(|e| PipelineError::Plugin(e.to_string()))?;
+    .await?;
     let sink = open_sink(config, clients, mapping, &mapping.target).await?;
     status.set_publisher(&sink);
     let dead_letter = match &mapping.dead_letter {

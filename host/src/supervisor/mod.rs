@@ -220,7 +220,8 @@ impl Supervisor {
                 let name = plugin.clone();
                 let staged = tokio::task::spawn_blocking(move || reload::stage(&set, &name, path))
                     .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
+                    .unwrap_or_else(|e| Err(reload::CandidateError::Task(e)))
+                    .map_err(|e| crate::pipeline::error_text(&e));
                 match staged {
                     Ok(candidate) => {
                         tracing::info!(
@@ -270,7 +271,7 @@ impl Supervisor {
                             serde_json::json!({ trigger: report.applied, "comparison": comparison }),
                         )
                     }
-                    Err(error) => answer(409, serde_json::json!({ "error": error })),
+                    Err(error) => answer(409, serde_json::json!({ "error": error.to_string() })),
                 }
             }
         }
