@@ -341,19 +341,78 @@ impl ChainState {
 /// The asynchronous handle of a mapping's [`ChainCore`]. Its calls run one at a time, in the
 /// order they are made, on its tenant's [`WorkerPool`].
 pub struct Chain {
-    state: Arc<Mutex<ChainState>>,
-    /// Calls made and not yet run, in order: a worker takes the first while it holds the state,
-    /// so calls run in the order they were made whichever worker runs them.
-    queue: Arc<Mutex<VecDeque<Queued>>>,
-    /// A call panicked in the host: the instances may be in any state, so no call runs again.
-    broken: Arc<AtomicBool>,
+    /// The instances and the calls waiting for them.
+    runner: Arc<Runner>,
     pool: Arc<WorkerPool>,
     plugins: Arc<PluginSet>,
+}
+
+/// A chain's state and its queue of calls. At most one job of a chain is in the pool at a
+/// time: it runs the first call, then goes to the back of the pool's queue if more wait, so a
+/// mapping never holds two of its tenant's threads and the other mappings get their turn.
+struct Runner {
+    state: Mutex<ChainState>,
+    calls: Mutex<Calls>,
+    /// A call panicked in the host: the instances may be in any state, so no call runs again.
+    broken: AtomicBool,
+}
+
+#[derive(Default)]
+struct Calls {
+    waiting: VecDeque<Queued>,
+    /// A job of this chain is in the pool.
+    scheduled: bool,
 }
 
 /// A call waiting in a chain's queue: runs on the state (or learns why it cannot) and answers
 /// its caller; returns whether it panicked.
 type Queued = Box<dyn FnOnce(Result<&mut ChainState, ChainBroken>) -> bool + Send>;
+
+impl Runner {
+    /// Queues `call` and has a job run it unless one is already in the pool.
+    fn queue(self: &Arc<Self>, pool: &Arc<WorkerPool>, call: Queued) {
+        let mut calls = lock(&self.calls);
+        calls.waiting.push_back(call);
+        if !calls.scheduled {
+            calls.scheduled = true;
+            drop(calls);
+            self.schedule(pool);
+        }
+    }
+
+    fn schedule(self: &Arc<Self>, pool: &Arc<WorkerPool>) {
+        let (runner, again) = (Arc::clone(self), Arc::clone(pool));
+        if !pool.submit(Box::new(move || runner.run_one(&again))) {
+            // The pool stopped: the waiting calls are dropped, and their callers learn it.
+            let mut calls = lock(&self.calls);
+            calls.waiting.clear();
+            calls.scheduled = false;
+        }
+    }
+
+    /// Runs the first waiting call, then schedules itself again if more wait.
+    fn run_one(self: &Arc<Self>, pool: &Arc<WorkerPool>) {
+        let next = lock(&self.calls).waiting.pop_front();
+        if let Some(next) = next {
+            let mut state = lock(&self.state);
+            let state = if self.broken.load(Ordering::Acquire) {
+                Err(ChainBroken::Poisoned)
+            } else {
+                Ok(&mut *state)
+            };
+            if next(state) {
+                self.broken.store(true, Ordering::Release);
+            }
+        }
+        let mut calls = lock(&self.calls);
+        if calls.waiting.is_empty() {
+            calls.scheduled = false;
+        } else {
+            drop(calls);
+            self.schedule(pool);
+        }
+    }
+}
 
 impl Chain {
     /// Fresh instances of the running plugin versions, made on `pool`.
@@ -372,9 +431,11 @@ impl Chain {
         }
         let state = rx.await.map_err(|_| gone())??;
         Ok(Chain {
-            state: Arc::new(Mutex::new(state)),
-            queue: Arc::default(),
-            broken: Arc::default(),
+            runner: Arc::new(Runner {
+                state: Mutex::new(state),
+                calls: Mutex::default(),
+                broken: AtomicBool::new(false),
+            }),
             pool,
             plugins,
         })
@@ -399,45 +460,19 @@ impl Chain {
                         call(state)
                     })) {
                         Ok(answer) => (Ok(answer), false),
-                        Err(p) => (
-                            Err(ChainBroken::Panicked(
-                                super::workers::panic_message(p.as_ref()).to_string(),
-                            )),
-                            true,
-                        ),
+                        Err(p) => {
+                            let panic = super::workers::panic_message(p.as_ref()).to_string();
+                            tracing::error!(mapping = %state.spec.mapping, panic, "A plugin call panicked in the host; the mapping restarts.");
+                            (Err(ChainBroken::Panicked(panic)), true)
+                        }
                     }
                 }
             };
             let _ = tx.send(answer);
             panicked
         });
-        lock(&self.queue).push_back(queued);
-        let (state, queue, broken) = (
-            Arc::clone(&self.state),
-            Arc::clone(&self.queue),
-            Arc::clone(&self.broken),
-        );
-        let job = Box::new(move || {
-            let mut state = lock(&state);
-            let Some(next) = lock(&queue).pop_front() else {
-                return;
-            };
-            let state = if broken.load(Ordering::Acquire) {
-                Err(ChainBroken::Poisoned)
-            } else {
-                Ok(&mut *state)
-            };
-            if next(state) {
-                broken.store(true, Ordering::Release);
-            }
-        });
-        let submitted = self.pool.submit(job);
-        async move {
-            if !submitted {
-                return Err(ChainBroken::WorkersStopped);
-            }
-            rx.await.unwrap_or(Err(ChainBroken::WorkersStopped))
-        }
+        self.runner.queue(&self.pool, queued);
+        async move { rx.await.unwrap_or(Err(ChainBroken::WorkersStopped)) }
     }
 
     /// The plugin generation: it moves when a reload swaps a plugin.

@@ -70,6 +70,9 @@ pub async fn drive<S: Source>(
             }
             Some((tokens, answered)) = chained.next(), if !chained.is_empty() => {
                 if let Err(e) = finish(processor, &mut flights, tokens, answered).await {
+                    // What the chain holds after a batch that was not all sent stays unsent:
+                    // sending it would overtake the rest of that batch.
+                    chained = FuturesOrdered::new();
                     break stop_or(shutdown, e);
                 }
             }
@@ -103,9 +106,18 @@ pub async fn drive<S: Source>(
         while let Ok(Some((tokens, answered))) =
             tokio::time::timeout_at(stop.deadline, chained.next()).await
         {
-            if let Err(e) = finish(processor, &mut flights, tokens, answered).await {
-                tracing::debug!(error = %e, "Left unsent at shutdown.");
-                break;
+            let finished = tokio::time::timeout_at(
+                stop.deadline,
+                finish(processor, &mut flights, tokens, answered),
+            )
+            .await;
+            match finished {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "Left unsent at shutdown.");
+                    break;
+                }
+                Err(_) => break,
             }
         }
         while let Ok(Some((token, _, sent))) =

@@ -667,7 +667,10 @@ impl Processor {
         self.counters().emit(Event::Failed {
             kind: failure.kind.as_str(),
         });
-        let decision = self.chain.decide(original, failure, attempt).await?;
+        // Queued behind the batches in the chain; a stop's deadline ends the wait.
+        let decision = self
+            .until_deadline(async { Ok(self.chain.decide(original, failure, attempt).await?) })
+            .await?;
         if matches!(decision, Decision::DeadLetter(_)) && self.dead_letter.is_none() {
             tracing::error!(
                 mapping = %self.settings.mapping, kind = %failure.kind, error = %failure.detail,

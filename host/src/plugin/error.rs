@@ -48,7 +48,7 @@ pub enum LoadError {
     Limits {
         name: String,
         #[source]
-        source: super::limits::LimitError,
+        source: LimitError,
     },
     /// The plugin's `init` rejected its configuration.
     #[error("plugin `{name}` rejected its configuration: {reason}")]
@@ -63,6 +63,24 @@ pub enum LoadError {
     /// The wasmtime engine could not be created.
     #[error("cannot create the WebAssembly engine: {0}")]
     Engine(String),
+}
+
+/// A plugin limit out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A limit that must be positive is 0.
+    #[error("limit `{0}` must be greater than 0")]
+    Zero(&'static str),
+    /// A limit above what the host allows.
+    #[error("limit `{name}` is {value}, at most {max} is allowed")]
+    TooLarge {
+        /// The limit's key.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+        /// The most allowed.
+        max: u64,
+    },
 }
 
 /// A stage cannot end as asked.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::error::LimitHit;
+use super::error::{LimitError, LimitHit};
 
 /// Resource limits of one plugin, from its `limits` table in `bridge.toml`:
 ///
@@ -57,24 +57,6 @@ impl Default for PluginLimits {
             log_line_bytes: 2048,
         }
     }
-}
-
-/// A plugin limit out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitError {
-    /// A limit that must be positive is 0.
-    #[error("limit `{0}` must be greater than 0")]
-    Zero(&'static str),
-    /// A limit above what the host allows.
-    #[error("limit `{name}` is {value}, at most {max} is allowed")]
-    TooLarge {
-        /// The limit's key.
-        name: &'static str,
-        /// Its value.
-        value: u64,
-        /// The most allowed.
-        max: u64,
-    },
 }
 
 impl PluginLimits {

@@ -33,10 +33,10 @@ pub use bindings::{
     VERSION as CONTRACT_VERSION,
 };
 pub use budget::HeldBytes;
-pub use error::{CallError, LimitHit, LoadError, StageError};
+pub use error::{CallError, LimitError, LimitHit, LoadError, StageError};
 pub use instance::PluginInstance;
 pub use kind::{KINDS, Kind, KindInfo, Kinds, Outcome};
-pub use limits::{LimitError, MAX_STACK_KIB, PluginLimits};
+pub use limits::{MAX_STACK_KIB, PluginLimits};
 pub use loader::{DEFAULT_TENANT, Inspection, LoadedPlugin, PluginSpec};
 pub use runtime::{PluginRuntime, RuntimeOptions};
 pub use set::{PluginSet, Prepared, Rejection, Swap};
