@@ -178,16 +178,15 @@ pub struct JsonTarget {
 impl JsonMessage {
     /// Converts to a host message, naming the field that is wrong.
     pub fn into_message(self) -> Result<Message, BadBase64> {
-        let named = |name: &str| {
-            let name = name.to_string();
-            move || name
-        };
         let mut msg = Message::new(
             self.payload
-                .map(|p| p.into_bytes(named("payload")))
+                .map(|p| p.into_bytes(|| "payload".into()))
                 .transpose()?,
         );
-        msg.key = self.key.map(|k| k.into_bytes(named("key"))).transpose()?;
+        msg.key = self
+            .key
+            .map(|k| k.into_bytes(|| "key".into()))
+            .transpose()?;
         msg.headers = self
             .headers
             .into_iter()
