@@ -89,7 +89,9 @@ pub trait Source: Send {
     fn in_flight(&self) -> usize;
 
     /// How many more messages may be taken now, with at most `max_in_flight` unsettled (what
-    /// waits behind a retry on a paused Kafka partition does not count).
+    /// waits behind a retry on a paused Kafka partition does not count). The pipeline adds
+    /// the messages its plugins work on, so that the window is what was sent and not yet
+    /// confirmed.
     fn room(&self, max_in_flight: usize) -> usize;
 
     /// Whether a token still belongs to this source's current assignment (its partition was

@@ -23,8 +23,8 @@ pub struct KafkaSource {
     mapping: String,
     lease: Lease,
     watermarks: Watermarks,
-    /// Messages passed by the watermarks since the last commit: a crash would consume them
-    /// again, so they count against `max_in_flight` with the unsettled ones.
+    /// Messages passed by the watermarks since the last commit (a crash would consume them
+    /// again): past `commit_every` they are committed at once.
     uncommitted: usize,
     /// Commit once this many messages settled (half of `max_in_flight`).
     commit_every: usize,
@@ -82,7 +82,8 @@ impl KafkaSource {
             tracing::debug!(mapping = %self.mapping, error = %e, "Offsets not stored.");
         }
         // Besides the periodic commit (`auto.commit.interval.ms`), commit as soon as half the
-        // window settled, so that a crash redelivers at most about `max_in_flight` messages.
+        // window settled, so that a crash redelivers at most about one and a half windows
+        // (what is unsettled, and what settled since the last commit).
         if self.uncommitted >= self.commit_every {
             self.uncommitted = 0;
             if let Err(e) = self.lease.commit(CommitMode::Async) {
@@ -164,7 +165,7 @@ impl Source for KafkaSource {
             .watermarks
             .in_flight()
             .saturating_sub(self.watermarks.held_by_retries());
-        max_in_flight.saturating_sub(unsettled + self.uncommitted)
+        max_in_flight.saturating_sub(unsettled)
     }
 
     fn is_current(&self, token: &Coordinates) -> bool {

@@ -34,6 +34,9 @@ pub async fn drive<S: Source>(
     let mut flights: Flights<S::Token> = FuturesUnordered::new();
     let mut retries: Retries<S::Token> = FuturesUnordered::new();
     let mut chained: Chained<S::Token> = FuturesOrdered::new();
+    // Messages in `chained`: the window counts what was sent and not yet confirmed, so the
+    // batches the plugins work on come on top of it.
+    let mut in_chain = 0;
     let mut watchdog = tokio::time::interval(CONNECTION_CHECK);
     processor.status().set_connected(true);
     let result = loop {
@@ -41,7 +44,7 @@ pub async fn drive<S: Source>(
             .status()
             .counters
             .emit(Event::InFlight(source.in_flight()));
-        let room = source.room(max_in_flight);
+        let room = source.room(max_in_flight + in_chain);
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),
@@ -69,6 +72,7 @@ pub async fn drive<S: Source>(
                 }
             }
             Some((tokens, answered)) = chained.next(), if !chained.is_empty() => {
+                in_chain -= tokens.len();
                 if let Err(e) = finish(processor, &mut flights, tokens, answered).await {
                     // What the chain holds after a batch that was not all sent stays unsent:
                     // sending it would overtake the rest of that batch.
@@ -91,6 +95,7 @@ pub async fn drive<S: Source>(
                         tokens.push(c.token);
                         batch.push(c.message);
                     }
+                    in_chain += tokens.len();
                     let admitted = processor.admit_batch(batch);
                     chained.push_back(async move { (tokens, admitted.answered().await) }.boxed());
                 }

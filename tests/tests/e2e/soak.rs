@@ -23,6 +23,9 @@ fn full() -> bool {
 const PARTITIONS: i32 = 4;
 const KEYS: usize = 64;
 const MAX_IN_FLIGHT: usize = 200;
+/// What a kill may redeliver (docs/guarantees.md): the unsettled window, what settled since
+/// the last commit (half a window), and the two batches of 256 the plugins work on.
+const REDELIVERED_PER_KILL: usize = MAX_IN_FLIGHT * 3 / 2 + 2 * 256;
 
 /// The index in payload `soak-{i:07}`.
 fn index(payload: &[u8]) -> Option<usize> {
@@ -106,15 +109,15 @@ async fn kill_9_at_intervals_loses_nothing_and_keeps_key_order() {
         last.insert(key, i);
     }
     println!(
-        "soak: {n} messages, {kills} kill -9 every {every:?} ({under_way} during the stream), {elapsed:?}: loss {loss}, duplicates {duplicates} (≤ kills × max_in_flight = {}), per-key order breaks {out_of_order}",
-        kills * MAX_IN_FLIGHT
+        "soak: {n} messages, {kills} kill -9 every {every:?} ({under_way} during the stream), {elapsed:?}: loss {loss}, duplicates {duplicates} (≤ kills × {REDELIVERED_PER_KILL} = {}), per-key order breaks {out_of_order}",
+        kills * REDELIVERED_PER_KILL
     );
     let log = bridge.log_text();
     assert_eq!(loss, 0, "nothing lost; log:\n{log}");
     assert_eq!(out_of_order, 0, "per-key order kept between duplicates");
     assert!(
-        duplicates <= kills * MAX_IN_FLIGHT,
-        "at most max_in_flight duplicates per kill: {duplicates} for {kills} kills"
+        duplicates <= kills * REDELIVERED_PER_KILL,
+        "at most about 1.5 × max_in_flight (and the plugins' batches) duplicates per kill: {duplicates} for {kills} kills"
     );
     bridge.stop_clean();
 }
