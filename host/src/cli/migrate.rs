@@ -118,6 +118,127 @@ fn required<T: for<'de> Deserialize<'de>>(values: &Value, path: &str) -> Result<
     field(values, path)?.ok_or_else(|| MigrateError::Shape(format!("`{path}` is missing")))
 }
 
+/// The fields of a consumer group given as a table (the production shape).
+const GROUP_FIELDS: &[&str] = &[
+    "groupId",
+    "sessionTimeoutMs",
+    "heartbeatIntervalMs",
+    "maxPollIntervalMs",
+    "autoCommitIntervalMs",
+    "autoOffsetReset",
+    "maxPollRecords",
+    "enableAutoCommit",
+];
+
+/// The keys of the Kafka⇄RabbitMQ chart that `migrate` carries over or explains; `[]` is any
+/// list index, and a key ending in `.*` covers everything below it.
+const KAFKA_RABBITMQ_KEYS: &[&str] = &[
+    "replicaCount",
+    "resources.*",
+    "healthCheck.*",
+    "kafka.bootstrapServers",
+    "rabbitmq.host",
+    "rabbitmq.port",
+    "rabbitmq.username",
+    "rabbitmq.password",
+    "rabbitmq.vhost",
+    "consumer.autoOffsetReset",
+    "replication.kafkaToRabbitmq.enabled",
+    "replication.kafkaToRabbitmq.mappings[].kafkaTopic",
+    "replication.kafkaToRabbitmq.mappings[].rabbitmqQueue",
+    "replication.kafkaToRabbitmq.mappings[].rabbitmqExchange",
+    "replication.kafkaToRabbitmq.mappings[].rabbitmqRoutingKey",
+    "replication.rabbitmqToKafka.enabled",
+    "replication.rabbitmqToKafka.mappings[].rabbitmqQueue",
+    "replication.rabbitmqToKafka.mappings[].kafkaTopic",
+];
+/// Its consumer groups: a name, or a table of [`GROUP_FIELDS`].
+const KAFKA_RABBITMQ_GROUPS: &[&str] = &[
+    "consumerGroup.kafkaToRabbitmq",
+    "consumerGroup.rabbitmqToKafka",
+];
+
+/// The keys of the Kafka→Kafka chart that `migrate` carries over or explains.
+const KAFKA_KAFKA_KEYS: &[&str] = &[
+    "replicaCount",
+    "resources.*",
+    "healthCheck.*",
+    "sourceKafka.bootstrapServers",
+    "targetKafka.bootstrapServers",
+    "consumer.autoOffsetReset",
+    "replication.sourceToTarget.enabled",
+    "replication.sourceToTarget.topics[].sourceTopicName",
+    "replication.sourceToTarget.topics[].targetTopicName",
+    "replication.targetToSource.enabled",
+    "replication.targetToSource.topics[].sourceTopicName",
+    "replication.targetToSource.topics[].targetTopicName",
+];
+/// Its consumer groups.
+const KAFKA_KAFKA_GROUPS: &[&str] = &[
+    "consumerGroup.sourceToTarget",
+    "consumerGroup.targetToSource",
+];
+
+/// Whether `path` (list indices as `[]`) is one of `keys`, or a consumer group of `groups`
+/// (a name, or a table of [`GROUP_FIELDS`]).
+fn is_known(path: &str, keys: &[&str], groups: &[&str]) -> bool {
+    keys.iter().any(|k| match k.strip_suffix(".*") {
+        Some(above) => path == above || path.starts_with(&format!("{above}.")),
+        None => path == *k,
+    }) || groups.iter().any(|g| {
+        path == *g
+            || path
+                .strip_prefix(g)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|field| GROUP_FIELDS.contains(&field))
+    })
+}
+
+/// Every leaf key of `values` (dotted, list indices as `[]`), each once, in order.
+fn leaf_keys(values: &Value, at: &str, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match values {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                leaf_keys(v, &join(k), out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                leaf_keys(item, &format!("{at}[]"), out);
+            }
+        }
+        _ => {
+            if !out.iter().any(|k| k == at) {
+                out.push(at.to_string());
+            }
+        }
+    }
+}
+
+/// A note for every key of `values` this chart does not know: it is not carried over, and
+/// the reader is told so rather than left to find out.
+fn unknown_keys(values: &Value, keys: &[&str], groups: &[&str]) -> Vec<String> {
+    let mut leaves = Vec::new();
+    leaf_keys(values, "", &mut leaves);
+    leaves
+        .into_iter()
+        .filter(|path| !is_known(path, keys, groups))
+        .map(|path| {
+            format!(
+                "`{path}`: not a key of this chart that `migrate` knows; not carried over — set \
+                 its equivalent by hand if it mattered."
+            )
+        })
+        .collect()
+}
+
 /// A TOML string literal.
 fn s(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
@@ -271,7 +392,7 @@ fn kafka_rabbitmq(values: &Value, sources: &[String]) -> Result<String, MigrateE
     let reset: String =
         field(values, "consumer.autoOffsetReset")?.unwrap_or_else(|| "earliest".into());
     let k2r_group = group(values, "consumerGroup.kafkaToRabbitmq", "bridge-k2r")?;
-    let mut notes = Vec::new();
+    let mut notes = unknown_keys(values, KAFKA_RABBITMQ_KEYS, KAFKA_RABBITMQ_GROUPS);
     let mut properties = Vec::new();
     k2r_group.properties("consumerGroup.kafkaToRabbitmq", &mut properties, &mut notes);
     if field::<Value>(values, "consumerGroup.rabbitmqToKafka")?.is_some() {
@@ -374,7 +495,7 @@ fn kafka_to_kafka(values: &Value, sources: &[String]) -> Result<String, MigrateE
         field(values, "consumer.autoOffsetReset")?.unwrap_or_else(|| "earliest".into());
     let s2t = group(values, "consumerGroup.sourceToTarget", "bridge-s2t")?;
     let t2s = group(values, "consumerGroup.targetToSource", "bridge-t2s")?;
-    let mut notes = Vec::new();
+    let mut notes = unknown_keys(values, KAFKA_KAFKA_KEYS, KAFKA_KAFKA_GROUPS);
     let (mut source_props, mut target_props) = (Vec::new(), Vec::new());
     // Consumer settings belong to the cluster each direction consumes from.
     s2t.properties(
@@ -456,6 +577,33 @@ mod tests {
         let out = kafka_rabbitmq(&values, &["values.yaml".to_string()]).unwrap();
         assert!(
             out.contains("# - `consumerGroup.rabbitmqToKafka` (`r2k-v2`): a RabbitMQ → Kafka mapping reads a queue"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_key_the_chart_does_not_have_is_named_in_the_notes() {
+        let values = serde_json::json!({
+            "sourceKafka": { "bootstrapServers": "a:9092", "tls": { "enabled": true } },
+            "targetKafka": { "bootstrapServers": "b:9092" },
+            "consumerGroup": { "sourceToTarget": { "groupId": "g", "fetchMinBytes": 1 } },
+            "replication": { "sourceToTarget": { "topics": [{ "sourceTopicName": "t", "rename": "u" }] } },
+            "resources": { "limits": { "cpu": "1" } },
+        });
+        let out = kafka_to_kafka(&values, &["values.yaml".to_string()]).unwrap();
+        for key in [
+            "sourceKafka.tls.enabled",
+            "consumerGroup.sourceToTarget.fetchMinBytes",
+            "replication.sourceToTarget.topics[].rename",
+        ] {
+            assert!(
+                out.contains(&format!("# - `{key}`: not a key of this chart")),
+                "{key}: {out}"
+            );
+        }
+        assert!(!out.contains("`resources.limits.cpu`: not a key"), "{out}");
+        assert!(
+            !out.contains("`consumerGroup.sourceToTarget.groupId`: not a key"),
             "{out}"
         );
     }

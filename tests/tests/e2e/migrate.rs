@@ -102,6 +102,87 @@ fn every_seed_values_file_migrates_to_a_valid_config_without_passwords() {
     );
 }
 
+/// Every leaf key of `values` (dotted, list indices as `[]`) with its scalar value.
+fn leaves(values: &serde_json::Value, at: &str, out: &mut Vec<(String, serde_json::Value)>) {
+    use serde_json::Value;
+    match values {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                leaves(v, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                leaves(item, &format!("{at}[]"), out);
+            }
+        }
+        scalar => out.push((at.to_string(), scalar.clone())),
+    }
+}
+
+/// A replicator user's values carry over whole: for every key of the three seed values
+/// files, the migrated config holds its value or names the key (or the table above it) in a
+/// comment, and no key is one `migrate` does not know.
+#[test]
+fn every_key_of_the_seed_values_is_carried_over_or_named() {
+    for (file, migrated_from) in [
+        (
+            "kafka-rabbitmq-replicator.values.yaml",
+            vec!["kafka-rabbitmq-replicator.values.yaml"],
+        ),
+        (
+            "kafka-replicator.values.yaml",
+            vec!["kafka-replicator.values.yaml"],
+        ),
+        // An overlay: its keys win over the base file's.
+        (
+            "kafka-replicator.values-production.yaml",
+            vec![
+                "kafka-replicator.values.yaml",
+                "kafka-replicator.values-production.yaml",
+            ],
+        ),
+    ] {
+        let out = migrate(&migrated_from.iter().map(|f| seed(f)).collect::<Vec<_>>());
+        assert!(
+            !out.contains("not a key of this chart"),
+            "{file}: every seed key is one migrate knows:\n{out}"
+        );
+        let values: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(seed(file)).unwrap()).unwrap();
+        let mut keys = Vec::new();
+        leaves(&values, "", &mut keys);
+        assert!(keys.len() > 10, "{file}: {keys:?}");
+        for (key, value) in keys {
+            // The key, or a table above it, named in backticks.
+            let mut named = false;
+            let mut above = key.as_str();
+            loop {
+                named |= out.contains(&format!("`{above}`"));
+                match above.rfind('.') {
+                    Some(i) => above = &above[..i],
+                    None => break,
+                }
+            }
+            let carried = match &value {
+                serde_json::Value::String(text) => out.contains(text.as_str()),
+                serde_json::Value::Number(n) => out.contains(&n.to_string()),
+                // Switches: what they switch is there or not (the mappings above).
+                _ => true,
+            };
+            assert!(
+                named || carried,
+                "{file}: `{key}` = {value} is neither carried over nor named:\n{out}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_migrated_kafka_rabbitmq_config_bridges_both_ways_with_the_seed_header_names() {
     let (topic, queue, exchange) = (
