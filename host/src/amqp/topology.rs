@@ -10,6 +10,17 @@ use crate::config::{
     Declare, Mode, Need, Object, QueueArgument, QueueType, RabbitConnection, Report,
 };
 
+/// Why an object could not be checked or declared.
+#[derive(Debug, thiserror::Error)]
+enum DeclareError {
+    /// The broker refused (a missing object, different arguments, …).
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    /// No channel to ask on.
+    #[error("{0}")]
+    Channel(String),
+}
+
 /// How long a broker may take to answer before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,18 +33,10 @@ pub async fn ensure(
     mode: Mode,
     report: &mut Report,
 ) {
-    let connecting = super::connect(name, settings);
-    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            report.unreachable.push(format!("`rabbitmq.{name}`: {e}"));
-            return;
-        }
-        Err(_) => {
-            report.unreachable.push(format!(
-                "`rabbitmq.{name}`: no connection within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ));
+    let mut connection = match Channels::open(name, settings).await {
+        Ok(c) => c,
+        Err(problem) => {
+            report.unreachable.push(problem);
             return;
         }
     };
@@ -50,12 +53,10 @@ pub async fn ensure(
             continue;
         }
         // A failed declare closes its channel: one channel per object.
-        let channel = match connection.create_channel().await {
+        let channel = match connection.channel().await {
             Ok(c) => c,
-            Err(e) => {
-                report
-                    .unreachable
-                    .push(format!("`rabbitmq.{name}`: cannot open a channel: {e}"));
+            Err(problem) => {
+                report.unreachable.push(problem);
                 break;
             }
         };
@@ -71,16 +72,17 @@ pub async fn ensure(
                         FieldTable::default(),
                     )
                     .await
-                    .map(|_| true),
+                    .map(|_| true)
+                    .map_err(DeclareError::from),
             ),
             (Object::Binding(..), None) | (Object::Topic(_), _) => continue,
             (Object::Queue(queue), declare) => (
                 format!("queue `{queue}`"),
-                declare_queue(&connection, channel.clone(), queue, declare).await,
+                declare_queue(&mut connection, channel.clone(), queue, declare).await,
             ),
             (Object::Exchange(exchange), declare) => (
                 format!("exchange `{exchange}`"),
-                declare_exchange(&connection, channel.clone(), exchange, declare).await,
+                declare_exchange(&mut connection, channel.clone(), exchange, declare).await,
             ),
         };
         // Closed before the next one: channels left closing when the connection closes
@@ -103,16 +105,72 @@ pub async fn ensure(
             )),
         }
     }
-    let _ = connection.close(200, "topology checked".into()).await;
+    connection.close().await;
+}
+
+/// Channels for checking and declaring, on a connection replaced every
+/// [`CHANNELS_PER_CONNECTION`] channels: a failed passive declare (an object that is missing)
+/// has the broker close its channel, and lapin does not give the numbers of such channels out
+/// again, so one connection would run out at `channel_max` (2 047 by default) after about a
+/// thousand missing objects however few channels are open.
+struct Channels<'a> {
+    name: &'a str,
+    settings: &'a RabbitConnection,
+    connection: lapin::Connection,
+    opened: usize,
+}
+
+/// Channels opened on one connection before the next one is used.
+const CHANNELS_PER_CONNECTION: usize = 500;
+
+impl<'a> Channels<'a> {
+    /// Connects to `[rabbitmq.NAME]`; the problem, for the report, if it cannot.
+    async fn open(name: &'a str, settings: &'a RabbitConnection) -> Result<Self, String> {
+        let connecting = super::connect(name, settings);
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(format!("`rabbitmq.{name}`: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "`rabbitmq.{name}`: no connection within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ));
+            }
+        };
+        Ok(Channels {
+            name,
+            settings,
+            connection,
+            opened: 0,
+        })
+    }
+
+    /// A new channel, on a new connection once this one opened its share.
+    async fn channel(&mut self) -> Result<lapin::Channel, String> {
+        if self.opened >= CHANNELS_PER_CONNECTION {
+            let next = Channels::open(self.name, self.settings).await?;
+            let previous = std::mem::replace(self, next);
+            previous.close().await;
+        }
+        self.opened += 1;
+        self.connection
+            .create_channel()
+            .await
+            .map_err(|e| format!("`rabbitmq.{}`: cannot open a channel: {e}", self.name))
+    }
+
+    async fn close(self) {
+        let _ = self.connection.close(200, "topology checked".into()).await;
+    }
 }
 
 /// `Ok(true)` if the queue was created, `Ok(false)` if it existed.
 async fn declare_queue(
-    connection: &lapin::Connection,
+    connection: &mut Channels<'_>,
     channel: lapin::Channel,
     queue: &str,
     declare: Option<&Declare>,
-) -> Result<bool, lapin::Error> {
+) -> Result<bool, DeclareError> {
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
@@ -124,17 +182,18 @@ async fn declare_queue(
         return Ok(false);
     };
     let Some(d) = declare else {
-        return Err(missing);
+        return Err(missing.into());
     };
     let options = QueueDeclareOptions {
         durable: d.durable || d.queue_type != QueueType::Classic,
         ..QueueDeclareOptions::default()
     };
-    let channel = connection.create_channel().await?;
+    let channel = connection.channel().await.map_err(DeclareError::Channel)?;
     let declared = channel
         .queue_declare(queue.into(), options, queue_arguments(d))
         .await
-        .map(|_| true);
+        .map(|_| true)
+        .map_err(DeclareError::from);
     close(channel).await;
     declared
 }
@@ -167,11 +226,11 @@ fn queue_arguments(d: &Declare) -> FieldTable {
 
 /// `Ok(true)` if the exchange was created, `Ok(false)` if it existed.
 async fn declare_exchange(
-    connection: &lapin::Connection,
+    connection: &mut Channels<'_>,
     channel: lapin::Channel,
     exchange: &str,
     declare: Option<&Declare>,
-) -> Result<bool, lapin::Error> {
+) -> Result<bool, DeclareError> {
     let passive = ExchangeDeclareOptions {
         passive: true,
         ..ExchangeDeclareOptions::default()
@@ -188,18 +247,19 @@ async fn declare_exchange(
         return Ok(false);
     };
     let Some(d) = declare else {
-        return Err(missing);
+        return Err(missing.into());
     };
     let options = ExchangeDeclareOptions {
         durable: d.durable,
         ..ExchangeDeclareOptions::default()
     };
     let kind = lapin::ExchangeKind::Custom(d.exchange_type.as_str().to_string());
-    let channel = connection.create_channel().await?;
+    let channel = connection.channel().await.map_err(DeclareError::Channel)?;
     let declared = channel
         .exchange_declare(exchange.into(), kind, options, FieldTable::default())
         .await
-        .map(|_| true);
+        .map(|_| true)
+        .map_err(DeclareError::from);
     close(channel).await;
     declared
 }

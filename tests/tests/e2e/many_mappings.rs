@@ -1,6 +1,6 @@
 //! Many mappings in one process, against the real brokers: 199 idle mappings beside a busy
 //! one cost a bounded number of threads and memory, start quickly, and leave the busy
-//! mapping's throughput as it was. Its tests measure one at a time; tests of other modules of
+//! mapping's throughput as it was; 2 000 new ones declare what they use and start. Its tests measure one at a time; tests of other modules of
 //! the binary may run beside them, so for figures nothing else disturbs run them on their own:
 //! `cargo test -p bridge-tests --test e2e -- many_mappings:: --nocapture`.
 
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bridge_tests::artifacts;
 use bridge_tests::bridge::wait_readyz;
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::kafka_node::KafkaNode;
 use bridge_tests::scenario::{Mapping, Running, Scenario};
 
 const IDLE: usize = 199;
@@ -208,4 +209,109 @@ async fn two_hundred_kafka_sourced_mappings_share_one_consumer() {
     let group = unique("idle-group");
     let figures = measure(&idle, Idle::Topics(&group), 1).await;
     check("199 idle Kafka → RabbitMQ, one group", &figures);
+}
+
+/// Two thousand new mappings from the first start: half RabbitMQ → Kafka from a queue of their
+/// own, half Kafka → RabbitMQ into a queue of their own, with `declare` creating every topic,
+/// exchange and queue (nothing exists before). Declaring uses a bounded number of channels, so
+/// the bridge gets ready with bounded threads and memory, and the first and last mapping of
+/// each kind move a message.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_new_mappings_with_declare_start() {
+    const HALF: usize = 1000;
+    let _alone = ALONE.lock().await;
+    // Two thousand topics on a Kafka of their own: the shared broker serves the other tests.
+    let kafka = tokio::task::spawn_blocking(KafkaNode::start).await.unwrap();
+    let run = unique("many");
+    let exchange = format!("{run}-ex");
+    let group = format!("{run}-group");
+    let mut scenario = Scenario::with_brokers(&format!(
+        "[kafka.main]\nbootstrap_servers = \"{}\"\n\n[rabbitmq.local]\nurl = \"{}\"\n",
+        kafka.bootstrap,
+        brokers::amqp_url()
+    ))
+    .health();
+    for i in 0..HALF {
+        scenario = scenario
+            .mapping(
+                Mapping::rabbitmq_to_kafka(
+                    &format!("r2k-{i}"),
+                    &format!("{run}-rq{i}"),
+                    &format!("{run}-rt{i}"),
+                )
+                .set("declare", true),
+            )
+            .mapping(
+                Mapping::kafka_to_rabbitmq(
+                    &format!("k2r-{i}"),
+                    &[format!("{run}-kt{i}")],
+                    &group,
+                    &exchange,
+                )
+                .routing_key(&format!("rk{i}"))
+                .set(
+                    "declare",
+                    bridge_tests::scenario::Raw(&format!("{{ queue = \"{run}-kq{i}\" }}")),
+                ),
+            );
+    }
+    let started = Instant::now();
+    let mut bridge = scenario.start();
+    let ready = wait_readyz(bridge.health_port(), 200, Duration::from_secs(300)).await;
+    assert!(ready.is_some(), "not ready:\n{}", tail(&bridge.log_text()));
+    let ready = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (threads, rss) = threads_and_rss(bridge.pid());
+    eprintln!(
+        "2 000 new mappings with declare: ready in {:.1} s, {threads} threads, {} MiB resident",
+        ready.as_secs_f64(),
+        rss >> 20
+    );
+
+    let conn = brokers::amqp().await;
+    for i in [0, HALF - 1] {
+        // RabbitMQ → Kafka: into its declared queue, out of its declared topic.
+        let queue = format!("{run}-rq{i}");
+        let message = (
+            format!("r2k {i}").into_bytes(),
+            lapin::BasicProperties::default(),
+        );
+        brokers::publish_to_queue(&conn, &queue, &[message]).await;
+        let (bootstrap, topic) = (kafka.bootstrap.clone(), format!("{run}-rt{i}"));
+        let got = tokio::task::spawn_blocking(move || {
+            brokers::consume_topic_from(&bootstrap, &topic, 1, Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got.len(), 1, "r2k-{i} moved its message");
+        // Kafka → RabbitMQ: into its declared topic, out of its declared queue.
+        let record = brokers::Record {
+            key: None,
+            payload: Some(format!("k2r {i}").into_bytes()),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        };
+        let (seen, reader) = brokers::collect_queue(&format!("{run}-kq{i}")).await;
+        brokers::produce_to(&kafka.bootstrap, &format!("{run}-kt{i}"), &[record], None).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        reader.abort();
+        assert_eq!(seen.lock().unwrap().len(), 1, "k2r-{i} moved its message");
+    }
+    let log = bridge.log_text();
+    bridge.stop_clean();
+    assert!(
+        !log.contains("ERROR"),
+        "no error in the log:\n{}",
+        tail(&log)
+    );
+    assert!(threads <= 64, "{threads} threads for 2 000 mappings");
+    assert!(
+        rss <= 512 << 20,
+        "{} MiB resident for 2 000 mappings",
+        rss >> 20
+    );
 }
