@@ -74,6 +74,17 @@ fn tail(log: &str) -> &str {
     &log[start..]
 }
 
+/// Stops `bridge` cleanly; its log held no error.
+fn stop_without_errors(mut bridge: Running) {
+    let log = bridge.log_text();
+    bridge.stop_clean();
+    assert!(
+        !log.contains("ERROR"),
+        "no error in the log:\n{}",
+        tail(&log)
+    );
+}
+
 /// Starts a bridge on `scenario`; returns it and how long it took to be ready.
 async fn start(scenario: Scenario) -> (Running, Duration) {
     let started = Instant::now();
@@ -126,20 +137,14 @@ async fn measure(idle: &[String], kind: Idle<'_>, rounds: usize) -> Figures {
         let (topic, exchange, queue) = (unique("busy"), unique("busy-ex"), unique("busy-q"));
         brokers::create_topic(&topic, 2).await;
         brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
-        let (mut bridge, ready) = start(scenario(&topic, &exchange, idle, kind)).await;
+        let (bridge, ready) = start(scenario(&topic, &exchange, idle, kind)).await;
         // Idle: what 200 mappings cost once they settled.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (threads, rss) = threads_and_rss(bridge.pid());
         rates
             .1
             .push(drain(&topic, &queue, &format!("crowd{round}")).await);
-        let log = bridge.log_text();
-        bridge.stop_clean();
-        assert!(
-            !log.contains("ERROR"),
-            "no error in the log:\n{}",
-            tail(&log)
-        );
+        stop_without_errors(bridge);
         figures.get_or_insert((threads, rss, ready));
     }
     let (threads, rss, ready) = figures.unwrap();
@@ -256,7 +261,7 @@ async fn two_thousand_new_mappings_with_declare_start() {
             );
     }
     let started = Instant::now();
-    let mut bridge = scenario.start();
+    let bridge = scenario.start();
     let ready = wait_readyz(bridge.health_port(), 200, Duration::from_secs(300)).await;
     assert!(ready.is_some(), "not ready:\n{}", tail(&bridge.log_text()));
     let ready = started.elapsed();
@@ -301,13 +306,7 @@ async fn two_thousand_new_mappings_with_declare_start() {
         reader.abort();
         assert_eq!(seen.lock().unwrap().len(), 1, "k2r-{i} moved its message");
     }
-    let log = bridge.log_text();
-    bridge.stop_clean();
-    assert!(
-        !log.contains("ERROR"),
-        "no error in the log:\n{}",
-        tail(&log)
-    );
+    stop_without_errors(bridge);
     assert!(threads <= 64, "{threads} threads for 2 000 mappings");
     assert!(
         rss <= 512 << 20,
