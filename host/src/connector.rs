@@ -90,8 +90,7 @@ pub trait Source: Send {
 
     /// How many more messages may be taken now, with at most `max_in_flight` unsettled (what
     /// waits behind a retry on a paused Kafka partition does not count). The pipeline adds
-    /// the messages its plugins work on, so that the window is what was sent and not yet
-    /// confirmed.
+    /// up to one batch its plugins work on.
     fn room(&self, max_in_flight: usize) -> usize;
 
     /// Whether a token still belongs to this source's current assignment (its partition was

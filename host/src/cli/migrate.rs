@@ -135,7 +135,9 @@ const GROUP_FIELDS: &[&str] = &[
 const KAFKA_RABBITMQ_KEYS: &[&str] = &[
     "replicaCount",
     "resources.*",
-    "healthCheck.*",
+    "healthCheck.enabled",
+    "healthCheck.initialDelaySeconds",
+    "healthCheck.periodSeconds",
     "kafka.bootstrapServers",
     "rabbitmq.host",
     "rabbitmq.port",
@@ -162,7 +164,9 @@ const KAFKA_RABBITMQ_GROUPS: &[&str] = &[
 const KAFKA_KAFKA_KEYS: &[&str] = &[
     "replicaCount",
     "resources.*",
-    "healthCheck.*",
+    "healthCheck.enabled",
+    "healthCheck.initialDelaySeconds",
+    "healthCheck.periodSeconds",
     "sourceKafka.bootstrapServers",
     "targetKafka.bootstrapServers",
     "consumer.autoOffsetReset",
@@ -184,7 +188,12 @@ const KAFKA_KAFKA_GROUPS: &[&str] = &[
 fn is_known(path: &str, keys: &[&str], groups: &[&str]) -> bool {
     keys.iter().any(|k| match k.strip_suffix(".*") {
         Some(above) => path == above || path.starts_with(&format!("{above}.")),
-        None => path == *k,
+        // An empty table or list (or a null) above a key is a leaf too.
+        None => {
+            path == *k
+                || k.strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        }
     }) || groups.iter().any(|g| {
         path == *g
             || path
@@ -327,8 +336,9 @@ fn notes_and_bridge(
     }
     out.push_str("stats_interval_secs = 60          # the replicator's 60 s stats heartbeat\n\n");
     if !notes.is_empty()
-        || values.get("replicaCount").is_some()
-        || values.get("resources").is_some()
+        || ["replicaCount", "resources", "healthCheck"]
+            .iter()
+            .any(|k| values.get(k).is_some())
     {
         out.push_str("# Not carried over:\n");
         out.push_str(
@@ -602,6 +612,24 @@ mod tests {
             );
         }
         assert!(!out.contains("`resources.limits.cpu`: not a key"), "{out}");
+        // Empty where the chart has keys: known, nothing to carry.
+        let values = serde_json::json!({
+            "sourceKafka": { "bootstrapServers": "a:9092" },
+            "targetKafka": { "bootstrapServers": "b:9092" },
+            "replication": { "sourceToTarget": { "topics": [] }, "targetToSource": {} },
+            "healthCheck": { "periodSeconds": 5, "enable": true },
+        });
+        let out = kafka_to_kafka(&values, &["values.yaml".to_string()]).unwrap();
+        assert!(
+            !out.contains("`replication.sourceToTarget.topics`: not a key"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("`replication.targetToSource`: not a key"),
+            "{out}"
+        );
+        assert!(out.contains("`healthCheck.enable`: not a key"), "{out}");
+        assert!(out.contains("`healthCheck` timings"), "{out}");
         assert!(
             !out.contains("`consumerGroup.sourceToTarget.groupId`: not a key"),
             "{out}"

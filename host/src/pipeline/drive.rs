@@ -34,8 +34,8 @@ pub async fn drive<S: Source>(
     let mut flights: Flights<S::Token> = FuturesUnordered::new();
     let mut retries: Retries<S::Token> = FuturesUnordered::new();
     let mut chained: Chained<S::Token> = FuturesOrdered::new();
-    // Messages in `chained`: the window counts what was sent and not yet confirmed, so the
-    // batches the plugins work on come on top of it.
+    // Messages in `chained`: up to one batch of them comes on top of the window, so that
+    // the plugins working on a batch do not shrink what is sent and awaits confirmation.
     let mut in_chain = 0;
     let mut watchdog = tokio::time::interval(CONNECTION_CHECK);
     processor.status().set_connected(true);
@@ -44,7 +44,7 @@ pub async fn drive<S: Source>(
             .status()
             .counters
             .emit(Event::InFlight(source.in_flight()));
-        let room = source.room(max_in_flight + in_chain);
+        let room = source.room(max_in_flight + in_chain.min(MAX_BATCH));
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Ok(()),

@@ -14,25 +14,12 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{BridgeConfig, LogFormat, Source, Target, redact_url};
 use crate::plugin::LoadedPlugin;
 
-/// lapin logs every channel the broker closes, at error level and from its own I/O loop: the
-/// bridge's passive checks of queues and exchanges close one for each object that is missing
-/// (before it is declared), and a channel in use that the broker closes is reported by the
-/// bridge with its mapping. Off unless the filter names lapin.
-const LAPIN_CHANNEL_CLOSES: &str = "lapin::channel=off";
-
 /// Logs to stderr in `format`, filtered by `RUST_LOG`, else by `level` (an `EnvFilter`
 /// directive such as `info` or `info,bridge_host::pipeline=debug`), else at `info`.
 pub fn init_logging(format: LogFormat, level: Option<&str>) {
-    let text = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|t| EnvFilter::try_new(t).is_ok())
-        .unwrap_or_else(|| level.unwrap_or("info").to_string());
-    let mut filter = EnvFilter::try_new(&text).unwrap_or_else(|_| EnvFilter::new("info"));
-    if !text.contains("lapin")
-        && let Ok(quiet) = LAPIN_CHANNEL_CLOSES.parse()
-    {
-        filter = filter.add_directive(quiet);
-    }
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -74,14 +74,20 @@ fn tail(log: &str) -> &str {
     &log[start..]
 }
 
-/// Stops `bridge` cleanly; its log held no error.
+/// Stops `bridge` cleanly; its log, the stop included, holds no error but lapin's line for
+/// each channel the broker closed on a passive check of an object that was missing (and was
+/// then declared).
 fn stop_without_errors(mut bridge: Running) {
-    let log = bridge.log_text();
     bridge.stop_clean();
+    let log = bridge.log_text();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && !l.contains("lapin::channel: Channel closed"))
+        .collect();
     assert!(
-        !log.contains("ERROR"),
+        errors.is_empty(),
         "no error in the log:\n{}",
-        tail(&log)
+        errors.join("\n")
     );
 }
 
