@@ -47,7 +47,7 @@ cargo build --locked --release -p bridge-host
 alone=(many_mappings:: noisy_neighbour:: tripwire::)
 status=0
 cargo test --workspace --locked --no-fail-fast -- "${alone[@]/#/--skip=}" || status=$?
-cargo test --locked -p bridge-tests --test e2e -- --test-threads 1 "${alone[@]}" || status=$?
+cargo test --workspace --locked --test e2e -- --test-threads 1 "${alone[@]}" || status=$?
 [ "$status" -eq 0 ] || { echo "error: tests failed" >&2; exit "$status"; }
 echo "== fuzz (each target briefly, from the committed corpus)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
