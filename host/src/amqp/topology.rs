@@ -17,8 +17,37 @@ enum DeclareError {
     #[error(transparent)]
     Broker(#[from] lapin::Error),
     /// No channel to ask on.
-    #[error("{0}")]
-    Channel(String),
+    #[error(transparent)]
+    Channel(#[from] Unreachable),
+}
+
+/// Why the broker could not be asked at all.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    /// The connection failed.
+    #[error("`rabbitmq.{name}`: {source}")]
+    Connect {
+        /// The connection's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: super::ConnectError,
+    },
+    /// The connection did not open in time.
+    #[error("`rabbitmq.{name}`: no connection within {} s", CONNECT_TIMEOUT.as_secs())]
+    Timeout {
+        /// The connection's name.
+        name: String,
+    },
+    /// The connection opened no channel.
+    #[error("`rabbitmq.{name}`: cannot open a channel: {source}")]
+    Channel {
+        /// The connection's name.
+        name: String,
+        /// What lapin said.
+        #[source]
+        source: lapin::Error,
+    },
 }
 
 /// How long a broker may take to answer before it counts as unreachable.
@@ -36,7 +65,7 @@ pub async fn ensure(
     let mut connection = match Channels::open(name, settings).await {
         Ok(c) => c,
         Err(problem) => {
-            report.unreachable.push(problem);
+            report.unreachable.push(problem.to_string());
             return;
         }
     };
@@ -56,7 +85,7 @@ pub async fn ensure(
         let channel = match connection.channel().await {
             Ok(c) => c,
             Err(problem) => {
-                report.unreachable.push(problem);
+                report.unreachable.push(problem.to_string());
                 break;
             }
         };
@@ -124,44 +153,55 @@ struct Channels<'a> {
 const CHANNELS_PER_CONNECTION: usize = 500;
 
 impl<'a> Channels<'a> {
-    /// Connects to `[rabbitmq.NAME]`; the problem, for the report, if it cannot.
-    async fn open(name: &'a str, settings: &'a RabbitConnection) -> Result<Self, String> {
-        let connecting = super::connect(name, settings);
-        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(format!("`rabbitmq.{name}`: {e}")),
-            Err(_) => {
-                return Err(format!(
-                    "`rabbitmq.{name}`: no connection within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ));
-            }
-        };
+    async fn open(name: &'a str, settings: &'a RabbitConnection) -> Result<Self, Unreachable> {
         Ok(Channels {
             name,
             settings,
-            connection,
+            connection: connect(name, settings).await?,
             opened: 0,
         })
     }
 
     /// A new channel, on a new connection once this one opened its share.
-    async fn channel(&mut self) -> Result<lapin::Channel, String> {
+    async fn channel(&mut self) -> Result<lapin::Channel, Unreachable> {
         if self.opened >= CHANNELS_PER_CONNECTION {
-            let next = Channels::open(self.name, self.settings).await?;
-            let previous = std::mem::replace(self, next);
-            previous.close().await;
+            let next = connect(self.name, self.settings).await?;
+            hang_up(std::mem::replace(&mut self.connection, next)).await;
+            self.opened = 0;
         }
         self.opened += 1;
         self.connection
             .create_channel()
             .await
-            .map_err(|e| format!("`rabbitmq.{}`: cannot open a channel: {e}", self.name))
+            .map_err(|source| Unreachable::Channel {
+                name: self.name.to_string(),
+                source,
+            })
     }
 
     async fn close(self) {
-        let _ = self.connection.close(200, "topology checked".into()).await;
+        hang_up(self.connection).await;
     }
+}
+
+/// Connects to `[rabbitmq.NAME]` within [`CONNECT_TIMEOUT`].
+async fn connect(
+    name: &str,
+    settings: &RabbitConnection,
+) -> Result<lapin::Connection, Unreachable> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, super::connect(name, settings)).await {
+        Ok(connected) => connected.map_err(|source| Unreachable::Connect {
+            name: name.to_string(),
+            source,
+        }),
+        Err(_) => Err(Unreachable::Timeout {
+            name: name.to_string(),
+        }),
+    }
+}
+
+async fn hang_up(connection: lapin::Connection) {
+    let _ = connection.close(200, "topology checked".into()).await;
 }
 
 /// `Ok(true)` if the queue was created, `Ok(false)` if it existed.
@@ -188,7 +228,7 @@ async fn declare_queue(
         durable: d.durable || d.queue_type != QueueType::Classic,
         ..QueueDeclareOptions::default()
     };
-    let channel = connection.channel().await.map_err(DeclareError::Channel)?;
+    let channel = connection.channel().await?;
     let declared = channel
         .queue_declare(queue.into(), options, queue_arguments(d))
         .await
@@ -254,7 +294,7 @@ async fn declare_exchange(
         ..ExchangeDeclareOptions::default()
     };
     let kind = lapin::ExchangeKind::Custom(d.exchange_type.as_str().to_string());
-    let channel = connection.channel().await.map_err(DeclareError::Channel)?;
+    let channel = connection.channel().await?;
     let declared = channel
         .exchange_declare(exchange.into(), kind, options, FieldTable::default())
         .await
