@@ -195,6 +195,25 @@ impl BridgeProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log for a failure message, its telling lines first (long failure output is cut
+    /// from the end): the warnings and errors, the last lines, then the whole log.
+    pub fn log_report(&self) -> String {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let notable: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .take(20)
+            .collect();
+        let tail = &lines[lines.len().saturating_sub(10)..];
+        format!(
+            "warnings and errors (first 20):\n{}\nlast lines:\n{}\nwhole log:\n{log}",
+            notable.join("\n"),
+            tail.join("\n")
+        )
+    }
 }
 
 impl Drop for BridgeProcess {

@@ -660,7 +660,9 @@ pub async fn consume_queue(
                     routing_key: d.routing_key.to_string(),
                 });
             }
-            _ => break,
+            Ok(Some(Err(e))) => panic!("consuming {queue} failed after {}: {e}", out.len()),
+            Ok(None) => panic!("the consumer of {queue} was cancelled after {}", out.len()),
+            Err(_) => break,
         }
     }
     let _ = ch.close(200, "done".into()).await;

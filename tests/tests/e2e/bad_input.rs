@@ -47,7 +47,13 @@ async fn tombstones_and_binary_keys_cross_to_rabbitmq_and_back() {
             .await
             .unwrap();
     bridge.stop_clean();
-    assert_eq!(got.len(), 2, "log:\n{}", bridge.log_text());
+    assert!(
+        got.len() == 2,
+        "{:?}, expected {:?}; {}",
+        got.len(),
+        2,
+        bridge.log_report()
+    );
     assert_eq!(
         got[0].payload, None,
         "a tombstone stays a tombstone through RabbitMQ"

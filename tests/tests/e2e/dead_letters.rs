@@ -71,7 +71,13 @@ async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
         bridge.log_text()
     );
 
-    assert_eq!(dead.len(), 2, "log:\n{}", bridge.log_text());
+    assert!(
+        dead.len() == 2,
+        "{:?}, expected {:?}; {}",
+        dead.len(),
+        2,
+        bridge.log_report()
+    );
     let unroutable = dead
         .iter()
         .find(|r| r.key.as_deref() == Some(b"k1"))

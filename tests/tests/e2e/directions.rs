@@ -44,7 +44,13 @@ async fn kafka_to_rabbitmq_with_provenance_headers() {
         .start();
     let got = brokers::consume_queue(&conn, &queue, sent.len(), Duration::from_secs(30)).await;
     bridge.stop_clean();
-    assert_eq!(got.len(), sent.len(), "log:\n{}", bridge.log_text());
+    assert!(
+        got.len() == sent.len(),
+        "{:?}, expected {:?}; {}",
+        got.len(),
+        sent.len(),
+        bridge.log_report()
+    );
 
     for m in &got {
         let n: usize = serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"]
@@ -123,7 +129,13 @@ async fn rabbitmq_to_kafka_with_provenance_headers() {
     .await
     .unwrap();
     bridge.stop_clean();
-    assert_eq!(got.len(), 200, "log:\n{}", bridge.log_text());
+    assert!(
+        got.len() == 200,
+        "{:?}, expected {:?}; {}",
+        got.len(),
+        200,
+        bridge.log_report()
+    );
     for (i, r) in got.iter().enumerate() {
         assert_eq!(
             r.payload.as_deref(),
@@ -178,7 +190,13 @@ async fn kafka_to_kafka_keeps_keys_headers_timestamps_and_partitions() {
     .await
     .unwrap();
     bridge.stop_clean();
-    assert_eq!(got.len(), 150, "log:\n{}", bridge.log_text());
+    assert!(
+        got.len() == 150,
+        "{:?}, expected {:?}; {}",
+        got.len(),
+        150,
+        bridge.log_report()
+    );
     for r in &got {
         let n =
             serde_json::from_slice::<serde_json::Value>(r.payload.as_ref().unwrap()).unwrap()["n"]

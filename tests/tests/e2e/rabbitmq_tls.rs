@@ -102,6 +102,12 @@ target = {{ rabbitmq = "local", exchange = "{exchange}", routing_key = "rk" }}
         .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
         .collect();
     let expected: Vec<String> = (0..100).map(|i| format!("over-tls-{i:03}")).collect();
-    assert_eq!(payloads, expected, "log:\n{}", bridge.log_text());
+    assert!(
+        payloads == expected,
+        "{:?}, expected {:?}; {}",
+        payloads,
+        expected,
+        bridge.log_report()
+    );
     drop(node);
 }

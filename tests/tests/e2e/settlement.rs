@@ -166,7 +166,13 @@ async fn a_message_a_plugin_fails_on_holds_back_only_its_partition() {
             .unwrap();
     bridge.stop_clean_within(PROMPT);
     collector.abort();
-    assert_eq!(dead.len(), 1, "log:\n{}", bridge.log_text());
+    assert!(
+        dead.len() == 1,
+        "{:?}, expected {:?}; {}",
+        dead.len(),
+        1,
+        bridge.log_report()
+    );
     assert_eq!(
         dead[0].header("x-bridge-failure-kind").as_deref(),
         Some("plugin-trap")

@@ -95,7 +95,13 @@ async fn a_stop_during_a_retry_leaves_the_refused_rabbitmq_message_in_its_queue(
     })
     .await
     .unwrap();
-    assert_eq!(delivered.len(), 20, "log:\n{}", bridge.log_text());
+    assert!(
+        delivered.len() == 20,
+        "{:?}, expected {:?}; {}",
+        delivered.len(),
+        20,
+        bridge.log_report()
+    );
     assert!(
         wait_until(Duration::from_secs(30), || bridge
             .log_text()
@@ -522,7 +528,13 @@ async fn a_stop_holds_its_deadline_while_publishing_is_blocked() {
     assert!(bridge.terminate(Duration::from_secs(20)));
     collector.abort();
     let (loss, _) = brokers::arrivals_loss_and_duplicates(2000, &arrived);
-    assert_eq!(loss, 0, "log:\n{}", bridge.log_text());
+    assert!(
+        loss == 0,
+        "{:?}, expected {:?}; {}",
+        loss,
+        0,
+        bridge.log_report()
+    );
 }
 
 /// A dead-letter target that refuses the letter (its exchange routes key `dl` nowhere): the
