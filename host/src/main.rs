@@ -38,6 +38,18 @@ fn main() -> ExitCode {
                     Ok(())
                 }
             }),
+        Some(Command::Replay(args)) => tokio_run(async move {
+            let summary = bridge_host::cli::replay::run(&args).await?;
+            print!("{}", summary.report(&args.from));
+            if summary.failed > 0 {
+                return Err(anyhow::anyhow!(
+                    "{} dead letter(s) could not be replayed; they stay in {}",
+                    summary.failed,
+                    args.from
+                ));
+            }
+            Ok(())
+        }),
         Some(Command::Run { config }) => {
             tokio_run(async move { bridge_host::run::run(&config).await })
         }

@@ -3,6 +3,7 @@
 //! queue, manual acknowledgements) and sink (an exchange, publisher confirms).
 
 mod convert;
+pub mod dead_letters;
 mod pool;
 pub mod properties;
 mod sink;

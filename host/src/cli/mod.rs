@@ -3,6 +3,7 @@
 pub mod conformance;
 pub mod migrate;
 pub mod plugin;
+pub mod replay;
 pub mod scaffold;
 pub mod top;
 
@@ -76,6 +77,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+    /// Send dead letters back (to their mapping's target, their source, or a given target)
+    /// once their cause is fixed.
+    Replay(replay::ReplayArgs),
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),

@@ -4,6 +4,7 @@
 //! the tenants' client pools.
 
 mod convert;
+pub mod dead_letters;
 mod group;
 mod pool;
 pub mod probe;

@@ -20,7 +20,9 @@ pub use breaker::Breaker;
 pub use chain::{Chain, ChainBroken, ChainOutcome, ChainSpec, VERSIONS_HEADER, default_decision};
 pub use dedup::Dedup;
 pub use drive::drive;
-pub use headers::{HOPS, add_provenance};
+pub use headers::{
+    DEAD_LETTER_CONTEXT, HOPS, add_provenance, hops, origin_from_coordinates, set_hops,
+};
 pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use workers::{WorkerPool, WorkerPools, panic_message};
 

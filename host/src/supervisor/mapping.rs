@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::clients::Clients;
 use crate::amqp::{AmqpSink, AmqpSource};
-use crate::config::{BridgeConfig, Mapping, Source, Target};
+use crate::config::{BridgeConfig, Mapping, Source, Target, TargetAllowlist};
 use crate::connector::{Sink, SinkError, SourceEvents};
 use crate::kafka::{KafkaSink, KafkaSource};
 use crate::pipeline::{
@@ -187,23 +187,42 @@ async fn open_sink(
     target: &Target,
 ) -> Result<Arc<dyn Sink>, SinkError> {
     let tenant = mapping.tenant();
+    let allowlist = config.target_allowlist(tenant);
+    open_target(
+        config,
+        clients,
+        tenant,
+        allowlist,
+        mapping.amqp_properties,
+        target,
+    )
+    .await
+}
+
+/// Opens `target` on `tenant`'s shared clients: what a plugin or a header chooses is checked
+/// against `allowlist`; with `amqp_properties`, carried `amqp_*` headers become AMQP
+/// properties again. The target's cluster or connection must be in `config`.
+pub async fn open_target(
+    config: &BridgeConfig,
+    clients: &Clients,
+    tenant: &str,
+    allowlist: TargetAllowlist,
+    amqp_properties: bool,
+    target: &Target,
+) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match target {
         Target::Amqp(t) => {
-            let conn = &config.rabbitmq[&t.connection];
-            let allowlist = config.target_allowlist(tenant);
-            let sink = AmqpSink::open(
-                &clients.amqp,
-                tenant,
-                conn,
-                t,
-                allowlist,
-                mapping.amqp_properties,
-            );
+            let conn = config.rabbitmq.get(&t.connection).ok_or_else(|| {
+                SinkError::msg(format!("no connection `[rabbitmq.{}]`", t.connection))
+            })?;
+            let sink = AmqpSink::open(&clients.amqp, tenant, conn, t, allowlist, amqp_properties);
             Arc::new(sink.await?)
         }
         Target::Kafka(t) => {
-            let cluster = &config.kafka[&t.cluster];
-            let allowlist = config.target_allowlist(tenant);
+            let cluster = config
+                .kafka
+                .get(&t.cluster)
+                .ok_or_else(|| SinkError::msg(format!("no cluster `[kafka.{}]`", t.cluster)))?;
             Arc::new(KafkaSink::open(
                 &clients.kafka,
                 tenant,

@@ -6,6 +6,7 @@ mod clients;
 mod mapping;
 
 pub use clients::Clients;
+pub use mapping::open_target;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

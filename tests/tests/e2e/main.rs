@@ -38,6 +38,7 @@ mod rabbitmq_tls;
 mod rebalance;
 mod recovery;
 mod reload;
+mod replay;
 mod resource_alarms;
 mod sandbox;
 mod settlement;
