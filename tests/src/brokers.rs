@@ -98,6 +98,17 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A record timestamp `ago_ms` before now. Tests that keep timestamps use recent ones: the
+/// broker's retention deletes a segment whose newest record is older than 7 days, within five
+/// minutes, and the records would be gone before the bridge reads them.
+pub fn recent_timestamp(ago_ms: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64;
+    now - ago_ms
+}
+
 /// Creates a topic with `partitions` partitions.
 pub async fn create_topic(name: &str, partitions: i32) {
     create_topic_on(&kafka_bootstrap(), name, partitions).await;

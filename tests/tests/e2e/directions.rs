@@ -10,6 +10,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
 fn records(n: usize) -> Vec<Record> {
+    let start = brokers::recent_timestamp(3_600_000);
     (0..n)
         .map(|i| Record {
             key: Some(format!("key-{}", i % 7).into_bytes()),
@@ -20,7 +21,7 @@ fn records(n: usize) -> Vec<Record> {
                 ("trace-id".to_string(), b"second".to_vec()),
             ],
             partition: 0,
-            timestamp: Some(1_700_000_000_000 + i as i64),
+            timestamp: Some(start + i as i64),
         })
         .collect()
 }

@@ -203,7 +203,7 @@ async fn kafka_kafka_example_replicates_both_ways_keeping_records() {
             payload: Some(format!("from {topic}").into_bytes()),
             headers: vec![("trace".into(), b"t-9".to_vec())],
             partition: 1,
-            timestamp: Some(1_700_000_000_123),
+            timestamp: Some(brokers::recent_timestamp(60_000)),
         };
         brokers::produce_to(from, &name(topic), std::slice::from_ref(&sent), Some(1)).await;
         let (t, to) = (name(topic), to.clone());
