@@ -65,6 +65,10 @@ pub struct Mapping {
     /// The tenant it belongs to: `tenant = "payments"` (default: `default`).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// `delivery = "exactly-once"`: Kafka transactions for a Kafka→Kafka mapping on one
+    /// cluster (default `"at-least-once"`).
+    #[serde(default)]
+    pub delivery: Delivery,
     /// A circuit breaker over the mapping's plugin failures:
     /// `breaker = { failures = 10, window_secs = 60, cool_down_secs = 30, action = "pause" }`.
     #[serde(default)]
@@ -106,6 +110,18 @@ pub struct BreakerConfig {
     /// What an open breaker does with messages.
     #[serde(default)]
     pub action: BreakerAction,
+}
+
+/// The delivery guarantee a mapping asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Nothing lost; a crash may deliver a message again.
+    #[default]
+    AtLeastOnce,
+    /// Nothing lost and nothing twice, through Kafka transactions: the output and the consumed
+    /// offsets commit together (Kafka→Kafka on one cluster only).
+    ExactlyOnce,
 }
 
 /// What an open breaker does with a mapping's messages.

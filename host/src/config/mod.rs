@@ -24,7 +24,7 @@ pub use declare::{Declare, ExchangeType, QueueArgument, QueueType};
 pub use diff::{MappingChanges, mapping_changes};
 pub use mapping::{
     AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,
-    KafkaSource, KafkaTarget, Mapping, Source, Target,
+    Delivery, KafkaSource, KafkaTarget, Mapping, Source, Target,
 };
 pub use needs::{Mode, Need, Needs, Object, Report};
 pub use redact::redact_url;

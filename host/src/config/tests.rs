@@ -445,3 +445,56 @@ fn parse_errors_do_not_quote_url_credentials() {
     assert!(err.contains("line 2"), "{err}");
     assert!(!err.contains("Zq9word"), "{err}");
 }
+
+#[test]
+fn exactly_once_is_refused_where_one_kafka_transaction_cannot_hold_it() {
+    let mapping = |name: &str, source: &str, target: &str, extra: &str| {
+        format!(
+            "\n[[mapping]]\nname = \"{name}\"\nsource = {source}\ntarget = {target}\n\
+             delivery = \"exactly-once\"\n{extra}"
+        )
+    };
+    let kafka = r#"{ kafka = "main", topics = ["orders"], group = "g1" }"#;
+    let ok = mapping("k2k", kafka, r#"{ kafka = "main", topic = "copy" }"#, "");
+    parse(&format!("{BASE}{ok}")).unwrap();
+    let err = parse(&format!(
+        "{BASE}[kafka.other]\nbootstrap_servers = \"127.0.0.1:9093\"\n{}{}{}",
+        mapping(
+            "to-rabbit",
+            r#"{ kafka = "main", topics = ["a"], group = "g2" }"#,
+            r#"{ rabbitmq = "local", exchange = "e" }"#,
+            ""
+        ),
+        mapping(
+            "from-rabbit",
+            r#"{ rabbitmq = "local", queue = "q" }"#,
+            r#"{ kafka = "main", topic = "t" }"#,
+            ""
+        ),
+        mapping(
+            "two-clusters",
+            r#"{ kafka = "main", topics = ["b"], group = "g3" }"#,
+            r#"{ kafka = "other", topic = "t" }"#,
+            "dead_letter = { rabbitmq = \"local\", exchange = \"dl\" }\n"
+        ),
+    ))
+    .unwrap_err();
+    for expected in [
+        "mapping `to-rabbit`.delivery = \"exactly-once\": the target is RabbitMQ",
+        "mapping `from-rabbit`.delivery = \"exactly-once\": needs a Kafka source",
+        "mapping `two-clusters`.delivery = \"exactly-once\": the target is on cluster `other` and the source on `main`",
+        "mapping `two-clusters`.delivery = \"exactly-once\": the dead-letter target is RabbitMQ",
+    ] {
+        assert!(err.contains(expected), "{expected}\nin: {err}");
+    }
+    let shared = format!(
+        "{BASE}{ok}\n[[mapping]]\nname = \"audit\"\nsource = {{ kafka = \"main\", topics = [\"x\"], group = \"g1\" }}\ntarget = {{ kafka = \"main\", topic = \"y\" }}\n"
+    );
+    let err = parse(&shared).unwrap_err();
+    assert!(
+        err.contains("consumer group `g1` is used by mapping `audit` too"),
+        "{err}"
+    );
+    let err = parse(&format!("{BASE}{}", ok.replace("exactly-once", "twice"))).unwrap_err();
+    assert!(err.contains("unknown variant `twice`"), "{err}");
+}

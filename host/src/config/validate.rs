@@ -155,6 +155,9 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
                 "{at}.target.topic is required when the source is a RabbitMQ queue"
             ));
         }
+        if m.delivery == super::Delivery::ExactlyOnce {
+            check_exactly_once(config, m, &at, &mut problems);
+        }
         if let Some(d) = &m.declare {
             if d.partitions < 1 {
                 problems.push(format!("{at}.declare.partitions must be at least 1"));
@@ -184,6 +187,50 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
         }
     }
     problems
+}
+
+/// `delivery = "exactly-once"` holds only where one Kafka transaction covers both the output
+/// and the consumed offsets: a Kafka source and a Kafka target (and Kafka dead letters) on the
+/// same cluster, with a consumer group no other mapping uses.
+fn check_exactly_once(
+    config: &BridgeConfig,
+    m: &super::Mapping,
+    at: &str,
+    problems: &mut Vec<String>,
+) {
+    let refuse = |why: String| format!("{at}.delivery = \"exactly-once\": {why}");
+    let Source::Kafka(source) = &m.source else {
+        problems.push(refuse(
+            "needs a Kafka source (a RabbitMQ queue cannot take part in a Kafka transaction)"
+                .to_string(),
+        ));
+        return;
+    };
+    let same_cluster = |what: &str, target: &Target| match target {
+        Target::Kafka(k) if k.cluster == source.cluster => None,
+        Target::Kafka(k) => Some(refuse(format!(
+            "{what} is on cluster `{}` and the source on `{}`: a transaction spans one cluster",
+            k.cluster, source.cluster
+        ))),
+        Target::Amqp(_) => Some(refuse(format!(
+            "{what} is RabbitMQ, which cannot take part in a Kafka transaction"
+        ))),
+    };
+    problems.extend(same_cluster("the target", &m.target));
+    if let Some(dl) = &m.dead_letter {
+        problems.extend(same_cluster("the dead-letter target", &dl.0));
+    }
+    let shared = config.mapping.iter().find(|other| {
+        other.name != m.name
+            && matches!(&other.source, Source::Kafka(k)
+                if k.cluster == source.cluster && k.group == source.group && other.tenant() == m.tenant())
+    });
+    if let Some(other) = shared {
+        problems.push(refuse(format!(
+            "consumer group `{}` is used by mapping `{}` too; an exactly-once mapping needs a group of its own",
+            source.group, other.name
+        )));
+    }
 }
 
 fn check_target(config: &BridgeConfig, target: &Target, at: &str, problems: &mut Vec<String>) {

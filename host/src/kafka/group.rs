@@ -41,7 +41,7 @@ use crate::connector::{SourceError, SourceEvents};
 use crate::plugin::Message;
 
 /// Consumer settings the cluster's `properties` may override.
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+pub(super) const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.commit.interval.ms", "1000"),
     ("fetch.wait.max.ms", "10"),
     ("fetch.queue.backoff.ms", "10"),
@@ -320,19 +320,9 @@ impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         let table = lock(&self.table);
         for route in &table.routes {
-            // Assigned partitions with a known lag (librdkafka reports -1 until it knows).
-            let lag: Vec<(String, i32, i64)> = statistics
-                .topics
-                .iter()
-                .filter(|(topic, _)| route.claim.claims(topic))
-                .flat_map(|(topic, t)| {
-                    t.partitions
-                        .values()
-                        .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-                        .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
-                })
-                .collect();
-            route.events.lag(&lag);
+            route
+                .events
+                .lag(&known_lag(&statistics, |topic| route.claim.claims(topic)));
         }
     }
 }
@@ -396,7 +386,26 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+/// The consumer lag of the assigned partitions of the topics `claims` takes whose lag
+/// librdkafka knows (it reports -1 until it does).
+pub(super) fn known_lag(
+    statistics: &Statistics,
+    claims: impl Fn(&str) -> bool,
+) -> Vec<(String, i32, i64)> {
+    statistics
+        .topics
+        .iter()
+        .filter(|(topic, _)| claims(topic))
+        .flat_map(|(topic, t)| {
+            t.partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+        })
+        .collect()
+}
+
+pub(super) fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
     tpl.elements()
         .iter()
         .map(|e| (e.topic().to_string(), e.partition()))

@@ -5,19 +5,23 @@
 
 mod convert;
 pub mod dead_letters;
+mod exactly_once;
 mod group;
 mod pool;
 pub mod probe;
 mod sink;
 mod source;
 pub mod topology;
+mod transaction;
 mod watermark;
 
 pub use convert::{RawHeader, carry_headers, escape_name, headers, to_message};
+pub use exactly_once::TransactionalSource;
 pub use group::{GroupConsumer, GroupKey};
 pub use pool::{KafkaClients, Producer};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
+pub use transaction::{Transaction, transactional_id};
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;

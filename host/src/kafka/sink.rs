@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
 
 use super::pool::{KafkaClients, Producer};
+use super::transaction::Transaction;
 use super::{ClusterContext, client_config_with};
 use crate::config::{KafkaCluster, KafkaTarget, TargetAllowlist};
 use crate::connector::{
@@ -33,6 +34,8 @@ pub struct KafkaSink {
     target: KafkaTarget,
     /// The topics its tenant allows, for those a plugin or a header chose.
     allowlist: TargetAllowlist,
+    /// Under `delivery = "exactly-once"`: the mapping's transaction, which its producer sends in.
+    transaction: Option<Arc<Transaction>>,
 }
 
 impl KafkaSink {
@@ -64,7 +67,22 @@ impl KafkaSink {
             producer,
             target: target.clone(),
             allowlist,
+            transaction: None,
         })
+    }
+
+    /// A sink for `target` that sends in the mapping's `transaction`, on its producer.
+    pub fn transactional(
+        transaction: &Arc<Transaction>,
+        target: &KafkaTarget,
+        allowlist: TargetAllowlist,
+    ) -> Self {
+        KafkaSink {
+            producer: transaction.producer(),
+            target: target.clone(),
+            allowlist,
+            transaction: Some(Arc::clone(transaction)),
+        }
     }
 
     async fn produce(&self, msg: &Message) -> Result<Pending, SinkError> {
@@ -95,6 +113,11 @@ impl KafkaSink {
         // Whether a plugin chose where it goes: then a topic or partition that does not exist
         // is the message's fault, not the mapping's.
         let chosen = topic_chosen || msg.kafka_target.partition.is_some();
+        if let Some(transaction) = &self.transaction {
+            transaction
+                .begin()
+                .map_err(|e| SinkError::new("cannot begin a Kafka transaction", e))?;
+        }
         let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(super::headers(msg));
         if let Some(k) = &msg.key {
             record = record.key(k.as_slice());

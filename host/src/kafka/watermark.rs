@@ -153,6 +153,14 @@ impl Watermarks {
         moved
     }
 
+    /// Every partition with state: consumed from in this assignment.
+    pub fn partitions(&self) -> Vec<(Arc<str>, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(topic, partitions)| partitions.keys().map(|p| (Arc::clone(topic), *p)))
+            .collect()
+    }
+
     /// Forgets a revoked partition; what was in flight is abandoned.
     pub fn revoke(&mut self, topic: &str, partition: i32) -> Abandoned {
         let part = self

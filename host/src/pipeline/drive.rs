@@ -73,7 +73,7 @@ pub async fn drive<S: Source>(
             }
             Some((tokens, answered)) = chained.next(), if !chained.is_empty() => {
                 in_chain -= tokens.len();
-                if let Err(e) = finish(processor, &mut flights, tokens, answered).await {
+                if let Err(e) = finish(&source, processor, &mut flights, tokens, answered).await {
                     // What the chain holds after a batch that was not all sent stays unsent:
                     // sending it would overtake the rest of that batch.
                     chained = FuturesOrdered::new();
@@ -113,7 +113,7 @@ pub async fn drive<S: Source>(
         {
             let finished = tokio::time::timeout_at(
                 stop.deadline,
-                finish(processor, &mut flights, tokens, answered),
+                finish(&source, processor, &mut flights, tokens, answered),
             )
             .await;
             match finished {
@@ -154,14 +154,19 @@ pub async fn drive<S: Source>(
     result
 }
 
-/// Sends what the chain made of a batch; its flights join the others.
-async fn finish<T: Send + 'static>(
+/// Sends what the chain made of a batch, but for messages no longer current; its flights join
+/// the others.
+async fn finish<S: Source>(
+    source: &S,
     processor: &mut Processor,
-    flights: &mut Flights<T>,
-    tokens: Vec<T>,
+    flights: &mut Flights<S::Token>,
+    tokens: Vec<S::Token>,
     answered: Answered,
 ) -> Result<(), PipelineError> {
-    let sent = processor.finish(answered).await?;
+    let current: Vec<bool> = tokens.iter().map(|t| source.is_current(t)).collect();
+    let sent = processor
+        .finish(answered, |i| current.get(i).copied().unwrap_or(false))
+        .await?;
     for (token, flight) in tokens.into_iter().zip(sent) {
         flights.push(async move { (token, false, flight.await) }.boxed());
     }

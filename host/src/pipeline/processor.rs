@@ -169,7 +169,14 @@ impl Processor {
     /// Sends what the chain made of an admitted batch, one flight per message in the same
     /// order. Chain failures are settled here (retry, dead-letter, drop) in order, so a retried
     /// message still goes out before the ones after it. Broker answers come with the flights.
-    pub async fn finish(&mut self, answered: Answered) -> Result<Vec<Flight>, PipelineError> {
+    /// `current` says, per message, whether it still belongs to its source: one whose
+    /// partition was taken away (or whose transaction was aborted) meanwhile is not sent, as
+    /// it will be consumed again.
+    pub async fn finish(
+        &mut self,
+        answered: Answered,
+        current: impl Fn(usize) -> bool,
+    ) -> Result<Vec<Flight>, PipelineError> {
         let Answered {
             originals,
             steps,
@@ -179,7 +186,14 @@ impl Processor {
         // A message whose chain failed is settled by the policy without waiting here: a retry
         // comes back through its flight, so the messages after it are not held up.
         let mut flights = Vec::with_capacity(originals.len());
-        for (original, step) in originals.into_iter().zip(steps) {
+        for (i, (original, step)) in originals.into_iter().zip(steps).enumerate() {
+            if !current(i) {
+                if matches!(step, Step::Chain(_)) {
+                    outcomes.next();
+                }
+                flights.push(Box::pin(std::future::ready(sent(original))) as Flight);
+                continue;
+            }
             let flight = match step {
                 Step::Duplicate => Box::pin(std::future::ready(Sent {
                     duplicate: true,

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use super::clients::Clients;
 use crate::amqp::{AmqpSink, AmqpSource};
-use crate::config::{BridgeConfig, Mapping, Source, Target, TargetAllowlist};
+use crate::config::{BridgeConfig, Delivery, Mapping, Source, Target, TargetAllowlist};
 use crate::connector::{Sink, SinkError, SourceEvents};
-use crate::kafka::{KafkaSink, KafkaSource};
+use crate::kafka::{KafkaSink, KafkaSource, Transaction, TransactionalSource, transactional_id};
 use crate::pipeline::{
     self, Chain, ChainSpec, PipelineError, Processor, ProcessorSettings, Shutdown,
 };
@@ -109,11 +109,23 @@ async fn run_once(
         workers,
     )
     .await?;
-    let sink = open_sink(config, clients, mapping, &mapping.target).await?;
+    // Exactly-once: one transaction for the outputs, the dead letters and the offsets.
+    let transaction = match (&mapping.delivery, &mapping.source) {
+        (Delivery::ExactlyOnce, Source::Kafka(k)) => {
+            let id = transactional_id(&mapping.name, &k.group);
+            let started = Transaction::start(&k.cluster, &config.kafka[&k.cluster], &id).await;
+            Some(Arc::new(started.map_err(|e| {
+                SinkError::new(format!("cannot start Kafka transactions as `{id}`"), e)
+            })?))
+        }
+        _ => None,
+    };
+    let tx = transaction.as_ref();
+    let sink = open_sink(config, clients, mapping, tx, &mapping.target).await?;
     status.set_publisher(&sink);
     let dead_letter = match &mapping.dead_letter {
         Some(dl) => Some(
-            open_sink(config, clients, mapping, &dl.0)
+            open_sink(config, clients, mapping, tx, &dl.0)
                 .await
                 .map_err(|e| SinkError {
                     context: format!("dead-letter target: {}", e.context),
@@ -134,6 +146,23 @@ async fn run_once(
     let mut processor = Processor::new(settings, chain, sink, dead_letter);
     let max_in_flight = mapping.max_in_flight;
     let result = match &mapping.source {
+        Source::Kafka(k) if let Some(transaction) = transaction => {
+            let events: Arc<dyn SourceEvents> = Arc::clone(status) as _;
+            let source = TransactionalSource::open(
+                &mapping.name,
+                &config.kafka[&k.cluster],
+                k,
+                max_in_flight,
+                events,
+                transaction,
+            );
+            match source {
+                Ok(source) => {
+                    pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         Source::Kafka(k) => {
             let events: Arc<dyn SourceEvents> = Arc::clone(status) as _;
             let source = KafkaSource::open(
@@ -179,15 +208,24 @@ async fn run_once(
     result
 }
 
-/// Opens `target` of `mapping` on its tenant's shared clients.
+/// Opens `target` of `mapping`: in its `transaction` under exactly-once (a Kafka target),
+/// else on its tenant's shared clients.
 async fn open_sink(
     config: &BridgeConfig,
     clients: &Clients,
     mapping: &Mapping,
+    transaction: Option<&Arc<Transaction>>,
     target: &Target,
 ) -> Result<Arc<dyn Sink>, SinkError> {
     let tenant = mapping.tenant();
     let allowlist = config.target_allowlist(tenant);
+    if let (Some(transaction), Target::Kafka(k)) = (transaction, target) {
+        return Ok(Arc::new(KafkaSink::transactional(
+            transaction,
+            k,
+            allowlist,
+        )));
+    }
     open_target(
         config,
         clients,

@@ -19,6 +19,7 @@ mod dead_letters;
 mod directions;
 mod examples;
 mod examples_run;
+mod exactly_once;
 mod helm_chart;
 mod hostile_input;
 mod image;

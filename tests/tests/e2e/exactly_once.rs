@@ -1,0 +1,109 @@
+//! `delivery = "exactly-once"` Kafka→Kafka: through `kill -9` of the bridge, a `read_committed`
+//! reader of the target sees every message once, in order per key.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
+
+const PARTITIONS: i32 = 4;
+const KEYS: usize = 64;
+
+fn index(payload: &[u8]) -> Option<usize> {
+    std::str::from_utf8(payload).ok()?.strip_prefix("eos-")?.parse().ok()
+}
+
+/// Every committed record of `topic` (librdkafka's readers are `read_committed`), read until
+/// nothing new came for 10 s.
+async fn committed(topic: &str) -> Vec<Record> {
+    brokers::read_topic(topic, usize::MAX, Duration::from_secs(10)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_intervals_delivers_each_message_exactly_once_in_key_order() {
+    let (n, upfront, kills) = (20_000, 5_000, 5);
+    let source = unique("eos-in");
+    let target = unique("eos-out");
+    brokers::create_topic(&source, PARTITIONS).await;
+    brokers::create_topic(&target, PARTITIONS).await;
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            key: Some(format!("key-{}", i % KEYS).into_bytes()),
+            payload: Some(format!("eos-{i:06}").into_bytes()),
+            headers: vec![("n".into(), i.to_string().into_bytes())],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect();
+    // A backlog, then about 1 000 messages/s while the bridge is killed every 3 s.
+    brokers::produce(&source, &records[..upfront], None).await;
+    let feeding = brokers::feed_topic(
+        &brokers::kafka_bootstrap(),
+        &source,
+        records[upfront..].to_vec(),
+    );
+
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::kafka_to_kafka("copy", &[&source], &unique("eos"), &target)
+                .target("same_partition", true)
+                .max_in_flight(500)
+                .set("delivery", "exactly-once"),
+        )
+        .env("BRIDGE_INSTANCE_ID", "eos-test")
+        .start();
+    let started = Instant::now();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        bridge.kill9();
+        bridge.spawn();
+    }
+    feeding.await.unwrap();
+    // Wait until the last run has committed everything.
+    let mut seen = 0;
+    while started.elapsed() < Duration::from_secs(240) {
+        let got = committed(&target).await;
+        seen = got
+            .iter()
+            .filter_map(|r| r.payload.as_deref().and_then(index))
+            .collect::<HashSet<_>>()
+            .len();
+        if seen >= n {
+            break;
+        }
+    }
+    bridge.stop_clean();
+    let got = committed(&target).await;
+    let elapsed = started.elapsed();
+
+    let mut count: HashMap<usize, usize> = HashMap::new();
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    let mut out_of_order = 0;
+    for r in &got {
+        let Some(i) = r.payload.as_deref().and_then(index) else {
+            continue;
+        };
+        *count.entry(i).or_default() += 1;
+        if last.insert(i % KEYS, i).is_some_and(|prev| prev > i) {
+            out_of_order += 1;
+        }
+    }
+    let loss = (0..n).filter(|i| !count.contains_key(i)).count();
+    let duplicates: usize = count.values().map(|c| c - 1).sum();
+    println!(
+        "exactly-once: {n} messages, {kills} kill -9 every 3 s, {elapsed:?}: read {}, loss {loss}, duplicates {duplicates}, order breaks {out_of_order} (seen {seen} before the stop)",
+        got.len()
+    );
+    assert!(
+        (loss, duplicates, out_of_order) == (0, 0, 0),
+        "loss {loss}, duplicates {duplicates}, out of order {out_of_order}; {}",
+        bridge.log_report()
+    );
+    // Keys, headers and partitions are those of the source record.
+    for r in got.iter().take(100) {
+        let i = index(r.payload.as_deref().unwrap()).unwrap();
+        assert_eq!(r.key.as_deref(), records[i].key.as_deref());
+        assert_eq!(r.headers[0], ("n".to_string(), i.to_string().into_bytes()));
+    }
+}
