@@ -258,6 +258,16 @@ impl Source for TransactionalSource {
                 None => break,
             }
         }
+        // Read in this transaction: an abort reads it again.
+        for message in &batch {
+            if let crate::plugin::Origin::Kafka(k) = &message.origin {
+                let at = self
+                    .began_at
+                    .entry((Arc::from(k.topic.as_str()), k.partition))
+                    .or_insert(k.offset);
+                *at = (*at).min(k.offset);
+            }
+        }
         // A revocation seen while reading: what was read goes with the aborted transaction.
         let revoked = self.take_revoked();
         if !revoked.is_empty() {
@@ -274,9 +284,6 @@ impl Source for TransactionalSource {
             let Some(token) = self.watermarks.consumed(&k.topic, k.partition, k.offset) else {
                 continue;
             };
-            self.began_at
-                .entry((Arc::clone(&token.topic), token.partition))
-                .or_insert(token.offset);
             self.since.get_or_insert_with(Instant::now);
             received.messages.push(Consumed { token, message });
         }

@@ -11,7 +11,61 @@ const PARTITIONS: i32 = 4;
 const KEYS: usize = 64;
 
 fn index(payload: &[u8]) -> Option<usize> {
-    std::str::from_utf8(payload).ok()?.strip_prefix("eos-")?.parse().ok()
+    std::str::from_utf8(payload)
+        .ok()?
+        .strip_prefix("eos-")?
+        .parse()
+        .ok()
+}
+
+/// Loss, duplicates and per-key order breaks among the `eos-N` payloads of `got`.
+fn tally(n: usize, got: &[Record]) -> (usize, usize, usize) {
+    let mut count: HashMap<usize, usize> = HashMap::new();
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    let mut out_of_order = 0;
+    for r in got {
+        let Some(i) = r.payload.as_deref().and_then(index) else {
+            continue;
+        };
+        *count.entry(i).or_default() += 1;
+        if last.insert(i % KEYS, i).is_some_and(|prev| prev > i) {
+            out_of_order += 1;
+        }
+    }
+    let loss = (0..n).filter(|i| !count.contains_key(i)).count();
+    let duplicates = count.values().map(|c| c - 1).sum();
+    (loss, duplicates, out_of_order)
+}
+
+/// `n` keyed records `eos-N`.
+fn eos_records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            key: Some(format!("key-{}", i % KEYS).into_bytes()),
+            payload: Some(format!("eos-{i:06}").into_bytes()),
+            headers: vec![("n".into(), i.to_string().into_bytes())],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect()
+}
+
+/// Waits (up to `limit`) until a `read_committed` reader of `topic` sees all `n` messages.
+async fn wait_all_committed(topic: &str, n: usize, limit: Duration) -> usize {
+    let started = Instant::now();
+    let mut seen = 0;
+    while started.elapsed() < limit {
+        seen = committed(topic)
+            .await
+            .iter()
+            .filter_map(|r| r.payload.as_deref().and_then(index))
+            .collect::<HashSet<_>>()
+            .len();
+        if seen >= n {
+            break;
+        }
+    }
+    seen
 }
 
 /// Every committed record of `topic` (librdkafka's readers are `read_committed`), read until
@@ -27,15 +81,7 @@ async fn kill_9_at_intervals_delivers_each_message_exactly_once_in_key_order() {
     let target = unique("eos-out");
     brokers::create_topic(&source, PARTITIONS).await;
     brokers::create_topic(&target, PARTITIONS).await;
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            key: Some(format!("key-{}", i % KEYS).into_bytes()),
-            payload: Some(format!("eos-{i:06}").into_bytes()),
-            headers: vec![("n".into(), i.to_string().into_bytes())],
-            partition: 0,
-            timestamp: None,
-        })
-        .collect();
+    let records = eos_records(n);
     // A backlog, then about 1 000 messages/s while the bridge is killed every 3 s.
     brokers::produce(&source, &records[..upfront], None).await;
     let feeding = brokers::feed_topic(
@@ -61,36 +107,12 @@ async fn kill_9_at_intervals_delivers_each_message_exactly_once_in_key_order() {
     }
     feeding.await.unwrap();
     // Wait until the last run has committed everything.
-    let mut seen = 0;
-    while started.elapsed() < Duration::from_secs(240) {
-        let got = committed(&target).await;
-        seen = got
-            .iter()
-            .filter_map(|r| r.payload.as_deref().and_then(index))
-            .collect::<HashSet<_>>()
-            .len();
-        if seen >= n {
-            break;
-        }
-    }
+    let seen = wait_all_committed(&target, n, Duration::from_secs(240)).await;
     bridge.stop_clean();
     let got = committed(&target).await;
     let elapsed = started.elapsed();
 
-    let mut count: HashMap<usize, usize> = HashMap::new();
-    let mut last: HashMap<usize, usize> = HashMap::new();
-    let mut out_of_order = 0;
-    for r in &got {
-        let Some(i) = r.payload.as_deref().and_then(index) else {
-            continue;
-        };
-        *count.entry(i).or_default() += 1;
-        if last.insert(i % KEYS, i).is_some_and(|prev| prev > i) {
-            out_of_order += 1;
-        }
-    }
-    let loss = (0..n).filter(|i| !count.contains_key(i)).count();
-    let duplicates: usize = count.values().map(|c| c - 1).sum();
+    let (loss, duplicates, out_of_order) = tally(n, &got);
     println!(
         "exactly-once: {n} messages, {kills} kill -9 every 3 s, {elapsed:?}: read {}, loss {loss}, duplicates {duplicates}, order breaks {out_of_order} (seen {seen} before the stop)",
         got.len()
@@ -106,4 +128,58 @@ async fn kill_9_at_intervals_delivers_each_message_exactly_once_in_key_order() {
         assert_eq!(r.key.as_deref(), records[i].key.as_deref());
         assert_eq!(r.headers[0], ("n".to_string(), i.to_string().into_bytes()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_joining_and_leaving_the_group_deliver_each_message_exactly_once() {
+    let (n, upfront) = (15_000, 3_000);
+    let source = unique("eos-group-in");
+    let target = unique("eos-group-out");
+    let group = unique("eos-group");
+    brokers::create_topic(&source, PARTITIONS).await;
+    brokers::create_topic(&target, PARTITIONS).await;
+    let records = eos_records(n);
+    brokers::produce(&source, &records[..upfront], None).await;
+    let feeding = brokers::feed_topic(
+        &brokers::kafka_bootstrap(),
+        &source,
+        records[upfront..].to_vec(),
+    );
+    let replica = |instance: &str| {
+        Scenario::new()
+            .mapping(
+                Mapping::kafka_to_kafka("copy", &[&source], &group, &target)
+                    .target("same_partition", true)
+                    .max_in_flight(500)
+                    .set("delivery", "exactly-once"),
+            )
+            .env("BRIDGE_INSTANCE_ID", instance)
+            .start()
+    };
+    // A second replica joins (partitions move: the first aborts and re-reads), leaves
+    // cleanly (they move back), joins again and is killed.
+    let mut first = replica("a");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut second = replica("b");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    second.stop_clean();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    second.spawn();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    second.kill9();
+    feeding.await.unwrap();
+    let seen = wait_all_committed(&target, n, Duration::from_secs(240)).await;
+    first.stop_clean();
+    let got = committed(&target).await;
+    let (loss, duplicates, out_of_order) = tally(n, &got);
+    println!(
+        "exactly-once with a second replica joining, leaving, joining and killed: {n} messages: read {}, loss {loss}, duplicates {duplicates}, order breaks {out_of_order} (seen {seen})",
+        got.len()
+    );
+    assert!(
+        (loss, duplicates, out_of_order) == (0, 0, 0),
+        "loss {loss}, duplicates {duplicates}, out of order {out_of_order}; first: {}\nsecond: {}",
+        first.log_report(),
+        second.log_report()
+    );
 }
