@@ -251,7 +251,10 @@ async fn direction(conn: &Connection, dir: Direction, n: usize) {
     if let Some(rss) = bridge_run.peak_rss_mib {
         figure(&format!("bridge_{name}_peak_rss"), rss, "MiB");
     }
-    if dir == Direction::KafkaToKafka {
+    if matches!(
+        dir,
+        Direction::KafkaToKafka | Direction::KafkaToKafkaExactlyOnce
+    ) {
         return;
     }
     let half = (bridge_run.rate / 2.0).max(100.0);

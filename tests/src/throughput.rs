@@ -335,22 +335,28 @@ pub enum Direction {
     RabbitmqToKafka,
     /// From a Kafka topic to another.
     KafkaToKafka,
+    /// From a Kafka topic to another, the bridge with `delivery = "exactly-once"` (the relay
+    /// is the same as [`Direction::KafkaToKafka`]'s).
+    KafkaToKafkaExactlyOnce,
 }
 
 impl Direction {
     /// Every direction, in the benchmark's order.
-    pub const ALL: [Direction; 3] = [
+    pub const ALL: [Direction; 4] = [
         Direction::KafkaToRabbitmq,
         Direction::RabbitmqToKafka,
         Direction::KafkaToKafka,
+        Direction::KafkaToKafkaExactlyOnce,
     ];
 
-    /// `kafka_to_rabbitmq`, `rabbitmq_to_kafka` or `kafka_to_kafka`.
+    /// `kafka_to_rabbitmq`, `rabbitmq_to_kafka`, `kafka_to_kafka` or
+    /// `kafka_to_kafka_exactly_once`.
     pub fn name(self) -> &'static str {
         match self {
             Direction::KafkaToRabbitmq => "kafka_to_rabbitmq",
             Direction::RabbitmqToKafka => "rabbitmq_to_kafka",
             Direction::KafkaToKafka => "kafka_to_kafka",
+            Direction::KafkaToKafkaExactlyOnce => "kafka_to_kafka_exactly_once",
         }
     }
 }
@@ -397,11 +403,16 @@ impl Lane {
                     "source = {{ rabbitmq = \"local\", queue = \"{}\", prefetch = 1000 }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n",
                     self.queue, self.out_topic
                 ),
-                Direction::KafkaToKafka => format!(
-                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n",
+                Direction::KafkaToKafka | Direction::KafkaToKafkaExactlyOnce => format!(
+                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ kafka = \"main\", topic = \"{}\" }}\n{}",
                     self.topic,
                     unique("bench"),
-                    self.out_topic
+                    self.out_topic,
+                    if dir == Direction::KafkaToKafkaExactlyOnce {
+                        "delivery = \"exactly-once\"\n"
+                    } else {
+                        ""
+                    }
                 ),
             };
             return Mover::Bridge(BridgeProcess::start_binary(
@@ -428,12 +439,9 @@ impl Lane {
                 self.out_topic.clone(),
                 s,
             )),
-            Direction::KafkaToKafka => tokio::spawn(relay::kafka_to_kafka(
-                bootstrap,
-                self.topic.clone(),
-                self.out_topic.clone(),
-                s,
-            )),
+            Direction::KafkaToKafka | Direction::KafkaToKafkaExactlyOnce => tokio::spawn(
+                relay::kafka_to_kafka(bootstrap, self.topic.clone(), self.out_topic.clone(), s),
+            ),
         };
         Mover::Relay(stop, task)
     }
