@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what is missing. `scripts/setup.sh run` installs only what building and running the
 # bridge needs (scripts/demo.sh): the wasm32-wasip2 target, the C toolchain librdkafka is built
-# with, Debian's rabbitmq-server, and Apache Kafka's jars from Maven Central (cached outside the
+# with, Debian's rabbitmq-server, a Java runtime and Apache Kafka's jars from Maven Central (cached outside the
 # checkout, see scripts/kafka.sh). Without an argument it also installs what the tests use
 # (scripts/test.sh, scripts/bench.sh): fmt and clippy, helm, hadolint, the Prometheus parser, the tools that build
 # the example plugins in other languages, and cargo fuzz.
@@ -26,6 +26,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless) # Apache Kafka 4 needs 17+
 command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
 command -v curl >/dev/null 2>&1 || missing+=(curl) # scripts/demo.sh waits for readiness
 if $dev; then
