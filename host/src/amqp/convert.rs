@@ -14,6 +14,12 @@
 //! | nested table, other arrays | JSON text |
 //! | void | empty |
 //!
+//! The types come back too: when the table has headers that are not strings, the headers
+//! carry [`HEADER_TYPES`], a JSON object naming each one's AMQP type (`{"count":"i32",
+//! "flag":"bool","meta":"table"}`), and the way back turns their text into values of that type
+//! again — exactly for numbers, booleans, decimals, timestamps, byte arrays and void; inside a
+//! nested table or array, numbers come back as 64-bit integers or doubles.
+//!
 //! An AMQP field table keeps its names sorted, so the order of the Kafka headers would be lost
 //! on the way: when it is not already the sorted order, the table also carries
 //! [`HEADER_ORDER`], the header names in their order (one entry per header), and the way back
@@ -29,6 +35,9 @@ use crate::plugin::{AmqpOrigin, AmqpProperties, Message, Origin};
 
 /// The AMQP header with the Kafka header names in their order, when it is not the sorted one.
 pub const HEADER_ORDER: &str = "x-bridge-header-order";
+
+/// The Kafka header naming the AMQP type of each header that was not a string (JSON object).
+pub const HEADER_TYPES: &str = "x-bridge-header-types";
 
 /// A message that cannot be expressed in AMQP: a header name or a property longer than the
 /// 255 bytes of an AMQP short string.
@@ -55,9 +64,18 @@ fn short_string(what: &str, value: &str) -> Result<ShortString, ConversionError>
 /// Header list → field table. Fails on a header name longer than 255 bytes.
 pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> Result<FieldTable, ConversionError> {
     let mut table = std::collections::BTreeMap::<ShortString, AMQPValue>::new();
-    let sorted = headers.windows(2).all(|w| w[0].0 <= w[1].0);
+    let types: std::collections::HashMap<String, String> = headers
+        .iter()
+        .find(|(n, _)| n == HEADER_TYPES)
+        .and_then(|(_, v)| serde_json::from_slice(v).ok())
+        .unwrap_or_default();
+    let carried: Vec<&(String, Vec<u8>)> = headers
+        .iter()
+        .filter(|(n, _)| n != HEADER_ORDER && n != HEADER_TYPES)
+        .collect();
+    let sorted = carried.windows(2).all(|w| w[0].0 <= w[1].0);
     if !sorted {
-        let names = headers
+        let names = carried
             .iter()
             .map(|(n, _)| AMQPValue::LongString(LongString::from(n.as_bytes().to_vec())))
             .collect::<Vec<_>>();
@@ -66,8 +84,11 @@ pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> Result<FieldTable, Conve
             AMQPValue::FieldArray(FieldArray::from(names)),
         );
     }
-    for (name, value) in headers.iter().filter(|(n, _)| n != HEADER_ORDER) {
-        let v = AMQPValue::LongString(LongString::from(value.clone()));
+    for (name, value) in carried {
+        let v = types
+            .get(name)
+            .and_then(|t| typed_value(t, value))
+            .unwrap_or_else(|| AMQPValue::LongString(LongString::from(value.clone())));
         let key = short_string("header name", name)?;
         match table.remove(&key) {
             None => {
@@ -90,6 +111,107 @@ pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> Result<FieldTable, Conve
 /// [`HEADER_ORDER`] gives when the table has it: each name listed takes its next value; what
 /// the list does not name (added by another publisher on the way) follows in table order.
 pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
+    let mut headers = ordered_headers(table);
+    let types: serde_json::Map<String, serde_json::Value> = table
+        .inner()
+        .iter()
+        .filter(|(name, _)| name.as_str() != HEADER_ORDER && name.as_str() != HEADER_TYPES)
+        .filter_map(|(name, v)| Some((name.to_string(), type_name(v)?.into())))
+        .collect();
+    if !types.is_empty() {
+        let json = serde_json::Value::Object(types).to_string();
+        headers.push((HEADER_TYPES.to_string(), json.into_bytes()));
+    }
+    headers
+}
+
+/// The AMQP type of a header value that does not travel as plain bytes (`None` for strings,
+/// and for arrays of strings, which become repeated headers).
+fn type_name(v: &AMQPValue) -> Option<&'static str> {
+    Some(match v {
+        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => return None,
+        AMQPValue::FieldArray(a) if a.as_slice().iter().all(is_bytes) => return None,
+        AMQPValue::ByteArray(_) => "bytes",
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "i8",
+        AMQPValue::ShortShortUInt(_) => "u8",
+        AMQPValue::ShortInt(_) => "i16",
+        AMQPValue::ShortUInt(_) => "u16",
+        AMQPValue::LongInt(_) => "i32",
+        AMQPValue::LongUInt(_) => "u32",
+        AMQPValue::LongLongInt(_) => "i64",
+        AMQPValue::Float(_) => "f32",
+        AMQPValue::Double(_) => "f64",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Void => "void",
+    })
+}
+
+/// A header's bytes as a value of AMQP type `name` again; `None` when they do not parse as
+/// one (a plugin changed the value), and it then goes as a string.
+fn typed_value(name: &str, bytes: &[u8]) -> Option<AMQPValue> {
+    use AMQPValue as V;
+    if name == "bytes" {
+        return Some(V::ByteArray(bytes.to_vec().into()));
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    Some(match name {
+        "bool" => V::Boolean(text.parse().ok()?),
+        "i8" => V::ShortShortInt(text.parse().ok()?),
+        "u8" => V::ShortShortUInt(text.parse().ok()?),
+        "i16" => V::ShortInt(text.parse().ok()?),
+        "u16" => V::ShortUInt(text.parse().ok()?),
+        "i32" => V::LongInt(text.parse().ok()?),
+        "u32" => V::LongUInt(text.parse().ok()?),
+        "i64" => V::LongLongInt(text.parse().ok()?),
+        "f32" => V::Float(text.parse().ok()?),
+        "f64" => V::Double(text.parse().ok()?),
+        "timestamp" => V::Timestamp(text.parse().ok()?),
+        "void" if text.is_empty() => V::Void,
+        "decimal" => {
+            let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+            let scale = u8::try_from(fraction.len()).ok()?;
+            let value = format!("{whole}{fraction}").parse().ok()?;
+            V::DecimalValue(lapin::types::DecimalValue { scale, value })
+        }
+        "table" | "array" => match (name, serde_json::from_str(text).ok()?) {
+            ("table", j @ serde_json::Value::Object(_))
+            | ("array", j @ serde_json::Value::Array(_)) => from_json(&j),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// A JSON value as an AMQP value: numbers as 64-bit integers or doubles.
+fn from_json(j: &serde_json::Value) -> AMQPValue {
+    use serde_json::Value as J;
+    match j {
+        J::Null => AMQPValue::Void,
+        J::Bool(b) => AMQPValue::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes().to_vec())),
+        J::Array(a) => AMQPValue::FieldArray(a.iter().map(from_json).collect::<Vec<_>>().into()),
+        J::Object(o) => {
+            let mut t = FieldTable::default();
+            for (k, v) in o {
+                if let Ok(k) = ShortString::try_new(k.as_str()) {
+                    t.insert(k, from_json(v));
+                }
+            }
+            AMQPValue::FieldTable(t)
+        }
+    }
+}
+
+/// The headers in the order [`HEADER_ORDER`] gives, when the table has it.
+fn ordered_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
     let in_table_order = table_headers(table);
     let Some(AMQPValue::FieldArray(order)) = table.inner().get(HEADER_ORDER) else {
         return in_table_order;
@@ -116,7 +238,7 @@ pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
 fn table_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for (name, value) in table.inner() {
-        if name.as_str() == HEADER_ORDER {
+        if name.as_str() == HEADER_ORDER || name.as_str() == HEADER_TYPES {
             continue;
         }
         match value {
@@ -413,5 +535,75 @@ mod tests {
         assert_eq!(h["t"], r#"{"x":1}"#);
         assert_eq!(h["arr"], "[1,false]");
         assert_eq!(h["v"], "");
+    }
+
+    #[test]
+    fn typed_amqp_values_come_back_with_their_types() {
+        use lapin::types::DecimalValue;
+        let mut t = FieldTable::default();
+        let values = [
+            ("a-bool", AMQPValue::Boolean(true)),
+            ("b-i8", AMQPValue::ShortShortInt(-8)),
+            ("c-u8", AMQPValue::ShortShortUInt(8)),
+            ("d-i16", AMQPValue::ShortInt(-16)),
+            ("e-u16", AMQPValue::ShortUInt(16)),
+            ("f-i32", AMQPValue::LongInt(-32)),
+            ("g-u32", AMQPValue::LongUInt(32)),
+            ("h-i64", AMQPValue::LongLongInt(-64)),
+            ("i-f32", AMQPValue::Float(1.5)),
+            ("j-f64", AMQPValue::Double(-2.25)),
+            (
+                "k-dec",
+                AMQPValue::DecimalValue(DecimalValue {
+                    scale: 2,
+                    value: 12345,
+                }),
+            ),
+            ("l-ts", AMQPValue::Timestamp(1_700_000_000)),
+            ("m-bytes", AMQPValue::ByteArray(vec![0, 255].into())),
+            ("n-void", AMQPValue::Void),
+            ("o-str", AMQPValue::LongString("text".into())),
+        ];
+        for (k, v) in &values {
+            t.insert((*k).into(), v.clone());
+        }
+        let mut nested = FieldTable::default();
+        nested.insert("x".into(), AMQPValue::LongLongInt(1));
+        nested.insert("y".into(), AMQPValue::LongString("z".into()));
+        t.insert("p-table".into(), AMQPValue::FieldTable(nested.clone()));
+        let arr = AMQPValue::FieldArray(
+            vec![AMQPValue::LongLongInt(1), AMQPValue::Boolean(false)].into(),
+        );
+        t.insert("q-array".into(), arr.clone());
+        let headers = from_field_table(&t);
+        let back = to_field_table(&headers).unwrap();
+        for (k, v) in &values {
+            assert_eq!(back.inner().get(*k), Some(v), "{k}");
+        }
+        assert_eq!(
+            back.inner().get("p-table"),
+            Some(&AMQPValue::FieldTable(nested))
+        );
+        assert_eq!(back.inner().get("q-array"), Some(&arr));
+        assert!(
+            !back.inner().contains_key(HEADER_TYPES),
+            "the types travel only in Kafka"
+        );
+        // A plugin that changed a typed value to text it does not parse as: a string.
+        let changed: Vec<_> = headers
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "f-i32" {
+                    (k, b"many".to_vec())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        let back = to_field_table(&changed).unwrap();
+        assert_eq!(
+            back.inner().get("f-i32"),
+            Some(&AMQPValue::LongString("many".into()))
+        );
     }
 }

@@ -15,8 +15,8 @@ pub use sink::AmqpSink;
 pub use source::AmqpSource;
 
 pub use convert::{
-    ConversionError, HEADER_ORDER, TOMBSTONE, from_field_table, properties_from_message,
-    to_field_table, to_message,
+    ConversionError, HEADER_ORDER, HEADER_TYPES, TOMBSTONE, from_field_table,
+    properties_from_message, to_field_table, to_message,
 };
 
 use std::path::PathBuf;

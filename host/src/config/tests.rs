@@ -495,6 +495,14 @@ fn exactly_once_is_refused_where_one_kafka_transaction_cannot_hold_it() {
         err.contains("consumer group `g1` is used by mapping `audit` too"),
         "{err}"
     );
+    let deduplicated = format!("{BASE}{ok}dedup = {{ by = \"coordinates\" }}\n");
+    let err = parse(&deduplicated).unwrap_err();
+    assert!(
+        err.contains(
+            "mapping `k2k`.delivery = \"exactly-once\": `dedup` cannot be combined with it"
+        ),
+        "{err}"
+    );
     let err = parse(&format!("{BASE}{}", ok.replace("exactly-once", "twice"))).unwrap_err();
     assert!(err.contains("unknown variant `twice`"), "{err}");
 }

@@ -217,6 +217,11 @@ fn check_exactly_once(
         ))),
     };
     problems.extend(same_cluster("the target", &m.target));
+    if m.dedup.is_some() {
+        problems.push(refuse(
+            "`dedup` cannot be combined with it (a transaction that is aborted would leave its messages remembered as seen); exactly-once needs no dedup".to_string(),
+        ));
+    }
     if let Some(dl) = &m.dead_letter {
         problems.extend(same_cluster("the dead-letter target", &dl.0));
     }

@@ -93,6 +93,8 @@ pub struct TransactionalSource {
     since: Option<Instant>,
     /// Commit once this many messages went into the open transaction.
     commit_every: usize,
+    /// Partitions abandoned by an abort outside `recv`, for the next `recv` to hand over.
+    abandoned: Vec<(String, i32)>,
 }
 
 impl TransactionalSource {
@@ -140,6 +142,7 @@ impl TransactionalSource {
             settled: 0,
             since: None,
             commit_every: max_in_flight.max(1),
+            abandoned: Vec::new(),
         })
     }
 
@@ -147,6 +150,27 @@ impl TransactionalSource {
     fn due(&self) -> bool {
         self.settled + self.watermarks.in_flight() >= self.commit_every
             || self.since.is_some_and(|t| t.elapsed() >= COMMIT_INTERVAL)
+    }
+
+    /// Whether the group took partitions away since the source last looked (the rebalance
+    /// is served while reading; a read cut short by the pipeline leaves it unhandled).
+    fn revocation_pending(&self) -> bool {
+        !self
+            .consumer
+            .context()
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Aborts now for a pending revocation; the next `recv` hands the abandoned partitions
+    /// to the pipeline.
+    fn abort_for_revocation(&mut self) -> Result<(), SourceError> {
+        let revoked = self.take_revoked();
+        let abandoned = self.abort(&revoked)?;
+        self.abandoned.extend(abandoned);
+        Ok(())
     }
 
     fn take_revoked(&self) -> Vec<Partition> {
@@ -174,10 +198,15 @@ impl TransactionalSource {
             }
             abandoned.push((topic.to_string(), partition));
         }
+        // Every partition still (or again) assigned is read again from where the transaction
+        // began in it: one revoked and assigned back in the same rebalance too.
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| SourceError::new("cannot read the consumer's assignment", e))?;
         let mut rewind = TopicPartitionList::new();
         for ((topic, partition), offset) in self.began_at.drain() {
-            let part = (topic.to_string(), partition);
-            if !revoked.contains(&part)
+            if assigned.find_partition(&topic, partition).is_some()
                 && let Err(e) =
                     rewind.add_partition_offset(&topic, partition, Offset::Offset(offset))
             {
@@ -185,10 +214,11 @@ impl TransactionalSource {
             }
         }
         if rewind.count() > 0 {
-            let sought = self
-                .consumer
-                .seek_partitions(rewind, Duration::from_secs(10))
-                .map_err(|e| SourceError::new("cannot read the aborted messages again", e))?;
+            let consumer = &self.consumer;
+            let sought = tokio::task::block_in_place(|| {
+                consumer.seek_partitions(rewind, Duration::from_secs(10))
+            })
+            .map_err(|e| SourceError::new("cannot read the aborted messages again", e))?;
             if let Some(e) = sought.elements().iter().find_map(|e| e.error().err()) {
                 return Err(SourceError::new(
                     "cannot read the aborted messages again",
@@ -237,6 +267,12 @@ impl Source for TransactionalSource {
     type Token = Coordinates;
 
     async fn recv(&mut self, max: usize) -> Result<Received<Coordinates>, SourceError> {
+        if !self.abandoned.is_empty() {
+            return Ok(Received {
+                messages: Vec::new(),
+                abandoned: std::mem::take(&mut self.abandoned),
+            });
+        }
         let revoked = self.take_revoked();
         if !revoked.is_empty() {
             return Ok(Received {
@@ -295,6 +331,10 @@ impl Source for TransactionalSource {
     }
 
     fn room(&self, max_in_flight: usize) -> usize {
+        // Abandoned partitions are handed over, and revocations handled, by `recv`.
+        if !self.abandoned.is_empty() || self.revocation_pending() {
+            return 1;
+        }
         if self.due() {
             return 0;
         }
@@ -317,6 +357,10 @@ impl Source for TransactionalSource {
 
     async fn flush(&mut self, _idle: bool) -> Result<(), SourceError> {
         self.absorb();
+        // Never commit a transaction that holds messages of partitions taken away.
+        if self.revocation_pending() {
+            return self.abort_for_revocation();
+        }
         // Everything consumed in the transaction settled: what it produced and the offsets
         // it commits cover the same messages.
         if self.watermarks.in_flight() == 0 && !self.offsets.is_empty() {
@@ -336,7 +380,10 @@ impl Source for TransactionalSource {
 
     async fn close(mut self, clean: bool, _deadline: Instant) -> Result<(), SourceError> {
         self.absorb();
-        let result = if clean && self.watermarks.in_flight() == 0 && !self.offsets.is_empty() {
+        let committable = !self.revocation_pending()
+            && self.watermarks.in_flight() == 0
+            && !self.offsets.is_empty();
+        let result = if clean && committable {
             self.commit()
         } else {
             self.transaction

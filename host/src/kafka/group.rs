@@ -306,7 +306,12 @@ struct GroupContext {
     cluster: ClusterContext,
     group: String,
     table: Arc<Mutex<Table>>,
+    /// The explicit asynchronous commit under way, if any, and when it was sent.
+    committing: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long an explicit commit may go unanswered before another is sent anyway.
+const COMMIT_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
@@ -328,6 +333,10 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    fn commit_callback(&self, _: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        *self.committing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -444,6 +453,7 @@ impl GroupConsumer {
             cluster: ClusterContext::new(&key.cluster),
             group: key.group.clone(),
             table: Arc::clone(&table),
+            committing: Mutex::new(None),
         };
         // Tunables the cluster's `properties` may override; then what the offset watermark
         // relies on, which they may not.
@@ -843,8 +853,38 @@ impl Lease {
 
     /// Commits every stored offset of the consumer (its other mappings' too). Nothing
     /// stored is not an error.
+    ///
+    /// An asynchronous commit waits for the one under way to be answered (up to 5 s): the
+    /// offsets stored meanwhile go with the next. A consumer whose commits outpace the
+    /// coordinator's answers (a small `max_in_flight` commits every message or two) queues
+    /// its heartbeats behind them, and the group drops it.
     pub fn commit(&self, mode: CommitMode) -> Result<(), KafkaError> {
-        match self.group.consumer.commit_consumer_state(mode) {
+        let asynchronous = matches!(mode, CommitMode::Async);
+        if asynchronous {
+            let mut committing = self
+                .group
+                .consumer
+                .context()
+                .committing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if committing.is_some_and(|sent| sent.elapsed() < COMMIT_ANSWER_WAIT) {
+                return Ok(());
+            }
+            *committing = Some(std::time::Instant::now());
+        }
+        let result = self.group.consumer.commit_consumer_state(mode);
+        if asynchronous && result.is_err() {
+            // Not sent: nothing will answer it.
+            *self
+                .group
+                .consumer
+                .context()
+                .committing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        match result {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             other => other,
         }

@@ -21,8 +21,9 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "5"),
     ("socket.timeout.ms", "10000"),
     // A replica that died with a transaction open holds back `read_committed` readers of its
-    // partitions until the transaction times out, unless a replica with its id starts first.
-    ("transaction.timeout.ms", "10000"),
+    // partitions until the transaction times out, unless a replica with its id starts first;
+    // a transaction also waits for a message's retries, which may each be up to 60 s apart.
+    ("transaction.timeout.ms", "60000"),
 ];
 
 /// How long initialising, committing or aborting may take.
@@ -48,9 +49,22 @@ pub fn transactional_id(mapping: &str, group: &str) -> String {
     let instance = std::env::var("BRIDGE_INSTANCE_ID")
         .ok()
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .or_else(host_name)
         .unwrap_or_else(|| "bridge".to_string());
     format!("bridge-host.{group}.{mapping}.{instance}")
+}
+
+/// The machine's host name (a pod's name on Kubernetes), whether or not `HOSTNAME` is exported.
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    (!name.is_empty()).then_some(name)
 }
 
 impl Transaction {

@@ -11,9 +11,45 @@ use bridge_tests::scenario::{Mapping, Scenario};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 
+/// A header of every AMQP type, with a string one.
+fn typed_headers() -> Vec<(&'static str, AMQPValue)> {
+    let mut nested = FieldTable::default();
+    nested.insert("id".into(), AMQPValue::LongLongInt(7));
+    nested.insert("who".into(), AMQPValue::LongString("me".into()));
+    vec![
+        ("region", AMQPValue::LongString("eu".into())),
+        ("retries", AMQPValue::LongInt(3)),
+        ("big", AMQPValue::LongLongInt(-9_000_000_000)),
+        ("small", AMQPValue::ShortShortUInt(200)),
+        ("short", AMQPValue::ShortInt(-300)),
+        ("flag", AMQPValue::Boolean(true)),
+        ("ratio", AMQPValue::Double(0.25)),
+        ("single", AMQPValue::Float(1.5)),
+        (
+            "amount",
+            AMQPValue::DecimalValue(lapin::types::DecimalValue {
+                scale: 2,
+                value: 1999,
+            }),
+        ),
+        ("sent", AMQPValue::Timestamp(1_700_000_123)),
+        ("raw", AMQPValue::ByteArray(vec![0, 1, 254].into())),
+        ("nothing", AMQPValue::Void),
+        ("meta", AMQPValue::FieldTable(nested)),
+        (
+            "list",
+            AMQPValue::FieldArray(
+                vec![AMQPValue::LongLongInt(1), AMQPValue::Boolean(false)].into(),
+            ),
+        ),
+    ]
+}
+
 fn properties() -> BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert("region".into(), AMQPValue::LongString("eu".into()));
+    for (name, value) in typed_headers() {
+        headers.insert(name.into(), value);
+    }
     BasicProperties::default()
         .with_content_type("application/json".into())
         .with_content_encoding("gzip".into())
@@ -99,8 +135,17 @@ async fn every_property_survives_rabbitmq_to_kafka_to_rabbitmq() {
             .any(|k| k.as_str().starts_with("amqp_")),
         "{headers:?}"
     );
-    assert_eq!(
-        headers.inner().get("region"),
-        Some(&AMQPValue::LongString("eu".into()))
-    );
+    // Every header comes back with its value and its AMQP type.
+    for (name, value) in typed_headers() {
+        assert_eq!(headers.inner().get(name), Some(&value), "{name}");
+    }
+    assert!(!headers.inner().contains_key("x-bridge-header-types"));
+    // On Kafka the typed ones are text, with their types in `x-bridge-header-types`.
+    assert_eq!(kafka.header("retries").as_deref(), Some("3"));
+    assert_eq!(kafka.header("flag").as_deref(), Some("true"));
+    let types: serde_json::Value =
+        serde_json::from_str(&kafka.header("x-bridge-header-types").unwrap()).unwrap();
+    assert_eq!(types["retries"], "i32");
+    assert_eq!(types["meta"], "table");
+    assert!(types.get("region").is_none(), "strings need no type");
 }

@@ -33,6 +33,7 @@ mod migrate;
 mod network_faults;
 mod noisy_neighbour;
 mod plugins_any_language;
+mod probes;
 mod queue_types;
 mod rabbitmq_restart;
 mod rabbitmq_tls;

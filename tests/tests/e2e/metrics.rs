@@ -369,6 +369,69 @@ async fn consumer_lag_shows_the_backlog_and_returns_to_zero() {
     assert_eq!(after, Some(0.0), "{}", bridge.metrics());
 }
 
+/// The lag a stopped bridge leaves behind shows when it starts again, and goes back to 0 as
+/// it catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_lag_built_up_while_the_bridge_was_stopped_returns_to_zero() {
+    let topic = unique("lag-stopped");
+    brokers::create_topic(&topic, 1).await;
+    let (exchange, queue) = (unique("lag-stopped-ex"), unique("lag-stopped-q"));
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let group = unique("lag-stopped");
+    let scenario = || {
+        Scenario::new().health().mapping(
+            Mapping::kafka_to_rabbitmq("behind", &[&topic], &group, &exchange)
+                .routing_key("rk")
+                .max_in_flight(1),
+        )
+    };
+    let mut first = scenario().start();
+    first.ready().await;
+    brokers::produce(&topic, &brokers::numbered_records("before", 10, 64), None).await;
+    assert_eq!(
+        brokers::consume_queue(&conn, &queue, 10, Duration::from_secs(30))
+            .await
+            .len(),
+        10
+    );
+    first.stop_clean();
+    // While it is stopped, the topic grows.
+    let n = 30_000;
+    brokers::produce(&topic, &brokers::numbered_records("while", n, 64), None).await;
+    let (arrived, _collecting) = brokers::collect_queue(&queue).await;
+    let bridge = scenario().start();
+    bridge.ready().await;
+    let line = format!(
+        r#"bridge_consumer_lag{{mapping="behind",tenant="default",topic="{topic}",partition="0"}}"#
+    );
+    let waited = Instant::now();
+    let mut highest: f64 = 0.0;
+    let mut last = None;
+    while waited.elapsed() < Duration::from_secs(180) {
+        last = bridge.metric(&line);
+        highest = highest.max(last.unwrap_or(0.0));
+        if highest > 0.0 && last == Some(0.0) && arrived.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        highest > 0.0,
+        "the backlog left while stopped shows as lag: highest {highest}\n{}",
+        bridge.metrics()
+    );
+    assert_eq!(last, Some(0.0), "caught up: {}", bridge.metrics());
+    let got = arrived.lock().unwrap().clone();
+    let (loss, duplicates) = brokers::loss_and_duplicates(n, got.iter().map(|(_, p)| p.as_slice()));
+    assert!(
+        (loss, duplicates) == (0, 0),
+        "{} arrived: loss {loss}, duplicates {duplicates}; {}",
+        got.len(),
+        bridge.log_report()
+    );
+}
+
 /// Every metric a query of the Grafana dashboard (`deploy/grafana/bridge-host.json`) uses is
 /// one the bridge exports: no panel on a metric that is not there.
 #[tokio::test(flavor = "multi_thread")]
