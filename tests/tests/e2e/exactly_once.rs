@@ -50,6 +50,27 @@ fn eos_records(n: usize) -> Vec<Record> {
         .collect()
 }
 
+/// A source and a target topic; `n` records in the source, the first `upfront` at once and
+/// the rest fed at about 1 000 messages/s by the returned task.
+async fn stream(
+    prefix: &str,
+    n: usize,
+    upfront: usize,
+) -> (String, String, Vec<Record>, tokio::task::JoinHandle<()>) {
+    let source = unique(&format!("{prefix}-in"));
+    let target = unique(&format!("{prefix}-out"));
+    brokers::create_topic(&source, PARTITIONS).await;
+    brokers::create_topic(&target, PARTITIONS).await;
+    let records = eos_records(n);
+    brokers::produce(&source, &records[..upfront], None).await;
+    let feeding = brokers::feed_topic(
+        &brokers::kafka_bootstrap(),
+        &source,
+        records[upfront..].to_vec(),
+    );
+    (source, target, records, feeding)
+}
+
 /// Waits (up to `limit`) until a `read_committed` reader of `topic` sees all `n` messages.
 async fn wait_all_committed(topic: &str, n: usize, limit: Duration) -> usize {
     let started = Instant::now();
@@ -76,19 +97,9 @@ async fn committed(topic: &str) -> Vec<Record> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_intervals_delivers_each_message_exactly_once_in_key_order() {
-    let (n, upfront, kills) = (20_000, 5_000, 5);
-    let source = unique("eos-in");
-    let target = unique("eos-out");
-    brokers::create_topic(&source, PARTITIONS).await;
-    brokers::create_topic(&target, PARTITIONS).await;
-    let records = eos_records(n);
+    let (n, kills) = (20_000, 5);
     // A backlog, then about 1 000 messages/s while the bridge is killed every 3 s.
-    brokers::produce(&source, &records[..upfront], None).await;
-    let feeding = brokers::feed_topic(
-        &brokers::kafka_bootstrap(),
-        &source,
-        records[upfront..].to_vec(),
-    );
+    let (source, target, records, feeding) = stream("eos", n, 5_000).await;
 
     let mut bridge = Scenario::new()
         .mapping(
@@ -132,19 +143,9 @@ async fn kill_9_at_intervals_delivers_each_message_exactly_once_in_key_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_joining_and_leaving_the_group_deliver_each_message_exactly_once() {
-    let (n, upfront) = (15_000, 3_000);
-    let source = unique("eos-group-in");
-    let target = unique("eos-group-out");
+    let n = 15_000;
     let group = unique("eos-group");
-    brokers::create_topic(&source, PARTITIONS).await;
-    brokers::create_topic(&target, PARTITIONS).await;
-    let records = eos_records(n);
-    brokers::produce(&source, &records[..upfront], None).await;
-    let feeding = brokers::feed_topic(
-        &brokers::kafka_bootstrap(),
-        &source,
-        records[upfront..].to_vec(),
-    );
+    let (source, target, _, feeding) = stream("eos-group", n, 3_000).await;
     let replica = |instance: &str| {
         Scenario::new()
             .mapping(
