@@ -116,7 +116,13 @@ pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
         .inner()
         .iter()
         .filter(|(name, _)| name.as_str() != HEADER_ORDER && name.as_str() != HEADER_TYPES)
-        .filter_map(|(name, v)| Some((name.to_string(), type_name(v)?.into())))
+        .filter_map(|(name, v)| {
+            // Typed only when its text reads back as that type (not a NaN, say): what reads
+            // back differently crosses as the string it became.
+            let t = type_name(v)?;
+            typed_value(t, &value_bytes(v))?;
+            Some((name.to_string(), t.into()))
+        })
         .collect();
     if !types.is_empty() {
         let json = serde_json::Value::Object(types).to_string();
@@ -150,6 +156,17 @@ fn type_name(v: &AMQPValue) -> Option<&'static str> {
     })
 }
 
+/// A decimal's exact text: `value` with the point `scale` digits from the right (`1.50`).
+fn decimal_text(d: &lapin::types::DecimalValue) -> String {
+    let digits = d.value.to_string();
+    let scale = usize::from(d.scale);
+    match digits.len().checked_sub(scale) {
+        _ if scale == 0 => digits,
+        Some(whole) if whole > 0 => format!("{}.{}", &digits[..whole], &digits[whole..]),
+        _ => format!("0.{}{digits}", "0".repeat(scale - digits.len())),
+    }
+}
+
 /// A header's bytes as a value of AMQP type `name` again; `None` when they do not parse as
 /// one (a plugin changed the value), and it then goes as a string.
 fn typed_value(name: &str, bytes: &[u8]) -> Option<AMQPValue> {
@@ -178,8 +195,15 @@ fn typed_value(name: &str, bytes: &[u8]) -> Option<AMQPValue> {
             V::DecimalValue(lapin::types::DecimalValue { scale, value })
         }
         "table" | "array" => match (name, serde_json::from_str(text).ok()?) {
+            // Only what reads back as the same text (a double JSON does not parse exactly
+            // does not), and no array that would come back as strings only: that crosses as
+            // repeated headers.
             ("table", j @ serde_json::Value::Object(_))
-            | ("array", j @ serde_json::Value::Array(_)) => from_json(&j),
+            | ("array", j @ serde_json::Value::Array(_)) => match from_json(&j) {
+                AMQPValue::FieldArray(a) if a.as_slice().iter().all(is_bytes) => return None,
+                v if to_json(&v).to_string() != text => return None,
+                v => v,
+            },
             _ => return None,
         },
         _ => return None,
@@ -286,10 +310,7 @@ fn to_json(v: &AMQPValue) -> serde_json::Value {
         AMQPValue::LongLongInt(n) => J::from(*n),
         AMQPValue::Float(f) => J::from(f64::from(*f)),
         AMQPValue::Double(f) => J::from(*f),
-        AMQPValue::DecimalValue(d) => J::String(format!(
-            "{}",
-            d.value as f64 / 10f64.powi(i32::from(d.scale))
-        )),
+        AMQPValue::DecimalValue(d) => J::String(decimal_text(d)),
         AMQPValue::Timestamp(t) => J::from(*t),
         AMQPValue::ShortString(s) => J::String(s.to_string()),
         AMQPValue::LongString(s) => J::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
@@ -535,6 +556,49 @@ mod tests {
         assert_eq!(h["t"], r#"{"x":1}"#);
         assert_eq!(h["arr"], "[1,false]");
         assert_eq!(h["v"], "");
+    }
+
+    #[test]
+    fn every_value_crosses_the_same_way_twice() {
+        use lapin::types::DecimalValue;
+        let mut t = FieldTable::default();
+        t.insert("nan".into(), AMQPValue::Double(f64::NAN));
+        t.insert(
+            "tiny".into(),
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 217,
+                value: 12_337,
+            }),
+        );
+        t.insert(
+            "inexact".into(),
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 37,
+                value: 1_233_999_999,
+            }),
+        );
+        let decimals = vec![AMQPValue::DecimalValue(DecimalValue { scale: 1, value: 5 })];
+        t.insert("decimals".into(), AMQPValue::FieldArray(decimals.into()));
+        let headers = from_field_table(&t);
+        let again = to_field_table(&headers).unwrap();
+        assert_eq!(
+            from_field_table(&again),
+            headers,
+            "a second crossing changes nothing"
+        );
+        // Decimals are written exactly, so they come back whatever their scale.
+        for name in ["tiny", "inexact"] {
+            assert_eq!(again.inner().get(name), t.inner().get(name), "{name}");
+        }
+        // A NaN's text is `null`, and an array of decimals would come back as strings.
+        assert_eq!(
+            again.inner().get("nan"),
+            Some(&AMQPValue::LongString("null".into()))
+        );
+        assert!(matches!(
+            again.inner().get("decimals"),
+            Some(AMQPValue::LongString(_))
+        ));
     }
 
     #[test]
