@@ -201,7 +201,9 @@ fn typed_value(name: &str, bytes: &[u8]) -> Option<AMQPValue> {
             ("table", j @ serde_json::Value::Object(_))
             | ("array", j @ serde_json::Value::Array(_)) => match from_json(&j) {
                 AMQPValue::FieldArray(a) if a.as_slice().iter().all(is_bytes) => return None,
-                v if to_json(&v).to_string() != text => return None,
+                v if serde_json::to_string(&to_json(&v)).ok().as_deref() != Some(text) => {
+                    return None;
+                }
                 v => v,
             },
             _ => return None,
