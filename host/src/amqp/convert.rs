@@ -111,19 +111,8 @@ pub fn to_field_table(headers: &[(String, Vec<u8>)]) -> Result<FieldTable, Conve
 /// [`HEADER_ORDER`] gives when the table has it: each name listed takes its next value; what
 /// the list does not name (added by another publisher on the way) follows in table order.
 pub fn from_field_table(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
-    let mut headers = ordered_headers(table);
-    let types: serde_json::Map<String, serde_json::Value> = table
-        .inner()
-        .iter()
-        .filter(|(name, _)| name.as_str() != HEADER_ORDER && name.as_str() != HEADER_TYPES)
-        .filter_map(|(name, v)| {
-            // Typed only when its text reads back as that type (not a NaN, say): what reads
-            // back differently crosses as the string it became.
-            let t = type_name(v)?;
-            typed_value(t, &value_bytes(v))?;
-            Some((name.to_string(), t.into()))
-        })
-        .collect();
+    let mut types = serde_json::Map::new();
+    let mut headers = ordered_headers(table, &mut types);
     if !types.is_empty() {
         let json = serde_json::Value::Object(types).to_string();
         headers.push((HEADER_TYPES.to_string(), json.into_bytes()));
@@ -237,8 +226,11 @@ fn from_json(j: &serde_json::Value) -> AMQPValue {
 }
 
 /// The headers in the order [`HEADER_ORDER`] gives, when the table has it.
-fn ordered_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
-    let in_table_order = table_headers(table);
+fn ordered_headers(
+    table: &FieldTable,
+    types: &mut serde_json::Map<String, serde_json::Value>,
+) -> Vec<(String, Vec<u8>)> {
+    let in_table_order = table_headers(table, types);
     let Some(AMQPValue::FieldArray(order)) = table.inner().get(HEADER_ORDER) else {
         return in_table_order;
     };
@@ -260,8 +252,12 @@ fn ordered_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// The table's headers in table order, without [`HEADER_ORDER`].
-fn table_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
+/// The table's headers in table order, without [`HEADER_ORDER`]; the type of each that is
+/// not a string goes into `types`.
+fn table_headers(
+    table: &FieldTable,
+    types: &mut serde_json::Map<String, serde_json::Value>,
+) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for (name, value) in table.inner() {
         if name.as_str() == HEADER_ORDER || name.as_str() == HEADER_TYPES {
@@ -273,7 +269,17 @@ fn table_headers(table: &FieldTable) -> Vec<(String, Vec<u8>)> {
                     out.push((name.to_string(), value_bytes(v)));
                 }
             }
-            v => out.push((name.to_string(), value_bytes(v))),
+            v => {
+                let bytes = value_bytes(v);
+                // Typed only when its text reads back as that type (not a NaN, say): what
+                // reads back differently crosses as the string it became.
+                if let Some(t) = type_name(v)
+                    && typed_value(t, &bytes).is_some()
+                {
+                    types.insert(name.to_string(), t.into());
+                }
+                out.push((name.to_string(), bytes));
+            }
         }
     }
     out
