@@ -16,7 +16,7 @@ use super::error::{LimitError, LimitHit};
 pub struct PluginLimits {
     /// Wall-clock time one call may take before it is interrupted: `timeout_ms = 100`.
     pub timeout_ms: u64,
-    /// Linear memory cap per instance, in MiB: `memory_mib = 64`.
+    /// Linear memory cap per instance, all its memories together, in MiB: `memory_mib = 64`.
     pub memory_mib: u64,
     /// Maximum elements per table: `table_elements = 20000`.
     pub table_elements: u64,
@@ -193,6 +193,42 @@ mod tests {
         assert_eq!(
             stack.validate().unwrap_err().to_string(),
             "limit `stack_kib` is 4096, at most 1024 is allowed"
+        );
+    }
+
+    /// A component whose two core instances each have a 1.25 MiB memory: 2.5 MiB in all,
+    /// refused under a 2 MiB cap though each memory alone is under it.
+    #[cfg(feature = "compiler")]
+    #[test]
+    fn the_memory_cap_counts_every_linear_memory_of_an_instance() {
+        let text = r#"(component
+            (core module $a (memory 20)) (core instance (instantiate $a))
+            (core module $b (memory 20)) (core instance (instantiate $b)))"#;
+        let bytes = wat::parse_str(text).expect("valid component text");
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = wasmtime::Engine::new(&config).expect("engine");
+        let component =
+            wasmtime::component::Component::new(&engine, &bytes).expect("component compiles");
+        let instantiate = |memory_mib| {
+            let limits = PluginLimits {
+                memory_mib,
+                ..PluginLimits::default()
+            };
+            let mut store = wasmtime::Store::new(&engine, StoreLimiter::new(&limits));
+            store.limiter(|l| l);
+            wasmtime::component::Linker::<StoreLimiter>::new(&engine)
+                .instantiate(&mut store, &component)
+                .map(|_| ())
+        };
+        assert!(instantiate(3).is_ok(), "2.5 MiB fits under 3 MiB");
+        let err = instantiate(2).expect_err("2.5 MiB in two memories is over 2 MiB");
+        assert!(
+            matches!(
+                err.downcast_ref::<LimitHit>(),
+                Some(LimitHit::Memory { wanted, .. }) if *wanted == 40 * 64 * 1024
+            ),
+            "{err:?}"
         );
     }
 

@@ -199,7 +199,8 @@ async fn an_invalid_configuration_is_rejected_whole() {
 }
 
 /// A reload rejected for a cause outside the file (a plugin file not there yet) is retried in
-/// full by the next `POST /admin/reload`, though the file's text has not changed since.
+/// full by the next `POST /admin/reload` or SIGHUP, though the file's text has not changed
+/// since.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_reload_is_retried_once_the_cause_outside_the_file_is_fixed() {
     let keep = route("retry", 1).await;
@@ -223,10 +224,34 @@ async fn a_rejected_reload_is_retried_once_the_cause_outside_the_file_is_fixed()
     assert!(body.contains("later.wasm"), "{body}");
     std::fs::copy(bridge_tests::artifacts::HOSTILE, &plugin).unwrap();
     let (code, body) = http_post(bridge.health_port(), "/admin/reload", Some(TOKEN)).unwrap();
-    let st = bridge.status();
-    bridge.stop_clean();
     assert_eq!(code, 200, "retried in full: {body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["config"], "applied", "{body}");
-    assert!(st["mappings"].get("extra").is_some(), "{st}");
+    assert!(bridge.status()["mappings"].get("extra").is_some());
+
+    // The same through SIGHUP: rejected while the second plugin file is missing, applied by
+    // the next signal once it is there.
+    let second = dir.path().join("later2.wasm");
+    let with_second = with_plugin
+        .plugin("later2", &second, r#"mode = "echo""#)
+        .mapping(
+            Mapping::kafka_to_rabbitmq("extra2", &[&keep.topic], &unique("g3"), &keep.exchange)
+                .routing_key("rk")
+                .plugins(&["later2"]),
+        );
+    write(&path, &with_second.to_toml());
+    bridge_tests::bridge::send_signal(bridge.pid(), libc::SIGHUP);
+    bridge
+        .wait_for("the rejection of later2.wasm", WAIT, || {
+            bridge.status().to_string().contains("later2.wasm")
+        })
+        .await;
+    std::fs::copy(bridge_tests::artifacts::HOSTILE, &second).unwrap();
+    bridge_tests::bridge::send_signal(bridge.pid(), libc::SIGHUP);
+    bridge
+        .wait_for("mapping extra2 after the second SIGHUP", WAIT, || {
+            bridge.status()["mappings"].get("extra2").is_some()
+        })
+        .await;
+    bridge.stop_clean();
 }

@@ -12,6 +12,7 @@
 //! | `huge-payload` | sets a payload of `size` bytes (default 100 MiB) |
 //! | `many-headers` | adds `count` headers (default 1 000 000) |
 //! | `fan-out` | returns `count` duplicates |
+//! | `keep` | keeps `count` duplicates of every message across calls, and forwards it |
 //! | `echo` | reads the payload and writes it back (a payload-reading plugin) |
 //! | `touch` | reads one header and sets another (a header-only plugin) |
 //! | `log` | logs `count` lines through the host and prints to stdout |
@@ -29,6 +30,7 @@ pub struct Hostile {
     mode: String,
     size: usize,
     count: u32,
+    kept: Vec<Message>,
 }
 
 impl Transform for Hostile {
@@ -41,6 +43,7 @@ impl Transform for Hostile {
             mode,
             size: config.parse_or("size", 100 * 1024 * 1024)?,
             count: config.parse_or("count", 1_000_000)?,
+            kept: Vec::new(),
         })
     }
 
@@ -107,6 +110,12 @@ impl Transform for Hostile {
                 Verdict::Forward
             }
             "fan-out" => Verdict::FanOut((0..self.count).map(|_| msg.duplicate()).collect()),
+            "keep" => {
+                for _ in 0..self.count {
+                    self.kept.push(msg.duplicate());
+                }
+                Verdict::Forward
+            }
             "echo" => {
                 let payload = msg.payload();
                 msg.set_payload(payload.as_deref());
