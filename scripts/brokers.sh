@@ -41,15 +41,26 @@ start_rabbitmq() {
   mkdir -p "$RUN_DIR"
   echo "$data" >"$RABBIT_STARTED"
   echo "Starting RabbitMQ (data in $data)…"
-  # Loopback only: AMQP, Erlang distribution and epmd.
+  # The stream protocol for stream targets and sources, on loopback like the rest.
+  echo '[rabbitmq_stream].' >"$data/enabled_plugins"
+  cat >"$data/rabbitmq.conf" <<CONF
+stream.listeners.tcp.1 = 127.0.0.1:5552
+stream.advertised_host = 127.0.0.1
+stream.advertised_port = 5552
+CONF
+  chmod 644 "$data/enabled_plugins" "$data/rabbitmq.conf"
+  # Loopback only: AMQP, the stream protocol, Erlang distribution and epmd.
   export ERL_EPMD_ADDRESS=127.0.0.1
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$data/enabled_plugins" \
+    RABBITMQ_CONFIG_FILE="$data/rabbitmq.conf" \
     RABBITMQ_MNESIA_BASE="$data/mnesia" \
     RABBITMQ_LOG_BASE="$data/log" \
     RABBITMQ_PID_FILE="$data/rabbitmq.pid" \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
     rabbitmq-server -detached
-  if ! wait_port 5672 RabbitMQ 120 || ! rabbitmqctl await_startup --timeout 60 >/dev/null; then
+  if ! wait_port 5672 RabbitMQ 120 || ! rabbitmqctl await_startup --timeout 60 >/dev/null ||
+    ! wait_port 5552 "RabbitMQ streams" 60; then
     echo "RabbitMQ's log ($data/log) ends with:" >&2
     tail -20 "$data"/log/*.log >&2 2>/dev/null || true
     return 1

@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod reload;
 pub mod run;
 pub mod status;
+pub mod stream;
 pub mod supervisor;
 pub mod telemetry;
 pub mod topology;

@@ -680,6 +680,47 @@ pub async fn consume_queue(
     out
 }
 
+/// Every message of RabbitMQ stream `stream` from its first, read over AMQP 0-9-1 (a stream's
+/// application properties are the messages' headers), until `idle` passes without one.
+pub async fn read_stream(stream: &str, idle: Duration) -> Vec<AmqpRecord> {
+    let conn = amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(1000, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-stream-offset".into(),
+        lapin::types::AMQPValue::LongString("first".into()),
+    );
+    let mut consumer = ch
+        .basic_consume(
+            stream.into(),
+            unique("stream-reader").into(),
+            BasicConsumeOptions::default(),
+            args,
+        )
+        .await
+        .expect("consume the stream");
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, consumer.next()).await {
+            Ok(Some(Ok(d))) => {
+                d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+                out.push(AmqpRecord {
+                    payload: d.data,
+                    properties: d.properties,
+                    routing_key: d.routing_key.to_string(),
+                });
+            }
+            Ok(Some(Err(e))) => panic!("reading stream {stream} failed after {}: {e}", out.len()),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    out
+}
+
 /// Messages ready in `queue` (not counting those delivered and not yet acked).
 pub async fn queue_depth(conn: &Connection, queue: &str) -> u32 {
     let ch = conn.create_channel().await.expect("channel");

@@ -178,6 +178,24 @@ impl Mapping {
         Self::new(name, kafka_source(topics, group), kafka_target(topic))
     }
 
+    /// Kafka → RabbitMQ stream: `source = { kafka = "main", topics = [..], group = ".." }`,
+    /// `target = { rabbitmq = "local", stream = ".." }`.
+    pub fn kafka_to_stream<S: AsRef<str>>(
+        name: &str,
+        topics: &[S],
+        group: &str,
+        stream: &str,
+    ) -> Self {
+        Self::new(
+            name,
+            kafka_source(topics, group),
+            vec![
+                ("rabbitmq".to_string(), quote("local")),
+                ("stream".to_string(), quote(stream)),
+            ],
+        )
+    }
+
     /// Sets `key` of the source table (`.source("prefetch", 200)`, `.source("kafka", "a")`).
     pub fn source(mut self, key: &str, value: impl TomlValue) -> Self {
         set_pair(&mut self.source, key, value.toml());

@@ -452,6 +452,7 @@ fn describe(target: &Target) -> String {
                 None => format!("rabbitmq:{}/{exchange}", a.connection),
             }
         }
+        Target::Stream(s) => format!("rabbitmq:{}/stream:{}", s.connection, s.stream),
     }
 }
 

@@ -72,6 +72,7 @@ fn uses(m: &Mapping) -> (BTreeSet<&str>, BTreeSet<&str>) {
         match t {
             Target::Kafka(k) => clusters.insert(k.cluster.as_str()),
             Target::Amqp(a) => connections.insert(a.connection.as_str()),
+            Target::Stream(s) => connections.insert(s.connection.as_str()),
         };
     }
     (clusters, connections)

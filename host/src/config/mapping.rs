@@ -341,6 +341,18 @@ pub enum Target {
     Kafka(KafkaTarget),
     /// `target = { rabbitmq = "local", exchange = "events", routing_key = "order.damage" }`.
     Amqp(AmqpTarget),
+    /// `target = { rabbitmq = "local", stream = "events" }`: a RabbitMQ stream, written over
+    /// the stream protocol.
+    Stream(StreamTarget),
+}
+
+/// A RabbitMQ stream target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamTarget {
+    /// The connection name (its host, credentials and vhost; the stream protocol's port).
+    pub connection: String,
+    /// The stream.
+    pub stream: String,
 }
 
 /// A Kafka target.
@@ -377,6 +389,7 @@ struct RawTarget {
     exchange: Option<String>,
     routing_key: Option<String>,
     persistent: Option<bool>,
+    stream: Option<String>,
 }
 
 impl TryFrom<RawTarget> for Target {
@@ -385,7 +398,11 @@ impl TryFrom<RawTarget> for Target {
     fn try_from(raw: RawTarget) -> Result<Self, EndError> {
         match (raw.kafka, raw.rabbitmq) {
             (Some(cluster), None) => {
-                if raw.exchange.is_some() || raw.routing_key.is_some() || raw.persistent.is_some() {
+                if raw.exchange.is_some()
+                    || raw.routing_key.is_some()
+                    || raw.persistent.is_some()
+                    || raw.stream.is_some()
+                {
                     return Err(EndError::OtherBroker {
                         what: "Kafka target",
                         takes: "`topic` and `same_partition`",
@@ -402,9 +419,22 @@ impl TryFrom<RawTarget> for Target {
                 if raw.topic.is_some() || raw.same_partition.is_some() {
                     return Err(EndError::OtherBroker {
                         what: "RabbitMQ target",
-                        takes: "`exchange`, `routing_key` and `persistent`",
+                        takes: "`exchange`, `routing_key` and `persistent`, or `stream`",
                         not: "Kafka settings",
                     });
+                }
+                if let Some(stream) = raw.stream {
+                    if raw.exchange.is_some()
+                        || raw.routing_key.is_some()
+                        || raw.persistent.is_some()
+                    {
+                        return Err(EndError::OtherBroker {
+                            what: "RabbitMQ stream target",
+                            takes: "`stream`",
+                            not: "`exchange`, `routing_key` or `persistent` (a stream is written directly, and is always durable)",
+                        });
+                    }
+                    return Ok(Target::Stream(StreamTarget { connection, stream }));
                 }
                 Ok(Target::Amqp(AmqpTarget {
                     connection,

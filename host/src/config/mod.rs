@@ -24,7 +24,7 @@ pub use declare::{Declare, ExchangeType, QueueArgument, QueueType};
 pub use diff::{MappingChanges, mapping_changes};
 pub use mapping::{
     AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,
-    Delivery, KafkaSource, KafkaTarget, Mapping, Source, Target,
+    Delivery, KafkaSource, KafkaTarget, Mapping, Source, StreamTarget, Target,
 };
 pub use needs::{Mode, Need, Needs, Object, Report};
 pub use redact::redact_url;
@@ -168,6 +168,14 @@ pub struct RabbitConnection {
     /// client certificate: `tls = { ca_file = "ca.pem", cert_file = "client.pem", key_file = "client.key" }`.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// The port of RabbitMQ's stream protocol, for stream targets: `stream_port = 5552`
+    /// (the default; 5551 is usual with TLS). Host, credentials and vhost come from `url`.
+    #[serde(default = "default_stream_port")]
+    pub stream_port: u16,
+}
+
+fn default_stream_port() -> u16 {
+    5552
 }
 
 /// A RabbitMQ URL that is not an AMQP URI, with what the parser says (it has only text).
@@ -197,6 +205,7 @@ impl std::fmt::Debug for RabbitConnection {
             .field("vhost", &self.vhost)
             .field("heartbeat_secs", &self.heartbeat_secs)
             .field("tls", &self.tls)
+            .field("stream_port", &self.stream_port)
             .finish()
     }
 }

@@ -112,6 +112,17 @@ impl Needs {
                             }
                         }
                     },
+                    // Declared as a stream whatever `declare.queue_type` says.
+                    Target::Stream(s) => needs.add_amqp(
+                        &s.connection,
+                        Object::Queue(s.stream.clone()),
+                        at(&format!("{key}.stream")),
+                        &declare.as_ref().map(|d| Declare {
+                            queue_type: super::QueueType::Stream,
+                            queue: None,
+                            ..d.clone()
+                        }),
+                    ),
                     Target::Amqp(a) => {
                         if !a.exchange.is_empty() {
                             needs.add_amqp(

@@ -68,7 +68,7 @@ pub struct Allow {
     pub vhosts: Option<Vec<String>>,
     /// RabbitMQ exchanges (targets, dead letters).
     pub exchanges: Option<Vec<String>>,
-    /// RabbitMQ queues (sources, declared queues).
+    /// RabbitMQ queues (sources, declared queues, streams).
     pub queues: Option<Vec<String>>,
 }
 
@@ -382,6 +382,18 @@ fn check_mapping(config: &BridgeConfig, m: &Mapping, tenant: &str, allow: &Allow
                     &exchanges,
                     &a.exchange,
                 );
+            }
+            Target::Stream(s) => {
+                outside(
+                    format!("{key}.rabbitmq"),
+                    "connection".into(),
+                    &connections,
+                    &s.connection,
+                );
+                if let Some(v) = vhost_of(&s.connection) {
+                    outside(format!("{key}.rabbitmq"), "vhost".into(), &vhosts, &v);
+                }
+                outside(format!("{key}.stream"), "queue".into(), &queues, &s.stream);
             }
         }
     }

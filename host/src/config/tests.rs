@@ -363,6 +363,7 @@ fn connection(url: &str, vhost: Option<&str>, heartbeat_secs: Option<u16>) -> Ra
         vhost: vhost.map(str::to_string),
         heartbeat_secs,
         tls: None,
+        stream_port: 5552,
     }
 }
 

@@ -189,9 +189,10 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
     problems
 }
 
-/// `delivery = "exactly-once"` holds only where one Kafka transaction covers both the output
-/// and the consumed offsets: a Kafka source and a Kafka target (and Kafka dead letters) on the
-/// same cluster, with a consumer group no other mapping uses.
+/// `delivery = "exactly-once"` holds from a Kafka source either into a RabbitMQ stream (the
+/// broker drops what a named producer sent before), or where one Kafka transaction covers both
+/// the output and the consumed offsets: a Kafka target (and Kafka dead letters) on the same
+/// cluster, with a consumer group no other mapping uses.
 fn check_exactly_once(
     config: &BridgeConfig,
     m: &super::Mapping,
@@ -206,6 +207,10 @@ fn check_exactly_once(
         ));
         return;
     };
+    if matches!(m.target, Target::Stream(_)) {
+        // Deduplicated by the stream; dead letters, wherever they go, are at-least-once.
+        return;
+    }
     let same_cluster = |what: &str, target: &Target| match target {
         Target::Kafka(k) if k.cluster == source.cluster => None,
         Target::Kafka(k) => Some(refuse(format!(
@@ -213,7 +218,10 @@ fn check_exactly_once(
             k.cluster, source.cluster
         ))),
         Target::Amqp(_) => Some(refuse(format!(
-            "{what} is RabbitMQ, which cannot take part in a Kafka transaction"
+            "{what} is a RabbitMQ exchange, which cannot take part in a Kafka transaction (a RabbitMQ stream target, `stream = \"…\"`, deduplicates instead)"
+        ))),
+        Target::Stream(_) => Some(refuse(format!(
+            "{what} is a RabbitMQ stream, which cannot take part in the target's Kafka transaction"
         ))),
     };
     problems.extend(same_cluster("the target", &m.target));
@@ -258,6 +266,13 @@ fn check_target(config: &BridgeConfig, target: &Target, at: &str, problems: &mut
                 short_name(&format!("{at}.routing_key"), key, problems);
             }
         }
+        Target::Stream(s) if !config.rabbitmq.contains_key(&s.connection) => {
+            problems.push(format!(
+                "{at}.rabbitmq: no `[rabbitmq.{}]` connection is defined",
+                s.connection
+            ));
+        }
+        Target::Stream(s) => short_name(&format!("{at}.stream"), &s.stream, problems),
         _ => {}
     }
 }

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use super::clients::Clients;
 use crate::amqp::{AmqpSink, AmqpSource};
-use crate::config::{BridgeConfig, Delivery, Mapping, Source, Target, TargetAllowlist};
+use crate::config::{
+    BridgeConfig, Delivery, Mapping, RabbitConnection, Source, Target, TargetAllowlist,
+};
 use crate::connector::{Sink, SinkError, SourceEvents};
 use crate::kafka::{KafkaSink, KafkaSource, Transaction, TransactionalSource, transactional_id};
 use crate::pipeline::{
@@ -20,6 +22,7 @@ use crate::pipeline::{
 };
 use crate::plugin::PluginSet;
 use crate::status::MappingStatus;
+use crate::stream::StreamSink;
 use crate::telemetry::Event;
 
 /// Runs one mapping until shutdown, restarting it with backoff after failures.
@@ -209,7 +212,7 @@ async fn run_once(
 }
 
 /// Opens `target` of `mapping`: in its `transaction` under exactly-once (a Kafka target),
-/// else on its tenant's shared clients.
+/// deduplicated under exactly-once (a RabbitMQ stream), else on its tenant's shared clients.
 async fn open_sink(
     config: &BridgeConfig,
     clients: &Clients,
@@ -225,6 +228,11 @@ async fn open_sink(
             k,
             allowlist,
         )));
+    }
+    if let (Delivery::ExactlyOnce, Target::Stream(s)) = (&mapping.delivery, target) {
+        let conn = connection(config, &s.connection)?;
+        let sink = StreamSink::open(&s.connection, conn, s, Some(&mapping.name));
+        return Ok(Arc::new(sink.await?));
     }
     open_target(
         config,
@@ -250,11 +258,13 @@ pub async fn open_target(
 ) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match target {
         Target::Amqp(t) => {
-            let conn = config.rabbitmq.get(&t.connection).ok_or_else(|| {
-                SinkError::msg(format!("no connection `[rabbitmq.{}]`", t.connection))
-            })?;
+            let conn = connection(config, &t.connection)?;
             let sink = AmqpSink::open(&clients.amqp, tenant, conn, t, allowlist, amqp_properties);
             Arc::new(sink.await?)
+        }
+        Target::Stream(t) => {
+            let conn = connection(config, &t.connection)?;
+            Arc::new(StreamSink::open(&t.connection, conn, t, None).await?)
         }
         Target::Kafka(t) => {
             let cluster = config
@@ -270,4 +280,12 @@ pub async fn open_target(
             )?)
         }
     })
+}
+
+/// `[rabbitmq.NAME]` of `config`.
+fn connection<'a>(config: &'a BridgeConfig, name: &str) -> Result<&'a RabbitConnection, SinkError> {
+    config
+        .rabbitmq
+        .get(name)
+        .ok_or_else(|| SinkError::msg(format!("no connection `[rabbitmq.{name}]`")))
 }

@@ -89,6 +89,7 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
                 k.topic.as_deref().unwrap_or("(source topic)")
             ),
             Target::Amqp(a) => format!("rabbitmq:{}/{}", a.connection, a.exchange),
+            Target::Stream(s) => format!("rabbitmq:{}/stream:{}", s.connection, s.stream),
         };
         tracing::info!(
             mapping = %m.name,

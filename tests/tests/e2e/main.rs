@@ -47,6 +47,7 @@ mod settlement;
 mod settlement_faults;
 mod shared_consumer;
 mod soak;
+mod streams;
 mod tenants;
 mod top;
 mod topology_removed;

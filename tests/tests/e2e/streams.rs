@@ -1,0 +1,119 @@
+//! RabbitMQ streams as targets, over the stream protocol: Kafka → stream under
+//! `delivery = "exactly-once"` stores each record once through `kill -9` of the bridge (the
+//! broker drops what a named producer sent before), where at-least-once duplicates.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bridge_tests::brokers::{self, AmqpRecord, Record, unique};
+use bridge_tests::scenario::{Mapping, Scenario};
+
+const PARTITIONS: i32 = 2;
+
+/// `n` records `s-N` with a key and a header.
+fn numbered(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            key: Some(format!("key-{}", i % 16).into_bytes()),
+            payload: Some(format!("s-{i:06}").into_bytes()),
+            headers: vec![("n".into(), i.to_string().into_bytes())],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect()
+}
+
+/// Loss and duplicates among the `s-N` payloads read.
+fn tally(n: usize, got: &[AmqpRecord]) -> (usize, usize) {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for r in got {
+        *count
+            .entry(String::from_utf8_lossy(&r.payload).into_owned())
+            .or_default() += 1;
+    }
+    let loss = (0..n)
+        .filter(|i| !count.contains_key(&format!("s-{i:06}")))
+        .count();
+    (loss, count.values().map(|c| c - 1).sum())
+}
+
+/// Kafka → stream with `delivery`, the bridge killed with `kill -9` every 2 s while a backlog
+/// and a feed of `n` records go through; what the stream holds in the end.
+async fn through_kills(prefix: &str, delivery: &str, n: usize) -> (Vec<AmqpRecord>, String) {
+    let (topic, stream) = (
+        unique(&format!("{prefix}-in")),
+        unique(&format!("{prefix}-stream")),
+    );
+    brokers::create_topic(&topic, PARTITIONS).await;
+    let records = numbered(n);
+    brokers::produce(&topic, &records[..n / 2], None).await;
+    let feeding = brokers::feed_topic(
+        &brokers::kafka_bootstrap(),
+        &topic,
+        records[n / 2..].to_vec(),
+    );
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::kafka_to_stream("to-stream", &[&topic], &unique("g"), &stream)
+                .max_in_flight(500)
+                .set("delivery", delivery)
+                .set("declare", true),
+        )
+        .start();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        bridge.kill9();
+        bridge.spawn();
+    }
+    feeding.await.expect("the feed");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let got = brokers::read_stream(&stream, Duration::from_secs(3)).await;
+        if tally(n, &got).0 == 0 {
+            break;
+        }
+    }
+    // What was in flight at the last start has had time to arrive twice, if it would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = brokers::read_stream(&stream, Duration::from_secs(3)).await;
+    bridge.stop_clean();
+    (got, bridge.log_report())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_to_a_stream_exactly_once_stores_each_record_once_through_kill_9() {
+    let n = 20_000;
+    let (got, log) = through_kills("eos-stream", "exactly-once", n).await;
+    let (loss, duplicates) = tally(n, &got);
+    println!(
+        "exactly-once into a stream: {n} records, 3 × kill -9: read {}, loss {loss}, duplicates {duplicates}",
+        got.len()
+    );
+    assert_eq!(
+        (loss, duplicates),
+        (0, 0),
+        "loss {loss}, duplicates {duplicates}; {log}"
+    );
+    // Headers and provenance travel as application properties.
+    let first = got
+        .iter()
+        .find(|r| r.payload == b"s-000000")
+        .expect("the first record");
+    assert_eq!(first.header("n").as_deref(), Some("0"));
+    assert_eq!(first.header("kafka_key").as_deref(), Some("key-0"));
+    assert!(
+        first.header("kafka_offset").is_some(),
+        "{:?}",
+        first.properties
+    );
+
+    // The same kills at least once: the redelivered records are stored again.
+    let (got, log) = through_kills("alo-stream", "at-least-once", n).await;
+    let (loss, duplicates) = tally(n, &got);
+    println!(
+        "at-least-once into a stream: read {}, loss {loss}, duplicates {duplicates}",
+        got.len()
+    );
+    assert_eq!(loss, 0, "loss {loss}; {log}");
+    assert!(duplicates > 0, "kill -9 redelivers at least once; {log}");
+}
