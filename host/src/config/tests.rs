@@ -481,10 +481,10 @@ fn exactly_once_is_refused_where_one_kafka_transaction_cannot_hold_it() {
     ))
     .unwrap_err();
     for expected in [
-        "mapping `to-rabbit`.delivery = \"exactly-once\": the target is RabbitMQ",
+        "mapping `to-rabbit`.delivery = \"exactly-once\": the target is a RabbitMQ exchange, which cannot take part in a Kafka transaction (a RabbitMQ stream target, `stream = \"…\"`, deduplicates instead)",
         "mapping `from-rabbit`.delivery = \"exactly-once\": needs a Kafka source",
         "mapping `two-clusters`.delivery = \"exactly-once\": the target is on cluster `other` and the source on `main`",
-        "mapping `two-clusters`.delivery = \"exactly-once\": the dead-letter target is RabbitMQ",
+        "mapping `two-clusters`.delivery = \"exactly-once\": the dead-letter target is a RabbitMQ exchange",
     ] {
         assert!(err.contains(expected), "{expected}\nin: {err}");
     }
@@ -506,4 +506,40 @@ fn exactly_once_is_refused_where_one_kafka_transaction_cannot_hold_it() {
     );
     let err = parse(&format!("{BASE}{}", ok.replace("exactly-once", "twice"))).unwrap_err();
     assert!(err.contains("unknown variant `twice`"), "{err}");
+}
+
+#[test]
+fn a_stream_target_parses_and_takes_exactly_once() {
+    let config = parse(&format!(
+        "{BASE}[[mapping]]\nname = \"s\"\nsource = {{ kafka = \"main\", topics = [\"a\"] }}\n\
+         target = {{ rabbitmq = \"local\", stream = \"events\" }}\ndelivery = \"exactly-once\"\n\
+         dead_letter = {{ rabbitmq = \"local\", exchange = \"dl\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.mapping[0].target,
+        Target::Stream(StreamTarget {
+            connection: "local".into(),
+            stream: "events".into(),
+        })
+    );
+    assert_eq!(config.rabbitmq["local"].stream_port, 5552);
+    let err = parse(&format!(
+        "{BASE}[[mapping]]\nname = \"s\"\nsource = {{ kafka = \"main\", topics = [\"a\"] }}\n\
+         target = {{ rabbitmq = \"local\", stream = \"events\", exchange = \"e\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("a RabbitMQ stream target takes `stream`, not `exchange`"),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{BASE}[[mapping]]\nname = \"s\"\nsource = {{ rabbitmq = \"local\", queue = \"q\" }}\n\
+         target = {{ rabbitmq = \"local\", stream = \"events\" }}\ndelivery = \"exactly-once\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("mapping `s`.delivery = \"exactly-once\": needs a Kafka source"),
+        "{err}"
+    );
 }
