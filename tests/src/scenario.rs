@@ -167,6 +167,19 @@ impl Mapping {
         )
     }
 
+    /// RabbitMQ stream → Kafka: `source = { rabbitmq = "local", stream = ".." }`,
+    /// `target = { kafka = "main", topic = ".." }`.
+    pub fn stream_to_kafka(name: &str, stream: &str, topic: &str) -> Self {
+        Self::new(
+            name,
+            vec![
+                ("rabbitmq".to_string(), quote("local")),
+                ("stream".to_string(), quote(stream)),
+            ],
+            kafka_target(topic),
+        )
+    }
+
     /// Kafka → Kafka: `source = { kafka = "main", topics = [..], group = ".." }`,
     /// `target = { kafka = "main", topic = ".." }`.
     pub fn kafka_to_kafka<S: AsRef<str>>(

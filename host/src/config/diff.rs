@@ -67,6 +67,7 @@ fn uses(m: &Mapping) -> (BTreeSet<&str>, BTreeSet<&str>) {
     match &m.source {
         Source::Kafka(k) => clusters.insert(k.cluster.as_str()),
         Source::Amqp(a) => connections.insert(a.connection.as_str()),
+        Source::Stream(s) => connections.insert(s.connection.as_str()),
     };
     for t in std::iter::once(&m.target).chain(m.dead_letter.as_ref().map(|d| &d.0)) {
         match t {

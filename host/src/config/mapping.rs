@@ -188,6 +188,58 @@ pub enum Source {
     Kafka(KafkaSource),
     /// `source = { rabbitmq = "local", queue = "warehouse-events", prefetch = 500 }`.
     Amqp(AmqpSource),
+    /// `source = { rabbitmq = "local", stream = "events", offset = "first" }`: a RabbitMQ
+    /// stream, read over the stream protocol.
+    Stream(StreamSource),
+}
+
+/// A RabbitMQ stream source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSource {
+    /// The connection name.
+    pub connection: String,
+    /// The stream.
+    pub stream: String,
+    /// The consumer name the broker stores the offset under; `None`: `bridge-host.MAPPING`.
+    pub consumer: Option<String>,
+    /// Where a consumer name without a stored offset starts.
+    pub offset: StreamOffset,
+}
+
+/// Where a new stream consumer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOffset {
+    /// The first message the stream still has.
+    First,
+    /// The last chunk of messages.
+    Last,
+    /// The next message written.
+    Next,
+    /// The first message written at or after this time (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for StreamOffset {
+    type Err = EndError;
+
+    fn from_str(text: &str) -> Result<Self, EndError> {
+        Ok(match text {
+            "first" => StreamOffset::First,
+            "last" => StreamOffset::Last,
+            "next" => StreamOffset::Next,
+            other => {
+                let at = time::OffsetDateTime::parse(
+                    other,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| EndError::StreamOffset(other.to_string()))?;
+                let millis = at.unix_timestamp_nanos() / 1_000_000;
+                StreamOffset::Timestamp(
+                    i64::try_from(millis).map_err(|_| EndError::StreamOffset(other.to_string()))?,
+                )
+            }
+        })
+    }
 }
 
 /// A Kafka source.
@@ -226,6 +278,9 @@ struct RawSource {
     rabbitmq: Option<String>,
     queue: Option<String>,
     prefetch: Option<u16>,
+    stream: Option<String>,
+    consumer: Option<String>,
+    offset: Option<String>,
 }
 
 /// A source or target table whose keys do not make one broker's end.
@@ -264,6 +319,11 @@ pub enum EndError {
     /// `auto_offset_reset` is neither `earliest` nor `latest`.
     #[error("`auto_offset_reset` is {0:?}; expected \"earliest\" or \"latest\"")]
     OffsetReset(String),
+    /// A stream source's `offset` is none of its forms.
+    #[error(
+        "`offset` is {0:?}; expected \"first\", \"last\", \"next\" or an RFC 3339 time such as \"2026-12-01T00:00:00Z\""
+    )]
+    StreamOffset(String),
 }
 
 impl TryFrom<RawSource> for Source {
@@ -272,11 +332,16 @@ impl TryFrom<RawSource> for Source {
     fn try_from(raw: RawSource) -> Result<Self, EndError> {
         match (raw.kafka, raw.rabbitmq) {
             (Some(cluster), None) => {
-                if raw.queue.is_some() || raw.prefetch.is_some() {
+                if raw.queue.is_some()
+                    || raw.prefetch.is_some()
+                    || raw.stream.is_some()
+                    || raw.consumer.is_some()
+                    || raw.offset.is_some()
+                {
                     return Err(EndError::OtherBroker {
                         what: "Kafka source",
                         takes: "`topics` or `topic_regex`",
-                        not: "`queue` or `prefetch`",
+                        not: "RabbitMQ settings",
                     });
                 }
                 let mut topics = raw.topics;
@@ -313,8 +378,30 @@ impl TryFrom<RawSource> for Source {
                 {
                     return Err(EndError::OtherBroker {
                         what: "RabbitMQ source",
-                        takes: "`queue` and `prefetch`",
+                        takes: "`queue` and `prefetch`, or `stream`, `consumer` and `offset`",
                         not: "Kafka settings",
+                    });
+                }
+                if let Some(stream) = raw.stream {
+                    if raw.queue.is_some() || raw.prefetch.is_some() {
+                        return Err(EndError::OtherBroker {
+                            what: "RabbitMQ stream source",
+                            takes: "`stream`, `consumer` and `offset`",
+                            not: "`queue` or `prefetch`",
+                        });
+                    }
+                    return Ok(Source::Stream(StreamSource {
+                        connection,
+                        stream,
+                        consumer: raw.consumer,
+                        offset: raw.offset.as_deref().unwrap_or("first").parse()?,
+                    }));
+                }
+                if raw.consumer.is_some() || raw.offset.is_some() {
+                    return Err(EndError::OtherBroker {
+                        what: "RabbitMQ queue source",
+                        takes: "`queue` and `prefetch`",
+                        not: "`consumer` or `offset` (a stream source's: `stream = \"…\"`)",
                     });
                 }
                 let queue = raw.queue.ok_or(EndError::Missing {

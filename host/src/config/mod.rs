@@ -24,7 +24,8 @@ pub use declare::{Declare, ExchangeType, QueueArgument, QueueType};
 pub use diff::{MappingChanges, mapping_changes};
 pub use mapping::{
     AmqpSource, AmqpTarget, BreakerAction, BreakerConfig, DeadLetterTarget, DedupBy, DedupConfig,
-    Delivery, KafkaSource, KafkaTarget, Mapping, Source, StreamTarget, Target,
+    Delivery, KafkaSource, KafkaTarget, Mapping, Source, StreamOffset, StreamSource, StreamTarget,
+    Target,
 };
 pub use needs::{Mode, Need, Needs, Object, Report};
 pub use redact::redact_url;

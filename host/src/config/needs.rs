@@ -67,7 +67,7 @@ impl Needs {
             let declare = m.declare.clone();
             let source_topics: Vec<&String> = match &m.source {
                 Source::Kafka(k) => k.topics.iter().filter(|t| !t.starts_with('^')).collect(),
-                Source::Amqp(_) => Vec::new(),
+                Source::Amqp(_) | Source::Stream(_) => Vec::new(),
             };
             match &m.source {
                 Source::Kafka(k) => {
@@ -88,6 +88,17 @@ impl Needs {
                         &declare,
                     );
                 }
+                // Declared as a stream whatever `declare.queue_type` says.
+                Source::Stream(s) => needs.add_amqp(
+                    &s.connection,
+                    Object::Queue(s.stream.clone()),
+                    at("source.stream"),
+                    &declare.as_ref().map(|d| Declare {
+                        queue_type: super::QueueType::Stream,
+                        queue: None,
+                        ..d.clone()
+                    }),
+                ),
             }
             let targets = std::iter::once((&m.target, "target"))
                 .chain(m.dead_letter.as_ref().map(|d| (&d.0, "dead_letter")));

@@ -350,6 +350,18 @@ fn check_mapping(config: &BridgeConfig, m: &Mapping, tenant: &str, allow: &Allow
             }
             outside("source.queue".into(), "queue".into(), &queues, &a.queue);
         }
+        Source::Stream(s) => {
+            outside(
+                "source.rabbitmq".into(),
+                "connection".into(),
+                &connections,
+                &s.connection,
+            );
+            if let Some(v) = vhost_of(&s.connection) {
+                outside("source.rabbitmq".into(), "vhost".into(), &vhosts, &v);
+            }
+            outside("source.stream".into(), "queue".into(), &queues, &s.stream);
+        }
     }
     let targets = std::iter::once(("target", &m.target))
         .chain(m.dead_letter.as_ref().map(|d| ("dead_letter", &d.0)));

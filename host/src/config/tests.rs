@@ -543,3 +543,43 @@ fn a_stream_target_parses_and_takes_exactly_once() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stream_source_parses_its_offset_forms() {
+    let source = |extra: &str| {
+        parse(&format!(
+            "{BASE}[[mapping]]\nname = \"s\"\nsource = {{ rabbitmq = \"local\", stream = \"events\"{extra} }}\n\
+             target = {{ kafka = \"main\", topic = \"t\" }}\n"
+        ))
+        .map(|c| c.mapping[0].source.clone())
+    };
+    assert_eq!(
+        source("").unwrap(),
+        Source::Stream(StreamSource {
+            connection: "local".into(),
+            stream: "events".into(),
+            consumer: None,
+            offset: StreamOffset::First,
+        })
+    );
+    let Source::Stream(s) = source(", consumer = \"c\", offset = \"next\"").unwrap() else {
+        panic!("a stream source");
+    };
+    assert_eq!(
+        (s.consumer.as_deref(), s.offset),
+        (Some("c"), StreamOffset::Next)
+    );
+    let Source::Stream(s) = source(", offset = \"2026-12-01T00:00:00Z\"").unwrap() else {
+        panic!("a stream source");
+    };
+    assert_eq!(s.offset, StreamOffset::Timestamp(1_796_083_200_000));
+    let err = source(", offset = \"yesterday\"").unwrap_err();
+    assert!(
+        err.contains(
+            "`offset` is \"yesterday\"; expected \"first\", \"last\", \"next\" or an RFC 3339 time"
+        ),
+        "{err}"
+    );
+    let err = source(", queue = \"q\"").unwrap_err();
+    assert!(err.contains("a RabbitMQ stream source takes `stream`, `consumer` and `offset`, not `queue` or `prefetch`"), "{err}");
+}

@@ -128,6 +128,15 @@ pub(super) fn check(config: &BridgeConfig) -> Vec<String> {
                 problems.push(format!("{at}.source.prefetch must be at least 1"))
             }
             Source::Amqp(a) => short_name(&format!("{at}.source.queue"), &a.queue, &mut problems),
+            Source::Stream(s) if !config.rabbitmq.contains_key(&s.connection) => {
+                problems.push(format!(
+                    "{at}.source.rabbitmq: no `[rabbitmq.{}]` connection is defined",
+                    s.connection
+                ));
+            }
+            Source::Stream(s) => {
+                short_name(&format!("{at}.source.stream"), &s.stream, &mut problems)
+            }
         }
         check_target(config, &m.target, &format!("{at}.target"), &mut problems);
         if let Some(dl) = &m.dead_letter {

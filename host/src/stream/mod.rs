@@ -1,29 +1,62 @@
 //! RabbitMQ streams over the stream protocol (RabbitMQ's `rabbitmq_stream` plugin): a stream
-//! as a mapping's target, deduplicated by the broker under exactly-once.
+//! as a mapping's target, deduplicated by the broker under exactly-once, and as its source,
+//! with the consumer's offset stored on the broker.
 
 mod convert;
 mod sink;
+mod source;
 
-use rabbitmq_stream_client::{Environment, TlsConfiguration};
+use rabbitmq_stream_client::{ClientOptions, Environment, TlsConfiguration};
 
 pub use sink::StreamSink;
+pub use source::StreamSource;
 
 use crate::config::RabbitConnection;
-use crate::connector::SinkError;
+use crate::connector::BoxError;
 
-/// The stream protocol's environment for `[rabbitmq.NAME]`: the host, credentials and vhost of
-/// its `url`, its `stream_port`, TLS with its `tls` files when the URL is `amqps://`.
-async fn environment(name: &str, conn: &RabbitConnection) -> Result<Environment, SinkError> {
-    let uri = conn
-        .uri()
-        .map_err(|e| SinkError::new(format!("`[rabbitmq.{name}]`.url"), e))?;
-    let mut builder = Environment::builder()
+/// A stream connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct ConnectError {
+    /// What failed, in the bridge's words.
+    pub context: String,
+    /// The cause.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl From<ConnectError> for crate::connector::SinkError {
+    fn from(e: ConnectError) -> Self {
+        crate::connector::SinkError {
+            context: e.context,
+            source: e.source,
+        }
+    }
+}
+
+impl From<ConnectError> for crate::connector::SourceError {
+    fn from(e: ConnectError) -> Self {
+        crate::connector::SourceError {
+            context: e.context,
+            source: e.source,
+        }
+    }
+}
+
+/// The stream protocol's client options for `[rabbitmq.NAME]`: the host, credentials and
+/// vhost of its `url`, its `stream_port`, TLS with its `tls` files when the URL is `amqps://`.
+fn options(name: &str, conn: &RabbitConnection) -> Result<ClientOptions, ConnectError> {
+    let uri = conn.uri().map_err(|e| ConnectError {
+        context: format!("`[rabbitmq.{name}]`.url"),
+        source: Some(Box::new(e)),
+    })?;
+    let mut builder = ClientOptions::builder()
         .host(&uri.authority.host)
         .port(conn.stream_port)
-        .username(&uri.authority.userinfo.username)
+        .user(&uri.authority.userinfo.username)
         .password(&uri.authority.userinfo.password)
-        .virtual_host(&uri.vhost)
-        .client_provided_name(&format!("bridge-host {name}"));
+        .v_host(&uri.vhost)
+        .client_provided_name(format!("bridge-host {name}"));
     if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
         let mut tls = TlsConfiguration::builder().enable(true);
         if let Some(files) = &conn.tls {
@@ -37,18 +70,29 @@ async fn environment(name: &str, conn: &RabbitConnection) -> Result<Environment,
                 );
             }
         }
-        let tls = tls
-            .build()
-            .map_err(|e| SinkError::msg(format!("`[rabbitmq.{name}]`.tls: {e}")))?;
+        let tls = tls.build().map_err(|e| ConnectError {
+            context: format!("`[rabbitmq.{name}]`.tls: {e}"),
+            source: None,
+        })?;
         builder = builder.tls(tls);
     }
-    builder.build().await.map_err(|e| {
-        SinkError::new(
-            format!(
-                "cannot connect to `[rabbitmq.{name}]`'s stream port {} (is the `rabbitmq_stream` plugin enabled?)",
-                conn.stream_port
-            ),
-            e,
-        )
-    })
+    Ok(builder.build())
+}
+
+/// What to say when `[rabbitmq.NAME]`'s stream port does not answer.
+fn unreachable(name: &str, conn: &RabbitConnection, e: impl Into<BoxError>) -> ConnectError {
+    ConnectError {
+        context: format!(
+            "cannot connect to `[rabbitmq.{name}]`'s stream port {} (is the `rabbitmq_stream` plugin enabled?)",
+            conn.stream_port
+        ),
+        source: Some(e.into()),
+    }
+}
+
+/// The stream protocol's environment for `[rabbitmq.NAME]`.
+async fn environment(name: &str, conn: &RabbitConnection) -> Result<Environment, ConnectError> {
+    Environment::from_client_option(options(name, conn)?)
+        .await
+        .map_err(|e| unreachable(name, conn, e))
 }

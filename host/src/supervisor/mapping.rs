@@ -22,7 +22,7 @@ use crate::pipeline::{
 };
 use crate::plugin::PluginSet;
 use crate::status::MappingStatus;
-use crate::stream::StreamSink;
+use crate::stream::{StreamSink, StreamSource};
 use crate::telemetry::Event;
 
 /// Runs one mapping until shutdown, restarting it with backoff after failures.
@@ -195,6 +195,15 @@ async fn run_once(
                 mapping.amqp_properties,
             );
             match opened.await {
+                Ok(source) => {
+                    pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Source::Stream(s) => {
+            let conn = connection(config, &s.connection)?;
+            match StreamSource::open(&mapping.name, &s.connection, conn, s).await {
                 Ok(source) => {
                     pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
                 }

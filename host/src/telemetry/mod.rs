@@ -81,6 +81,7 @@ pub fn log_start(config: &BridgeConfig, plugins: &[&LoadedPlugin]) {
         let source = match &m.source {
             Source::Kafka(k) => format!("kafka:{}/{}", k.cluster, k.topics.join(",")),
             Source::Amqp(a) => format!("rabbitmq:{}/{}", a.connection, a.queue),
+            Source::Stream(s) => format!("rabbitmq:{}/stream:{}", s.connection, s.stream),
         };
         let destination = match &m.target {
             Target::Kafka(k) => format!(

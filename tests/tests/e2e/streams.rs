@@ -1,6 +1,8 @@
-//! RabbitMQ streams as targets, over the stream protocol: Kafka → stream under
+//! RabbitMQ streams over the stream protocol. As a target: Kafka → stream under
 //! `delivery = "exactly-once"` stores each record once through `kill -9` of the bridge (the
-//! broker drops what a named producer sent before), where at-least-once duplicates.
+//! broker drops what a named producer sent before), where at-least-once duplicates. As a
+//! source: the offset the broker stores for the consumer covers only settled messages, so a
+//! killed bridge loses nothing and a stopped one reads on where it stopped.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -116,4 +118,111 @@ async fn kafka_to_a_stream_exactly_once_stores_each_record_once_through_kill_9()
     );
     assert_eq!(loss, 0, "loss {loss}; {log}");
     assert!(duplicates > 0, "kill -9 redelivers at least once; {log}");
+}
+
+/// A stream declared over AMQP with `n` messages `m-N`, each with header `n`.
+async fn stream_with(n: usize) -> String {
+    let stream = unique("src-stream");
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("stream".into()),
+    );
+    ch.queue_declare(
+        stream.as_str().into(),
+        lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .expect("declare the stream");
+    append(&stream, 0..n).await;
+    stream
+}
+
+/// Appends messages `m-N` for `range` to `stream`, over AMQP.
+async fn append(stream: &str, range: std::ops::Range<usize>) {
+    let messages: Vec<_> = range
+        .map(|i| {
+            let mut headers = lapin::types::FieldTable::default();
+            headers.insert(
+                "n".into(),
+                lapin::types::AMQPValue::LongString(i.to_string().into()),
+            );
+            (
+                format!("m-{i:06}").into_bytes(),
+                lapin::BasicProperties::default().with_headers(headers),
+            )
+        })
+        .collect();
+    let conn = brokers::amqp().await;
+    brokers::publish_to_queue(&conn, stream, &messages).await;
+}
+
+/// How many times each `m-N` payload is in `records`.
+fn counts(records: &[Record]) -> HashMap<String, usize> {
+    let mut count = HashMap::new();
+    for r in records {
+        *count
+            .entry(String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
+            .or_default() += 1;
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_source_loses_nothing_through_kill_9_and_reads_on_from_its_stored_offset() {
+    let n = 5_000;
+    let stream = stream_with(n).await;
+    let topic = unique("from-stream");
+    brokers::create_topic(&topic, 1).await;
+    let mut bridge = Scenario::new()
+        .mapping(
+            Mapping::stream_to_kafka("from-stream", &stream, &topic)
+                .source("offset", "first")
+                .max_in_flight(200),
+        )
+        .start();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bridge.kill9();
+    bridge.spawn();
+    let got = brokers::read_topic(&topic, n, Duration::from_secs(20)).await;
+    let seen = counts(&got);
+    let loss = (0..n)
+        .filter(|i| !seen.contains_key(&format!("m-{i:06}")))
+        .count();
+    assert_eq!(loss, 0, "{} read; {}", got.len(), bridge.log_report());
+    let first = got
+        .iter()
+        .find(|r| r.payload.as_deref() == Some(&b"m-000000"[..]))
+        .expect("the first message");
+    assert_eq!(first.header("n").as_deref(), Some("0"));
+    assert_eq!(
+        first.header("rabbitmq_queue").as_deref(),
+        Some(stream.as_str())
+    );
+
+    // A clean stop stores the offset: the next run reads only what came after.
+    bridge.stop_clean();
+    append(&stream, n..n + 100).await;
+    bridge.spawn();
+    let after = brokers::read_topic(&topic, got.len() + 100, Duration::from_secs(20)).await;
+    bridge.stop_clean();
+    let again = counts(&after);
+    let new = (n..n + 100)
+        .filter(|i| again.get(&format!("m-{i:06}")) == Some(&1))
+        .count();
+    let reread = (0..n)
+        .filter(|i| again.get(&format!("m-{i:06}")) != seen.get(&format!("m-{i:06}")))
+        .count();
+    assert_eq!(
+        (new, reread),
+        (100, 0),
+        "new once, old not again; {}",
+        bridge.log_report()
+    );
 }
