@@ -184,3 +184,91 @@ async fn replicas_joining_and_leaving_the_group_deliver_each_message_exactly_onc
         second.log_report()
     );
 }
+
+/// On a 3-broker cluster (replication factor 3): 100 000 records through `kill -9` of the
+/// bridge every 3 s and, once, `kill -9` of the broker leading a partition of the target:
+/// a `read_committed` reader sees every message once, in key order.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_three_brokers_kill_9_and_a_leader_kill_deliver_each_message_exactly_once() {
+    let n = 100_000;
+    let mut cluster =
+        tokio::task::spawn_blocking(|| bridge_tests::kafka_node::KafkaCluster::start_with(3, &[]))
+            .await
+            .expect("the cluster starts");
+    let bootstrap = cluster.bootstrap.clone();
+    let (source, target) = (unique("eos3-in"), unique("eos3-out"));
+    for topic in [&source, &target] {
+        brokers::create_topic_replicated(&bootstrap, topic, PARTITIONS, 3).await;
+    }
+    brokers::produce_to(&bootstrap, &source, &eos_records(n), None).await;
+    let sections = format!(
+        "[kafka.main]\nbootstrap_servers = \"{bootstrap}\"\n\n[rabbitmq.local]\nurl = \"{}\"\n",
+        brokers::amqp_url()
+    );
+    let mut bridge = Scenario::with_brokers(&sections)
+        .mapping(
+            Mapping::kafka_to_kafka("copy", &[&source], &unique("eos3"), &target)
+                .target("same_partition", true)
+                .max_in_flight(500)
+                .set("delivery", "exactly-once"),
+        )
+        .env("BRIDGE_INSTANCE_ID", "eos3-test")
+        .start();
+    let (b, t) = (bootstrap.clone(), target.clone());
+    let leaders = tokio::task::spawn_blocking(move || brokers::partition_leaders(&b, &t))
+        .await
+        .expect("leaders");
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut leader_killed = None;
+    let reader = brokers::watermark_reader(&bootstrap);
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Records written, aborted ones and transaction markers included: progress only.
+        let written = brokers::high_watermarks(&reader, &target, PARTITIONS) as usize;
+        if written >= n || started.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        if leader_killed.is_none() && written >= n / 3 {
+            let victim = leaders[0] as u32;
+            cluster = tokio::task::spawn_blocking(move || {
+                cluster.kill(victim);
+                cluster
+            })
+            .await
+            .expect("kill the leader");
+            leader_killed = Some((victim, written));
+            continue;
+        }
+        bridge.kill9();
+        bridge.spawn();
+        kills += 1;
+    }
+    // Every committed record, once the last run has committed them all.
+    let mut got = Vec::new();
+    while started.elapsed() < Duration::from_secs(480) {
+        let (b, t) = (bootstrap.clone(), target.clone());
+        got = tokio::task::spawn_blocking(move || {
+            brokers::consume_topic_from(&b, &t, usize::MAX, Duration::from_secs(10))
+        })
+        .await
+        .expect("read the target");
+        if tally(n, &got).0 == 0 {
+            break;
+        }
+    }
+    bridge.stop_clean();
+    let (loss, duplicates, out_of_order) = tally(n, &got);
+    println!(
+        "exactly-once on 3 brokers: {n} messages, {kills} kill -9 of the bridge, leader killed {leader_killed:?}, {:?}: read {}, loss {loss}, duplicates {duplicates}, order breaks {out_of_order}",
+        started.elapsed(),
+        got.len()
+    );
+    assert!(leader_killed.is_some(), "a leader was killed");
+    assert!(
+        (loss, duplicates, out_of_order) == (0, 0, 0),
+        "loss {loss}, duplicates {duplicates}, out of order {out_of_order}; {}",
+        bridge.log_report()
+    );
+    drop(cluster);
+}
