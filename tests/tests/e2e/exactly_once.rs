@@ -186,7 +186,8 @@ async fn replicas_joining_and_leaving_the_group_deliver_each_message_exactly_onc
 }
 
 /// On a 3-broker cluster (replication factor 3): 100 000 records through `kill -9` of the
-/// bridge every 3 s and, once, `kill -9` of the broker leading a partition of the target:
+/// bridge after every eighth of them and, once, `kill -9` of the broker leading a partition
+/// of the target:
 /// a `read_committed` reader sees every message once, in key order.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_three_brokers_kill_9_and_a_leader_kill_deliver_each_message_exactly_once() {
@@ -222,8 +223,9 @@ async fn on_three_brokers_kill_9_and_a_leader_kill_deliver_each_message_exactly_
     let mut kills = 0;
     let mut leader_killed = None;
     let reader = brokers::watermark_reader(&bootstrap);
+    let mut killed_at = 0;
     loop {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         // Records written, aborted ones and transaction markers included: progress only.
         let written = brokers::high_watermarks(&reader, &target, PARTITIONS) as usize;
         if written >= n || started.elapsed() > Duration::from_secs(300) {
@@ -238,11 +240,13 @@ async fn on_three_brokers_kill_9_and_a_leader_kill_deliver_each_message_exactly_
             .await
             .expect("kill the leader");
             leader_killed = Some((victim, written));
-            continue;
+        } else if written >= killed_at + n / 8 {
+            // Each run gets to write an eighth of the records before it is killed.
+            bridge.kill9();
+            bridge.spawn();
+            kills += 1;
+            killed_at = written;
         }
-        bridge.kill9();
-        bridge.spawn();
-        kills += 1;
     }
     // Every committed record, once the last run has committed them all.
     let mut got = Vec::new();

@@ -39,20 +39,26 @@ fn tally(n: usize, got: &[AmqpRecord]) -> (usize, usize) {
     (loss, count.values().map(|c| c - 1).sum())
 }
 
-/// Kafka → stream with `delivery`, the bridge killed with `kill -9` every 2 s while a backlog
-/// and a feed of `n` records go through; what the stream holds in the end.
-async fn through_kills(prefix: &str, delivery: &str, n: usize) -> (Vec<AmqpRecord>, String) {
+/// Kafka → stream with `delivery`, the bridge killed with `kill -9` after every `1 / kills`
+/// of the `n` records reached the stream, while a backlog and then a feed of 5 000 of them go
+/// through; what the stream holds in the end.
+async fn through_kills(
+    prefix: &str,
+    delivery: &str,
+    n: usize,
+    kills: usize,
+) -> (Vec<AmqpRecord>, String) {
     let (topic, stream) = (
         unique(&format!("{prefix}-in")),
         unique(&format!("{prefix}-stream")),
     );
     brokers::create_topic(&topic, PARTITIONS).await;
     let records = numbered(n);
-    brokers::produce(&topic, &records[..n / 2], None).await;
+    brokers::produce(&topic, &records[..n - 5_000], None).await;
     let feeding = brokers::feed_topic(
         &brokers::kafka_bootstrap(),
         &topic,
-        records[n / 2..].to_vec(),
+        records[n - 5_000..].to_vec(),
     );
     let mut bridge = Scenario::new()
         .mapping(
@@ -62,14 +68,19 @@ async fn through_kills(prefix: &str, delivery: &str, n: usize) -> (Vec<AmqpRecor
                 .set("declare", true),
         )
         .start();
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        bridge.kill9();
-        bridge.spawn();
+    let started = Instant::now();
+    let mut killed = 0;
+    while killed < kills && started.elapsed() < Duration::from_secs(240) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stored = stream_length(&stream).await;
+        if stored >= (killed + 1) * n / (kills + 1) {
+            bridge.kill9();
+            bridge.spawn();
+            killed += 1;
+        }
     }
     feeding.await.expect("the feed");
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
+    while started.elapsed() < Duration::from_secs(300) {
         let got = brokers::read_stream(&stream, Duration::from_secs(3)).await;
         if tally(n, &got).0 == 0 {
             break;
@@ -79,16 +90,38 @@ async fn through_kills(prefix: &str, delivery: &str, n: usize) -> (Vec<AmqpRecor
     tokio::time::sleep(Duration::from_secs(2)).await;
     let got = brokers::read_stream(&stream, Duration::from_secs(3)).await;
     bridge.stop_clean();
+    assert_eq!(killed, kills, "the bridge was killed {kills} times");
     (got, bridge.log_report())
+}
+
+/// Messages in `stream`, as RabbitMQ counts them (0 before it exists).
+async fn stream_length(stream: &str) -> usize {
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("stream".into()),
+    );
+    let count = ch
+        .queue_declare(stream.into(), passive, args)
+        .await
+        .map_or(0, |q| q.message_count() as usize);
+    let _ = conn.close(200, "done".into()).await;
+    count
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_to_a_stream_exactly_once_stores_each_record_once_through_kill_9() {
-    let n = 20_000;
-    let (got, log) = through_kills("eos-stream", "exactly-once", n).await;
+    let n = 100_000;
+    let (got, log) = through_kills("eos-stream", "exactly-once", n, 6).await;
     let (loss, duplicates) = tally(n, &got);
     println!(
-        "exactly-once into a stream: {n} records, 3 × kill -9: read {}, loss {loss}, duplicates {duplicates}",
+        "exactly-once into a stream: {n} records, 6 × kill -9: read {}, loss {loss}, duplicates {duplicates}",
         got.len()
     );
     assert_eq!(
@@ -110,10 +143,11 @@ async fn kafka_to_a_stream_exactly_once_stores_each_record_once_through_kill_9()
     );
 
     // The same kills at least once: the redelivered records are stored again.
-    let (got, log) = through_kills("alo-stream", "at-least-once", n).await;
+    let n = 20_000;
+    let (got, log) = through_kills("alo-stream", "at-least-once", n, 3).await;
     let (loss, duplicates) = tally(n, &got);
     println!(
-        "at-least-once into a stream: read {}, loss {loss}, duplicates {duplicates}",
+        "at-least-once into a stream: {n} records, 3 × kill -9: read {}, loss {loss}, duplicates {duplicates}",
         got.len()
     );
     assert_eq!(loss, 0, "loss {loss}; {log}");
