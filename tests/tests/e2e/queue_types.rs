@@ -95,10 +95,28 @@ async fn quorum_and_stream_queues_are_declared_and_quorum_queues_bridge_both_way
         })
         .collect();
     brokers::publish_to_queue(&conn, &source_queue, &messages).await;
-    let arrived = brokers::consume_queue(&conn, &target_queue, N, Duration::from_secs(30)).await;
-    let out = brokers::read_topic(&topic_out, N, Duration::from_secs(30)).await;
+    // Read on until nothing more comes: a duplicate would show.
+    let arrived = brokers::consume_queue(&conn, &target_queue, 2 * N, Duration::from_secs(5)).await;
+    let out = brokers::read_topic(&topic_out, 2 * N, Duration::from_secs(5)).await;
     bridge.stop_clean();
-    let log = bridge.log_text();
-    assert_eq!(arrived.len(), N, "Kafka → quorum queue; log:\n{log}");
-    assert_eq!(out.len(), N, "quorum queue → Kafka; log:\n{log}");
+    let log = bridge.log_report();
+    let distinct = |payloads: Vec<Vec<u8>>| {
+        payloads
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let (arrived_n, out_n) = (arrived.len(), out.len());
+    let arrived_distinct = distinct(arrived.into_iter().map(|r| r.payload).collect());
+    let out_distinct = distinct(out.into_iter().filter_map(|r| r.payload).collect());
+    assert_eq!(
+        (arrived_n, arrived_distinct),
+        (N, N),
+        "Kafka → quorum queue: each message once; {log}"
+    );
+    assert_eq!(
+        (out_n, out_distinct),
+        (N, N),
+        "quorum queue → Kafka: each message once; {log}"
+    );
 }
