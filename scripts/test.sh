@@ -34,7 +34,7 @@ echo "== cargo clippy (the fuzzing harness)"
 cargo clippy --locked -p bridge-host --no-default-features --features fuzzing -- -D warnings
 echo "== cargo clippy (plugins for wasm32-wasip2)"
 cargo clippy --locked --target wasm32-wasip2 \
-  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p pii-mask \
+  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p chosen-dead-letter -p pii-mask \
   -- -D warnings
 echo "== cargo test"
 # The end-to-end tests run the bridge-host binary as users do; the throughput tripwire runs

@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("bad-import", "bad_import"),
     ("shape-record", "shape_record"),
     ("tenth", "tenth"),
+    ("chosen-dead-letter", "chosen_dead_letter"),
     ("pii-mask", "pii_mask"),
 ];
 

@@ -30,7 +30,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::status::Status;
 
@@ -104,23 +104,25 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("`bridge.health_listen`: cannot listen on {addr}: {e}"))
 }
 
-/// Connections served at once; more wait in the listen backlog.
+/// Connections served at once.
 const MAX_CONNECTIONS: usize = 128;
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection may stay open, whatever it does.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
+/// Connections that have not sent a request yet, oldest first, each with what cuts it off.
+type Waiting = Arc<std::sync::Mutex<std::collections::VecDeque<(u64, Arc<Notify>)>>>;
+
 /// Serves the probes until the task is dropped. A client that sends its headers slowly is cut
-/// off after [`HEADER_READ_TIMEOUT`] and connections are capped, so slow or idle clients cannot
-/// keep the probes from being answered.
+/// off after [`HEADER_READ_TIMEOUT`], and connections are capped at [`MAX_CONNECTIONS`]: at the
+/// cap, a new connection takes the place of the oldest one that has not sent a request yet, so
+/// slow or idle clients cannot keep a probe waiting (Kubernetes gives it 1 s).
 pub async fn serve(listener: TcpListener, status: Arc<Status>, admin: Admin) {
     let admin = Arc::new(admin);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
+    let waiting: Waiting = Arc::default();
+    for id in 0u64.. {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -130,11 +132,30 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>, admin: Admin) {
                 continue;
             }
         };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let oldest = lock(&waiting).pop_front();
+                if let Some((_, cut)) = oldest {
+                    cut.notify_one();
+                }
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                slot
+            }
+        };
+        let cut = Arc::new(Notify::new());
+        lock(&waiting).push_back((id, Arc::clone(&cut)));
         let status = Arc::clone(&status);
         let admin = Arc::clone(&admin);
+        let waiting = Arc::clone(&waiting);
         tokio::spawn(async move {
             let _slot = slot;
+            let asked = Arc::clone(&waiting);
             let service = service_fn(move |req| {
+                // A request came: no longer one to cut off for a newcomer.
+                lock(&asked).retain(|(w, _)| *w != id);
                 let status = Arc::clone(&status);
                 let admin = Arc::clone(&admin);
                 async move { Ok::<_, Infallible>(respond(&req, &status, &admin).await) }
@@ -143,9 +164,17 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>, admin: Admin) {
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, connection) => {}
+                () = cut.notified() => {}
+            }
+            lock(&waiting).retain(|(w, _)| *w != id);
         });
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";

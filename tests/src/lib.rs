@@ -25,6 +25,8 @@ pub mod artifacts {
     pub const SHAPE_RECORD: &str = env!("PLUGIN_SHAPE_RECORD");
     /// A candidate that marks every tenth message (staged-rollout tests).
     pub const TENTH: &str = env!("PLUGIN_TENTH");
+    /// A dead-letter policy choosing the Kafka topic its `topic` setting names.
+    pub const CHOSEN_DEAD_LETTER: &str = env!("PLUGIN_CHOSEN_DEAD_LETTER");
     /// The PII-masking example plugin, in Rust.
     pub const PII_MASK: &str = env!("PLUGIN_PII_MASK");
 }

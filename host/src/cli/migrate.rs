@@ -636,6 +636,32 @@ mod tests {
         );
     }
 
+    /// A user and a password with URL delimiters, and a vhost `/`: the written URL, with the
+    /// password substituted from the environment, reads back as exactly them.
+    #[test]
+    fn a_user_and_password_with_url_delimiters_survive_the_written_url() {
+        let values = serde_json::json!({
+            "kafka": { "bootstrapServers": "kafka:9092" },
+            "rabbitmq": { "host": "rmq", "username": "ops@team:a/b", "vhost": "/" },
+            "replication": { "kafkaToRabbitmq": { "mappings": [
+                { "kafkaTopic": "orders", "rabbitmqExchange": "orders" }
+            ] } },
+        });
+        let out = kafka_rabbitmq(&values, &["values.yaml".to_string()]).unwrap();
+        let password = "p@ss%w/rd#?:x";
+        let env = |name: &str| (name == RABBITMQ_PASSWORD_ENV).then(|| password.to_string());
+        let config =
+            crate::config::BridgeConfig::parse(std::path::Path::new("bridge.toml"), &out, &env)
+                .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        let uri = config.rabbitmq["main"].uri().unwrap();
+        assert_eq!(uri.authority.userinfo.username, "ops@team:a/b");
+        assert_eq!(uri.authority.userinfo.password, password);
+        assert_eq!(
+            (uri.authority.host.as_str(), uri.vhost.as_str()),
+            ("rmq", "/")
+        );
+    }
+
     #[test]
     fn vhosts_are_percent_encoded() {
         assert_eq!(percent_encode("/"), "%2F");

@@ -140,6 +140,77 @@ async fn a_topic_chosen_by_a_header_outside_the_tenants_allowlist_is_dead_letter
     assert_eq!(refused, Some(1.0), "log:\n{log}");
 }
 
+/// A dead-letter policy plugin that chooses a dead-letter topic outside its tenant's
+/// allowlists: nothing reaches that topic, the refusal is counted, and the message is kept —
+/// the next run, with a policy choosing a topic of the tenant's, dead-letters it there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_topic_chosen_by_a_policy_is_held_to_the_allowlist() {
+    let id = unique("x");
+    let (input, out, dlq, kept) = (
+        format!("pay-in-{id}"),
+        format!("pay-out-{id}"),
+        format!("pay-dlq-{id}"),
+        format!("pay-kept-{id}"),
+    );
+    let other = format!("other-team-{id}");
+    brokers::create_topics(&[&input, &out, &dlq, &kept, &other], 1).await;
+    brokers::produce(&input, &[record("-", "fails")], None).await;
+    let group = unique("g");
+    let scenario = |chosen: &str| {
+        Scenario::new()
+            .health()
+            .section("[tenants.pay]\nallow = { topics = [\"pay-*\"] }")
+            .plugin("trap", bridge_tests::artifacts::HOSTILE, r#"mode = "trap""#)
+            .plugin_extra("trap", r#"tenant = "pay""#)
+            .plugin(
+                "choose",
+                bridge_tests::artifacts::CHOSEN_DEAD_LETTER,
+                &format!("topic = \"{chosen}\""),
+            )
+            .plugin_extra("choose", r#"tenant = "pay""#)
+            .mapping(
+                Mapping::kafka_to_kafka("m", &[&input], &group, &out)
+                    .plugins(&["trap"])
+                    .set("tenant", "pay")
+                    .set("dead_letter_policy", "choose")
+                    .dead_letter_kafka(&dlq),
+            )
+    };
+    let mut bridge = scenario(&other).start();
+    let refused =
+        r#"bridge_target_refusals_total{mapping="m",tenant="pay",reason="target-not-allowed"}"#;
+    let port = bridge.health_port();
+    bridge
+        .wait_for(
+            "the refusal of the chosen topic",
+            Duration::from_secs(30),
+            || {
+                http_get(port, "/metrics").is_some_and(|(_, body)| {
+                    body.lines()
+                        .any(|l| l.starts_with(refused) && !l.ends_with(" 0"))
+                })
+            },
+        )
+        .await;
+    bridge.stop_clean();
+    let log = bridge.log_report();
+    let leaked = brokers::read_topic(&other, 1, Duration::from_secs(3)).await;
+    assert!(
+        leaked.is_empty(),
+        "nothing reaches the other team's topic; {log}"
+    );
+
+    let mut bridge = scenario(&kept).start();
+    let letters = brokers::read_topic(&kept, 1, Duration::from_secs(30)).await;
+    bridge.stop_clean();
+    assert_eq!(
+        letters.first().and_then(|r| r.payload.clone()).as_deref(),
+        Some(&b"fails"[..]),
+        "the message was kept and dead-lettered by the next run; {}",
+        bridge.log_report()
+    );
+}
+
 /// A topic a header names that does not exist, and a partition a plugin names that does not
 /// exist: each message is dead-lettered with its reason (`unknown-topic`, `unknown-partition`)
 /// and counted; the others arrive and the mappings never restart.
@@ -272,6 +343,7 @@ async fn an_exchange_chosen_by_a_header_is_checked_against_the_allowlist_and_the
                 .set("tenant", "pay")
                 .dead_letter_kafka(&dlq),
         )
+        .health()
         .start();
     let dead = brokers::read_topic(&dlq, 2, Duration::from_secs(30)).await;
     let (arrived, task) = brokers::collect_queue(&ok_q).await;
@@ -281,7 +353,18 @@ async fn an_exchange_chosen_by_a_header_is_checked_against_the_allowlist_and_the
         })
         .await;
     task.abort();
+    let counted = |reason: &str| {
+        bridge.metric(&format!(
+            r#"bridge_target_refusals_total{{mapping="m",tenant="pay",reason="{reason}"}}"#
+        ))
+    };
+    let (not_allowed, no_route) = (counted("target-not-allowed"), counted("no-route"));
     bridge.stop_clean();
+    assert_eq!(
+        (not_allowed, no_route),
+        (Some(1.0), Some(1.0)),
+        "each refusal counted by its reason"
+    );
     let log = bridge.log_text();
     assert_eq!(
         brokers::queue_depth(&conn, &other_q).await,
@@ -406,12 +489,36 @@ async fn a_password_with_url_delimiters_connects_and_never_shows() {
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
+    // The user is gone: connection errors, from `check --connect` and from a running bridge.
+    let refused = std::process::Command::new(bridge_tests::bridge::binary())
+        .args(["check", "--connect", "--config"])
+        .arg(&path)
+        .env("BRIDGE_TEST_PW", &password)
+        .output()
+        .unwrap();
+    let refused = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    bridge.spawn();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let failing_status = bridge.status().to_string();
+    bridge.stop_clean();
+    let failing_log = bridge.log_text();
+    assert!(
+        refused.contains("pw-user") || refused.to_lowercase().contains("access"),
+        "`check --connect` says the login failed:\n{refused}"
+    );
     assert_eq!(got.len(), 1, "connected with the password; log:\n{log}");
     for (what, text) in [
         ("log", &log),
         ("/status", &status),
         ("/metrics", &metrics),
         ("check", &check),
+        ("check --connect with a refused login", &refused),
+        ("the log with a refused login", &failing_log),
+        ("/status with a refused login", &failing_status),
     ] {
         for piece in pieces {
             assert!(!text.contains(piece), "`{piece}` shows in {what}:\n{text}");
@@ -456,9 +563,17 @@ async fn slow_clients_are_cut_off_and_the_probes_keep_answering() {
         }
         slow
     });
-    let probe = tokio::task::spawn_blocking(move || http_get(port, "/livez"))
-        .await
-        .unwrap();
+    // Probes as Kubernetes sends them, each given 1 s, while the slow clients hold on.
+    let probes = tokio::task::spawn_blocking(move || {
+        (0..5)
+            .map(|_| {
+                std::thread::sleep(Duration::from_secs(1));
+                probe_within(port, "/livez", Duration::from_secs(1))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
     let mut slow = dribble.await.unwrap();
     let mut still_open = 0;
     for s in &mut slow {
@@ -487,15 +602,37 @@ async fn slow_clients_are_cut_off_and_the_probes_keep_answering() {
     .unwrap();
     bridge.stop_clean();
     assert_eq!(
-        probe.map(|p| p.0),
-        Some(200),
-        "the probe answered during the attack"
+        probes,
+        vec![Some(200); 5],
+        "every probe answered within 1 s during the attack"
     );
     assert_eq!(still_open, 0, "every slow client was cut off");
     assert_eq!(plain.map(|p| p.0), Some(401), "/status wants the token");
     assert_eq!(with_token.map(|p| p.0), Some(200));
     assert_eq!(metrics.map(|p| p.0), Some(401), "/metrics wants the token");
     assert_eq!(readyz.map(|p| p.0), Some(200), "the probes stay open");
+}
+
+/// `GET path` as a Kubernetes probe sends it: the status code if it came within `timeout`
+/// (connecting included).
+fn probe_within(port: u16, path: &str, timeout: Duration) -> Option<u16> {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream
+        .set_read_timeout(Some(timeout.checked_sub(started.elapsed())?))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    (started.elapsed() <= timeout)
+        .then(|| response.split_whitespace().nth(1)?.parse().ok())
+        .flatten()
 }
 
 /// `check` quotes no secret from a file it cannot parse, and warns about SASL without TLS.
