@@ -254,7 +254,8 @@ async fn direction(conn: &Connection, dir: Direction, n: usize) {
     if matches!(
         dir,
         Direction::KafkaToKafka | Direction::KafkaToKafkaExactlyOnce
-    ) {
+    ) || dir.to_stream()
+    {
         return;
     }
     let half = (bridge_run.rate / 2.0).max(100.0);

@@ -3,6 +3,7 @@
 //! and to produce and consume test messages.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -678,6 +679,74 @@ pub async fn consume_queue(
     }
     let _ = ch.close(200, "done".into()).await;
     out
+}
+
+/// Declares RabbitMQ stream `stream` (a durable queue of type `stream`) over AMQP.
+pub async fn declare_stream(conn: &Connection, stream: &str) {
+    let ch = conn.create_channel().await.expect("channel");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("stream".into()),
+    );
+    ch.queue_declare(
+        stream.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
+    .expect("declare the stream");
+    let _ = ch.close(200, "done".into()).await;
+}
+
+/// How many messages a RabbitMQ stream holds, as RabbitMQ counts them, asked every 20 ms in
+/// the background.
+pub struct StreamCounter {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StreamCounter {
+    /// Starts counting `stream`.
+    pub async fn new(stream: &str) -> Self {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (c, stream) = (Arc::clone(&count), stream.to_string());
+        let conn = amqp().await;
+        let task = tokio::spawn(async move {
+            let ch = conn.create_channel().await.expect("channel");
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            loop {
+                if let Ok(q) = ch
+                    .queue_declare(stream.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
+                    c.store(
+                        q.message_count() as usize,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        StreamCounter { count, task }
+    }
+
+    /// The last count.
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for StreamCounter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Every message of RabbitMQ stream `stream` from its first, read over AMQP 0-9-1 (a stream's

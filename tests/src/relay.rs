@@ -232,3 +232,72 @@ pub async fn kafka_to_kafka(
     }
     relayed
 }
+
+/// Kafka → RabbitMQ stream, over the stream protocol: headers as application properties; a
+/// record's offset is stored once the broker confirmed it and every one before it.
+pub async fn kafka_to_stream(
+    bootstrap: String,
+    topic: String,
+    stream_name: String,
+    stop: Arc<AtomicBool>,
+) -> usize {
+    use rabbitmq_stream_client::Environment;
+    use rabbitmq_stream_client::types::Message as StreamMessage;
+    let consumer = consumer(&bootstrap, &topic, &brokers::unique("relay"), "earliest");
+    let environment = Environment::builder()
+        .host("127.0.0.1")
+        .port(5552)
+        .build()
+        .await
+        .expect("stream environment");
+    let producer = environment
+        .producer()
+        .build(&stream_name)
+        .await
+        .expect("stream producer");
+    let mut stream = consumer.stream();
+    let mut pending = VecDeque::with_capacity(IN_FLIGHT);
+    let mut relayed = 0;
+    while !stop.load(Ordering::Relaxed) || !pending.is_empty() {
+        let received = if pending.len() < IN_FLIGHT && !stop.load(Ordering::Relaxed) {
+            next(&mut stream).await
+        } else {
+            None
+        };
+        let idle = received.is_none();
+        if let Some(Ok(m)) = received {
+            let mut properties = StreamMessage::builder().application_properties();
+            if let Some(h) = m.headers() {
+                for h in h.iter() {
+                    properties = properties.insert(
+                        h.key,
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).as_ref(),
+                    );
+                }
+            }
+            let message = properties
+                .message_builder()
+                .body(m.payload().unwrap_or_default())
+                .build();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            producer
+                .send(message, move |status| {
+                    let _ = tx.send(status.map(|s| s.confirmed()).unwrap_or(false));
+                    std::future::ready(())
+                })
+                .await
+                .expect("publish to the stream");
+            pending.push_back((rx, m.partition(), m.offset()));
+        }
+        while pending.len() >= IN_FLIGHT || (idle && !pending.is_empty()) {
+            let (confirm, partition, offset) = pending.pop_front().expect("pending");
+            assert!(confirm.await.expect("confirm"), "not confirmed");
+            consumer
+                .store_offset(&topic, partition, offset)
+                .expect("store offset");
+            relayed += 1;
+        }
+    }
+    let _ = producer.close().await;
+    relayed
+}

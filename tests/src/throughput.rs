@@ -338,26 +338,43 @@ pub enum Direction {
     /// From a Kafka topic to another, the bridge with `delivery = "exactly-once"` (the relay
     /// is the same as [`Direction::KafkaToKafka`]'s).
     KafkaToKafkaExactlyOnce,
+    /// From a Kafka topic to a RabbitMQ stream, over the stream protocol.
+    KafkaToStream,
+    /// From a Kafka topic to a RabbitMQ stream, the bridge with `delivery = "exactly-once"`
+    /// (the relay is the same as [`Direction::KafkaToStream`]'s).
+    KafkaToStreamExactlyOnce,
 }
 
 impl Direction {
     /// Every direction, in the benchmark's order.
-    pub const ALL: [Direction; 4] = [
+    pub const ALL: [Direction; 6] = [
         Direction::KafkaToRabbitmq,
         Direction::RabbitmqToKafka,
         Direction::KafkaToKafka,
         Direction::KafkaToKafkaExactlyOnce,
+        Direction::KafkaToStream,
+        Direction::KafkaToStreamExactlyOnce,
     ];
 
-    /// `kafka_to_rabbitmq`, `rabbitmq_to_kafka`, `kafka_to_kafka` or
-    /// `kafka_to_kafka_exactly_once`.
+    /// `kafka_to_rabbitmq`, `rabbitmq_to_kafka`, `kafka_to_kafka`,
+    /// `kafka_to_kafka_exactly_once`, `kafka_to_stream` or `kafka_to_stream_exactly_once`.
     pub fn name(self) -> &'static str {
         match self {
             Direction::KafkaToRabbitmq => "kafka_to_rabbitmq",
             Direction::RabbitmqToKafka => "rabbitmq_to_kafka",
             Direction::KafkaToKafka => "kafka_to_kafka",
             Direction::KafkaToKafkaExactlyOnce => "kafka_to_kafka_exactly_once",
+            Direction::KafkaToStream => "kafka_to_stream",
+            Direction::KafkaToStreamExactlyOnce => "kafka_to_stream_exactly_once",
         }
+    }
+
+    /// Whether the target is a RabbitMQ stream.
+    pub fn to_stream(self) -> bool {
+        matches!(
+            self,
+            Direction::KafkaToStream | Direction::KafkaToStreamExactlyOnce
+        )
     }
 }
 
@@ -371,6 +388,8 @@ pub struct Lane {
     pub out_topic: String,
     /// The RabbitMQ target exchange.
     pub exchange: String,
+    /// The RabbitMQ target stream.
+    pub stream: String,
 }
 
 impl Lane {
@@ -381,8 +400,10 @@ impl Lane {
             queue: unique("bench-q"),
             out_topic: unique("bench-out"),
             exchange: unique("bench-ex"),
+            stream: unique("bench-stream"),
         };
         brokers::create_topic(&lane.topic, PARTITIONS).await;
+        brokers::declare_stream(conn, &lane.stream).await;
         brokers::create_topic(&lane.out_topic, PARTITIONS).await;
         brokers::declare_bound_queue(conn, &lane.exchange, &lane.queue, "eu.bench").await;
         lane
@@ -409,6 +430,17 @@ impl Lane {
                     unique("bench"),
                     self.out_topic,
                     if dir == Direction::KafkaToKafkaExactlyOnce {
+                        "delivery = \"exactly-once\"\n"
+                    } else {
+                        ""
+                    }
+                ),
+                Direction::KafkaToStream | Direction::KafkaToStreamExactlyOnce => format!(
+                    "source = {{ kafka = \"main\", topics = [\"{}\"], group = \"{}\" }}\ntarget = {{ rabbitmq = \"local\", stream = \"{}\" }}\n{}",
+                    self.topic,
+                    unique("bench"),
+                    self.stream,
+                    if dir == Direction::KafkaToStreamExactlyOnce {
                         "delivery = \"exactly-once\"\n"
                     } else {
                         ""
@@ -442,6 +474,9 @@ impl Lane {
             Direction::KafkaToKafka | Direction::KafkaToKafkaExactlyOnce => tokio::spawn(
                 relay::kafka_to_kafka(bootstrap, self.topic.clone(), self.out_topic.clone(), s),
             ),
+            Direction::KafkaToStream | Direction::KafkaToStreamExactlyOnce => tokio::spawn(
+                relay::kafka_to_stream(bootstrap, self.topic.clone(), self.stream.clone(), s),
+            ),
         };
         Mover::Relay(stop, task)
     }
@@ -465,6 +500,10 @@ pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: Opt
     let mover = lane.start(dir, bridge).await;
     let mut run = match &collector {
         Some((arrived, _)) => measure(mover.pid(), n, || arrived.lock().expect("lock").len()).await,
+        None if dir.to_stream() => {
+            let counter = brokers::StreamCounter::new(&lane.stream).await;
+            measure(mover.pid(), n, || counter.count()).await
+        }
         None => {
             let client: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", brokers::kafka_bootstrap())
