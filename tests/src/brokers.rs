@@ -702,36 +702,46 @@ pub async fn declare_stream(conn: &Connection, stream: &str) {
     let _ = ch.close(200, "done".into()).await;
 }
 
-/// How many messages a RabbitMQ stream holds, as RabbitMQ counts them, asked every 20 ms in
-/// the background.
+/// How many messages a RabbitMQ stream holds, counted as a reader over AMQP receives them (the
+/// count RabbitMQ reports for a stream lags by seconds).
 pub struct StreamCounter {
     count: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl StreamCounter {
-    /// Starts counting `stream`.
+    /// Starts counting `stream` from its first message.
     pub async fn new(stream: &str) -> Self {
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (c, stream) = (Arc::clone(&count), stream.to_string());
         let conn = amqp().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.basic_qos(2000, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-stream-offset".into(),
+            lapin::types::AMQPValue::LongString("first".into()),
+        );
+        let mut consumer = ch
+            .basic_consume(
+                stream.as_str().into(),
+                unique("stream-counter").into(),
+                BasicConsumeOptions::default(),
+                args,
+            )
+            .await
+            .expect("consume the stream");
         let task = tokio::spawn(async move {
-            let ch = conn.create_channel().await.expect("channel");
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            loop {
-                if let Ok(q) = ch
-                    .queue_declare(stream.as_str().into(), passive, FieldTable::default())
-                    .await
-                {
-                    c.store(
-                        q.message_count() as usize,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
+            let _conn = conn;
+            let mut n = 0;
+            while let Some(Ok(d)) = consumer.next().await {
+                n += 1;
+                if n % 500 == 0 {
+                    let _ = d.acker.ack(BasicAckOptions { multiple: true }).await;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                c.store(n, std::sync::atomic::Ordering::Relaxed);
             }
         });
         StreamCounter { count, task }
