@@ -189,15 +189,21 @@ pub struct Run {
     pub log: Option<String>,
 }
 
-/// Polls `count` until it reaches `n` (or 5 minutes pass).
+/// Polls `count` until it reaches `n` (or 5 minutes pass). The clock starts at the last poll
+/// that saw nothing: a mover fast enough to deliver everything between two polls (a count
+/// can take a while) is still measured, a little pessimistically.
 async fn measure(pid: Option<u32>, n: usize, mut count: impl FnMut() -> usize) -> Run {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut first = None;
+    let mut empty = (Instant::now(), 0, pid.and_then(process_usage));
     let (mut last, mut seen) = (Instant::now(), 0);
     while seen < n && Instant::now() < deadline {
+        let before = (Instant::now(), pid.and_then(process_usage));
         seen = count();
-        if seen > 0 && first.is_none() {
-            first = Some((Instant::now(), seen, pid.and_then(process_usage)));
+        if seen == 0 {
+            empty = (before.0, 0, before.1);
+        } else if first.is_none() {
+            first = Some(empty);
         }
         last = Instant::now();
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -341,7 +341,7 @@ impl TryFrom<RawSource> for Source {
                     return Err(EndError::OtherBroker {
                         what: "Kafka source",
                         takes: "`topics` or `topic_regex`",
-                        not: "RabbitMQ settings",
+                        not: "`queue`, `prefetch`, `stream`, `consumer` or `offset`",
                     });
                 }
                 let mut topics = raw.topics;

@@ -80,7 +80,7 @@ fn bad_source_shape_names_the_problem() {
     ))
     .unwrap_err();
     assert!(
-        err.contains("a Kafka source takes `topics` or `topic_regex`, not `queue` or `prefetch`"),
+        err.contains("a Kafka source takes `topics` or `topic_regex`, not `queue`, `prefetch`, `stream`, `consumer` or `offset`"),
         "{err}"
     );
     assert!(err.contains("line 14"), "{err}");

@@ -1,6 +1,7 @@
 //! The source-independent part of a mapping: hop check, provenance, plugin chain, sending,
 //! and settling failures through the dead-letter policy.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use super::chain::{Chain, ChainBroken, ChainOutcome, ProcessingFailure, no_outco
 use super::headers::{self, DeadLetterContext};
 use super::{PipelineError, Shutdown};
 use crate::connector::{Class, Rejected, Sink, SinkError};
-use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message};
+use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message, Origin};
 use crate::status::MappingStatus;
 use crate::telemetry::event::Stage;
 use crate::telemetry::{Counters, Event};
@@ -121,6 +122,9 @@ pub struct Processor {
     dead_letter: Option<Arc<dyn Sink>>,
     /// The plugin generation the breaker last saw: a reload closes it.
     generation: u64,
+    /// Offsets of consumed Kafka messages waiting on a retry, per topic and partition: what is
+    /// sent from a partition meanwhile goes out [`Message::behind_a_retry`].
+    waiting: HashMap<(String, i32), BTreeSet<i64>>,
 }
 
 /// Pause before retrying when a message should be dead-lettered but the mapping has no
@@ -145,6 +149,7 @@ impl Processor {
             sink,
             dead_letter,
             generation,
+            waiting: HashMap::new(),
         }
     }
 
@@ -200,7 +205,7 @@ impl Processor {
                     ..sent(original)
                 })),
                 Step::Refused(hops, failure) => self.failed(original, failure, hops, 1).await?,
-                Step::Wait(hops, delay) => later(original, Again::Rerun { hops }, 1, delay),
+                Step::Wait(hops, delay) => self.later(original, Again::Rerun { hops }, 1, delay),
                 Step::Broken(hops) => self.broken(original, hops, 1).await?,
                 Step::Chain(hops) => {
                     let outcome = outcomes.next().unwrap_or_else(no_outcome);
@@ -335,7 +340,7 @@ impl Processor {
         match self.decide(&original, &failure, attempt).await? {
             Decision::Retry(ms) => {
                 self.retried(&failure, Stage::Processing, attempt, ms);
-                Ok(later(
+                Ok(self.later(
                     original,
                     Again::Rerun { hops },
                     attempt + 1,
@@ -350,7 +355,7 @@ impl Processor {
                 {
                     Ok(done(original))
                 } else {
-                    Ok(later(
+                    Ok(self.later(
                         original,
                         Again::Rerun { hops },
                         attempt + 1,
@@ -398,6 +403,7 @@ impl Processor {
     /// Forgets the deduplication state of a partition whose messages were abandoned (revoked):
     /// they are not duplicates when they are consumed again.
     pub fn abandon_partition(&mut self, topic: &str, partition: i32) {
+        self.waiting.remove(&(topic.to_string(), partition));
         if let Some(dedup) = &mut self.settings.dedup {
             dedup.abandon_partition(topic, partition);
         }
@@ -453,6 +459,7 @@ impl Processor {
         match self.decide(&original, &failure, attempt).await? {
             Decision::Retry(ms) => {
                 self.retried(&failure, Stage::Delivery, attempt, ms);
+                self.waits(&original);
                 let retry = Box::new(Retry {
                     original,
                     again: Again::Resend(failed),
@@ -471,6 +478,7 @@ impl Processor {
                 {
                     return Ok(Settlement::Done);
                 }
+                self.waits(&original);
                 let retry = Box::new(Retry {
                     original,
                     again: Again::Resend(failed),
@@ -489,12 +497,15 @@ impl Processor {
             again,
             attempt,
         } = *retry;
+        self.no_longer_waiting(&original);
         let flight = match again {
             Again::Resend(failed) => self.send(original, failed).await?,
             Again::Rerun { hops } => match self.refusal(&original, hops) {
                 Some(failure) => self.failed(original, failure, hops, attempt).await?,
                 None => match self.gate() {
-                    Admit::Wait(delay) => later(original, Again::Rerun { hops }, attempt, delay),
+                    Admit::Wait(delay) => {
+                        self.later(original, Again::Rerun { hops }, attempt, delay)
+                    }
                     Admit::DeadLetter => self.broken(original, hops, attempt).await?,
                     Admit::Pass => {
                         let outcome = self.chain.run(self.prepare(&original, hops)).await?;
@@ -612,6 +623,46 @@ impl Processor {
         }
     }
 
+    /// A flight that asks for `again` after `delay`; until then `original` waits on a retry.
+    fn later(&mut self, original: Message, again: Again, attempt: u32, delay: Duration) -> Flight {
+        self.waits(&original);
+        retry_flight(original, again, attempt, delay)
+    }
+
+    /// `original` (a Kafka message) waits on a retry.
+    fn waits(&mut self, original: &Message) {
+        if let Origin::Kafka(k) = &original.origin {
+            self.waiting
+                .entry((k.topic.clone(), k.partition))
+                .or_default()
+                .insert(k.offset);
+        }
+    }
+
+    /// `original` is being tried again: it no longer waits.
+    fn no_longer_waiting(&mut self, original: &Message) {
+        if let Origin::Kafka(k) = &original.origin {
+            let key = (k.topic.clone(), k.partition);
+            if let Some(offsets) = self.waiting.get_mut(&key) {
+                offsets.remove(&k.offset);
+                if offsets.is_empty() {
+                    self.waiting.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Whether a message consumed before `original` from its Kafka partition waits on a retry.
+    fn behind_a_retry(&self, original: &Message) -> bool {
+        let Origin::Kafka(k) = &original.origin else {
+            return false;
+        };
+        self.waiting
+            .get(&(k.topic.clone(), k.partition))
+            .and_then(BTreeSet::first)
+            .is_some_and(|first| *first < k.offset)
+    }
+
     /// Closes the sinks after draining (Kafka producers flush).
     pub fn flush(&self, timeout: Duration) {
         self.sink.flush(timeout);
@@ -628,10 +679,12 @@ impl Processor {
         // The hop count is the host's: a plugin's change to it is undone (and counted), so a
         // loop is always caught.
         let hops = headers::hops(&original) + 1;
+        let behind = self.behind_a_retry(&original);
         for msg in &mut outputs {
             if headers::keep_hops(msg, hops) {
                 self.counters().emit(Event::HopsRewritten);
             }
+            msg.behind_a_retry = behind;
         }
         let mut pending = Vec::with_capacity(outputs.len());
         for msg in &outputs {
@@ -776,7 +829,7 @@ impl Processor {
 }
 
 /// A flight that asks for `again` after `delay` (attempt `attempt` then).
-fn later(original: Message, again: Again, attempt: u32, delay: Duration) -> Flight {
+fn retry_flight(original: Message, again: Again, attempt: u32, delay: Duration) -> Flight {
     let retry = Box::new(Retry {
         original,
         again,

@@ -62,6 +62,10 @@ pub struct Message {
     /// What the plugins that made or grew it charged to their tenant's budget, held until the
     /// message (its last copy) is dropped.
     pub held: Option<super::budget::Held>,
+    /// Sent while a message consumed before it from the same Kafka partition waits on a
+    /// retry: out of the source's order, which a target deduplicating by that order (a stream
+    /// under exactly-once) must not rely on. Set by the pipeline, for the sink.
+    pub behind_a_retry: bool,
 }
 
 impl Message {
@@ -84,6 +88,7 @@ impl Message {
             amqp_properties: AmqpProperties::default(),
             unreadable: None,
             held: None,
+            behind_a_retry: false,
         }
     }
 

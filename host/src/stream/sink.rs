@@ -6,17 +6,20 @@
 //! `offset × 65 536 + i` for the `i`-th message made from the record at `offset`. The broker
 //! keeps the last id it stored per producer name and drops a message whose id is not above
 //! it: what a crashed or replaced bridge had already written, and is consumed and sent again,
-//! is stored once. Ids go out in order; a message that would go out of order — a retry after
-//! later records were sent — goes through the mapping's plain producer instead, delivered
-//! at least once.
+//! is stored once. Ids go out in order: while a record of a partition waits on a retry, the
+//! records after it go through the mapping's plain producer, delivered at least once, so that
+//! the broker never holds an id above one it has not stored.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rabbitmq_stream_client::error::ProducerPublishError;
-use rabbitmq_stream_client::{ConfirmationStatus, Dedup, Environment, NoDedup, Producer};
+use rabbitmq_stream_client::types::Message as StreamMessage;
+use rabbitmq_stream_client::{ConfirmationStatus, Dedup, Environment, NoDedup, OnClosed, Producer};
 use tokio::sync::{Mutex, oneshot};
 
 use super::convert;
@@ -40,8 +43,26 @@ pub struct StreamSink {
     plain: Producer<NoDedup>,
     /// Each source partition's named producer.
     named: Mutex<HashMap<(String, i32), Named>>,
-    /// Sent and not yet confirmed.
-    unconfirmed: Arc<AtomicUsize>,
+    /// A producer's connection closed: the mapping restarts.
+    lost: Arc<AtomicBool>,
+}
+
+/// Marks the sink lost when a producer's connection closes (what it had not confirmed is
+/// sent again after the restart).
+struct Lost(Arc<AtomicBool>);
+
+impl OnClosed for Lost {
+    fn on_closed<'a, 'b>(
+        &'a self,
+        _unconfirmed: Vec<StreamMessage>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        self.0.store(true, Ordering::SeqCst);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A source partition's producer and the last message it sent.
@@ -64,8 +85,10 @@ impl StreamSink {
         dedup_as: Option<&str>,
     ) -> Result<Self, SinkError> {
         let environment = super::environment(name, conn).await?;
+        let lost = Arc::new(AtomicBool::new(false));
         let plain = environment
             .producer()
+            .on_closed(Box::new(Lost(Arc::clone(&lost))))
             .client_provided_name(&format!("bridge-host {}", target.stream))
             .build(&target.stream)
             .await
@@ -78,7 +101,7 @@ impl StreamSink {
             dedup_as: dedup_as.map(str::to_string),
             plain,
             named: Mutex::new(HashMap::new()),
-            unconfirmed: Arc::default(),
+            lost,
         })
     }
 
@@ -97,6 +120,7 @@ impl StreamSink {
         self.environment
             .producer()
             .name(&name)
+            .on_closed(Box::new(Lost(Arc::clone(&self.lost))))
             .client_provided_name(&name)
             .build(&self.target.stream)
             .await
@@ -114,13 +138,9 @@ impl StreamSink {
     /// The broker's answer for one message, as a [`Pending`].
     fn answer(&self) -> (Callback, Pending) {
         let (tx, rx) = oneshot::channel();
-        let unconfirmed = Arc::clone(&self.unconfirmed);
-        unconfirmed.fetch_add(1, Ordering::SeqCst);
         let stream = self.target.stream.clone();
         let pending: Pending = Box::pin(async move {
-            let answer = tokio::time::timeout(CONFIRM_TIMEOUT, rx).await;
-            unconfirmed.fetch_sub(1, Ordering::SeqCst);
-            match answer {
+            match tokio::time::timeout(CONFIRM_TIMEOUT, rx).await {
                 Ok(Ok(status)) => status,
                 Ok(Err(_)) => Err(Rejected::transient(
                     format!("the connection to stream `{stream}` closed before the confirm"),
@@ -177,7 +197,9 @@ impl Sink for StreamSink {
     fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<Pending, SinkError>> {
         Box::pin(async move {
             let stream = &self.target.stream;
-            if let (Some(mapping), Origin::Kafka(k)) = (&self.dedup_as, &msg.origin) {
+            let in_order = !msg.behind_a_retry;
+            if let (Some(mapping), Origin::Kafka(k), true) = (&self.dedup_as, &msg.origin, in_order)
+            {
                 let mut named = self.named.lock().await;
                 let key = (k.topic.clone(), k.partition);
                 if !named.contains_key(&key) {
@@ -248,36 +270,38 @@ impl Sink for StreamSink {
     }
 
     fn is_connected(&self) -> bool {
-        !self.plain.is_closed()
+        !self.lost.load(Ordering::SeqCst)
+            && !self.plain.is_closed()
             && self.named.try_lock().map_or(true, |named| {
                 named.values().all(|n| !n.producer.is_closed())
             })
     }
 
-    /// Confirms are awaited through their futures; this waits for the ones not yet answered.
-    fn flush(&self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while self.unconfirmed.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    /// Confirms are awaited through their futures.
+    fn flush(&self, _timeout: Duration) {}
 
-    /// Closes every producer (each has its own connection).
+    /// Closes every producer at once (each has its own connection), within `timeout`. Each
+    /// is marked closed as its close starts, so none left behind blocks when it is dropped.
     fn close(&self, timeout: Duration) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let closing = async {
-                let named: Vec<Named> = self.named.lock().await.drain().map(|(_, n)| n).collect();
-                for n in named {
-                    if let Err(e) = n.producer.close().await {
+            let named: Vec<Named> = self.named.lock().await.drain().map(|(_, n)| n).collect();
+            let closing = futures_util::future::join_all(
+                named
+                    .into_iter()
+                    .map(|n| Box::pin(n.producer.close()) as BoxFuture<'static, _>)
+                    .chain(std::iter::once(
+                        Box::pin(self.plain.clone().close()) as BoxFuture<'static, _>
+                    )),
+            );
+            match tokio::time::timeout(timeout, closing).await {
+                Ok(results) => {
+                    for e in results.into_iter().filter_map(Result::err) {
                         tracing::debug!(error = %e, "Closing a stream producer failed.");
                     }
                 }
-                if let Err(e) = self.plain.clone().close().await {
-                    tracing::debug!(error = %e, "Closing the stream producer failed.");
+                Err(_) => {
+                    tracing::warn!(stream = %self.target.stream, "Closing the stream producers timed out.");
                 }
-            };
-            if tokio::time::timeout(timeout, closing).await.is_err() {
-                tracing::warn!(stream = %self.target.stream, "Closing the stream producers timed out.");
             }
         })
     }

@@ -1,4 +1,3 @@
-use futures::executor::block_on;
 use std::future::Future;
 use std::time::Duration;
 use std::{
@@ -73,12 +72,22 @@ pub struct ProducerInternal {
 }
 
 impl Drop for ProducerInternal {
+    // Patched: closing here blocked the dropping thread (a tokio worker) until the broker
+    // answered, for ever on a dead connection. The close now runs as a task of the runtime,
+    // when there is one.
     fn drop(&mut self) {
-        block_on(async {
-            if let Err(e) = self.close().await {
-                warn!(error = ?e, "Error closing producer");
-            }
-        });
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (client, producer_id) = (self.client.clone(), self.producer_id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = client.delete_publisher(producer_id).await {
+                    warn!(error = ?e, "Error closing producer");
+                }
+                let _ = client.close().await;
+            });
+        }
     }
 }
 
