@@ -322,7 +322,7 @@ async fn a_record_waiting_on_a_retry_is_not_lost_to_deduplication() {
     let payloads: std::collections::BTreeSet<Vec<u8>> =
         got.iter().map(|r| r.payload.clone()).collect();
     assert!(
-        payloads.contains(&b"boom".to_vec()),
+        payloads.contains(b"boom".as_slice()),
         "the retried record arrived ({} read); first run: {log}; second run: {}",
         got.len(),
         bridge.log_report()
