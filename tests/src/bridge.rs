@@ -363,3 +363,25 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// `GET path` as a Kubernetes probe sends it: the status code if it came within `timeout`
+/// (connecting included).
+pub fn probe(port: u16, path: &str, timeout: Duration) -> Option<u16> {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream
+        .set_read_timeout(Some(timeout.checked_sub(started.elapsed())?))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    (started.elapsed() <= timeout)
+        .then(|| response.split_whitespace().nth(1)?.parse().ok())
+        .flatten()
+}

@@ -568,7 +568,7 @@ async fn slow_clients_are_cut_off_and_the_probes_keep_answering() {
         (0..5)
             .map(|_| {
                 std::thread::sleep(Duration::from_secs(1));
-                probe_within(port, "/livez", Duration::from_secs(1))
+                bridge_tests::bridge::probe(port, "/livez", Duration::from_secs(1))
             })
             .collect::<Vec<_>>()
     })
@@ -611,28 +611,6 @@ async fn slow_clients_are_cut_off_and_the_probes_keep_answering() {
     assert_eq!(with_token.map(|p| p.0), Some(200));
     assert_eq!(metrics.map(|p| p.0), Some(401), "/metrics wants the token");
     assert_eq!(readyz.map(|p| p.0), Some(200), "the probes stay open");
-}
-
-/// `GET path` as a Kubernetes probe sends it: the status code if it came within `timeout`
-/// (connecting included).
-fn probe_within(port: u16, path: &str, timeout: Duration) -> Option<u16> {
-    use std::io::{Read, Write};
-    let started = std::time::Instant::now();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
-    stream
-        .set_read_timeout(Some(timeout.checked_sub(started.elapsed())?))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    (started.elapsed() <= timeout)
-        .then(|| response.split_whitespace().nth(1)?.parse().ok())
-        .flatten()
 }
 
 /// `check` quotes no secret from a file it cannot parse, and warns about SASL without TLS.

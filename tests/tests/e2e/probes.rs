@@ -2,26 +2,11 @@
 //! mappings; liveness fails only when the process no longer answers, so that a bridge waiting
 //! for a broker is never restarted for it.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use bridge_tests::bridge::{http_get, send_signal};
+use bridge_tests::bridge::{http_get, probe, send_signal};
 use bridge_tests::brokers::{self, unique};
 use bridge_tests::scenario::{Mapping, Scenario};
-
-/// `GET path` as a probe does: an answer within `timeout`, or `None`.
-fn probe(port: u16, path: &str, timeout: Duration) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn livez_stays_up_through_a_broker_outage_and_fails_when_the_process_hangs() {
