@@ -715,24 +715,7 @@ impl StreamCounter {
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (c, stream) = (Arc::clone(&count), stream.to_string());
         let conn = amqp().await;
-        let ch = conn.create_channel().await.expect("channel");
-        ch.basic_qos(2000, BasicQosOptions::default())
-            .await
-            .expect("qos");
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-stream-offset".into(),
-            lapin::types::AMQPValue::LongString("first".into()),
-        );
-        let mut consumer = ch
-            .basic_consume(
-                stream.as_str().into(),
-                unique("stream-counter").into(),
-                BasicConsumeOptions::default(),
-                args,
-            )
-            .await
-            .expect("consume the stream");
+        let mut consumer = stream_reader(&conn, &stream, 2000).await;
         let task = tokio::spawn(async move {
             let _conn = conn;
             let mut n = 0;
@@ -759,12 +742,11 @@ impl Drop for StreamCounter {
     }
 }
 
-/// Every message of RabbitMQ stream `stream` from its first, read over AMQP 0-9-1 (a stream's
-/// application properties are the messages' headers), until `idle` passes without one.
-pub async fn read_stream(stream: &str, idle: Duration) -> Vec<AmqpRecord> {
-    let conn = amqp().await;
+/// A consumer of RabbitMQ stream `stream` from its first message, over AMQP on `conn`, with
+/// `prefetch` (a stream consumer must acknowledge).
+async fn stream_reader(conn: &Connection, stream: &str, prefetch: u16) -> lapin::Consumer {
     let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(1000, BasicQosOptions::default())
+    ch.basic_qos(prefetch, BasicQosOptions::default())
         .await
         .expect("qos");
     let mut args = FieldTable::default();
@@ -772,15 +754,21 @@ pub async fn read_stream(stream: &str, idle: Duration) -> Vec<AmqpRecord> {
         "x-stream-offset".into(),
         lapin::types::AMQPValue::LongString("first".into()),
     );
-    let mut consumer = ch
-        .basic_consume(
-            stream.into(),
-            unique("stream-reader").into(),
-            BasicConsumeOptions::default(),
-            args,
-        )
-        .await
-        .expect("consume the stream");
+    ch.basic_consume(
+        stream.into(),
+        unique("stream-reader").into(),
+        BasicConsumeOptions::default(),
+        args,
+    )
+    .await
+    .expect("consume the stream")
+}
+
+/// Every message of RabbitMQ stream `stream` from its first, read over AMQP 0-9-1 (a stream's
+/// application properties are the messages' headers), until `idle` passes without one.
+pub async fn read_stream(stream: &str, idle: Duration) -> Vec<AmqpRecord> {
+    let conn = amqp().await;
+    let mut consumer = stream_reader(&conn, stream, 1000).await;
     let mut out = Vec::new();
     loop {
         match tokio::time::timeout(idle, consumer.next()).await {

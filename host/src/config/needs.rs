@@ -88,16 +88,11 @@ impl Needs {
                         &declare,
                     );
                 }
-                // Declared as a stream whatever `declare.queue_type` says.
                 Source::Stream(s) => needs.add_amqp(
                     &s.connection,
                     Object::Queue(s.stream.clone()),
                     at("source.stream"),
-                    &declare.as_ref().map(|d| Declare {
-                        queue_type: super::QueueType::Stream,
-                        queue: None,
-                        ..d.clone()
-                    }),
+                    &as_stream(&declare),
                 ),
             }
             let targets = std::iter::once((&m.target, "target"))
@@ -123,16 +118,11 @@ impl Needs {
                             }
                         }
                     },
-                    // Declared as a stream whatever `declare.queue_type` says.
                     Target::Stream(s) => needs.add_amqp(
                         &s.connection,
                         Object::Queue(s.stream.clone()),
                         at(&format!("{key}.stream")),
-                        &declare.as_ref().map(|d| Declare {
-                            queue_type: super::QueueType::Stream,
-                            queue: None,
-                            ..d.clone()
-                        }),
+                        &as_stream(&declare),
                     ),
                     Target::Amqp(a) => {
                         if !a.exchange.is_empty() {
@@ -188,6 +178,16 @@ impl Needs {
             declare,
         );
     }
+}
+
+/// How a mapping's stream is declared: as a stream, whatever `queue_type` says, with no
+/// bound queue.
+fn as_stream(declare: &Option<Declare>) -> Option<Declare> {
+    declare.as_ref().map(|d| Declare {
+        queue_type: super::QueueType::Stream,
+        queue: None,
+        ..d.clone()
+    })
 }
 
 /// Adds a need once; a later mapping that declares an object lends its settings to an earlier

@@ -657,6 +657,9 @@ impl Processor {
         let Origin::Kafka(k) = &original.origin else {
             return false;
         };
+        if self.waiting.is_empty() {
+            return false;
+        }
         self.waiting
             .get(&(k.topic.clone(), k.partition))
             .and_then(BTreeSet::first)

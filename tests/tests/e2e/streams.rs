@@ -157,23 +157,7 @@ async fn kafka_to_a_stream_exactly_once_stores_each_record_once_through_kill_9()
 /// A stream declared over AMQP with `n` messages `m-N`, each with header `n`.
 async fn stream_with(n: usize) -> String {
     let stream = unique("src-stream");
-    let conn = brokers::amqp().await;
-    let ch = conn.create_channel().await.expect("channel");
-    let mut args = lapin::types::FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("stream".into()),
-    );
-    ch.queue_declare(
-        stream.as_str().into(),
-        lapin::options::QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        args,
-    )
-    .await
-    .expect("declare the stream");
+    brokers::declare_stream(&brokers::amqp().await, &stream).await;
     append(&stream, 0..n).await;
     stream
 }
