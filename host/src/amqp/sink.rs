@@ -3,6 +3,7 @@
 //! with a future of the confirm, so many messages are in flight at a time.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Publishes a mapping's messages to RabbitMQ.
 pub struct AmqpSink {
     /// A channel in confirm mode, the mapping's own.
-    channel: lapin::Channel,
+    channel: Arc<lapin::Channel>,
     /// The tenant's publishing connection, shared with its other mappings.
     connection: Arc<lapin::Connection>,
     /// Exchange, default routing key, persistence.
@@ -33,6 +34,34 @@ pub struct AmqpSink {
     known: Mutex<HashSet<String>>,
     /// Carried `amqp_*` headers become properties again.
     properties_from_headers: bool,
+    /// When a publish of this channel was last written.
+    progress: Arc<Progress>,
+}
+
+/// When a channel last wrote a publish: milliseconds since its start.
+struct Progress {
+    start: std::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: std::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn made(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Whether a publish was written within the last `span`.
+    fn within(&self, span: Duration) -> bool {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last) < span
+    }
 }
 
 impl AmqpSink {
@@ -58,12 +87,13 @@ impl AmqpSink {
             .await
             .map_err(|e| SinkError::new("cannot enable publisher confirms", e))?;
         Ok(AmqpSink {
-            channel,
+            channel: Arc::new(channel),
             connection,
             target: target.clone(),
             allowlist,
             known: Mutex::new(HashSet::new()),
             properties_from_headers,
+            progress: Arc::new(Progress::new()),
         })
     }
 
@@ -166,35 +196,54 @@ impl AmqpSink {
             Ok(props) => props,
             Err(e) => return Ok(refused(FailureKind::ConversionError, e.to_string())),
         };
-        let payload = msg.payload.as_deref().unwrap_or_default();
-        let publish = self.channel.basic_publish(
-            exchange.clone().into(),
-            routing_key.clone().into(),
-            BasicPublishOptions {
+        // Queued now, in the order of the sends (the first poll pushes the frames to the
+        // connection's writer); the write and the confirm are awaited with the flight, so a
+        // batch goes out in one wake of the writer rather than one round trip a message.
+        let channel = Arc::clone(&self.channel);
+        let payload = msg.payload.clone().unwrap_or_default();
+        let (ex, rk) = (exchange.clone(), routing_key.clone());
+        let mut publish = Box::pin(async move {
+            let options = BasicPublishOptions {
                 mandatory: true,
                 ..BasicPublishOptions::default()
-            },
-            payload,
-            props,
-        );
-        // A write on a connection that died without lapin noticing may never complete: treat
-        // a stuck publish as a lost connection, unless the broker blocked publishing (a
-        // resource alarm): then wait for it.
-        let mut publish = std::pin::pin!(publish);
-        let confirm = loop {
-            match tokio::time::timeout(WRITE_TIMEOUT, &mut publish).await {
-                Ok(written) => break written,
-                Err(_) if self.connection.status().blocked() => continue,
-                Err(_) => {
-                    return Err(SinkError::msg(format!(
-                        "publish to exchange `{exchange}` not written within {} s",
-                        WRITE_TIMEOUT.as_secs()
-                    )));
-                }
-            }
-        }
-        .map_err(|e| SinkError::new(format!("publish to exchange `{exchange}` failed"), e))?;
+            };
+            channel
+                .basic_publish(ex.into(), rk.into(), options, &payload, props)
+                .await
+        });
+        let queued = futures_util::poll!(&mut publish);
+        let (connection, progress) = (Arc::clone(&self.connection), Arc::clone(&self.progress));
         Ok(Box::pin(async move {
+            let written = match queued {
+                std::task::Poll::Ready(written) => written,
+                // A write on a connection that died without lapin noticing may never
+                // complete: a publish stuck while nothing else was written for as long counts
+                // as a lost connection, unless the broker blocked publishing (a resource
+                // alarm): then it waits. (A slow link writing a long queue is not stuck.)
+                std::task::Poll::Pending => loop {
+                    match tokio::time::timeout(WRITE_TIMEOUT, &mut publish).await {
+                        Ok(written) => break written,
+                        Err(_) if connection.status().blocked() => continue,
+                        Err(_) if progress.within(WRITE_TIMEOUT) => continue,
+                        Err(_) => {
+                            return Err(Rejected::transient(
+                                format!(
+                                    "publish to exchange `{exchange}` not written within {} s",
+                                    WRITE_TIMEOUT.as_secs()
+                                ),
+                                None,
+                            ));
+                        }
+                    }
+                },
+            };
+            progress.made();
+            let confirm = written.map_err(|e| {
+                Rejected::transient(
+                    format!("publish to exchange `{exchange}` failed: {e}"),
+                    Some(Box::new(e)),
+                )
+            })?;
             match confirm.await {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
                 Ok(Confirmation::Ack(Some(returned))) => Err(Rejected::refused(
