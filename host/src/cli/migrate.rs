@@ -662,6 +662,33 @@ mod tests {
         );
     }
 
+    /// The replicators carried no AMQP properties across Kafka: every migrated mapping turns
+    /// the carrying off, in both directions, and the config reads back that way.
+    #[test]
+    fn migrated_mappings_carry_no_amqp_properties() {
+        let values = serde_json::json!({
+            "kafka": { "bootstrapServers": "kafka:9092" },
+            "rabbitmq": { "host": "rmq" },
+            "replication": {
+                "kafkaToRabbitmq": { "enabled": true, "mappings": [
+                    { "kafkaTopic": "orders", "rabbitmqExchange": "orders" }
+                ] },
+                "rabbitmqToKafka": { "enabled": true, "mappings": [
+                    { "rabbitmqQueue": "payments", "kafkaTopic": "payments" }
+                ] },
+            },
+        });
+        let out = kafka_rabbitmq(&values, &["values.yaml".to_string()]).unwrap();
+        let env = |name: &str| (name == RABBITMQ_PASSWORD_ENV).then(|| "secret".to_string());
+        let config =
+            crate::config::BridgeConfig::parse(std::path::Path::new("bridge.toml"), &out, &env)
+                .unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(config.mapping.len(), 2, "{out}");
+        for mapping in &config.mapping {
+            assert!(!mapping.amqp_properties, "{}: {out}", mapping.name);
+        }
+    }
+
     #[test]
     fn vhosts_are_percent_encoded() {
         assert_eq!(percent_encode("/"), "%2F");

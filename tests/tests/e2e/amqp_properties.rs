@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bridge_tests::brokers::{self, unique};
+use bridge_tests::brokers::{self, Record, unique};
 use bridge_tests::scenario::{Mapping, Scenario};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -148,4 +148,72 @@ async fn every_property_survives_rabbitmq_to_kafka_to_rabbitmq() {
     assert_eq!(types["retries"], "i32");
     assert_eq!(types["meta"], "table");
     assert!(types.get("region").is_none(), "strings need no type");
+}
+
+/// `amqp_properties = false` (what `migrate` writes for the Python replicators, which carried
+/// none): RabbitMQ → Kafka adds no `amqp_*` header, and Kafka → RabbitMQ leaves an `amqp_*`
+/// header a header instead of making it a property.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_amqp_properties_off_neither_direction_carries_them() {
+    let (queue_in, topic_in) = (unique("noprops-in"), unique("noprops-topic"));
+    let (topic_out, exchange, queue_out) = (
+        unique("noprops-kt"),
+        unique("noprops-ex"),
+        unique("noprops-out"),
+    );
+    brokers::create_topic(&topic_in, 1).await;
+    brokers::create_topic(&topic_out, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_queue(&conn, &queue_in).await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue_out, "rk").await;
+    let mut bridge = Scenario::new()
+        .health()
+        .mapping(
+            Mapping::rabbitmq_to_kafka("in", &queue_in, &topic_in).set("amqp_properties", false),
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("out", &[&topic_out], &unique("g"), &exchange)
+                .routing_key("rk")
+                .set("amqp_properties", false),
+        )
+        .start();
+    bridge.ready().await;
+    brokers::publish_to_queue(&conn, &queue_in, &[(b"{}".to_vec(), properties())]).await;
+    brokers::produce(
+        &topic_out,
+        &[Record::with_header("{}", "amqp_content_type", "text/plain")],
+        None,
+    )
+    .await;
+    let across = brokers::read_topic(&topic_in, 1, Duration::from_secs(60)).await;
+    let back = brokers::consume_queue(&conn, &queue_out, 1, Duration::from_secs(60)).await;
+    bridge.stop_clean();
+    let (across_n, back_n) = (across.len(), back.len());
+    assert!(
+        (across_n, back_n) == (1, 1),
+        "{across_n} record(s) on Kafka, {back_n} message(s) on RabbitMQ; log:\n{}",
+        bridge.log_text()
+    );
+    let names: Vec<&str> = across[0].headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("amqp_")),
+        "no property is carried: {names:?}"
+    );
+    assert_eq!(
+        across[0].header("region").as_deref(),
+        Some("eu"),
+        "{names:?}"
+    );
+    let p = &back[0].properties;
+    assert_eq!(
+        p.content_type(),
+        &None,
+        "the header does not become a property"
+    );
+    let headers = p.headers().clone().unwrap_or_default();
+    assert_eq!(
+        headers.inner().get("amqp_content_type"),
+        Some(&AMQPValue::LongString("text/plain".into())),
+        "{headers:?}"
+    );
 }

@@ -315,3 +315,62 @@ target = {{ kafka = "main", topic = "{out_topic}" }}
         "says how to fix it: {stderr}"
     );
 }
+
+/// A thousand mappings, two of whose queues are missing (past the 681st, where the checks
+/// once ran out of channels and blamed the first queue): each error names its own mapping and
+/// queue, and no other mapping is blamed.
+#[tokio::test(flavor = "multi_thread")]
+async fn among_a_thousand_mappings_each_missing_queue_is_named_with_its_own_mapping() {
+    const MAPPINGS: usize = 1000;
+    const MISSING: [usize; 2] = [700, 990];
+    let (run, topic) = (unique("thousand"), unique("thousand-t"));
+    brokers::create_topic(&topic, 1).await;
+    let conn = brokers::amqp().await;
+    let ch = conn.create_channel().await.unwrap();
+    for i in (0..MAPPINGS).filter(|i| !MISSING.contains(i)) {
+        ch.queue_declare(
+            format!("{run}-q{i}").as_str().into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut scenario = Scenario::new();
+    for i in 0..MAPPINGS {
+        scenario = scenario.mapping(Mapping::rabbitmq_to_kafka(
+            &format!("m{i}"),
+            &format!("{run}-q{i}"),
+            &topic,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, scenario.to_toml()).unwrap();
+    let out = tokio::process::Command::new(bridge_tests::bridge::binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for i in (0..MAPPINGS).filter(|i| !MISSING.contains(i)) {
+        let queue = format!("{run}-q{i}");
+        let _ = ch
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+    }
+    let _ = ch.close(200, "done".into()).await;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for i in MISSING {
+        let expected =
+            format!("mapping `m{i}`.source.queue: queue `{run}-q{i}` is not usable on `local`");
+        assert!(stderr.contains(&expected), "{expected}\nin: {stderr}");
+    }
+    let blamed = stderr.matches(".source.queue: queue").count();
+    assert_eq!(
+        blamed,
+        MISSING.len(),
+        "only the missing queues are named: {stderr}"
+    );
+}
