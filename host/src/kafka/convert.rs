@@ -143,12 +143,39 @@ struct StoredHeader {
 
 /// The bytes of the header name at `name`, NULs included: its stored length, read from the
 /// header that holds it once the header's value pointer and size confirm the layout; else
-/// up to the first NUL (which is then the whole name, as librdkafka terminates every name).
+/// up to the first NUL (which is then the whole name, as librdkafka terminates every name),
+/// with a warning: a librdkafka whose header layout differs cannot carry a NUL in a name.
 ///
 /// # Safety
 /// `name`, `value` and `value_size` are what `rd_kafka_header_get_all` returned for one
 /// header, which stays alive for `'a`.
 unsafe fn name_bytes<'a>(name: *const c_char, value: *const c_void, value_size: usize) -> &'a [u8] {
+    // SAFETY: as this function's.
+    match unsafe { stored_name(name, value, value_size) } {
+        Ok(full) => full,
+        Err(terminated) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "This librdkafka stores Kafka header names in a layout the bridge does not know: \
+                     a header name is read up to its first NUL byte."
+                );
+            });
+            terminated
+        }
+    }
+}
+
+/// The whole stored name, or (`Err`) the name up to its first NUL when the layout of the
+/// header around it is not confirmed.
+///
+/// # Safety
+/// As [`name_bytes`].
+unsafe fn stored_name<'a>(
+    name: *const c_char,
+    value: *const c_void,
+    value_size: usize,
+) -> Result<&'a [u8], &'a [u8]> {
     // SAFETY: librdkafka terminates every name with a NUL.
     let terminated = unsafe { CStr::from_ptr(name) }.to_bytes();
     let offset = std::mem::offset_of!(StoredHeader, name);
@@ -157,7 +184,7 @@ unsafe fn name_bytes<'a>(name: *const c_char, value: *const c_void, value_size: 
         .wrapping_sub(offset)
         .cast::<StoredHeader>();
     if !header.is_aligned() {
-        return terminated;
+        return Err(terminated);
     }
     // SAFETY: the name is the last field of the `rd_kafka_header_t` librdkafka allocated; the
     // fields before it are part of the same allocation. Checked below against what
@@ -166,14 +193,14 @@ unsafe fn name_bytes<'a>(name: *const c_char, value: *const c_void, value_size: 
     let same_value = std::ptr::eq(stored.value, value.cast())
         && (value.is_null() || stored.value_size == value_size);
     if !same_value || stored.name_size < terminated.len() {
-        return terminated;
+        return Err(terminated);
     }
     // SAFETY: the name is `name_size` bytes followed by its terminating NUL.
     let full = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), stored.name_size + 1) };
     if full[stored.name_size] != 0 {
-        return terminated;
+        return Err(terminated);
     }
-    &full[..stored.name_size]
+    Ok(&full[..stored.name_size])
 }
 
 #[cfg(test)]
@@ -184,6 +211,43 @@ mod tests {
         RawHeader {
             name,
             value: Some(value),
+        }
+    }
+
+    /// The bundled librdkafka's header layout is the one [`StoredHeader`] describes: a name
+    /// with a NUL byte (and a null value) is read whole, not up to the NUL. Fails when an
+    /// upgrade of librdkafka changes the layout.
+    #[test]
+    fn the_bundled_librdkafka_header_layout_is_known() {
+        let cases: [(&[u8], Option<&[u8]>); 3] = [
+            (b"plain", Some(b"v")),
+            (b"a\0b\0", Some(b"")),
+            (b"n\xff\0x", None),
+        ];
+        // SAFETY: a header list of our own, freed below; the pointers passed are live slices.
+        unsafe {
+            let hdrs = rd::rd_kafka_headers_new(cases.len());
+            for (name, value) in cases {
+                let (ptr, len) = value.map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.len()));
+                let err = rd::rd_kafka_header_add(
+                    hdrs,
+                    name.as_ptr().cast(),
+                    name.len() as isize,
+                    ptr.cast(),
+                    len as isize,
+                );
+                assert_eq!(err, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+            }
+            for (idx, (name, value)) in cases.into_iter().enumerate() {
+                let mut n: *const c_char = std::ptr::null();
+                let mut v: *const c_void = std::ptr::null();
+                let mut size = 0usize;
+                let err = rd::rd_kafka_header_get_all(hdrs, idx, &mut n, &mut v, &mut size);
+                assert_eq!(err, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+                assert_eq!(stored_name(n, v, size), Ok(name), "header {idx}");
+                assert_eq!(v.is_null(), value.is_none(), "header {idx}");
+            }
+            rd::rd_kafka_headers_destroy(hdrs);
         }
     }
 
