@@ -17,4 +17,6 @@ pub mod status;
 pub mod stream;
 pub mod supervisor;
 pub mod telemetry;
+#[cfg(debug_assertions)]
+pub mod test_hooks;
 pub mod topology;

@@ -598,7 +598,9 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
                 let number = taken.fetch_add(1, Ordering::AcqRel) + 1;
                 let message = super::to_message(&key.cluster, &m);
                 #[cfg(debug_assertions)]
-                test_panic_hook(&message);
+                if crate::test_hooks::fires(crate::test_hooks::Hook::PollerPanic, Some(&message)) {
+                    panic!("test hook: the Kafka poller panics");
+                }
                 Box::new(Fetched {
                     topic: m.topic().to_string(),
                     partition: m.partition(),
@@ -631,21 +633,6 @@ async fn poll(consumer: Arc<Consumer_>, table: Arc<Mutex<Table>>, key: GroupKey)
                 hold(consumer.as_ref(), route, part, offset);
             }
         }
-    }
-}
-
-/// Test hook, in debug builds only: the poller panics once, as a bug in it would, on the first
-/// message carrying the header named by `BRIDGE_TEST_POLLER_PANIC`.
-#[cfg(debug_assertions)]
-fn test_panic_hook(msg: &Message) {
-    use std::sync::OnceLock;
-    static HEADER: OnceLock<Option<String>> = OnceLock::new();
-    static FIRED: AtomicBool = AtomicBool::new(false);
-    if let Some(name) = HEADER.get_or_init(|| std::env::var("BRIDGE_TEST_POLLER_PANIC").ok())
-        && msg.headers.iter().any(|(k, _)| k == name)
-        && !FIRED.swap(true, Ordering::SeqCst)
-    {
-        panic!("test hook: the Kafka poller panics");
     }
 }
 

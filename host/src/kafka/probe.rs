@@ -31,6 +31,10 @@ pub async fn watch(
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        #[cfg(debug_assertions)]
+        if crate::test_hooks::fires(crate::test_hooks::Hook::ProbePanic, None) {
+            panic!("test hook: the Kafka readiness probe panics");
+        }
         for (name, client) in &clients {
             let client = Arc::clone(client);
             // librdkafka's metadata request blocks: keep it off the async workers.

@@ -264,14 +264,7 @@ fn classify(detail: String, e: KafkaError, chosen: bool) -> Rejected {
 /// idempotence error would (librdkafka's `rd_kafka_test_fatal_error`).
 #[cfg(debug_assertions)]
 fn test_fatal_hook(producer: &Producer, msg: &Message) {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static HEADER: OnceLock<Option<String>> = OnceLock::new();
-    static FIRED: AtomicBool = AtomicBool::new(false);
-    if let Some(name) = HEADER.get_or_init(|| std::env::var("BRIDGE_TEST_FATAL_PRODUCER").ok())
-        && msg.headers.iter().any(|(k, _)| k == name)
-        && !FIRED.swap(true, Ordering::SeqCst)
-    {
+    if crate::test_hooks::fires(crate::test_hooks::Hook::FatalProducer, Some(msg)) {
         let client = rdkafka::producer::Producer::client(producer);
         // SAFETY: the client is alive (borrowed from `producer`); the reason is a C string.
         unsafe {

@@ -95,7 +95,9 @@ impl ChainCore {
     /// Runs every transform in order on `msg`.
     pub fn run(&mut self, msg: Message) -> ChainOutcome {
         #[cfg(debug_assertions)]
-        test_panic_hook(&msg);
+        if crate::test_hooks::fires(crate::test_hooks::Hook::ChainPanic, Some(&msg)) {
+            panic!("test hook: a host panic in a chain call");
+        }
         let mut current = vec![msg];
         for (i, plugin) in self.transforms.iter_mut().enumerate() {
             let timer = self.timers.get(i).and_then(Option::as_ref);
@@ -547,22 +549,6 @@ pub(super) fn no_outcome() -> ChainOutcome {
         detail: "the plugin chain gave no outcome".to_string(),
         version: None,
     })
-}
-
-/// Test hook, in debug builds only: the host panics once, as a buggy host function would, on
-/// the first message carrying the header named by `BRIDGE_TEST_PANIC_ONCE`.
-#[cfg(debug_assertions)]
-fn test_panic_hook(msg: &Message) {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static HEADER: OnceLock<Option<String>> = OnceLock::new();
-    static FIRED: AtomicBool = AtomicBool::new(false);
-    if let Some(name) = HEADER.get_or_init(|| std::env::var("BRIDGE_TEST_PANIC_ONCE").ok())
-        && msg.headers.iter().any(|(k, _)| k == name)
-        && !FIRED.swap(true, Ordering::SeqCst)
-    {
-        panic!("test hook: a host panic in a chain call");
-    }
 }
 
 /// The built-in policy (see [`Policy::Default`]).

@@ -690,6 +690,10 @@ impl Processor {
             msg.behind_a_retry = behind;
         }
         let mut pending = Vec::with_capacity(outputs.len());
+        #[cfg(debug_assertions)]
+        if crate::test_hooks::fires(crate::test_hooks::Hook::MappingPanic, Some(&original)) {
+            panic!("test hook: the mapping's task panics");
+        }
         for msg in &outputs {
             // A blocked target holds the message here: nothing more is taken from the source
             // until RabbitMQ lifts its alarm (backpressure); readiness watches the connection.

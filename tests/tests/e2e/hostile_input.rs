@@ -751,6 +751,83 @@ async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
     );
 }
 
+/// The mapping's own task panics as it sends the eleventh record (a bug, raised by a test
+/// hook): the mapping restarts, the record is consumed again, and every record arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_a_mapping_restarts_it_and_loses_nothing() {
+    let (input, out) = (unique("mpanic-in"), unique("mpanic-out"));
+    brokers::create_topics(&[&input, &out], 1).await;
+    let records: Vec<brokers::Record> = (0..30)
+        .map(|i| {
+            let mut r = record("-", &format!("m{i}"));
+            if i == 10 {
+                r.headers.push(("crash".into(), b"1".to_vec()));
+            }
+            r
+        })
+        .collect();
+    let mut bridge = Scenario::new()
+        .health()
+        .env("BRIDGE_TEST_MAPPING_PANIC", "crash")
+        .mapping(Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out))
+        .start();
+    bridge.ready().await;
+    brokers::produce(&input, &records, None).await;
+    let got = brokers::read_topic(&out, 40, Duration::from_secs(20)).await;
+    let restarts = bridge.metric(r#"bridge_mapping_restarts_total{mapping="m",tenant="default"}"#);
+    bridge.ready().await;
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    let distinct: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(distinct.len(), 30, "every record arrived; log:\n{log}");
+    assert!(
+        restarts.unwrap_or(0.0) >= 1.0,
+        "the mapping restarted; log:\n{log}"
+    );
+    assert!(
+        log.contains("the mapping's task panics") && log.contains("Mapping stopped; restarting"),
+        "the log says what happened; log:\n{log}"
+    );
+}
+
+/// The Kafka readiness probe panics on its first round (a test hook): it is restarted,
+/// `/readyz` goes on answering from its probes, and the mappings are not disturbed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_readiness_probe_is_restarted() {
+    let (input, out) = (unique("probe-in"), unique("probe-out"));
+    brokers::create_topics(&[&input, &out], 1).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .env("BRIDGE_TEST_PROBE_PANIC", "1")
+        .mapping(Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out))
+        .start();
+    bridge.ready().await;
+    bridge
+        .wait_for("the probe's restart", Duration::from_secs(20), || {
+            bridge
+                .log_text()
+                .contains("The Kafka readiness probe ended; restarting it.")
+        })
+        .await;
+    brokers::produce(&input, &[record("-", "after")], None).await;
+    let got = brokers::read_topic(&out, 1, Duration::from_secs(20)).await;
+    bridge.ready().await;
+    bridge.stop_clean();
+    let log = bridge.log_text();
+    assert!(
+        log.contains("the Kafka readiness probe panics"),
+        "the log says why; log:\n{log}"
+    );
+    assert_eq!(got.len(), 1, "the mapping moved its record; log:\n{log}");
+    assert!(
+        !log.contains("Mapping stopped; restarting"),
+        "no mapping restarted; log:\n{log}"
+    );
+}
+
 /// The default tenant has a budget too: a plugin that fans an 8 MiB message out a thousand
 /// times fails with `plugin-memory-limit` instead of making the host hold 8 GB, and a chain
 /// whose stages multiply (40 × 40) is capped by `fan_out` across the chain.
