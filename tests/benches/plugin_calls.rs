@@ -7,7 +7,9 @@
 //! - `header_map_ns`: the built-in `header-map` with a rename, a copy and a set;
 //! - `record_shape_ns`: the header-only work with the message passed as a record instead of a
 //!   resource (the alternative interface shape);
-//! - `fresh_instance_ns`: a new instance from the pre-instantiated component, with `init`.
+//! - `fresh_instance_ns`: a new instance from the pre-instantiated component, with `init`;
+//! - `allowlist_check_ns`: checking a topic a plugin chose against a tenant's allowlist of
+//!   eight globs (the check every send to a chosen topic or exchange makes), half inside it.
 
 use bridge_host::plugin::{PluginRuntime, PluginSpec, RuntimeOptions};
 use bridge_tests::{artifacts, sample_message};
@@ -52,6 +54,7 @@ fn main() {
         std::hint::black_box(plugin.instantiate().expect("instance"));
     });
     let record_shape_ns = record_shape::measure_touch(&msg);
+    let allowlist_check_ns = allowlist_check_ns();
 
     println!(
         "{}",
@@ -61,10 +64,34 @@ fn main() {
             "header_map_ns": header_map_ns.round(),
             "record_shape_ns": record_shape_ns.round(),
             "fresh_instance_ns": fresh_instance_ns.round(),
+            "allowlist_check_ns": (allowlist_check_ns * 10.0).round() / 10.0,
             "message_clone_ns": clone_ns.round(),
             "message": { "payload_bytes": msg.payload.as_ref().map_or(0, |p| p.len()), "headers": msg.headers.len() },
         })
     );
+}
+
+/// Nanoseconds per allowlist check of a chosen topic, one inside and one outside the list.
+fn allowlist_check_ns() -> f64 {
+    let globs = [
+        "pay-*",
+        "orders.*",
+        "billing-?-in",
+        "audit.[a-c]*",
+        "team-a.**",
+        "x-*-y",
+        "ledger",
+        "events.eu-*",
+    ];
+    let topics = Some(globs.iter().map(|g| g.to_string()).collect());
+    let allowlist = bridge_host::config::TargetAllowlist::new("payments", &topics, &None)
+        .expect("globs compile");
+    let pair_ns = bridge_tests::median_ns(200_000, || {
+        let inside = allowlist.topic(std::hint::black_box("events.eu-west-orders"));
+        let outside = allowlist.topic(std::hint::black_box("other-team.topic"));
+        std::hint::black_box((inside.is_ok(), outside.is_ok()));
+    });
+    pair_ns / 2.0
 }
 
 /// The record-shaped alternative, called directly through wasmtime.
