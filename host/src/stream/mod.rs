@@ -56,6 +56,8 @@ fn options(name: &str, conn: &RabbitConnection) -> Result<ClientOptions, Connect
         .user(&uri.authority.userinfo.username)
         .password(&uri.authority.userinfo.password)
         .v_host(&uri.vhost)
+        // No limit of the bridge's own: the frame size is the broker's `stream.frame_max`.
+        .max_frame_size(0)
         .client_provided_name(format!("bridge-host {name}"));
     if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
         let mut tls = TlsConfiguration::builder().enable(true);

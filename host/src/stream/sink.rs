@@ -45,6 +45,8 @@ pub struct StreamSink {
     named: Mutex<HashMap<(String, i32), Named>>,
     /// A producer's connection closed: the mapping restarts.
     lost: Arc<AtomicBool>,
+    /// The largest publish frame the broker takes (0: no limit).
+    max_frame: u32,
 }
 
 /// Marks the sink lost when a producer's connection closes (what it had not confirmed is
@@ -95,6 +97,7 @@ impl StreamSink {
             .map_err(|e| {
                 SinkError::new(format!("cannot publish to stream `{}`", target.stream), e)
             })?;
+        let max_frame = plain.max_frame_size().await;
         Ok(StreamSink {
             environment,
             target: target.clone(),
@@ -102,6 +105,7 @@ impl StreamSink {
             plain,
             named: Mutex::new(HashMap::new()),
             lost,
+            max_frame,
         })
     }
 
@@ -133,6 +137,21 @@ impl StreamSink {
                     e,
                 )
             })
+    }
+
+    /// A refusal of `message` when no publish frame can hold it: the broker would close the
+    /// connection, and the message would be sent again after every restart.
+    fn too_large(&self, message: &StreamMessage) -> Option<Pending> {
+        let size = rabbitmq_stream_client::publish_frame_size(message);
+        (self.max_frame > 0 && size > self.max_frame).then(|| {
+            refused(
+                FailureKind::TargetRejected,
+                format!(
+                    "the message takes {size} bytes, more than the {} bytes of a frame of stream `{}` (the broker's `stream.frame_max`)",
+                    self.max_frame, self.target.stream
+                ),
+            )
+        })
     }
 
     /// The broker's answer for one message, as a [`Pending`].
@@ -233,6 +252,9 @@ impl Sink for StreamSink {
                                 return Ok(refused(FailureKind::ConversionError, e.to_string()));
                             }
                         };
+                        if let Some(refusal) = self.too_large(&message) {
+                            return Ok(refusal);
+                        }
                         entry.offset = k.offset;
                         entry.made = made + 1;
                         entry.last = Some(id);
@@ -251,6 +273,9 @@ impl Sink for StreamSink {
                 Ok(m) => m,
                 Err(e) => return Ok(refused(FailureKind::ConversionError, e.to_string())),
             };
+            if let Some(refusal) = self.too_large(&message) {
+                return Ok(refusal);
+            }
             let (callback, pending) = self.answer();
             self.plain
                 .send(message, callback)

@@ -313,3 +313,85 @@ async fn a_record_waiting_on_a_retry_is_not_lost_to_deduplication() {
     );
     assert_eq!(payloads.len(), 20, "every record arrived");
 }
+
+/// Messages of 20 KiB go out in batches larger than a stream frame (1 MiB): each batch is
+/// split into frames the broker takes, so all of them arrive, exactly-once and at least once.
+/// A message too large for any frame (a plugin makes it 2 MiB) is refused and dead-lettered,
+/// and its mapping does not restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_fit_the_stream_frame_and_a_message_too_large_for_one_is_dead_lettered() {
+    let n = 300;
+    let (topic, big_topic, dlq) = (unique("frame-in"), unique("frame-big"), unique("frame-dlq"));
+    let (stream, eos_stream) = (unique("frame-stream"), unique("frame-eos"));
+    brokers::create_topics(&[&topic, &big_topic, &dlq], 1).await;
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            let mut payload = format!("s-{i:06}").into_bytes();
+            payload.resize(20 * 1024, b'.');
+            Record {
+                key: None,
+                payload: Some(payload),
+                headers: vec![],
+                partition: 0,
+                timestamp: None,
+            }
+        })
+        .collect();
+    brokers::produce(&topic, &records, None).await;
+    brokers::produce(&big_topic, &numbered(1), None).await;
+    let mut bridge = Scenario::new()
+        .plugin(
+            "grow",
+            bridge_tests::artifacts::HOSTILE,
+            r#"mode = "huge-payload", size = "2097152""#,
+        )
+        .mapping(
+            Mapping::kafka_to_stream("plain", &[&topic], &unique("g"), &stream)
+                .set("declare", true),
+        )
+        .mapping(
+            Mapping::kafka_to_stream("eos", &[&topic], &unique("g"), &eos_stream)
+                .set("delivery", "exactly-once")
+                .set("declare", true),
+        )
+        .mapping(
+            Mapping::kafka_to_stream("big", &[&big_topic], &unique("g"), &stream)
+                .plugins(&["grow"])
+                .dead_letter_kafka(&dlq)
+                .set("declare", true),
+        )
+        .start();
+    let dead = brokers::read_topic(&dlq, 1, Duration::from_secs(60)).await;
+    let mut counts = Vec::new();
+    for s in [&stream, &eos_stream] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            got = brokers::read_stream(s, Duration::from_secs(2)).await;
+            if got.len() >= n {
+                break;
+            }
+        }
+        let mut payloads: Vec<Vec<u8>> = got.into_iter().map(|r| r.payload).collect();
+        payloads.sort();
+        payloads.dedup();
+        counts.push(payloads.len());
+    }
+    bridge.stop_clean();
+    let log = bridge.log_report();
+    assert_eq!(
+        counts,
+        vec![n, n],
+        "every 20 KiB message arrived in both streams; {log}"
+    );
+    assert_eq!(dead.len(), 1, "the 2 MiB message was dead-lettered; {log}");
+    let reason = dead[0].header("x-bridge-reason").unwrap_or_default();
+    assert!(
+        reason.contains("frame"),
+        "the reason names the frame: {reason}"
+    );
+    assert!(
+        !bridge.log_text().contains("Mapping stopped; restarting"),
+        "no mapping restarted; {log}"
+    );
+}

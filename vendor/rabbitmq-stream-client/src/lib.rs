@@ -85,7 +85,7 @@ mod superstream_producer;
 
 pub type RabbitMQStreamResult<T> = Result<T, error::ClientError>;
 
-pub use crate::client::{
+pub use crate::client::{publish_frame_size, 
     Client, ClientOptions, MetricsCollector, TlsConfiguration, TlsConfigurationBuilder,
 };
 

@@ -556,6 +556,12 @@ impl<T> Producer<T> {
         self.0.closed.load(Ordering::Relaxed)
     }
 
+    /// Patched (bridge-host): the frame size negotiated on this producer's connection, 0 for
+    /// no limit; a message whose `publish_frame_size` is larger cannot be published.
+    pub async fn max_frame_size(&self) -> u32 {
+        self.0.client.max_frame_size().await
+    }
+
     pub async fn close(self) -> Result<(), ProducerCloseError> {
         self.0.close().await
     }

@@ -229,6 +229,11 @@ impl Client {
         Ok(client)
     }
 
+    /// Patched (bridge-host): the frame size negotiated with the broker, 0 for no limit.
+    pub async fn max_frame_size(&self) -> u32 {
+        self.state.read().await.max_frame_size
+    }
+
     /// Get client's server properties.
     pub async fn server_properties(&self) -> HashMap<String, String> {
         self.state.read().await.server_properties.clone()
@@ -460,9 +465,27 @@ impl Client {
             .collect();
         let len = messages.len();
 
-        // TODO batch publish with max frame size check
-        self.send(PublishCommand::new(publisher_id, messages, version))
-            .await?;
+        // Patched (bridge-host): a batch goes out in as many frames as the negotiated frame
+        // size needs; the broker closes the connection on a larger frame. (A message too
+        // large by itself still goes alone: callers check `publish_frame_size` first.)
+        let max = self.max_frame_size().await as usize;
+        let mut frame = Vec::new();
+        let mut size = PUBLISH_FRAME_OVERHEAD as usize;
+        for message in messages {
+            let one = published_size(&message, version) as usize;
+            if max > 0 && !frame.is_empty() && size + one > max {
+                let full = std::mem::take(&mut frame);
+                self.send(PublishCommand::new(publisher_id, full, version))
+                    .await?;
+                size = PUBLISH_FRAME_OVERHEAD as usize;
+            }
+            size += one;
+            frame.push(message);
+        }
+        if !frame.is_empty() {
+            self.send(PublishCommand::new(publisher_id, frame, version))
+                .await?;
+        }
 
         self.opts.collector.publish(len as u64).await;
 
@@ -841,3 +864,26 @@ fn knows_command_versions(version: Option<&str>) -> bool {
         _ => true,
     }
 }
+
+/// Patched (bridge-host): the bytes of a publish frame besides its messages: the length
+/// prefix, the key and version, the publisher id and the message count.
+const PUBLISH_FRAME_OVERHEAD: u32 = 4 + 4 + 1 + 4;
+
+/// Patched (bridge-host): the bytes `message` takes in a publish frame of `version`.
+fn published_size(message: &PublishedMessage, version: u16) -> u32 {
+    use rabbitmq_stream_protocol::codec::Encoder;
+    if version >= 2 {
+        message.encoded_size_version_2()
+    } else {
+        message.encoded_size()
+    }
+}
+
+/// Patched (bridge-host): the size of a publish frame holding `message` alone, at most (any
+/// protocol version, no filter value): to compare with [`Client::max_frame_size`].
+pub fn publish_frame_size(message: &rabbitmq_stream_protocol::message::Message) -> u32 {
+    use rabbitmq_stream_protocol::codec::Encoder;
+    // The publishing id, the filter value's length (version 2), the message's length.
+    PUBLISH_FRAME_OVERHEAD + 8 + 2 + 4 + message.encoded_size()
+}
+
