@@ -46,12 +46,13 @@ pub struct StreamSource {
 
 impl StreamSource {
     /// Subscribes to the stream from the offset stored under the consumer's name, or where the
-    /// configuration says for a new name.
+    /// configuration says for a new name; at most `buffer` deliveries wait to be taken.
     pub async fn open(
         mapping: &str,
         name: &str,
         conn: &RabbitConnection,
         source: &SourceConfig,
+        buffer: usize,
     ) -> Result<Self, SourceError> {
         let consumer_name = source
             .consumer
@@ -79,6 +80,8 @@ impl StreamSource {
             .consumer()
             .name(&consumer_name)
             .offset(spec)
+            // What waits to be taken stays within the mapping's window, as a queue's prefetch.
+            .buffer(buffer)
             .client_provided_name(&format!("bridge-host {mapping}"))
             .build(&source.stream)
             .await

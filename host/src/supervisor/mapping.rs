@@ -203,7 +203,7 @@ async fn run_once(
         }
         Source::Stream(s) => {
             let conn = connection(config, &s.connection)?;
-            match StreamSource::open(&mapping.name, &s.connection, conn, s).await {
+            match StreamSource::open(&mapping.name, &s.connection, conn, s, max_in_flight).await {
                 Ok(source) => {
                     pipeline::drive(source, &mut processor, max_in_flight, shutdown).await
                 }

@@ -119,9 +119,18 @@ pub struct ConsumerBuilder {
     pub(crate) client_provided_name: String,
     pub(crate) properties: HashMap<String, String>,
     pub(crate) is_single_active_consumer: bool,
+    /// Patched (bridge-host): deliveries received and not yet taken, at most.
+    pub(crate) buffer: usize,
 }
 
 impl ConsumerBuilder {
+    /// Patched (bridge-host): how many deliveries the consumer holds before it stops
+    /// granting the broker credit (10 000 unpatched).
+    pub fn buffer(mut self, deliveries: usize) -> Self {
+        self.buffer = deliveries.max(1);
+        self
+    }
+
     pub async fn build(mut self, stream: &str) -> Result<Consumer, ConsumerCreateError> {
         if (self.is_single_active_consumer
             || self.properties.contains_key("single-active-consumer"))
@@ -138,7 +147,7 @@ impl ConsumerBuilder {
             .await?;
 
         let subscription_id = 1;
-        let (tx, rx) = channel(10000);
+        let (tx, rx) = channel(self.buffer);
         let consumer = Arc::new(ConsumerInternal {
             name: self.consumer_name.clone(),
             subscription_id,

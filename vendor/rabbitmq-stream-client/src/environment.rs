@@ -228,6 +228,7 @@ impl Environment {
             client_provided_name: String::from("rust-stream-consumer"),
             properties: HashMap::new(),
             is_single_active_consumer: false,
+            buffer: 10000,
         }
     }
 
