@@ -688,12 +688,14 @@ async fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
     );
 }
 
-/// The poller of a shared Kafka consumer dies (a bug, raised by a test hook on the eleventh
-/// record): its mapping restarts on a new consumer, `/readyz` says why until it runs again,
-/// and every record arrives.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
-    let (input, out) = (unique("poller-in"), unique("poller-out"));
+/// A Kafka → Kafka mapping of 30 records run with the test hook `hook` set to fire on the
+/// eleventh (its header `crash`), `/readyz` polled all along: the distinct records that
+/// arrived, the mapping's restarts, `/readyz`'s answers and the log.
+async fn crash_on_the_eleventh_record(hook: &str, prefix: &str) -> (usize, f64, Vec<u16>, String) {
+    let (input, out) = (
+        unique(&format!("{prefix}-in")),
+        unique(&format!("{prefix}-out")),
+    );
     brokers::create_topics(&[&input, &out], 1).await;
     let records: Vec<brokers::Record> = (0..30)
         .map(|i| {
@@ -706,7 +708,7 @@ async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
         .collect();
     let mut bridge = Scenario::new()
         .health()
-        .env("BRIDGE_TEST_POLLER_PANIC", "crash")
+        .env(hook, "crash")
         .mapping(Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out))
         .start();
     bridge.ready().await;
@@ -731,20 +733,31 @@ async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
     polling.store(false, Ordering::Relaxed);
     let answers = answers.join().unwrap();
     bridge.stop_clean();
-    let log = bridge.log_text();
-    assert!(
-        answers.contains(&503) && answers.last() == Some(&200),
-        "`/readyz` failed while the mapping was down and recovered: {answers:?}"
-    );
     let distinct: std::collections::BTreeSet<String> = got
         .iter()
         .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
         .collect();
-    assert_eq!(distinct.len(), 30, "every record arrived; log:\n{log}");
+    (
+        distinct.len(),
+        restarts.unwrap_or(0.0),
+        answers,
+        bridge.log_text(),
+    )
+}
+
+/// The poller of a shared Kafka consumer dies (a bug, raised by a test hook on the eleventh
+/// record): its mapping restarts on a new consumer, `/readyz` says why until it runs again,
+/// and every record arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
+    let (arrived, restarts, answers, log) =
+        crash_on_the_eleventh_record("BRIDGE_TEST_POLLER_PANIC", "poller").await;
     assert!(
-        restarts.unwrap_or(0.0) >= 1.0,
-        "the mapping restarted; log:\n{log}"
+        answers.contains(&503) && answers.last() == Some(&200),
+        "`/readyz` failed while the mapping was down and recovered: {answers:?}"
     );
+    assert_eq!(arrived, 30, "every record arrived; log:\n{log}");
+    assert!(restarts >= 1.0, "the mapping restarted; log:\n{log}");
     assert!(
         log.contains("the Kafka poller panics") && log.contains("Mapping stopped; restarting"),
         "the log says what happened; log:\n{log}"
@@ -755,38 +768,11 @@ async fn a_dead_kafka_poller_restarts_its_mapping_and_loses_nothing() {
 /// hook): the mapping restarts, the record is consumed again, and every record arrives.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_in_a_mapping_restarts_it_and_loses_nothing() {
-    let (input, out) = (unique("mpanic-in"), unique("mpanic-out"));
-    brokers::create_topics(&[&input, &out], 1).await;
-    let records: Vec<brokers::Record> = (0..30)
-        .map(|i| {
-            let mut r = record("-", &format!("m{i}"));
-            if i == 10 {
-                r.headers.push(("crash".into(), b"1".to_vec()));
-            }
-            r
-        })
-        .collect();
-    let mut bridge = Scenario::new()
-        .health()
-        .env("BRIDGE_TEST_MAPPING_PANIC", "crash")
-        .mapping(Mapping::kafka_to_kafka("m", &[&input], &unique("g"), &out))
-        .start();
-    bridge.ready().await;
-    brokers::produce(&input, &records, None).await;
-    let got = brokers::read_topic(&out, 40, Duration::from_secs(20)).await;
-    let restarts = bridge.metric(r#"bridge_mapping_restarts_total{mapping="m",tenant="default"}"#);
-    bridge.ready().await;
-    bridge.stop_clean();
-    let log = bridge.log_text();
-    let distinct: std::collections::BTreeSet<String> = got
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
-        .collect();
-    assert_eq!(distinct.len(), 30, "every record arrived; log:\n{log}");
-    assert!(
-        restarts.unwrap_or(0.0) >= 1.0,
-        "the mapping restarted; log:\n{log}"
-    );
+    let (arrived, restarts, answers, log) =
+        crash_on_the_eleventh_record("BRIDGE_TEST_MAPPING_PANIC", "mpanic").await;
+    assert_eq!(answers.last(), Some(&200), "ready again: {answers:?}");
+    assert_eq!(arrived, 30, "every record arrived; log:\n{log}");
+    assert!(restarts >= 1.0, "the mapping restarted; log:\n{log}");
     assert!(
         log.contains("the mapping's task panics") && log.contains("Mapping stopped; restarting"),
         "the log says what happened; log:\n{log}"
