@@ -731,7 +731,7 @@ async fn crash_on_the_eleventh_record(hook: &str, prefix: &str) -> (usize, f64, 
     let restarts = bridge.metric(r#"bridge_mapping_restarts_total{mapping="m",tenant="default"}"#);
     bridge.ready().await;
     polling.store(false, Ordering::Relaxed);
-    let answers = answers.join().unwrap();
+    let answers = answers.join().expect("the readiness poller");
     bridge.stop_clean();
     let distinct: std::collections::BTreeSet<String> = got
         .iter()
