@@ -6,7 +6,9 @@
 //! connection gets a fresh one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use super::ConnectError;
 use crate::config::RabbitConnection;
@@ -29,8 +31,53 @@ impl Role {
     }
 }
 
+/// A tenant's connection, shared by its mappings, and when a publish was last written on it.
+#[derive(Debug)]
+pub struct Pooled {
+    connection: lapin::Connection,
+    /// When a publish on any channel of the connection was last written (lapin writes them
+    /// from one queue per connection).
+    pub writes: Progress,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = lapin::Connection;
+
+    fn deref(&self) -> &lapin::Connection {
+        &self.connection
+    }
+}
+
+/// When something last happened: milliseconds since a start.
+#[derive(Debug)]
+pub struct Progress {
+    start: std::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: std::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// It happened now.
+    pub fn made(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Whether it happened within the last `span`.
+    pub fn within(&self, span: Duration) -> bool {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last) < span
+    }
+}
+
 /// The live connection of one tenant, connection name and role, if any, with its settings.
-type ConnectionSlot = Option<(RabbitConnection, Weak<lapin::Connection>)>;
+type ConnectionSlot = Option<(RabbitConnection, Weak<Pooled>)>;
 
 /// The slots of every tenant, connection name and role.
 type Slots = HashMap<(String, String, Role), Arc<tokio::sync::Mutex<ConnectionSlot>>>;
@@ -50,7 +97,7 @@ impl Connections {
         name: &str,
         conn: &RabbitConnection,
         role: Role,
-    ) -> Result<Arc<lapin::Connection>, ConnectError> {
+    ) -> Result<Arc<Pooled>, ConnectError> {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let key = (tenant.to_string(), name.to_string(), role);
@@ -66,7 +113,10 @@ impl Connections {
             return Ok(connection);
         }
         let label = format!("bridge-host/{name}/{tenant}/{}", role.as_str());
-        let connection = Arc::new(super::connect_as(name, conn, &label).await?);
+        let connection = Arc::new(Pooled {
+            connection: super::connect_as(name, conn, &label).await?,
+            writes: Progress::new(),
+        });
         *slot = Some((conn.clone(), Arc::downgrade(&connection)));
         Ok(connection)
     }

@@ -3,14 +3,13 @@
 //! with a future of the confirm, so many messages are in flight at a time.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 
-use super::pool::{Connections, Role};
+use super::pool::{Connections, Pooled, Role};
 use crate::config::{AmqpTarget, RabbitConnection, TargetAllowlist};
 use crate::connector::{
     BoxFuture, Pending, Refusal, Rejected, Sink, SinkError, refused, source_name,
@@ -25,7 +24,7 @@ pub struct AmqpSink {
     /// A channel in confirm mode, the mapping's own.
     channel: Arc<lapin::Channel>,
     /// The tenant's publishing connection, shared with its other mappings.
-    connection: Arc<lapin::Connection>,
+    connection: Arc<Pooled>,
     /// Exchange, default routing key, persistence.
     target: AmqpTarget,
     /// The exchanges its tenant allows, for those a plugin or a header chose.
@@ -34,34 +33,6 @@ pub struct AmqpSink {
     known: Mutex<HashSet<String>>,
     /// Carried `amqp_*` headers become properties again.
     properties_from_headers: bool,
-    /// When a publish of this channel was last written.
-    progress: Arc<Progress>,
-}
-
-/// When a channel last wrote a publish: milliseconds since its start.
-struct Progress {
-    start: std::time::Instant,
-    last_ms: AtomicU64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            start: std::time::Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn made(&self) {
-        let now = self.start.elapsed().as_millis() as u64;
-        self.last_ms.fetch_max(now, Ordering::Relaxed);
-    }
-
-    /// Whether a publish was written within the last `span`.
-    fn within(&self, span: Duration) -> bool {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last) < span
-    }
 }
 
 impl AmqpSink {
@@ -93,7 +64,6 @@ impl AmqpSink {
             allowlist,
             known: Mutex::new(HashSet::new()),
             properties_from_headers,
-            progress: Arc::new(Progress::new()),
         })
     }
 
@@ -212,19 +182,20 @@ impl AmqpSink {
                 .await
         });
         let queued = futures_util::poll!(&mut publish);
-        let (connection, progress) = (Arc::clone(&self.connection), Arc::clone(&self.progress));
+        let connection = Arc::clone(&self.connection);
         Ok(Box::pin(async move {
             let written = match queued {
                 std::task::Poll::Ready(written) => written,
                 // A write on a connection that died without lapin noticing may never
-                // complete: a publish stuck while nothing else was written for as long counts
-                // as a lost connection, unless the broker blocked publishing (a resource
-                // alarm): then it waits. (A slow link writing a long queue is not stuck.)
+                // complete: a publish stuck while nothing else was written on its connection
+                // for as long counts as a lost connection, unless the broker blocked
+                // publishing (a resource alarm): then it waits, and the wait counts as a
+                // sign of life. (A slow link writing a long queue is not stuck.)
                 std::task::Poll::Pending => loop {
                     match tokio::time::timeout(WRITE_TIMEOUT, &mut publish).await {
                         Ok(written) => break written,
-                        Err(_) if connection.status().blocked() => continue,
-                        Err(_) if progress.within(WRITE_TIMEOUT) => continue,
+                        Err(_) if connection.status().blocked() => connection.writes.made(),
+                        Err(_) if connection.writes.within(WRITE_TIMEOUT) => continue,
                         Err(_) => {
                             return Err(Rejected::transient(
                                 format!(
@@ -237,7 +208,7 @@ impl AmqpSink {
                     }
                 },
             };
-            progress.made();
+            connection.writes.made();
             let confirm = written.map_err(|e| {
                 Rejected::transient(
                     format!("publish to exchange `{exchange}` failed: {e}"),

@@ -13,7 +13,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::FieldTable;
 use tokio::time::Instant;
 
-use super::pool::{Connections, Role};
+use super::pool::{Connections, Pooled, Role};
 use crate::config::{AmqpSource as SourceConfig, RabbitConnection};
 use crate::connector::{Consumed, Received, Source, SourceError, take_ready};
 
@@ -34,7 +34,7 @@ pub struct AmqpSource {
     connection_name: String,
     queue: String,
     /// The tenant's consuming connection, shared with its other mappings.
-    connection: Arc<lapin::Connection>,
+    connection: Arc<Pooled>,
     channel: lapin::Channel,
     consumer: lapin::Consumer,
     tag: String,

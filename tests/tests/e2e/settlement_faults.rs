@@ -634,3 +634,72 @@ async fn a_refusing_dead_letter_target_holds_back_only_its_partition() {
         "every good record arrived: {moved:?}; log:\n{log}"
     );
 }
+
+/// Mapping `a` restarts (a panic, raised by a test hook) while many of its publishes are still
+/// queued on the tenant's shared RabbitMQ connection: its channel closes without those reaching
+/// RabbitMQ after the close, so the connection, and mapping `b` publishing on it, live on;
+/// everything of both arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_with_publishes_queued_leaves_the_shared_connection_alone() {
+    let n = 20_000;
+    let (topic_a, topic_b) = (unique("queued-a"), unique("queued-b"));
+    let (exchange, queue_a, queue_b) = (
+        unique("queued-ex"),
+        unique("queued-qa"),
+        unique("queued-qb"),
+    );
+    brokers::create_topics(&[&topic_a, &topic_b], 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue_a, "a").await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue_b, "b").await;
+    let mut records_a = brokers::numbered_records("a", n, 2048);
+    records_a[n / 2]
+        .headers
+        .push(("crash".into(), b"1".to_vec()));
+    let records_b = brokers::numbered_records("b", n, 2048);
+    brokers::produce(&topic_a, &records_a, None).await;
+    brokers::produce(&topic_b, &records_b, None).await;
+    let (seen_a, reader_a) = brokers::collect_queue(&queue_a).await;
+    let (seen_b, reader_b) = brokers::collect_queue(&queue_b).await;
+    let mut bridge = Scenario::new()
+        .health()
+        .env("BRIDGE_TEST_MAPPING_PANIC", "crash")
+        .mapping(
+            Mapping::kafka_to_rabbitmq("a", &[&topic_a], &unique("g"), &exchange).routing_key("a"),
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("b", &[&topic_b], &unique("g"), &exchange).routing_key("b"),
+        )
+        .start();
+    let distinct = |seen: &brokers::Arrivals| {
+        seen.lock()
+            .expect("arrivals")
+            .iter()
+            .map(|(_, payload)| payload.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (distinct(&seen_a) < n || distinct(&seen_b) < n) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let restarts = |m: &str| {
+        bridge
+            .metric(&format!(
+                r#"bridge_mapping_restarts_total{{mapping="{m}",tenant="default"}}"#
+            ))
+            .unwrap_or(0.0)
+    };
+    let (restarts_a, restarts_b) = (restarts("a"), restarts("b"));
+    reader_a.abort();
+    reader_b.abort();
+    bridge.stop_clean();
+    let log = bridge.log_report();
+    assert_eq!(
+        (distinct(&seen_a), distinct(&seen_b)),
+        (n, n),
+        "everything arrived; {log}"
+    );
+    assert!(restarts_a >= 1.0, "`a` restarted; {log}");
+    assert_eq!(restarts_b, 0.0, "`b` went on, undisturbed; {log}");
+}

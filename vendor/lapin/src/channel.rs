@@ -688,6 +688,15 @@ impl Channel {
 
     fn before_channel_close(&self) {
         self.set_closing(None);
+        // bridge-host patch: publishes still queued for this channel wait in a lower-priority
+        // queue than the channel.close about to be sent, and would reach the broker after it:
+        // RabbitMQ answers with a connection exception (`expected 'channel.open'`) that closes
+        // every other channel of the connection. Drop the ones not started (a publish being
+        // written goes out whole first) and fail their promises.
+        self.frames.drop_queued_publishes_for_channel(
+            self.id,
+            ErrorKind::InvalidChannelState(ChannelState::Closing, "channel.close sent").into(),
+        );
     }
 
     fn on_channel_close_ok_sent(&self, error: Option<Error>) {

@@ -178,6 +178,15 @@ impl Frames {
         self.lock_inner().drop_frames_for_channel(channel_id, error)
     }
 
+    /// bridge-host patch: drops the publishes queued for `channel_id` that were not started.
+    pub(crate) fn drop_queued_publishes_for_channel(&self, channel_id: ChannelId, error: Error) {
+        Inner::drop_pending_frames_for_channel(
+            channel_id,
+            &mut self.lock_inner().low_prio_frames,
+            error,
+        )
+    }
+
     pub(crate) fn poison_channel(&self, channel_id: ChannelId, error: Error) {
         self.lock_inner().channels_poison.insert(channel_id, error);
     }
