@@ -208,7 +208,9 @@ impl AmqpSink {
                     }
                 },
             };
-            connection.writes.made();
+            if written.is_ok() {
+                connection.writes.made();
+            }
             let confirm = written.map_err(|e| {
                 Rejected::transient(
                     format!("publish to exchange `{exchange}` failed: {e}"),

@@ -844,8 +844,9 @@ impl Lease {
     /// An asynchronous commit waits for the one under way to be answered (up to 5 s): the
     /// offsets stored meanwhile go with the next. A consumer whose commits outpace the
     /// coordinator's answers (a small `max_in_flight` commits every message or two) queues
-    /// its heartbeats behind them, and the group drops it.
-    pub fn commit(&self, mode: CommitMode) -> Result<(), KafkaError> {
+    /// its heartbeats behind them, and the group drops it. `Ok(false)`: not sent for that
+    /// reason.
+    pub fn commit(&self, mode: CommitMode) -> Result<bool, KafkaError> {
         let asynchronous = matches!(mode, CommitMode::Async);
         if asynchronous {
             let mut committing = self
@@ -856,7 +857,7 @@ impl Lease {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if committing.is_some_and(|sent| sent.elapsed() < COMMIT_ANSWER_WAIT) {
-                return Ok(());
+                return Ok(false);
             }
             *committing = Some(std::time::Instant::now());
         }
@@ -872,8 +873,8 @@ impl Lease {
                 .unwrap_or_else(|e| e.into_inner()) = None;
         }
         match result {
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            other => other,
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(true),
+            Err(e) => Err(e),
         }
     }
 

@@ -81,12 +81,21 @@ impl KafkaSource {
             // A partition was revoked: its new owner re-reads from the last commit.
             tracing::debug!(mapping = %self.mapping, error = %e, "Offsets not stored.");
         }
-        // Besides the periodic commit (`auto.commit.interval.ms`), commit as soon as half the
-        // window settled, so that a crash redelivers at most about one and a half windows
-        // (what is unsettled, and what settled since the last commit).
-        if self.uncommitted >= self.commit_every {
-            self.uncommitted = 0;
-            if let Err(e) = self.lease.commit(CommitMode::Async) {
+        self.commit_when_due();
+    }
+
+    /// Besides the periodic commit (`auto.commit.interval.ms`), commits as soon as half the
+    /// window settled, so that a crash redelivers at most about one and a half windows (what
+    /// is unsettled, and what settled since the last commit). While the last commit is still
+    /// unanswered none is sent, and what settles meanwhile shrinks the room ([`Source::room`]).
+    fn commit_when_due(&mut self) {
+        if self.uncommitted < self.commit_every {
+            return;
+        }
+        match self.lease.commit(CommitMode::Async) {
+            Ok(true) => self.uncommitted = 0,
+            Ok(false) => {}
+            Err(e) => {
                 tracing::debug!(mapping = %self.mapping, error = %e, "Offset commit not sent.");
             }
         }
@@ -165,7 +174,9 @@ impl Source for KafkaSource {
             .watermarks
             .in_flight()
             .saturating_sub(self.watermarks.held_by_retries());
-        max_in_flight.saturating_sub(unsettled)
+        // Settled past half a window and not committed (a commit is still unanswered) counts.
+        let overdue = self.uncommitted.saturating_sub(self.commit_every);
+        max_in_flight.saturating_sub(unsettled + overdue)
     }
 
     fn is_current(&self, token: &Coordinates) -> bool {
@@ -196,6 +207,8 @@ impl Source for KafkaSource {
             return Err(SourceError::msg("the shared Kafka consumer stopped"));
         }
         self.lease.release_held();
+        // A commit held back while the last one was unanswered goes out now, even when idle.
+        self.commit_when_due();
         Ok(())
     }
 
@@ -206,7 +219,7 @@ impl Source for KafkaSource {
         } else {
             CommitMode::Async
         };
-        let committed = self.lease.commit(mode);
+        let committed = self.lease.commit(mode).map(|_| ());
         if clean {
             tracing::info!(mapping = %self.mapping, "Kafka source stopped.");
         }

@@ -69,11 +69,14 @@ async fn through_kills(
         )
         .start();
     let started = Instant::now();
-    let mut killed = 0;
+    let (mut killed, mut before) = (0, 0);
     while killed < kills && started.elapsed() < Duration::from_secs(240) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let stored = stream_length(&stream).await;
-        if stored >= (killed + 1) * n / (kills + 1) {
+        // Killed while it moves records, so that some are in flight.
+        let moving = stored > before;
+        before = stored;
+        if moving && stored >= (killed + 1) * n / (kills + 1) {
             bridge.kill9();
             bridge.spawn();
             killed += 1;
