@@ -174,6 +174,16 @@ impl Source for KafkaSource {
             .watermarks
             .in_flight()
             .saturating_sub(self.watermarks.held_by_retries());
+        if unsettled == 0 && self.commit_every == 1 {
+            // A window of one or two commits after every message; with nothing in flight to
+            // settle and send the commit held back, it would wait for the second's check.
+            return max_in_flight;
+        }
+        if unsettled == 0 && self.commit_every == 1 {
+            // A window of one or two commits after every message; with nothing in flight to
+            // settle and send the commit held back, it would wait for the second's check.
+            return max_in_flight;
+        }
         // Settled past half a window and not committed (a commit is still unanswered) counts.
         let overdue = self.uncommitted.saturating_sub(self.commit_every);
         max_in_flight.saturating_sub(unsettled + overdue)
