@@ -87,7 +87,7 @@ impl KafkaSource {
     /// Besides the periodic commit (`auto.commit.interval.ms`), commits as soon as half the
     /// window settled, so that a crash redelivers at most about one and a half windows (what
     /// is unsettled, and what settled since the last commit). While the last commit is still
-    /// unanswered none is sent, and what settles meanwhile shrinks the room ([`Source::room`]).
+    /// unanswered none is sent; the next goes out on the next settle or the second's check.
     fn commit_when_due(&mut self) {
         if self.uncommitted < self.commit_every {
             return;
@@ -174,19 +174,7 @@ impl Source for KafkaSource {
             .watermarks
             .in_flight()
             .saturating_sub(self.watermarks.held_by_retries());
-        if unsettled == 0 && self.commit_every == 1 {
-            // A window of one or two commits after every message; with nothing in flight to
-            // settle and send the commit held back, it would wait for the second's check.
-            return max_in_flight;
-        }
-        if unsettled == 0 && self.commit_every == 1 {
-            // A window of one or two commits after every message; with nothing in flight to
-            // settle and send the commit held back, it would wait for the second's check.
-            return max_in_flight;
-        }
-        // Settled past half a window and not committed (a commit is still unanswered) counts.
-        let overdue = self.uncommitted.saturating_sub(self.commit_every);
-        max_in_flight.saturating_sub(unsettled + overdue)
+        max_in_flight.saturating_sub(unsettled)
     }
 
     fn is_current(&self, token: &Coordinates) -> bool {
