@@ -313,17 +313,23 @@ pub fn http_request(
     path: &str,
     headers: &[String],
 ) -> Option<(u16, String)> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .ok()?;
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    write!(
+    round_trip(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+        ),
     )
-    .ok()?;
+}
+
+/// Writes `request` on `stream` and reads the whole answer: its status code and body.
+fn round_trip(mut stream: std::net::TcpStream, request: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -367,21 +373,15 @@ pub fn free_port() -> u16 {
 /// `GET path` as a Kubernetes probe sends it: the status code if it came within `timeout`
 /// (connecting included).
 pub fn probe(port: u16, path: &str, timeout: Duration) -> Option<u16> {
-    use std::io::{Read, Write};
     let started = std::time::Instant::now();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    let stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream
         .set_read_timeout(Some(timeout.checked_sub(started.elapsed())?))
         .ok()?;
-    write!(
+    let (code, _) = round_trip(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    (started.elapsed() <= timeout)
-        .then(|| response.split_whitespace().nth(1)?.parse().ok())
-        .flatten()
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    )?;
+    (started.elapsed() <= timeout).then_some(code)
 }
