@@ -40,8 +40,8 @@ fn tally(n: usize, got: &[AmqpRecord]) -> (usize, usize) {
 }
 
 /// Kafka → stream with `delivery`, the bridge killed with `kill -9` after every `1 / kills`
-/// of the `n` records reached the stream, while a backlog and then a feed of 5 000 of them go
-/// through; what the stream holds in the end.
+/// of the `n` records reached the stream, while a backlog of a fifth of them and then a feed
+/// of the rest go through; what the stream holds in the end.
 async fn through_kills(
     prefix: &str,
     delivery: &str,
@@ -54,11 +54,16 @@ async fn through_kills(
     );
     brokers::create_topic(&topic, PARTITIONS).await;
     let records = numbered(n);
-    brokers::produce(&topic, &records[..n - 5_000], None).await;
+    // A fifth waits as a backlog, the rest comes at 1 000 a second: the bridge moves records
+    // for long enough to be killed `kills` times while it does, each restart given time to
+    // recover (its consumer waits for the killed member to leave the group, a transactional
+    // producer for its predecessor's transaction to abort).
+    let backlog = n / 5;
+    brokers::produce(&topic, &records[..backlog], None).await;
     let feeding = brokers::feed_topic(
         &brokers::kafka_bootstrap(),
         &topic,
-        records[n - 5_000..].to_vec(),
+        records[backlog..].to_vec(),
     );
     let mut bridge = Scenario::new()
         .mapping(
@@ -70,13 +75,15 @@ async fn through_kills(
         .start();
     let started = Instant::now();
     let (mut killed, mut before) = (0, 0);
-    while killed < kills && started.elapsed() < Duration::from_secs(240) {
+    let mut progress = Vec::new();
+    while killed < kills && before < n && started.elapsed() < Duration::from_secs(240) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let stored = stream_length(&stream).await;
         // Killed while it moves records, so that some are in flight.
         let moving = stored > before;
         before = stored;
         if moving && stored >= (killed + 1) * n / (kills + 1) {
+            progress.push(format!("{stored} at {:?}", started.elapsed()));
             bridge.kill9();
             bridge.spawn();
             killed += 1;
@@ -93,7 +100,12 @@ async fn through_kills(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let got = brokers::read_stream(&stream, Duration::from_secs(3)).await;
     bridge.stop_clean();
-    assert_eq!(killed, kills, "the bridge was killed {kills} times");
+    assert_eq!(
+        killed,
+        kills,
+        "the bridge was killed {kills} times (killed at: {progress:?}; {before} stored); {}",
+        bridge.log_report()
+    );
     (got, bridge.log_report())
 }
 
