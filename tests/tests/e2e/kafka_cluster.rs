@@ -1,7 +1,7 @@
 //! On a 3-broker Apache Kafka cluster (replication factor 3, `min.insync.replicas = 2`), the
 //! broker leading partitions of both topics is killed while messages stream in both
 //! directions: nothing is lost, and RabbitMQ → Kafka writes no duplicates (idempotent
-//! producer, `acks=all`).
+//! producer, `acks=all`) unless the mapping had to restart.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +13,8 @@ use bridge_tests::kafka_node::KafkaCluster;
 
 const N: usize = 20_000;
 const PARTITIONS: i32 = 3;
+/// The mappings' `max_in_flight` (the default).
+const MAX_IN_FLIGHT: usize = 1_000;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_partition_leaders_broker_loses_nothing_in_either_direction() {
@@ -94,11 +96,24 @@ async fn killing_the_partition_leaders_broker_loses_nothing_in_either_direction(
         "leader killed: Kafka→RabbitMQ loss = {k2r_loss}, duplicates = {k2r_dups}; \
          RabbitMQ→Kafka loss = {r2k_loss}, duplicates = {r2k_dups}, left in queue = {left}"
     );
-    let log = bridge.log_text();
+    let log = bridge.log_report();
     assert_eq!((k2r_loss, r2k_loss), (0, 0), "log:\n{log}");
-    assert_eq!(
-        r2k_dups, 0,
-        "the idempotent producer writes no duplicates; log:\n{log}"
-    );
+    // The idempotent producer retries through the leader change without duplicates; only a
+    // restart of the mapping (a message not confirmed within `message.timeout.ms` on a
+    // starved machine, say) redelivers what was in flight, at least once.
+    let restarted = log
+        .lines()
+        .any(|l| l.contains("Mapping stopped; restarting.") && l.contains("mapping=to-kafka"));
+    if restarted {
+        assert!(
+            r2k_dups <= MAX_IN_FLIGHT,
+            "a restart redelivers at most what was in flight; log:\n{log}"
+        );
+    } else {
+        assert_eq!(
+            r2k_dups, 0,
+            "the idempotent producer writes no duplicates; log:\n{log}"
+        );
+    }
     drop(cluster);
 }
