@@ -36,6 +36,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::ClusterContext;
+use super::committer::Committer;
 use crate::config::{KafkaCluster, KafkaSource};
 use crate::connector::{SourceError, SourceEvents};
 use crate::plugin::Message;
@@ -306,12 +307,7 @@ struct GroupContext {
     cluster: ClusterContext,
     group: String,
     table: Arc<Mutex<Table>>,
-    /// The explicit asynchronous commit under way, if any, and when it was sent.
-    committing: Mutex<Option<std::time::Instant>>,
 }
-
-/// How long an explicit commit may go unanswered before another is sent anyway.
-const COMMIT_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
@@ -333,10 +329,6 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn commit_callback(&self, _: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
-        *self.committing.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -428,6 +420,7 @@ pub struct GroupConsumer {
     consumer: Arc<Consumer_>,
     table: Arc<Mutex<Table>>,
     poller: tokio::task::JoinHandle<()>,
+    committer: Committer,
     key: GroupKey,
 }
 
@@ -453,7 +446,6 @@ impl GroupConsumer {
             cluster: ClusterContext::new(&key.cluster),
             group: key.group.clone(),
             table: Arc::clone(&table),
-            committing: Mutex::new(None),
         };
         // Tunables the cluster's `properties` may override; then what the offset watermark
         // relies on, which they may not.
@@ -466,10 +458,12 @@ impl GroupConsumer {
             .create_with_context(context)?;
         let consumer = Arc::new(consumer);
         let poller = tokio::spawn(poll(Arc::clone(&consumer), Arc::clone(&table), key.clone()));
+        let committer = Committer::start(Arc::downgrade(&consumer), key.group.clone());
         Ok(Arc::new(GroupConsumer {
             consumer,
             table,
             poller,
+            committer,
             key,
         }))
     }
@@ -838,44 +832,19 @@ impl Lease {
         self.group.consumer.store_offsets(tpl)
     }
 
-    /// Commits every stored offset of the consumer (its other mappings' too). Nothing
-    /// stored is not an error.
-    ///
-    /// An asynchronous commit waits for the one under way to be answered (up to 5 s): the
-    /// offsets stored meanwhile go with the next. A consumer whose commits outpace the
-    /// coordinator's answers (a small `max_in_flight` commits every message or two) queues
-    /// its heartbeats behind them, and the group drops it. `Ok(false)`: not sent for that
-    /// reason.
-    pub fn commit(&self, mode: CommitMode) -> Result<bool, KafkaError> {
-        let asynchronous = matches!(mode, CommitMode::Async);
-        if asynchronous {
-            let mut committing = self
-                .group
-                .consumer
-                .context()
-                .committing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if committing.is_some_and(|sent| sent.elapsed() < COMMIT_ANSWER_WAIT) {
-                return Ok(false);
-            }
-            *committing = Some(std::time::Instant::now());
-        }
-        let result = self.group.consumer.commit_consumer_state(mode);
-        if asynchronous && result.is_err() {
-            // Not sent: nothing will answer it.
-            *self
-                .group
-                .consumer
-                .context()
-                .committing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = None;
-        }
-        match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(true),
+    /// Commits every stored offset of the consumer (its other mappings' too), waiting for the
+    /// answer. Nothing stored is not an error.
+    pub fn commit(&self) -> Result<(), KafkaError> {
+        match self.group.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Asks for a commit of every stored offset of the consumer, sent as soon as the one under
+    /// way is answered (see the `committer` module).
+    pub fn request_commit(&self) {
+        self.group.committer.request();
     }
 
     /// Whether the shared consumer failed for good: the mapping must restart on a new one.

@@ -3,6 +3,7 @@
 //! group, with per-partition commit watermarks) and sink (a shared idempotent producer), and
 //! the tenants' client pools.
 
+mod committer;
 mod convert;
 pub mod dead_letters;
 mod exactly_once;

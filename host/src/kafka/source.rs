@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use rdkafka::consumer::CommitMode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
@@ -84,20 +83,13 @@ impl KafkaSource {
         self.commit_when_due();
     }
 
-    /// Besides the periodic commit (`auto.commit.interval.ms`), commits as soon as half the
-    /// window settled, so that a crash redelivers at most about one and a half windows (what
-    /// is unsettled, and what settled since the last commit). While the last commit is still
-    /// unanswered none is sent; the next goes out on the next settle or the second's check.
+    /// Besides the periodic commit (`auto.commit.interval.ms`), asks for a commit as soon as
+    /// half the window settled, so that a crash redelivers at most about one and a half windows
+    /// (what is unsettled, and what settled since the last commit) and the commit under way.
     fn commit_when_due(&mut self) {
-        if self.uncommitted < self.commit_every {
-            return;
-        }
-        match self.lease.commit(CommitMode::Async) {
-            Ok(true) => self.uncommitted = 0,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::debug!(mapping = %self.mapping, error = %e, "Offset commit not sent.");
-            }
+        if self.uncommitted >= self.commit_every {
+            self.lease.request_commit();
+            self.uncommitted = 0;
         }
     }
 
@@ -205,19 +197,17 @@ impl Source for KafkaSource {
             return Err(SourceError::msg("the shared Kafka consumer stopped"));
         }
         self.lease.release_held();
-        // A commit held back while the last one was unanswered goes out now, even when idle.
-        self.commit_when_due();
         Ok(())
     }
 
     async fn close(mut self, clean: bool, deadline: Instant) -> Result<(), SourceError> {
         self.store_moved();
-        let mode = if clean && Instant::now() < deadline {
-            CommitMode::Sync
+        let committed = if clean && Instant::now() < deadline {
+            self.lease.commit()
         } else {
-            CommitMode::Async
+            self.lease.request_commit();
+            Ok(())
         };
-        let committed = self.lease.commit(mode).map(|_| ());
         if clean {
             tracing::info!(mapping = %self.mapping, "Kafka source stopped.");
         }
