@@ -6,6 +6,93 @@ use bridge_tests::artifacts;
 use bridge_tests::brokers::{self, Record, unique};
 use bridge_tests::scenario::{Mapping, Scenario};
 
+/// RabbitMQ returns an unroutable message and confirms it later, often in one `multiple` ack
+/// with routed messages published around it: the return is the unroutable message's, not
+/// another's, whichever way the confirmations come.
+#[tokio::test(flavor = "multi_thread")]
+async fn returns_among_many_confirmations_reach_the_message_returned() {
+    let n = 5_000;
+    let topic = unique("mixed");
+    let dlq = unique("mixed-dead");
+    let exchange = unique("mixed-ex");
+    let queue = unique("mixed-routed");
+    brokers::create_topic(&topic, 1).await;
+    brokers::create_topic(&dlq, 1).await;
+    let conn = brokers::amqp().await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
+    // Every fifth is unroutable.
+    let lost = |i: usize| i % 5 == 0;
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            key: Some(format!("k{i}").into_bytes()),
+            payload: Some(
+                format!(
+                    r#"{{"kind":"{}","i":{i}}}"#,
+                    if lost(i) { "lost" } else { "ok" }
+                )
+                .into_bytes(),
+            ),
+            headers: vec![],
+            partition: 0,
+            timestamp: None,
+        })
+        .collect();
+    brokers::produce(&topic, &records, None).await;
+    let mut bridge = Scenario::new()
+        .plugin(
+            "route",
+            artifacts::ROUTING_KEY,
+            r#"routing_key = "order.{json:kind}""#,
+        )
+        .mapping(
+            Mapping::kafka_to_rabbitmq("mixed", &[&topic], &unique("bridge"), &exchange)
+                .plugins(&["route"])
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    let unroutable = (0..n).filter(|i| lost(*i)).count();
+    let routed =
+        brokers::consume_queue(&conn, &queue, n - unroutable, Duration::from_secs(20)).await;
+    let dead = brokers::read_topic(&dlq, unroutable, Duration::from_secs(20)).await;
+    bridge.stop_clean();
+
+    let index = |payload: &[u8]| -> usize {
+        let text = String::from_utf8_lossy(payload);
+        let i = text
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('}');
+        i.parse().unwrap_or(usize::MAX)
+    };
+    let dead: std::collections::BTreeSet<usize> = dead
+        .iter()
+        .map(|r| index(r.payload.as_deref().unwrap_or_default()))
+        .collect();
+    let routed: std::collections::BTreeSet<usize> =
+        routed.iter().map(|m| index(&m.payload)).collect();
+    let wrongly_dead: Vec<usize> = dead
+        .iter()
+        .copied()
+        .filter(|i| !lost(*i))
+        .take(10)
+        .collect();
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| lost(*i) && !dead.contains(i))
+        .take(10)
+        .collect();
+    assert!(
+        wrongly_dead.is_empty() && missing.is_empty(),
+        "routed messages dead-lettered: {wrongly_dead:?}…; unroutable messages neither routed nor dead-lettered: {missing:?}…; {}",
+        bridge.log_report()
+    );
+    assert_eq!(
+        routed.len(),
+        n - unroutable,
+        "every routable message routed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
     let topic = unique("orders");
