@@ -20,8 +20,8 @@ impl Acknowledgements {
         Self(SharedMutex::new(Inner::new(channel_id, returned_messages)))
     }
 
-    pub(crate) fn register_pending(&self) -> PublisherConfirm {
-        self.lock_inner().register_pending()
+    pub(crate) fn register_pending(&self, fingerprint: u64) -> PublisherConfirm {
+        self.lock_inner().register_pending(fingerprint)
     }
 
     pub(crate) fn get_last_pending(&self) -> Option<Promise<()>> {
@@ -80,11 +80,18 @@ impl fmt::Debug for Acknowledgements {
     }
 }
 
+/// A publish awaiting its confirmation: its resolvers, and the fingerprint of what was
+/// published, which a basic.return is matched against.
+struct Pending {
+    resolvers: (PromiseResolver<Confirmation>, PromiseResolver<()>),
+    fingerprint: u64,
+}
+
 struct Inner {
     channel_id: u16,
     delivery_tag: IdSequence<DeliveryTag>,
     last: Option<Promise<()>>,
-    pending: HashMap<DeliveryTag, (PromiseResolver<Confirmation>, PromiseResolver<()>)>,
+    pending: HashMap<DeliveryTag, Pending>,
     returned_messages: ReturnedMessages,
 }
 
@@ -99,24 +106,32 @@ impl Inner {
         }
     }
 
-    fn register_pending(&mut self) -> PublisherConfirm {
+    fn register_pending(&mut self, fingerprint: u64) -> PublisherConfirm {
         let delivery_tag = self.delivery_tag.next();
         trace!("Publishing with delivery_tag {}", delivery_tag);
         let (promise, resolver) = Promise::new("acknowledgement");
         let (err_promise, err_resolver) = Promise::new("acknowledgement-error");
         let promise = PublisherConfirm::new(promise, self.returned_messages.clone());
         self.last = Some(err_promise);
-        self.pending.insert(delivery_tag, (resolver, err_resolver));
+        self.pending.insert(
+            delivery_tag,
+            Pending {
+                resolvers: (resolver, err_resolver),
+                fingerprint,
+            },
+        );
         promise
     }
 
-    fn complete_pending(
-        &mut self,
-        success: bool,
-        delivery_tag: DeliveryTag,
-        resolvers: (PromiseResolver<Confirmation>, PromiseResolver<()>),
-    ) {
-        let returned_message = self.returned_messages.get_waiting_message();
+    fn complete_pending(&mut self, success: bool, delivery_tag: DeliveryTag, pending: Pending) {
+        // bridge-host patch: a basic.return carries no delivery tag, and one ack may confirm
+        // many publishes (`multiple`), or come after the return of a later publish: the
+        // returned message goes to the publish it is, not to whichever confirmation is
+        // completed first (which lost the returned message, reported as routed).
+        let returned_message = self
+            .returned_messages
+            .take_waiting_message(pending.fingerprint);
+        let resolvers = pending.resolvers;
         resolvers.0.resolve(if success {
             Confirmation::Ack(returned_message)
         } else {
@@ -128,14 +143,16 @@ impl Inner {
     }
 
     fn drop_all(&mut self, success: bool) {
-        for (delivery_tag, resolvers) in std::mem::take(&mut self.pending) {
-            self.complete_pending(success, delivery_tag, resolvers);
+        let mut pending: Vec<_> = std::mem::take(&mut self.pending).into_iter().collect();
+        pending.sort_unstable_by_key(|(tag, _)| *tag);
+        for (delivery_tag, pending) in pending {
+            self.complete_pending(success, delivery_tag, pending);
         }
     }
 
     fn drop_pending(&mut self, delivery_tag: DeliveryTag, success: bool) -> AMQPResult {
-        if let Some(resolvers) = self.pending.remove(&delivery_tag) {
-            self.complete_pending(success, delivery_tag, resolvers);
+        if let Some(pending) = self.pending.remove(&delivery_tag) {
+            self.complete_pending(success, delivery_tag, pending);
             Ok(())
         } else {
             Err(AMQPError::new(
@@ -159,13 +176,16 @@ impl Inner {
         // also handle the underlying acknowledgement state independently, so returning the
         // last error is sufficient.
         let mut res = Ok(());
-        for tag in self
+        let mut tags = self
             .pending
             .keys()
             .filter(|tag| **tag <= delivery_tag)
             .cloned()
-            .collect::<Vec<DeliveryTag>>()
-        {
+            .collect::<Vec<DeliveryTag>>();
+        // In publish order, as the broker returns them: of identical messages, the first
+        // returned is matched with the first published.
+        tags.sort_unstable();
+        for tag in tags {
             if let Err(err) = self.drop_pending(tag, success) {
                 res = Err(err);
             }
@@ -174,7 +194,7 @@ impl Inner {
     }
 
     fn on_channel_error(&mut self, error: Error) {
-        for (delivery_tag, resolvers) in self.pending.drain() {
+        for (delivery_tag, Pending { resolvers, .. }) in self.pending.drain() {
             resolvers.0.reject(error.clone());
             if Some(delivery_tag) == self.delivery_tag.current() {
                 resolvers.1.reject(error.clone());

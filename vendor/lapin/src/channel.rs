@@ -630,9 +630,18 @@ impl Channel {
         }
     }
 
-    fn before_basic_publish(&self) -> Option<PublisherConfirm> {
+    fn before_basic_publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+    ) -> Option<PublisherConfirm> {
         if self.status.confirm() {
-            Some(self.acknowledgements.register_pending())
+            // bridge-host patch: what the message is, to tell which confirmation a
+            // basic.return belongs to.
+            let fingerprint =
+                crate::returned_messages::fingerprint(exchange, routing_key, payload);
+            Some(self.acknowledgements.register_pending(fingerprint))
         } else {
             None
         }

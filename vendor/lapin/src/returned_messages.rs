@@ -12,6 +12,18 @@ use tracing::{trace, warn};
 #[derive(Clone, Default)]
 pub(crate) struct ReturnedMessages(Arc<Mutex<Inner>>);
 
+/// bridge-host patch: what identifies a published message in a basic.return, which carries
+/// no delivery tag: its exchange, routing key and body, which the broker returns as they were
+/// published. Identical messages are interchangeable.
+pub(crate) fn fingerprint(exchange: &str, routing_key: &str, payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    exchange.hash(&mut hasher);
+    routing_key.hash(&mut hasher);
+    payload.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl ReturnedMessages {
     pub(crate) fn start_new_delivery(&self, message: BasicReturnMessage) {
         self.lock_inner().current_message = Some(message);
@@ -45,8 +57,15 @@ impl ReturnedMessages {
         self.lock_inner().register_dropped_confirm(promise);
     }
 
-    pub(crate) fn get_waiting_message(&self) -> Option<BasicReturnMessage> {
-        self.lock_inner().waiting_messages.pop_front()
+    /// bridge-host patch: the first returned message still waiting for its confirmation
+    /// whose [`fingerprint`] is `fingerprint`, if any.
+    pub(crate) fn take_waiting_message(&self, fingerprint: u64) -> Option<BasicReturnMessage> {
+        let mut inner = self.lock_inner();
+        let i = inner.waiting_messages.iter().position(|m| {
+            let d = &m.delivery;
+            self::fingerprint(d.exchange.as_str(), d.routing_key.as_str(), &d.data) == fingerprint
+        })?;
+        inner.waiting_messages.remove(i)
     }
 
     pub(crate) fn clear_dropped_confirms(&self) {
