@@ -21,7 +21,7 @@ async fn returns_among_many_confirmations_reach_the_message_returned() {
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
     // Every fifth is unroutable.
-    let lost = |i: usize| i % 5 == 0;
+    let lost = |i: usize| i.is_multiple_of(5);
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
             key: Some(format!("k{i}").into_bytes()),
