@@ -158,7 +158,9 @@ async fn kafka_to_a_stream_exactly_once_stores_each_record_once_through_kill_9()
     );
 
     // The same kills at least once: the redelivered records are stored again.
-    let n = 20_000;
+    // Long enough a feed for three restarts, each waiting for the killed member to leave the
+    // group (its session, 10 s).
+    let n = 40_000;
     let (got, log) = through_kills("alo-stream", "at-least-once", n, 3).await;
     let (loss, duplicates) = tally(n, &got);
     println!(
