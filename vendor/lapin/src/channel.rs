@@ -635,12 +635,13 @@ impl Channel {
         exchange: &str,
         routing_key: &str,
         payload: &[u8],
+        properties: &BasicProperties,
     ) -> Option<PublisherConfirm> {
         if self.status.confirm() {
             // bridge-host patch: what the message is, to tell which confirmation a
             // basic.return belongs to.
             let fingerprint =
-                crate::returned_messages::fingerprint(exchange, routing_key, payload);
+                crate::returned_messages::fingerprint(exchange, routing_key, payload, properties);
             Some(self.acknowledgements.register_pending(fingerprint))
         } else {
             None

@@ -13,14 +13,23 @@ use tracing::{trace, warn};
 pub(crate) struct ReturnedMessages(Arc<Mutex<Inner>>);
 
 /// bridge-host patch: what identifies a published message in a basic.return, which carries
-/// no delivery tag: its exchange, routing key and body, which the broker returns as they were
-/// published. Identical messages are interchangeable.
-pub(crate) fn fingerprint(exchange: &str, routing_key: &str, payload: &[u8]) -> u64 {
+/// no delivery tag: its exchange, routing key, body, message id and correlation id, which the
+/// broker returns as they were published. Of two publishes alike in all of these, one routed
+/// and one returned (a headers exchange routing by other properties, a binding removed between
+/// them), the first published takes the return.
+pub(crate) fn fingerprint(
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: &BasicProperties,
+) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     exchange.hash(&mut hasher);
     routing_key.hash(&mut hasher);
     payload.hash(&mut hasher);
+    properties.message_id().as_ref().map(|s| s.as_str()).hash(&mut hasher);
+    properties.correlation_id().as_ref().map(|s| s.as_str()).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -61,11 +70,11 @@ impl ReturnedMessages {
     /// whose [`fingerprint`] is `fingerprint`, if any.
     pub(crate) fn take_waiting_message(&self, fingerprint: u64) -> Option<BasicReturnMessage> {
         let mut inner = self.lock_inner();
-        let i = inner.waiting_messages.iter().position(|m| {
-            let d = &m.delivery;
-            self::fingerprint(d.exchange.as_str(), d.routing_key.as_str(), &d.data) == fingerprint
-        })?;
-        inner.waiting_messages.remove(i)
+        let i = inner
+            .waiting_messages
+            .iter()
+            .position(|(f, _)| *f == fingerprint)?;
+        inner.waiting_messages.remove(i).map(|(_, message)| message)
     }
 
     pub(crate) fn clear_dropped_confirms(&self) {
@@ -94,7 +103,8 @@ impl fmt::Debug for ReturnedMessages {
 struct Inner {
     current_message: Option<BasicReturnMessage>,
     non_confirm_messages: Vec<BasicReturnMessage>,
-    waiting_messages: VecDeque<BasicReturnMessage>,
+    /// bridge-host patch: with their [`fingerprint`].
+    waiting_messages: VecDeque<(u64, BasicReturnMessage)>,
     messages: Vec<BasicReturnMessage>,
     dropped_confirms: Vec<Promise<Confirmation>>,
 }
@@ -132,7 +142,14 @@ impl Inner {
         if let Some(message) = self.current_message.take() {
             warn!(?message, "Server returned us a message");
             if confirm_mode {
-                self.waiting_messages.push_back(message);
+                let d = &message.delivery;
+                let fingerprint = fingerprint(
+                    d.exchange.as_str(),
+                    d.routing_key.as_str(),
+                    &d.data,
+                    &d.properties,
+                );
+                self.waiting_messages.push_back((fingerprint, message));
             } else {
                 self.non_confirm_messages.push(message);
             }

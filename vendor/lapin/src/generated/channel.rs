@@ -674,7 +674,7 @@ impl Channel {
         }
 
         let start_hook_res =
-            self.before_basic_publish(exchange.as_str(), routing_key.as_str(), payload);
+            self.before_basic_publish(exchange.as_str(), routing_key.as_str(), payload, &properties);
         let BasicPublishOptions {
             mandatory,
             immediate,
