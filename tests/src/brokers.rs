@@ -209,6 +209,17 @@ pub fn partition_leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
     leaders.into_iter().map(|(_, l)| l).collect()
 }
 
+/// The broker coordinating consumer group `group`: the leader of its partition of
+/// `__consumer_offsets` (Java's `String.hashCode` of the id, modulo the topic's partitions).
+pub fn group_coordinator(bootstrap: &str, group: &str) -> i32 {
+    let hash = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    let leaders = partition_leaders(bootstrap, "__consumer_offsets");
+    let partition = if hash == i32::MIN { 0 } else { hash.abs() } as usize % leaders.len();
+    leaders[partition]
+}
+
 /// A test record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Record {

@@ -242,7 +242,7 @@ impl TransactionalSource {
     }
 
     /// Commits the open transaction with its offsets.
-    fn commit(&mut self) -> Result<(), SourceError> {
+    async fn commit(&mut self) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::with_capacity(self.offsets.len());
         for ((topic, partition), next) in &self.offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
@@ -253,7 +253,8 @@ impl TransactionalSource {
             .group_metadata()
             .ok_or_else(|| SourceError::msg("the consumer has no group metadata"))?;
         self.transaction
-            .commit(&tpl, &group)
+            .commit(tpl, group)
+            .await
             .map_err(|e| SourceError::new("cannot commit the Kafka transaction", e))?;
         self.offsets.clear();
         self.began_at.clear();
@@ -364,7 +365,7 @@ impl Source for TransactionalSource {
         // Everything consumed in the transaction settled: what it produced and the offsets
         // it commits cover the same messages.
         if self.watermarks.in_flight() == 0 && !self.offsets.is_empty() {
-            self.commit()?;
+            self.commit().await?;
         }
         Ok(())
     }
@@ -384,7 +385,7 @@ impl Source for TransactionalSource {
             && self.watermarks.in_flight() == 0
             && !self.offsets.is_empty();
         let result = if clean && committable {
-            self.commit()
+            self.commit().await
         } else {
             self.transaction
                 .abort()

@@ -29,6 +29,27 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// How long initialising, committing or aborting may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a commit (its offsets, then the commit itself) may take before the producer is
+/// given up: librdkafka bounds the commit but not the offsets, whose request waits without end
+/// for a group coordinator that died and does not come back (librdkafka 2.12,
+/// confluentinc/librdkafka#5456).
+const COMMIT_LIMIT: Duration = Duration::from_secs(2 * 30 + 5);
+
+/// A transaction that did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The cluster refused it or did not answer within its timeout.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The commit did not return: the producer is stuck and is given up (the mapping
+    /// restarts with a new one, which fences it and aborts the transaction).
+    #[error("the Kafka transaction did not commit within {} s (the producer is replaced)", COMMIT_LIMIT.as_secs())]
+    Stuck,
+    /// No thread for the commit.
+    #[error("cannot start a thread for the Kafka transaction's commit")]
+    Thread(#[source] std::io::Error),
+}
+
 /// A mapping's transactional producer and whether a transaction is open.
 pub struct Transaction {
     producer: Arc<Producer>,
@@ -105,24 +126,41 @@ impl Transaction {
 
     /// Commits the open transaction (beginning one if none is, so that consumed offsets
     /// commit even when nothing was produced) with `offsets` of the consumer group `group`.
-    /// Blocks the calling thread (a runtime worker, told so).
-    pub fn commit(
+    ///
+    /// The blocking calls run on a thread of their own, awaited up to [`COMMIT_LIMIT`]: one
+    /// that never returns is left behind with the producer, and the mapping restarts instead
+    /// of waiting with it.
+    pub async fn commit(
         &self,
-        offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
-    ) -> Result<(), KafkaError> {
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
+    ) -> Result<(), CommitError> {
         self.begin()?;
-        tokio::task::block_in_place(|| {
-            self.producer
-                .send_offsets_to_transaction(offsets, group, TIMEOUT)?;
-            self.producer.commit_transaction(TIMEOUT)
-        })?;
+        let producer = Arc::clone(&self.producer);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("kafka-txn-commit".into())
+            .spawn(move || {
+                let committed = producer
+                    .send_offsets_to_transaction(&offsets, &group, TIMEOUT)
+                    .and_then(|()| producer.commit_transaction(TIMEOUT));
+                let _ = answer.send(committed);
+            })
+            .map_err(CommitError::Thread)?;
+        match tokio::time::timeout(COMMIT_LIMIT, answered).await {
+            Ok(Ok(committed)) => committed?,
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(transactional_id = %self.id, "The Kafka transaction did not commit in time; the producer is replaced.");
+                return Err(CommitError::Stuck);
+            }
+        }
         *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
         Ok(())
     }
 
     /// Aborts the open transaction, if any: what it produced is never seen by
-    /// `read_committed` readers. Blocks like [`Transaction::commit`].
+    /// `read_committed` readers. Blocks the calling thread (a runtime worker, told so) for at
+    /// most 30 s.
     pub fn abort(&self) -> Result<(), KafkaError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if *open {
