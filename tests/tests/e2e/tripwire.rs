@@ -1,7 +1,8 @@
 //! A throughput tripwire against the real brokers: in each direction, the bridge drains a
 //! backlog at no less than [`MIN_RATIO`] of the plain relay's rate (`bridge_tests::relay`),
-//! both measured in the same run by the benchmark's harness (`bridge_tests::throughput`). It
-//! catches order-of-magnitude regressions; it makes no timing claim. Its tests measure one at
+//! both measured in the same run by the benchmark's harness (`bridge_tests::throughput`), in
+//! one of up to [`ATTEMPTS`] runs. It catches order-of-magnitude regressions, which slow every
+//! run, not a shared machine's pauses, which slow some; it makes no timing claim. Its tests measure one at
 //! a time; tests of other modules of the binary may run beside them, so for figures nothing
 //! else disturbs run them on their own:
 //! `cargo test -p bridge-tests --test e2e -- tripwire:: --nocapture`.
@@ -15,6 +16,11 @@ const MIN_RATIO: f64 = 0.3;
 
 /// Messages per run (`BRIDGE_TRIPWIRE_MESSAGES`).
 const MESSAGES: usize = 20_000;
+
+/// Runs (relay, then bridge) before the tripwire fires: a run of well under a second is easily
+/// halved by whatever else the machine does at that moment (seen: 0.28 once in CI, 0.42–0.80
+/// in six runs of the same build on a quiet machine).
+const ATTEMPTS: usize = 3;
 
 /// Lines of the bridge's log shown when the tripwire fires.
 const LOG_TAIL: usize = 40;
@@ -38,7 +44,8 @@ fn tail(log: &str, lines: usize) -> String {
 
 /// The plain relay, then the bridge (`header-map` + `routing-key`, provenance headers on, as
 /// in the benchmark) drain a backlog of 1 KiB messages in `dir`, each on fresh topics and
-/// queues; the bridge's rate must be at least [`MIN_RATIO`] of the relay's.
+/// queues; in one of [`ATTEMPTS`] such runs, the bridge's rate must be at least [`MIN_RATIO`]
+/// of the relay's.
 ///
 /// This guards against order-of-magnitude regressions on a noisy machine; it is not a timing
 /// claim (`docs/performance.md` has the figures). The bridge under test is its release build
@@ -50,23 +57,29 @@ async fn tripwire(dir: Direction) {
     let bin = release_binary();
     warm_plugin_cache(&bin);
     let conn = brokers::amqp().await;
-    let relay = throughput(&conn, dir, n, None).await;
-    let bridge = throughput(&conn, dir, n, Some(&bin)).await;
-    let ratio = bridge.rate / relay.rate.max(1.0);
-    println!(
-        "tripwire {}: relay {:.0} msgs/s, bridge {:.0} msgs/s, bridge ÷ relay {ratio:.2} ({n} messages)",
+    let mut runs = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let relay = throughput(&conn, dir, n, None).await;
+        let bridge = throughput(&conn, dir, n, Some(&bin)).await;
+        let ratio = bridge.rate / relay.rate.max(1.0);
+        let figures = format!(
+            "relay {:.0} msgs/s, bridge {:.0} msgs/s, bridge ÷ relay {ratio:.2}",
+            relay.rate, bridge.rate,
+        );
+        println!("tripwire {}: {figures} ({n} messages)", dir.name());
+        assert!(relay.rate > 0.0, "{}: the relay moved nothing", dir.name());
+        if ratio >= MIN_RATIO {
+            return;
+        }
+        runs.push((figures, bridge.log));
+    }
+    let (_, log) = runs.last().expect("at least one run");
+    let figures: Vec<&str> = runs.iter().map(|(f, _)| f.as_str()).collect();
+    panic!(
+        "{}: the bridge moved under {MIN_RATIO} × the relay's rate in each of {ATTEMPTS} runs:\n{}\nthe last bridge's log ends:\n{}",
         dir.name(),
-        relay.rate,
-        bridge.rate,
-    );
-    assert!(relay.rate > 0.0, "{}: the relay moved nothing", dir.name());
-    assert!(
-        bridge.rate >= MIN_RATIO * relay.rate,
-        "{}: the bridge moved {:.0} msgs/s, under {MIN_RATIO} × the relay's {:.0} msgs/s; its log ends:\n{}",
-        dir.name(),
-        bridge.rate,
-        relay.rate,
-        tail(bridge.log.as_deref().unwrap_or_default(), LOG_TAIL),
+        figures.join("\n"),
+        tail(log.as_deref().unwrap_or_default(), LOG_TAIL),
     );
 }
 
