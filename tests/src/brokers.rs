@@ -220,6 +220,14 @@ pub fn group_coordinator(bootstrap: &str, group: &str) -> i32 {
     leaders[partition]
 }
 
+/// The `i` of a payload made by [`Record::kind`] (`usize::MAX` for any other payload).
+pub fn kind_index(payload: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(payload);
+    text.rsplit_once("\"i\":")
+        .and_then(|(_, i)| i.trim_end_matches('}').parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
 /// A test record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Record {
@@ -236,6 +244,18 @@ pub struct Record {
 }
 
 impl Record {
+    /// Record `i` of a test: key `k{i}`, payload `{"kind":KIND,"i":I}` (a plugin can route on
+    /// the kind; [`kind_index`] reads `i` back), bound for `partition`.
+    pub fn kind(kind: &str, i: usize, partition: i32) -> Self {
+        Record {
+            key: Some(format!("k{i}").into_bytes()),
+            payload: Some(format!(r#"{{"kind":"{kind}","i":{i}}}"#).into_bytes()),
+            headers: vec![],
+            partition,
+            timestamp: None,
+        }
+    }
+
     /// The first header `name`, as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers

@@ -46,6 +46,19 @@ impl Drop for Committer {
     }
 }
 
+/// Commits every offset stored in `consumer`, waiting for the answer. Nothing stored is not
+/// an error.
+pub(super) fn commit_stored<C, X>(consumer: &C) -> Result<(), KafkaError>
+where
+    C: Consumer<X>,
+    X: ConsumerContext,
+{
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        other => other,
+    }
+}
+
 async fn commit_when_asked<C, X>(consumer: Weak<C>, wanted: Arc<Notify>, group: String)
 where
     C: Consumer<X> + Send + Sync + 'static,
@@ -56,11 +69,9 @@ where
         let Some(consumer) = consumer.upgrade() else {
             return;
         };
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
-                .await;
+        let committed = tokio::task::spawn_blocking(move || commit_stored(&*consumer)).await;
         match committed {
-            Ok(Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
+            Ok(Ok(())) => {}
             // A rebalance under way, the coordinator moving: the next commit, or the periodic
             // one, carries these offsets.
             Ok(Err(e)) => tracing::debug!(group, error = %e, "Offset commit failed."),

@@ -26,9 +26,7 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::statistics::Statistics;
@@ -36,7 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::ClusterContext;
-use super::committer::Committer;
+use super::committer::{Committer, commit_stored};
 use crate::config::{KafkaCluster, KafkaSource};
 use crate::connector::{SourceError, SourceEvents};
 use crate::plugin::Message;
@@ -835,10 +833,7 @@ impl Lease {
     /// Commits every stored offset of the consumer (its other mappings' too), waiting for the
     /// answer. Nothing stored is not an error.
     pub fn commit(&self) -> Result<(), KafkaError> {
-        match self.group.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        commit_stored(self.group.consumer.as_ref())
     }
 
     /// Asks for a commit of every stored offset of the consumer, sent as soon as the one under

@@ -16,26 +16,13 @@ async fn returns_among_many_confirmations_reach_the_message_returned() {
     let dlq = unique("mixed-dead");
     let exchange = unique("mixed-ex");
     let queue = unique("mixed-routed");
-    brokers::create_topic(&topic, 1).await;
-    brokers::create_topic(&dlq, 1).await;
+    brokers::create_topics(&[&topic, &dlq], 1).await;
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
     // Every fifth is unroutable.
     let lost = |i: usize| i.is_multiple_of(5);
     let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            key: Some(format!("k{i}").into_bytes()),
-            payload: Some(
-                format!(
-                    r#"{{"kind":"{}","i":{i}}}"#,
-                    if lost(i) { "lost" } else { "ok" }
-                )
-                .into_bytes(),
-            ),
-            headers: vec![],
-            partition: 0,
-            timestamp: None,
-        })
+        .map(|i| Record::kind(if lost(i) { "lost" } else { "ok" }, i, 0))
         .collect();
     brokers::produce(&topic, &records, None).await;
     let mut bridge = Scenario::new()
@@ -56,15 +43,7 @@ async fn returns_among_many_confirmations_reach_the_message_returned() {
     let dead = brokers::read_topic(&dlq, unroutable, Duration::from_secs(20)).await;
     bridge.stop_clean();
 
-    let index = |payload: &[u8]| -> usize {
-        let text = String::from_utf8_lossy(payload);
-        let i = text
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('}');
-        i.parse().unwrap_or(usize::MAX)
-    };
+    let index = brokers::kind_index;
     let dead: std::collections::BTreeSet<usize> = dead
         .iter()
         .map(|r| index(r.payload.as_deref().unwrap_or_default()))
@@ -99,8 +78,7 @@ async fn unroutable_and_trapped_messages_are_dead_lettered_with_context() {
     let dlq = unique("dead-letters");
     let exchange = unique("events");
     let queue = unique("routed");
-    brokers::create_topic(&topic, 1).await;
-    brokers::create_topic(&dlq, 1).await;
+    brokers::create_topics(&[&topic, &dlq], 1).await;
     let conn = brokers::amqp().await;
     brokers::declare_bound_queue(&conn, &exchange, &queue, "order.ok").await;
 

@@ -19,13 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const PROMPT: Duration = Duration::from_secs(15);
 
 fn record(kind: &str, i: usize) -> Record {
-    Record {
-        key: Some(format!("k{i}").into_bytes()),
-        payload: Some(format!(r#"{{"kind":"{kind}","i":{i}}}"#).into_bytes()),
-        headers: vec![],
-        partition: 0,
-        timestamp: None,
-    }
+    Record::kind(kind, i, 0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

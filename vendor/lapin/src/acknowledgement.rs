@@ -7,7 +7,7 @@ use crate::{
     shared::SharedMutex,
     types::DeliveryTag,
 };
-use std::{collections::HashMap, fmt, sync::MutexGuard};
+use std::{collections::BTreeMap, fmt, sync::MutexGuard};
 use tracing::trace;
 
 #[derive(Clone)]
@@ -91,7 +91,8 @@ struct Inner {
     channel_id: u16,
     delivery_tag: IdSequence<DeliveryTag>,
     last: Option<Promise<()>>,
-    pending: HashMap<DeliveryTag, Pending>,
+    /// bridge-host patch: in publish order.
+    pending: BTreeMap<DeliveryTag, Pending>,
     returned_messages: ReturnedMessages,
 }
 
@@ -101,7 +102,7 @@ impl Inner {
             channel_id,
             delivery_tag: IdSequence::new(false),
             last: None,
-            pending: HashMap::default(),
+            pending: BTreeMap::default(),
             returned_messages,
         }
     }
@@ -143,9 +144,7 @@ impl Inner {
     }
 
     fn drop_all(&mut self, success: bool) {
-        let mut pending: Vec<_> = std::mem::take(&mut self.pending).into_iter().collect();
-        pending.sort_unstable_by_key(|(tag, _)| *tag);
-        for (delivery_tag, pending) in pending {
+        for (delivery_tag, pending) in std::mem::take(&mut self.pending) {
             self.complete_pending(success, delivery_tag, pending);
         }
     }
@@ -176,15 +175,9 @@ impl Inner {
         // also handle the underlying acknowledgement state independently, so returning the
         // last error is sufficient.
         let mut res = Ok(());
-        let mut tags = self
-            .pending
-            .keys()
-            .filter(|tag| **tag <= delivery_tag)
-            .cloned()
-            .collect::<Vec<DeliveryTag>>();
         // In publish order, as the broker returns them: of identical messages, the first
         // returned is matched with the first published.
-        tags.sort_unstable();
+        let tags: Vec<DeliveryTag> = self.pending.range(..=delivery_tag).map(|(t, _)| *t).collect();
         for tag in tags {
             if let Err(err) = self.drop_pending(tag, success) {
                 res = Err(err);
@@ -194,7 +187,7 @@ impl Inner {
     }
 
     fn on_channel_error(&mut self, error: Error) {
-        for (delivery_tag, Pending { resolvers, .. }) in self.pending.drain() {
+        for (delivery_tag, Pending { resolvers, .. }) in std::mem::take(&mut self.pending) {
             resolvers.0.reject(error.clone());
             if Some(delivery_tag) == self.delivery_tag.current() {
                 resolvers.1.reject(error.clone());
