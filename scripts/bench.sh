@@ -30,5 +30,7 @@ COMPONENTIZE_PY_VENV="$HOME/.cache/bridge-host/componentize-py" \
 scripts/brokers.sh start >/dev/null
 trap 'scripts/brokers.sh stop' EXIT
 cargo build --locked --release -p bridge-host
+# MirrorMaker 2, the Kafka → Kafka peer, of the broker's Kafka version.
+BENCH_MIRROR_MAKER_LIBS="$(scripts/kafka.sh fetch-mirror)" \
 BRIDGE_HOST_BIN="$CARGO_TARGET_DIR/release/bridge-host" \
   cargo bench --locked -p bridge-tests --bench bridge_throughput 2>/dev/null | grep '^{'

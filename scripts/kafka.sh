@@ -3,6 +3,9 @@
 #   scripts/kafka.sh fetch
 #       Downloads the pinned broker's jars (scripts/kafka/pom.xml) once into
 #       $KAFKA_HOME_CACHE (default ~/.cache/bridge-host/kafka-$KAFKA_VERSION) and prints the libs dir.
+#   scripts/kafka.sh fetch-mirror
+#       Downloads MirrorMaker 2 of the same version (scripts/kafka/mirror/pom.xml, the benchmark's
+#       peer) once into $KAFKA_HOME_CACHE/mirror-libs and prints that dir.
 #   scripts/kafka.sh wait PORT [BROKERS] [TIMEOUT_SECS]
 #       Waits until 127.0.0.1:PORT answers a Metadata request with BROKERS brokers and a controller,
 #       and names a group coordinator.
@@ -36,6 +39,26 @@ fetch() {
   [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] || { echo "error: kafka_2.13-$KAFKA_VERSION.jar missing after the fetch" >&2; return 1; }
   touch "$LIBS/.complete"
   echo "$LIBS"
+}
+
+fetch_mirror() {
+  local libs="$KAFKA_HOME_CACHE/mirror-libs"
+  if [ -f "$libs/.complete" ]; then
+    echo "$libs"
+    return 0
+  fi
+  command -v mvn >/dev/null || { echo "error: mvn is not installed (it fetches MirrorMaker 2 from Maven Central)" >&2; return 1; }
+  echo "Fetching MirrorMaker 2 (connect-mirror $KAFKA_VERSION) from Maven Central…" >&2
+  rm -rf "$libs"
+  mkdir -p "$libs"
+  if ! mvn -q -B -f "$HERE/kafka/mirror/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$libs" >&2; then
+    echo "error: could not fetch org.apache.kafka:connect-mirror:$KAFKA_VERSION from Maven Central" >&2
+    return 1
+  fi
+  [ -f "$libs/connect-mirror-$KAFKA_VERSION.jar" ] || { echo "error: connect-mirror-$KAFKA_VERSION.jar missing after the fetch" >&2; return 1; }
+  touch "$libs/.complete"
+  echo "$libs"
 }
 
 start() {
@@ -156,8 +179,9 @@ PY
 
 case "${1:-}" in
   fetch) fetch ;;
+  fetch-mirror) fetch_mirror ;;
   wait) shift; wait_ready "$@" ;;
   start) shift; start "$@" ;;
   libs) echo "$LIBS" ;;
-  *) echo "usage: $0 fetch | wait PORT [BROKERS] [TIMEOUT] | start DIR NODE_ID PORT CONTROLLER_PORT VOTERS [KEY=VALUE ...] | libs" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch | fetch-mirror | wait PORT [BROKERS] [TIMEOUT] | start DIR NODE_ID PORT CONTROLLER_PORT VOTERS [KEY=VALUE ...] | libs" >&2; exit 2 ;;
 esac

@@ -8,7 +8,9 @@
 //! - the bridge in each direction through `header-map` + `routing-key`, provenance headers on,
 //!   with its CPU time per 100 000 messages and peak RSS;
 //! - latency p50 / p99 / p99.9 at half the bridge's rate, from the producer's send to the
-//!   target consumer's receipt, for the bridge and the relay at the same rate.
+//!   target consumer's receipt, for the bridge and the relay at the same rate;
+//! - MirrorMaker 2 Kafka→Kafka (`bridge_tests::mirror_maker`), when `BENCH_MIRROR_MAKER_LIBS`
+//!   names its jars (scripts/bench.sh fetches them): throughput, CPU time, peak RSS.
 //!
 //! Prints one JSON object per figure. `BENCH_MESSAGES` sets the run length (default 50 000);
 //! `BENCH_DIRECTIONS` (e.g. `kafka_to_kafka,kafka_to_rabbitmq`) runs only those directions,
@@ -20,9 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_tests::brokers::{self, unique};
+use bridge_tests::mirror_maker;
 use bridge_tests::throughput::{
-    Direction, Lane, PARTITIONS, amqp_publish, kafka_produce, now_us, rate, throughput,
-    warm_plugin_cache,
+    Direction, Lane, PARTITIONS, Run, amqp_publish, kafka_produce, mirror_maker_throughput, now_us,
+    rate, throughput, warm_plugin_cache,
 };
 use futures_util::StreamExt;
 use lapin::Connection;
@@ -231,6 +234,31 @@ async fn raw_clients(conn: &Connection, n: usize) {
     );
 }
 
+/// MirrorMaker 2 Kafka → Kafka on a lane of its own (`bridge_tests::mirror_maker`): its
+/// throughput, CPU time and peak RSS, and the bridge's `bridge_run` beside it.
+async fn peer(conn: &Connection, n: usize, libs: &std::path::Path, bridge_run: &Run) {
+    let run = mirror_maker_throughput(conn, n, libs).await;
+    if run.rate == 0.0 {
+        eprintln!(
+            "MirrorMaker 2 moved nothing; its log ends:\n{}",
+            run.log.as_deref().unwrap_or_default()
+        );
+        return;
+    }
+    figure("mirror_maker_kafka_to_kafka", run.rate, "msgs/s");
+    if let Some(cpu) = run.cpu_per_100k {
+        figure("mirror_maker_kafka_to_kafka_cpu_per_100k", cpu, "s");
+    }
+    if let Some(rss) = run.peak_rss_mib {
+        figure("mirror_maker_kafka_to_kafka_peak_rss", rss, "MiB");
+    }
+    figure(
+        "bridge_kafka_to_kafka_ratio_to_mirror_maker",
+        bridge_run.rate / run.rate,
+        "ratio",
+    );
+}
+
 /// The relay and the bridge in `dir`: throughput, CPU time, peak RSS, and latency at half the
 /// bridge's rate beside the relay's at the same rate.
 async fn direction(conn: &Connection, dir: Direction, n: usize) {
@@ -250,6 +278,11 @@ async fn direction(conn: &Connection, dir: Direction, n: usize) {
     }
     if let Some(rss) = bridge_run.peak_rss_mib {
         figure(&format!("bridge_{name}_peak_rss"), rss, "MiB");
+    }
+    if dir == Direction::KafkaToKafka
+        && let Some(libs) = mirror_maker::libs()
+    {
+        peer(conn, n, &libs, &bridge_run).await;
     }
     if matches!(
         dir,

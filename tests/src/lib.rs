@@ -4,6 +4,7 @@ pub mod bridge;
 pub mod brokers;
 pub mod fault_proxy;
 pub mod kafka_node;
+pub mod mirror_maker;
 pub mod rabbit_node;
 pub mod relay;
 pub mod scenario;

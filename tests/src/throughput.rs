@@ -20,6 +20,7 @@ use rdkafka::producer::FutureRecord;
 use crate::artifacts;
 use crate::bridge::BridgeProcess;
 use crate::brokers::{self, unique};
+use crate::mirror_maker::{self, MirrorMaker};
 use crate::relay;
 
 /// Partitions of every topic the harness creates.
@@ -163,6 +164,32 @@ fn topic_count(client: &BaseConsumer, topic: &str) -> usize {
                 .map_or(0, |w| w.1)
         })
         .sum::<i64>() as usize
+}
+
+/// Counts what arrives in Kafka `topic` until it reaches `n`: a [`measure`] of the process
+/// `pid` moving it.
+async fn count_topic(pid: Option<u32>, n: usize, topic: &str) -> Run {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers::kafka_bootstrap())
+        .create()
+        .expect("client");
+    measure(pid, n, || topic_count(&client, topic)).await
+}
+
+/// Throughput of MirrorMaker 2 (its jars in `libs`) Kafka → Kafka over `n` messages waiting
+/// in the source, on a fresh [`Lane`], with its CPU time, peak RSS and log.
+pub async fn mirror_maker_throughput(conn: &Connection, n: usize, libs: &Path) -> Run {
+    let lane = Lane::new(conn).await;
+    kafka_produce(&lane.topic, n, None).await;
+    let mirror = MirrorMaker::start(libs, &lane.topic, PARTITIONS);
+    let mut run = count_topic(
+        Some(mirror.pid()),
+        n,
+        &mirror_maker::target_topic(&lane.topic),
+    )
+    .await;
+    run.log = Some(mirror.stop());
+    run
 }
 
 /// CPU time (user + system) and peak RSS of a process, from `/proc`.
@@ -510,13 +537,7 @@ pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: Opt
             let counter = brokers::StreamCounter::new(&lane.stream).await;
             measure(mover.pid(), n, || counter.count()).await
         }
-        None => {
-            let client: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", brokers::kafka_bootstrap())
-                .create()
-                .expect("client");
-            measure(mover.pid(), n, || topic_count(&client, &lane.out_topic)).await
-        }
+        None => count_topic(mover.pid(), n, &lane.out_topic).await,
     };
     run.log = mover.stop().await;
     if let Some((_, task)) = collector {
