@@ -3,10 +3,11 @@
 //! Publishing and consuming use separate connections, as RabbitMQ advises: a broker under a
 //! resource alarm blocks publishing connections, and consumers' acknowledgements must still get
 //! through. A connection lives while a mapping uses it; a mapping that restarts after a lost
-//! connection gets a fresh one.
+//! connection gets a fresh one. What the broker was found to refuse ([`Learned`]) outlives the
+//! connections.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -38,6 +39,28 @@ pub struct Pooled {
     /// When a publish on any channel of the connection was last written (lapin writes them
     /// from one queue per connection).
     pub writes: Progress,
+    /// What the broker was found to refuse, learned by this connection or an earlier one of
+    /// the same tenant, name and role.
+    pub learned: Arc<Learned>,
+}
+
+/// Limits of a broker that no protocol message announces, learned from its refusals.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// The largest message body the broker takes (its `max_message_size`); 0 while unknown.
+    max_message: AtomicUsize,
+}
+
+impl Learned {
+    /// The largest message body the broker takes, once known.
+    pub fn max_message(&self) -> Option<usize> {
+        Some(self.max_message.load(Ordering::Relaxed)).filter(|m| *m > 0)
+    }
+
+    /// The broker said it takes no body larger than `bytes`.
+    pub fn set_max_message(&self, bytes: usize) {
+        self.max_message.store(bytes, Ordering::Relaxed);
+    }
 }
 
 impl std::ops::Deref for Pooled {
@@ -79,8 +102,15 @@ impl Progress {
 /// The live connection of one tenant, connection name and role, if any, with its settings.
 type ConnectionSlot = Option<(RabbitConnection, Weak<Pooled>)>;
 
+/// One tenant, connection name and role: its live connection and what its connections learned.
+#[derive(Debug, Default)]
+struct Slot {
+    live: tokio::sync::Mutex<ConnectionSlot>,
+    learned: Arc<Learned>,
+}
+
 /// The slots of every tenant, connection name and role.
-type Slots = HashMap<(String, String, Role), Arc<tokio::sync::Mutex<ConnectionSlot>>>;
+type Slots = HashMap<(String, String, Role), Arc<Slot>>;
 
 /// Every tenant's live RabbitMQ connections, by tenant, connection name and role.
 #[derive(Debug, Default)]
@@ -104,8 +134,8 @@ impl Connections {
             Arc::clone(slots.entry(key).or_default())
         };
         // Mappings starting together wait for one connect instead of each opening their own.
-        let mut slot = slot.lock().await;
-        if let Some((settings, connection)) = &*slot
+        let mut live = slot.live.lock().await;
+        if let Some((settings, connection)) = &*live
             && settings == conn
             && let Some(connection) = connection.upgrade()
             && connection.status().connected()
@@ -116,8 +146,9 @@ impl Connections {
         let connection = Arc::new(Pooled {
             connection: super::connect_as(name, conn, &label).await?,
             writes: Progress::new(),
+            learned: Arc::clone(&slot.learned),
         });
-        *slot = Some((conn.clone(), Arc::downgrade(&connection)));
+        *live = Some((conn.clone(), Arc::downgrade(&connection)));
         Ok(connection)
     }
 }

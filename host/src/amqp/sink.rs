@@ -166,11 +166,20 @@ impl AmqpSink {
             Ok(props) => props,
             Err(e) => return Ok(refused(FailureKind::ConversionError, e.to_string())),
         };
+        let payload = msg.payload.clone().unwrap_or_default();
+        if let Some(max) = self.connection.learned.max_message()
+            && payload.len() > max
+        {
+            return Ok(refused(
+                FailureKind::TargetRejected,
+                too_large(payload.len(), max),
+            ));
+        }
         // Queued now, in the order of the sends (the first poll pushes the frames to the
         // connection's writer); the write and the confirm are awaited with the flight, so a
         // batch goes out in one wake of the writer rather than one round trip a message.
         let channel = Arc::clone(&self.channel);
-        let payload = msg.payload.clone().unwrap_or_default();
+        let size = payload.len();
         let (ex, rk) = (exchange.clone(), routing_key.clone());
         let mut publish = Box::pin(async move {
             let options = BasicPublishOptions {
@@ -212,9 +221,11 @@ impl AmqpSink {
                 connection.writes.made();
             }
             let confirm = written.map_err(|e| {
-                Rejected::transient(
-                    format!("publish to exchange `{exchange}` failed: {e}"),
-                    Some(Box::new(e)),
+                lost(
+                    &connection,
+                    size,
+                    format!("publish to exchange `{exchange}` failed"),
+                    e,
                 )
             })?;
             match confirm.await {
@@ -230,9 +241,11 @@ impl AmqpSink {
                     FailureKind::TargetRejected,
                     format!("RabbitMQ nacked the publish to exchange `{exchange}`"),
                 )),
-                Err(e) => Err(Rejected::transient(
-                    format!("lost the publisher confirm: {e}"),
-                    Some(Box::new(e)),
+                Err(e) => Err(lost(
+                    &connection,
+                    size,
+                    "lost the publisher confirm".to_string(),
+                    e,
                 )),
             }
         }))
@@ -277,7 +290,54 @@ impl Sink for AmqpSink {
     }
 }
 
+/// A publish of a `size`-byte body that failed with `e` (its channel or connection closed): a
+/// lost connection, but for the message the broker closed the channel on because it is larger
+/// than the broker's `max_message_size`. That limit is learned from the broker's words, so that
+/// the message, consumed again after the mapping restarts, is refused before it is sent.
+fn lost(connection: &Pooled, size: usize, what: String, e: lapin::Error) -> Rejected {
+    if let Some(max) = max_message_size(&e.to_string()) {
+        connection.learned.set_max_message(max);
+        if size > max {
+            return Rejected::refused(FailureKind::TargetRejected, too_large(size, max));
+        }
+    }
+    Rejected::transient(format!("{what}: {e}"), Some(Box::new(e)))
+}
+
+/// The limit in RabbitMQ's `PRECONDITION_FAILED - message size N is larger than configured
+/// max size M` (RabbitMQ 3.8 and later).
+fn max_message_size(error: &str) -> Option<usize> {
+    let (_, rest) = error.split_once("larger than configured max size ")?;
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok().filter(|m| *m > 0)
+}
+
+fn too_large(size: usize, max: usize) -> String {
+    format!(
+        "the message body takes {size} bytes, more than the {max} RabbitMQ takes (its `max_message_size`)"
+    )
+}
+
 /// Whether the broker answered 404 NOT_FOUND.
 fn is_not_found(e: &lapin::Error) -> bool {
     matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_message_size;
+
+    #[test]
+    fn the_brokers_message_size_limit_is_read_from_its_refusal() {
+        let said = "protocol error: AMQP soft error: PRECONDITION_FAILED - message size 204800 is larger than configured max size 65536";
+        assert_eq!(max_message_size(said), Some(65536));
+        assert_eq!(
+            max_message_size("PRECONDITION_FAILED - unknown delivery tag 7"),
+            None
+        );
+        assert_eq!(
+            max_message_size("larger than configured max size of nothing"),
+            None
+        );
+    }
 }

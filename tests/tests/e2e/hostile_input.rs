@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bridge_tests::bridge::http_get;
-use bridge_tests::brokers::{self, unique};
+use bridge_tests::brokers::{self, Record, unique};
+use bridge_tests::rabbit_node::RabbitNode;
 use bridge_tests::scenario::{Mapping, Scenario};
 
 /// A header name that is not UTF-8, and one with a NUL byte, between ordinary records: the
@@ -933,4 +934,76 @@ async fn a_plugin_keeping_duplicates_across_calls_is_held_to_the_budget() {
         dead.len()
     );
     assert_rss_within_the_budget(peak_kib, &log);
+}
+
+/// A message larger than RabbitMQ's `max_message_size` (128 MiB by default, here 64 KiB): the
+/// broker closes the publishing channel on it. The bridge learns the limit from the broker's
+/// words, refuses the message as `target-rejected` (dead-lettered here) and the messages behind
+/// it in its partition arrive: it is not sent again after every restart, holding the partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_over_rabbitmqs_max_message_size_is_dead_lettered_not_sent_forever() {
+    let node = tokio::task::spawn_blocking(|| {
+        let node = RabbitNode::start(None);
+        let limited = node.ctl(&[
+            "eval",
+            "application:set_env(rabbit, max_message_size, 65536).",
+        ]);
+        (node, limited)
+    })
+    .await
+    .unwrap();
+    let (node, limited) = node;
+    assert!(limited, "the private node takes max_message_size = 65536");
+    let url = node.url();
+    let topic = unique("big-in");
+    let dlq = unique("big-dead");
+    brokers::create_topics(&[&topic, &dlq], 1).await;
+    let (exchange, queue) = (unique("big-ex"), unique("big-q"));
+    let conn = brokers::amqp_to(&url).await;
+    brokers::declare_bound_queue(&conn, &exchange, &queue, "rk").await;
+    let big = 10;
+    let records: Vec<Record> = (0..=20)
+        .map(|i| {
+            let mut r = Record::kind("small", i, 0);
+            if i == big {
+                r.payload = Some(vec![b'x'; 200 * 1024]);
+            }
+            r
+        })
+        .collect();
+    brokers::produce(&topic, &records, None).await;
+    let mut bridge = Scenario::with_brokers(&brokers::brokers_toml_with(&url))
+        .mapping(
+            Mapping::kafka_to_rabbitmq("big", &[&topic], &unique("g"), &exchange)
+                .routing_key("rk")
+                .dead_letter_kafka(&dlq),
+        )
+        .start();
+    let dead = brokers::read_topic(&dlq, 1, Duration::from_secs(40)).await;
+    // Everything that arrived, restarts' duplicates included.
+    let arrived = brokers::consume_queue(&conn, &queue, usize::MAX, Duration::from_secs(5)).await;
+    bridge.stop_clean();
+    let arrived: std::collections::BTreeSet<usize> = arrived
+        .iter()
+        .map(|m| brokers::kind_index(&m.payload))
+        .collect();
+    let expected: std::collections::BTreeSet<usize> = (0..=20).filter(|i| *i != big).collect();
+    assert_eq!(
+        arrived,
+        expected,
+        "every message but the large one reaches the queue; {}",
+        bridge.log_report()
+    );
+    assert_eq!(dead.len(), 1, "the large message is dead-lettered once");
+    assert_eq!(
+        dead[0].payload.as_ref().map(Vec::len),
+        Some(200 * 1024),
+        "the dead letter is the large message"
+    );
+    let reason = dead[0].header("x-bridge-reason").unwrap_or_default();
+    assert!(
+        reason.contains("max_message_size"),
+        "the dead letter says why: {reason}"
+    );
+    drop(node);
 }
