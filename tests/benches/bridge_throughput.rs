@@ -7,8 +7,9 @@
 //!   Kafka→RabbitMQ, RabbitMQ→Kafka and Kafka→Kafka: the ceiling of each direction;
 //! - the bridge in each direction through `header-map` + `routing-key`, provenance headers on,
 //!   with its CPU time per 100 000 messages and peak RSS;
-//! - latency p50 / p99 / p99.9 at half the bridge's rate, from the producer's send to the
-//!   target consumer's receipt, for the bridge and the relay at the same rate;
+//! - latency p50 / p99 / p99.9 from the producer's send to the target consumer's receipt, for
+//!   the bridge and the relay at the same rate: at 1 000 msgs/s in each direction (`…_at_1000`),
+//!   far below saturation, and at half the bridge's rate Kafka→RabbitMQ and RabbitMQ→Kafka;
 //! - MirrorMaker 2 Kafka→Kafka (`bridge_tests::mirror_maker`), when `BENCH_MIRROR_MAKER_LIBS`
 //!   names its jars (scripts/bench.sh fetches them): throughput, CPU time, peak RSS.
 //!
@@ -172,7 +173,11 @@ async fn latency(
         _ => {
             let reader = topic_arrivals(&lane.out_topic, Arc::clone(&stop));
             tokio::time::sleep(Duration::from_secs(3)).await;
-            amqp_publish(conn, &lane.queue, n, Some(per_s)).await;
+            if dir == Direction::RabbitmqToKafka {
+                amqp_publish(conn, &lane.queue, n, Some(per_s)).await;
+            } else {
+                kafka_produce(&lane.topic, n, Some(per_s)).await;
+            }
             tokio::time::sleep(Duration::from_secs(3)).await;
             stop.store(true, Ordering::Relaxed);
             arrivals = Arc::new(Mutex::new(reader.await.expect("reader")));
@@ -259,8 +264,8 @@ async fn peer(conn: &Connection, n: usize, libs: &std::path::Path, bridge_run: &
     );
 }
 
-/// The relay and the bridge in `dir`: throughput, CPU time, peak RSS, and latency at half the
-/// bridge's rate beside the relay's at the same rate.
+/// The relay and the bridge in `dir`: throughput, CPU time, peak RSS, and latency at a light
+/// load and at half the bridge's rate beside the relay's at the same rate.
 async fn direction(conn: &Connection, dir: Direction, n: usize) {
     let name = dir.name();
     let bin = bridge_tests::bridge::binary();
@@ -284,23 +289,49 @@ async fn direction(conn: &Connection, dir: Direction, n: usize) {
     {
         peer(conn, n, &libs, &bridge_run).await;
     }
-    if matches!(
-        dir,
-        Direction::KafkaToKafka | Direction::KafkaToKafkaExactlyOnce
-    ) || dir.to_stream()
-    {
+    if dir.to_stream() || dir == Direction::KafkaToKafkaExactlyOnce {
+        return;
+    }
+    // Far below saturation, where latency is the bridge's and not the queue's.
+    latencies(conn, dir, LIGHT_RATE, "_at_1000", &bin).await;
+    if dir == Direction::KafkaToKafka {
         return;
     }
     let half = (bridge_run.rate / 2.0).max(100.0);
     figure(&format!("latency_{name}_rate"), half, "msgs/s");
-    let relay_lat = latency(conn, dir, half, 10.0, None).await;
-    let bridge_lat = latency(conn, dir, half, 10.0, Some(&bin)).await;
+    latencies(conn, dir, half, "", &bin).await;
+}
+
+/// The fixed light load of the latency figures named `…_at_1000`, in messages per second.
+const LIGHT_RATE: f64 = 1000.0;
+
+/// Latency p50 / p99 / p99.9 of the relay and of the bridge `bin` in `dir` at `per_s`
+/// messages per second for 10 s each, and what the bridge adds at p99; the figures' names end
+/// with `suffix`.
+async fn latencies(
+    conn: &Connection,
+    dir: Direction,
+    per_s: f64,
+    suffix: &str,
+    bin: &std::path::Path,
+) {
+    let name = dir.name();
+    let relay_lat = latency(conn, dir, per_s, 10.0, None).await;
+    let bridge_lat = latency(conn, dir, per_s, 10.0, Some(bin)).await;
     for (i, p) in ["p50", "p99", "p99_9"].iter().enumerate() {
-        figure(&format!("relay_{name}_latency_{p}"), relay_lat[i], "ms");
-        figure(&format!("bridge_{name}_latency_{p}"), bridge_lat[i], "ms");
+        figure(
+            &format!("relay_{name}_latency{suffix}_{p}"),
+            relay_lat[i],
+            "ms",
+        );
+        figure(
+            &format!("bridge_{name}_latency{suffix}_{p}"),
+            bridge_lat[i],
+            "ms",
+        );
     }
     figure(
-        &format!("bridge_{name}_added_latency_p99"),
+        &format!("bridge_{name}_added_latency{suffix}_p99"),
         bridge_lat[1] - relay_lat[1],
         "ms",
     );
