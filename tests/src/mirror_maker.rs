@@ -110,6 +110,17 @@ rootLogger.appenderRef.file.ref = file
 
     /// SIGTERM, up to 30 s to exit, then SIGKILL; its log and standard error.
     pub fn stop(mut self) -> String {
+        self.terminate();
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("mm2.log"), read("stderr.log"))
+    }
+
+    /// SIGTERM, up to 30 s to exit, then SIGKILL, unless it is gone already.
+    fn terminate(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
         send_signal(self.child.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
@@ -117,8 +128,12 @@ rootLogger.appenderRef.file.ref = file
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let read =
-            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("mm2.log"), read("stderr.log"))
+    }
+}
+
+/// A run that ends early (a panic) does not leave the JVM running.
+impl Drop for MirrorMaker {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }

@@ -4,7 +4,7 @@
 //! resource alarm blocks publishing connections, and consumers' acknowledgements must still get
 //! through. A connection lives while a mapping uses it; a mapping that restarts after a lost
 //! connection gets a fresh one. What the broker was found to refuse ([`Learned`]) outlives the
-//! connections.
+//! connections, until the connection's settings change.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,7 +40,7 @@ pub struct Pooled {
     /// from one queue per connection).
     pub writes: Progress,
     /// What the broker was found to refuse, learned by this connection or an earlier one of
-    /// the same tenant, name and role.
+    /// the same tenant, name, role and settings.
     pub learned: Arc<Learned>,
 }
 
@@ -60,6 +60,11 @@ impl Learned {
     /// The broker said it takes no body larger than `bytes`.
     pub fn set_max_message(&self, bytes: usize) {
         self.max_message.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Forgets it all: the connection's settings changed (another broker, perhaps).
+    fn forget(&self) {
+        self.max_message.store(0, Ordering::Relaxed);
     }
 }
 
@@ -141,6 +146,9 @@ impl Connections {
             && connection.status().connected()
         {
             return Ok(connection);
+        }
+        if live.as_ref().is_some_and(|(settings, _)| settings != conn) {
+            slot.learned.forget();
         }
         let label = format!("bridge-host/{name}/{tenant}/{}", role.as_str());
         let connection = Arc::new(Pooled {

@@ -305,9 +305,11 @@ fn lost(connection: &Pooled, size: usize, what: String, e: lapin::Error) -> Reje
 }
 
 /// The limit in RabbitMQ's `PRECONDITION_FAILED - message size N is larger than configured
-/// max size M` (RabbitMQ 3.8 and later).
+/// max size M` (RabbitMQ 3.8 and later; `… larger than max size M` at its hard maximum).
 fn max_message_size(error: &str) -> Option<usize> {
-    let (_, rest) = error.split_once("larger than configured max size ")?;
+    let (_, rest) = error.split_once("larger than ")?;
+    let rest = rest.strip_prefix("configured ").unwrap_or(rest);
+    let rest = rest.strip_prefix("max size ")?;
     let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
     digits.parse().ok().filter(|m| *m > 0)
 }
@@ -331,6 +333,9 @@ mod tests {
     fn the_brokers_message_size_limit_is_read_from_its_refusal() {
         let said = "protocol error: AMQP soft error: PRECONDITION_FAILED - message size 204800 is larger than configured max size 65536";
         assert_eq!(max_message_size(said), Some(65536));
+        let at_the_hard_maximum =
+            "PRECONDITION_FAILED - message size 600000000 is larger than max size 536870912";
+        assert_eq!(max_message_size(at_the_hard_maximum), Some(536870912));
         assert_eq!(
             max_message_size("PRECONDITION_FAILED - unknown delivery tag 7"),
             None
