@@ -239,6 +239,16 @@ async fn raw_clients(conn: &Connection, n: usize) {
     );
 }
 
+/// `{prefix}_cpu_per_100k` and `{prefix}_peak_rss` of a run, when measured.
+fn usage_figures(prefix: &str, run: &Run) {
+    if let Some(cpu) = run.cpu_per_100k {
+        figure(&format!("{prefix}_cpu_per_100k"), cpu, "s");
+    }
+    if let Some(rss) = run.peak_rss_mib {
+        figure(&format!("{prefix}_peak_rss"), rss, "MiB");
+    }
+}
+
 /// MirrorMaker 2 Kafka → Kafka on a lane of its own (`bridge_tests::mirror_maker`): its
 /// throughput, CPU time and peak RSS, and the bridge's `bridge_run` beside it.
 async fn peer(conn: &Connection, n: usize, libs: &std::path::Path, bridge_run: &Run) {
@@ -251,12 +261,7 @@ async fn peer(conn: &Connection, n: usize, libs: &std::path::Path, bridge_run: &
         return;
     }
     figure("mirror_maker_kafka_to_kafka", run.rate, "msgs/s");
-    if let Some(cpu) = run.cpu_per_100k {
-        figure("mirror_maker_kafka_to_kafka_cpu_per_100k", cpu, "s");
-    }
-    if let Some(rss) = run.peak_rss_mib {
-        figure("mirror_maker_kafka_to_kafka_peak_rss", rss, "MiB");
-    }
+    usage_figures("mirror_maker_kafka_to_kafka", &run);
     figure(
         "bridge_kafka_to_kafka_ratio_to_mirror_maker",
         bridge_run.rate / run.rate,
@@ -278,12 +283,7 @@ async fn direction(conn: &Connection, dir: Direction, n: usize) {
         bridge_run.rate / relay_run.rate.max(1.0),
         "ratio",
     );
-    if let Some(cpu) = bridge_run.cpu_per_100k {
-        figure(&format!("bridge_{name}_cpu_per_100k"), cpu, "s");
-    }
-    if let Some(rss) = bridge_run.peak_rss_mib {
-        figure(&format!("bridge_{name}_peak_rss"), rss, "MiB");
-    }
+    usage_figures(&format!("bridge_{name}"), &bridge_run);
     if dir == Direction::KafkaToKafka
         && let Some(libs) = mirror_maker::libs()
     {

@@ -18,6 +18,24 @@ pub struct BridgeProcess {
     env: Vec<(String, String)>,
 }
 
+/// Waits up to `timeout` for `child` to exit: its exit status, or `None` if it was still
+/// running (it is then killed and reaped).
+pub fn exit_within(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// How long [`BridgeProcess::stop_clean`] gives the bridge to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -178,17 +196,7 @@ impl BridgeProcess {
     /// Waits up to `timeout` for the process to exit: its exit status, or `None` if it was
     /// still running (it is then killed).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        exit_within(&mut self.child.take()?, timeout)
     }
 
     /// The log so far.

@@ -12,9 +12,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::bridge::send_signal;
+use crate::bridge::{exit_within, send_signal};
 use crate::brokers;
 
 /// A running MirrorMaker 2 process and its working directory (configuration and log).
@@ -122,12 +122,7 @@ rootLogger.appenderRef.file.ref = file
             return;
         }
         send_signal(self.child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        exit_within(&mut self.child, Duration::from_secs(30));
     }
 }
 

@@ -170,20 +170,17 @@ impl Inner {
     }
 
     fn complete_pending_before(&mut self, delivery_tag: DeliveryTag, success: bool) -> AMQPResult {
-        // Tags are collected from self.pending, so drop_pending should never fail here.
-        // Multiple errors are unlikely, and if they occur they are likely identical; callers
-        // also handle the underlying acknowledgement state independently, so returning the
-        // last error is sufficient.
-        let mut res = Ok(());
-        // In publish order, as the broker returns them: of identical messages, the first
-        // returned is matched with the first published.
-        let tags: Vec<DeliveryTag> = self.pending.range(..=delivery_tag).map(|(t, _)| *t).collect();
-        for tag in tags {
-            if let Err(err) = self.drop_pending(tag, success) {
-                res = Err(err);
-            }
+        // bridge-host patch: every pending confirmation up to `delivery_tag`, taken off at
+        // once, in publish order, as the broker returns them: of identical messages, the
+        // first returned is matched with the first published.
+        let later = match delivery_tag.checked_add(1) {
+            Some(next) => self.pending.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        for (tag, pending) in std::mem::replace(&mut self.pending, later) {
+            self.complete_pending(success, tag, pending);
         }
-        res
+        Ok(())
     }
 
     fn on_channel_error(&mut self, error: Error) {
