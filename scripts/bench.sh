@@ -5,6 +5,9 @@
 #   scripts/bench.sh soak     the long soaks (docs/guarantees.md, "Faults"): one million
 #                             messages with kill -9 every 30 s, and 30 minutes of steady traffic
 #   scripts/bench.sh fuzz     every fuzz target for 10 minutes
+#   scripts/bench.sh instructions
+#                             instructions per message Kafka → Kafka and Kafka → RabbitMQ,
+#                             counted by valgrind's callgrind over 20 000 messages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"
@@ -19,6 +22,15 @@ case "${1:-}" in
     ;;
   fuzz)
     exec scripts/fuzz.sh 600
+    ;;
+  instructions)
+    scripts/brokers.sh start >/dev/null
+    trap 'scripts/brokers.sh stop' EXIT
+    cargo build --locked --release -p bridge-host
+    BENCH_INSTRUCTIONS=1 BENCH_MESSAGES="${BENCH_MESSAGES:-20000}" \
+    BRIDGE_HOST_BIN="$CARGO_TARGET_DIR/release/bridge-host" \
+      cargo bench --locked -p bridge-tests --bench bridge_throughput 2>/dev/null | grep '^{'
+    exit 0
     ;;
 esac
 cargo bench --locked -p bridge-tests --bench plugin_calls 2>/dev/null | grep '^{'

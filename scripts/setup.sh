@@ -41,6 +41,7 @@ if $dev; then
   command -v c++ >/dev/null 2>&1 || missing+=(g++) # libFuzzer (cargo fuzz) is C++
   command -v openssl >/dev/null 2>&1 || missing+=(openssl) # the TLS tests make certificates
   command -v tmux >/dev/null 2>&1 || missing+=(tmux) # the `top` test runs in a real terminal
+  command -v valgrind >/dev/null 2>&1 || missing+=(valgrind) # scripts/bench.sh instructions
   command -v npm >/dev/null 2>&1 || missing+=(npm) # the JavaScript example plugin (Node.js with it)
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip) # hadolint, prometheus-client
   # The C example plugin: clang and lld for wasm32, and wasi-libc.

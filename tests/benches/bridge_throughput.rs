@@ -16,7 +16,9 @@
 //! Prints one JSON object per figure. `BENCH_MESSAGES` sets the run length (default 50 000);
 //! `BENCH_DIRECTIONS` (e.g. `kafka_to_kafka,kafka_to_rabbitmq`) runs only those directions,
 //! without the raw client figures, for profiling one; `BENCH_PLUGINS` (e.g. `headers` or empty)
-//! sets the bridge's plugins among `headers` and `route`.
+//! sets the bridge's plugins among `headers` and `route`. `BENCH_INSTRUCTIONS=1` prints only
+//! the instructions per message Kafka→Kafka and Kafka→RabbitMQ, counted by valgrind's
+//! callgrind (`scripts/bench.sh instructions`), figures that do not vary with the machine's load.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +27,8 @@ use std::time::{Duration, Instant};
 use bridge_tests::brokers::{self, unique};
 use bridge_tests::mirror_maker;
 use bridge_tests::throughput::{
-    Direction, Lane, PARTITIONS, Run, amqp_publish, kafka_produce, mirror_maker_throughput, now_us,
-    rate, throughput, warm_plugin_cache,
+    Direction, Lane, PARTITIONS, Run, amqp_publish, instructions_per_message, kafka_produce,
+    mirror_maker_throughput, now_us, rate, throughput, warm_plugin_cache,
 };
 use futures_util::StreamExt;
 use lapin::Connection;
@@ -198,6 +200,9 @@ async fn main() {
     let conn = brokers::amqp().await;
     // Compile the plugins into the cache once (`check` loads them), so no run pays for it.
     warm_plugin_cache(&bridge_tests::bridge::binary());
+    if std::env::var_os("BENCH_INSTRUCTIONS").is_some() {
+        return instructions(&conn, n, only.as_deref()).await;
+    }
     if only.is_none() {
         raw_clients(&conn, n).await;
     }
@@ -208,6 +213,24 @@ async fn main() {
             .is_none_or(|o| o.split(',').any(|d| d == dir.name()))
         {
             direction(&conn, dir, n).await;
+        }
+    }
+}
+
+/// Instructions per message Kafka → Kafka and Kafka → RabbitMQ (those of `only`), counted by
+/// callgrind over `n` messages.
+async fn instructions(conn: &Connection, n: usize, only: Option<&str>) {
+    let bin = bridge_tests::bridge::binary();
+    for dir in [Direction::KafkaToKafka, Direction::KafkaToRabbitmq] {
+        if only.is_some_and(|o| !o.split(',').any(|d| d == dir.name())) {
+            continue;
+        }
+        if let Some(per_message) = instructions_per_message(conn, dir, n, &bin).await {
+            figure(
+                &format!("bridge_{}_instructions_per_message", dir.name()),
+                per_message,
+                "instructions",
+            );
         }
     }
 }

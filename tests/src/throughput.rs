@@ -545,3 +545,96 @@ pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: Opt
     }
     run
 }
+
+/// Instructions the bridge `bin` executes per message in `dir` (a Kafka source: Kafka →
+/// Kafka or Kafka → RabbitMQ), counted by valgrind's callgrind: the bridge runs under it,
+/// moves a warm-up batch, then its counts are zeroed, it moves `n` more messages, and the
+/// counts are dumped.
+/// Start-up, the group join and shutdown are not counted; what is counted is repeatable from
+/// run to run, unlike time on a shared machine. `None` when valgrind is missing or failed.
+pub async fn instructions_per_message(
+    conn: &Connection,
+    dir: Direction,
+    n: usize,
+    bin: &Path,
+) -> Option<f64> {
+    const WARM_UP: usize = 1000;
+    let dir_out = tempfile::tempdir().expect("temp dir");
+    let out = dir_out.path().join("callgrind.out");
+    let wrapper = dir_out.path().join("bridge-host");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={} {} \"$@\"\n",
+            out.display(),
+            bin.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("wrapper mode");
+    let lane = Lane::new(conn).await;
+    let collector = match dir {
+        Direction::KafkaToRabbitmq => Some(brokers::collect_queue(&lane.queue).await),
+        Direction::KafkaToKafka => None,
+        _ => panic!("instructions are counted Kafka → Kafka and Kafka → RabbitMQ"),
+    };
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers::kafka_bootstrap())
+        .create()
+        .expect("client");
+    let count = || match &collector {
+        Some((arrived, _)) => arrived.lock().expect("lock").len(),
+        None => topic_count(&client, &lane.out_topic),
+    };
+    let arrive = |want: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while count() < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        count() >= want
+    };
+    let mover = lane.start(dir, Some(&wrapper)).await;
+    let pid = mover.pid().expect("a bridge process");
+    let callgrind = |command: &str| {
+        std::process::Command::new("callgrind_control")
+            .args([command, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    kafka_produce(&lane.topic, WARM_UP, None).await;
+    let counted = arrive(WARM_UP).await
+        && callgrind("--zero")
+        && {
+            kafka_produce(&lane.topic, n, None).await;
+            arrive(WARM_UP + n).await
+        }
+        && callgrind("--dump");
+    let log = mover.stop().await.unwrap_or_default();
+    if let Some((_, task)) = collector {
+        task.abort();
+    }
+    // The dump is the file's first part (`callgrind.out.1`); the whole run's is at exit.
+    let dump = out.with_extension("out.1");
+    let text = std::fs::read_to_string(&dump).ok();
+    // `BENCH_CALLGRIND_OUT=DIR` keeps each dump for `callgrind_annotate`.
+    if let Some(keep) = std::env::var_os("BENCH_CALLGRIND_OUT") {
+        let kept = Path::new(&keep).join(format!("callgrind.{}.out", dir.name()));
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(&dump, kept);
+    }
+    let total = text.as_deref().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    if !counted || total.is_none() {
+        eprintln!("callgrind counted nothing; the bridge's log ends:\n{log}");
+        return None;
+    }
+    total.map(|t| t / n as f64)
+}
