@@ -6,6 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 /// Where a consumed message sits: its partition (with the assignment epoch it was consumed in)
 /// and offset.
 #[derive(Debug, Clone)]
@@ -36,7 +38,7 @@ struct Partition {
 /// Settlement state of every partition a source consumes.
 #[derive(Debug, Default)]
 pub struct Watermarks {
-    topics: HashMap<Arc<str>, HashMap<i32, Partition>>,
+    topics: FxHashMap<Arc<str>, FxHashMap<i32, Partition>>,
     epochs: u64,
     in_flight: usize,
     /// Messages the watermarks passed since [`Watermarks::take_passed`] last asked.

@@ -99,10 +99,12 @@ impl ChainCore {
             panic!("test hook: a host panic in a chain call");
         }
         let mut current = vec![msg];
+        // Each plugin's outputs go to `next`, which then swaps with `current`: one message
+        // passing a chain allocates no list per plugin.
+        let mut next = Vec::with_capacity(1);
         for (i, plugin) in self.transforms.iter_mut().enumerate() {
             let timer = self.timers.get(i).and_then(Option::as_ref);
-            let mut next = Vec::with_capacity(current.len());
-            for m in current {
+            for m in current.drain(..) {
                 let started = timer.map(|_| std::time::Instant::now());
                 let result = plugin.process(m);
                 if let (Some(t), Some(s)) = (timer, started) {
@@ -120,7 +122,7 @@ impl ChainCore {
                             version: Some(plugin.plugin().describe()),
                         });
                     }
-                    Ok(Outcome::Forward(out)) => next.extend(out),
+                    Ok(Outcome::Forward(mut out)) => next.append(&mut out),
                     Ok(Outcome::Drop) => {}
                     Ok(Outcome::DeadLetter { reason, .. }) => {
                         return ChainOutcome::Failed(ProcessingFailure {
@@ -140,7 +142,7 @@ impl ChainCore {
                     }
                 }
             }
-            current = next;
+            std::mem::swap(&mut current, &mut next);
             if current.is_empty() {
                 return ChainOutcome::Dropped;
             }

@@ -9,25 +9,34 @@ pub const HOPS: &str = "x-bridge-hops";
 /// `kafka_offset`, `kafka_key` from Kafka; `rabbitmq_queue`, `rabbitmq_exchange`,
 /// `rabbitmq_routing_key` from RabbitMQ.
 pub fn add_provenance(msg: &mut Message) {
-    let mut set = |name: &str, value: Vec<u8>| {
-        msg.headers.retain(|(n, _)| n != name);
-        msg.headers.push((name.to_string(), value));
+    let provenance: [(&str, Option<Vec<u8>>); 4] = match &msg.origin {
+        Origin::Kafka(k) => [
+            ("kafka_topic", Some(k.topic.as_bytes().to_vec())),
+            (
+                "kafka_partition",
+                Some(k.partition.to_string().into_bytes()),
+            ),
+            ("kafka_offset", Some(k.offset.to_string().into_bytes())),
+            ("kafka_key", msg.key.clone()),
+        ],
+        Origin::Amqp(a) => [
+            ("rabbitmq_queue", Some(a.queue.as_bytes().to_vec())),
+            ("rabbitmq_exchange", Some(a.exchange.as_bytes().to_vec())),
+            (
+                "rabbitmq_routing_key",
+                Some(a.routing_key.as_bytes().to_vec()),
+            ),
+            ("", None),
+        ],
+        Origin::None => return,
     };
-    match msg.origin.clone() {
-        Origin::Kafka(k) => {
-            set("kafka_topic", k.topic.into_bytes());
-            set("kafka_partition", k.partition.to_string().into_bytes());
-            set("kafka_offset", k.offset.to_string().into_bytes());
-            if let Some(key) = msg.key.clone() {
-                set("kafka_key", key);
-            }
+    // One pass drops what the message already carried under these names.
+    msg.headers
+        .retain(|(n, _)| !provenance.iter().any(|(p, v)| v.is_some() && n == p));
+    for (name, value) in provenance {
+        if let Some(value) = value {
+            msg.headers.push((name.to_string(), value));
         }
-        Origin::Amqp(a) => {
-            set("rabbitmq_queue", a.queue.into_bytes());
-            set("rabbitmq_exchange", a.exchange.into_bytes());
-            set("rabbitmq_routing_key", a.routing_key.into_bytes());
-        }
-        Origin::None => {}
     }
 }
 
@@ -49,16 +58,30 @@ pub fn set_hops(msg: &mut Message, hops: u32) {
 /// Makes `msg` carry exactly one hop count, `hops`: the host owns it, whatever a plugin did to
 /// it. Whether it had to put it back.
 pub fn keep_hops(msg: &mut Message, hops: u32) -> bool {
-    let expected = hops.to_string();
     let mut found = msg.headers.iter().filter(|(n, _)| n == HOPS);
     let intact = matches!(
         (found.next(), found.next()),
-        (Some((_, v)), None) if *v == expected.as_bytes()
+        (Some((_, v)), None) if is_count(v, hops)
     );
     if !intact {
         set_hops(msg, hops);
     }
     !intact
+}
+
+/// Whether `value` is `count` in decimal, as [`set_hops`] writes it.
+fn is_count(value: &[u8], count: u32) -> bool {
+    let mut rest = count;
+    let mut digits = value.iter().rev();
+    loop {
+        if digits.next() != Some(&(b'0' + (rest % 10) as u8)) {
+            return false;
+        }
+        rest /= 10;
+        if rest == 0 {
+            return digits.next().is_none();
+        }
+    }
 }
 
 /// Where a message came from, for the `x-bridge-source` header:
@@ -184,6 +207,48 @@ mod tests {
         assert_eq!(hops(&m), 0);
         set_hops(&mut m, 3);
         assert_eq!(hops(&m), 3);
+        assert!(!keep_hops(&mut m, 3), "an intact count stays");
+        assert!(keep_hops(&mut m, 12), "another count is put back");
+        assert_eq!(hops(&m), 12);
+        for (value, count, equal) in [
+            (&b"0"[..], 0, true),
+            (b"10", 10, true),
+            (b"4294967295", u32::MAX, true),
+            (b"010", 10, false),
+            (b"1", 10, false),
+            (b"", 0, false),
+            (b" 1", 1, false),
+        ] {
+            assert_eq!(is_count(value, count), equal, "{value:?} {count}");
+        }
+    }
+
+    #[test]
+    fn provenance_replaces_what_the_message_carried() {
+        let mut m = Message::new(None);
+        m.headers = vec![
+            ("kafka_offset".into(), b"old".to_vec()),
+            ("kafka_key".into(), b"kept: no key".to_vec()),
+            ("region".into(), b"eu".to_vec()),
+        ];
+        m.origin = Origin::Kafka(KafkaOrigin {
+            cluster: "c".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+        });
+        add_provenance(&mut m);
+        let names: Vec<_> = m.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "kafka_key",
+                "region",
+                "kafka_topic",
+                "kafka_partition",
+                "kafka_offset"
+            ]
+        );
     }
 
     #[test]

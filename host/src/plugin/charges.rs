@@ -2,8 +2,9 @@
 //! resource it holds: charged as a message grows, released when the plugin drops it, handed on
 //! with the message when the plugin hands it back.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::budget::{Held, HeldBytes};
 use super::error::LimitHit;
@@ -13,7 +14,7 @@ use super::error::LimitHit;
 pub struct Charges {
     budget: Option<Arc<HeldBytes>>,
     /// Per message: the bytes it came with from the host (not charged) and the bytes charged.
-    by_message: HashMap<u32, (u64, u64)>,
+    by_message: FxHashMap<u32, (u64, u64)>,
 }
 
 impl Charges {
@@ -21,7 +22,7 @@ impl Charges {
     pub fn new(budget: Option<Arc<HeldBytes>>) -> Self {
         Charges {
             budget,
-            by_message: HashMap::new(),
+            by_message: FxHashMap::default(),
         }
     }
 
