@@ -10,7 +10,20 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc asks the kernel for transparent huge pages, so each 2 MiB region it touches is
+/// resident whole: about 30 MiB more peak memory under load (Kafka → Kafka, 131 against
+/// 105 MiB) for no measurable CPU. Turned off for the process before it allocates much.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers; it only sets a flag
+    // of this process (a failure, on an old kernel, leaves huge pages on).
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     // The flag (or BRIDGE_LOG_FORMAT) wins over the configuration; RUST_LOG over its level.
     let (format, level) = cli
