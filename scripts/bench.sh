@@ -6,8 +6,9 @@
 #                             messages with kill -9 every 30 s, and 30 minutes of steady traffic
 #   scripts/bench.sh fuzz     every fuzz target for 10 minutes
 #   scripts/bench.sh instructions
-#                             instructions per message Kafka → Kafka and Kafka → RabbitMQ,
-#                             counted by valgrind's callgrind over 20 000 messages
+#                             instructions and allocations per message Kafka → Kafka and
+#                             Kafka → RabbitMQ, counted by valgrind's callgrind over 20 000
+#                             messages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bridge-host/target}"

@@ -17,8 +17,9 @@
 //! `BENCH_DIRECTIONS` (e.g. `kafka_to_kafka,kafka_to_rabbitmq`) runs only those directions,
 //! without the raw client figures, for profiling one; `BENCH_PLUGINS` (e.g. `headers` or empty)
 //! sets the bridge's plugins among `headers` and `route`. `BENCH_INSTRUCTIONS=1` prints only
-//! the instructions per message Kafka→Kafka and Kafka→RabbitMQ, counted by valgrind's
-//! callgrind (`scripts/bench.sh instructions`), figures that do not vary with the machine's load.
+//! the instructions and allocations per message Kafka→Kafka and Kafka→RabbitMQ, counted by
+//! valgrind's callgrind (`scripts/bench.sh instructions`): figures the machine's load does not
+//! move.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use bridge_tests::brokers::{self, unique};
 use bridge_tests::mirror_maker;
 use bridge_tests::throughput::{
-    Direction, Lane, PARTITIONS, Run, amqp_publish, instructions_per_message, kafka_produce,
+    Direction, Lane, PARTITIONS, Run, amqp_publish, counted_per_message, kafka_produce,
     mirror_maker_throughput, now_us, rate, throughput, warm_plugin_cache,
 };
 use futures_util::StreamExt;
@@ -217,19 +218,24 @@ async fn main() {
     }
 }
 
-/// Instructions per message Kafka → Kafka and Kafka → RabbitMQ (those of `only`), counted by
-/// callgrind over `n` messages.
+/// Instructions and allocations per message Kafka → Kafka and Kafka → RabbitMQ (those of
+/// `only`), counted by callgrind over `n` messages.
 async fn instructions(conn: &Connection, n: usize, only: Option<&str>) {
     let bin = bridge_tests::bridge::binary();
     for dir in [Direction::KafkaToKafka, Direction::KafkaToRabbitmq] {
         if only.is_some_and(|o| !o.split(',').any(|d| d == dir.name())) {
             continue;
         }
-        if let Some(per_message) = instructions_per_message(conn, dir, n, &bin).await {
+        if let Some(per_message) = counted_per_message(conn, dir, n, &bin).await {
             figure(
                 &format!("bridge_{}_instructions_per_message", dir.name()),
-                per_message,
+                per_message.instructions,
                 "instructions",
+            );
+            figure(
+                &format!("bridge_{}_allocations_per_message", dir.name()),
+                per_message.allocations,
+                "allocations",
             );
         }
     }

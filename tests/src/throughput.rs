@@ -546,18 +546,27 @@ pub async fn throughput(conn: &Connection, dir: Direction, n: usize, bridge: Opt
     run
 }
 
-/// Instructions the bridge `bin` executes per message in `dir` (a Kafka source: Kafka →
-/// Kafka or Kafka → RabbitMQ), counted by valgrind's callgrind: the bridge runs under it,
-/// moves a warm-up batch, then its counts are zeroed, it moves `n` more messages, and the
-/// counts are dumped.
+/// What the bridge does per message, counted by callgrind ([`counted_per_message`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PerMessage {
+    /// Instructions executed.
+    pub instructions: f64,
+    /// Heap allocations: the host's (mimalloc) and librdkafka's (the C library's `malloc`,
+    /// `calloc`, `realloc`); a plugin's own, inside its WebAssembly memory, are not counted.
+    pub allocations: f64,
+}
+
+/// What the bridge `bin` does per message in `dir` (a Kafka source: Kafka → Kafka or Kafka →
+/// RabbitMQ), counted by valgrind's callgrind: the bridge runs under it, moves a warm-up
+/// batch, then its counts are zeroed, it moves `n` more messages, and the counts are dumped.
 /// Start-up, the group join and shutdown are not counted; what is counted is repeatable from
 /// run to run, unlike time on a shared machine. `None` when valgrind is missing or failed.
-pub async fn instructions_per_message(
+pub async fn counted_per_message(
     conn: &Connection,
     dir: Direction,
     n: usize,
     bin: &Path,
-) -> Option<f64> {
+) -> Option<PerMessage> {
     const WARM_UP: usize = 1000;
     let dir_out = tempfile::tempdir().expect("temp dir");
     let out = dir_out.path().join("callgrind.out");
@@ -632,9 +641,67 @@ pub async fn instructions_per_message(
             .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
             .and_then(|v| v.trim().parse::<f64>().ok())
     });
-    if !counted || total.is_none() {
-        eprintln!("callgrind counted nothing; the bridge's log ends:\n{log}");
-        return None;
+    match (counted, total, text) {
+        (true, Some(total), Some(text)) => Some(PerMessage {
+            instructions: total / n as f64,
+            allocations: allocation_calls(&text) as f64 / n as f64,
+        }),
+        _ => {
+            eprintln!("callgrind counted nothing; the bridge's log ends:\n{log}");
+            None
+        }
     }
-    total.map(|t| t / n as f64)
+}
+
+/// Calls to the allocators' entry points in a callgrind dump. Its names are compressed: a
+/// function is named once, as `fn=(ID) NAME` or `cfn=(ID) NAME`, and by `(ID)` after that;
+/// each `calls=COUNT …` line counts the calls to the `cfn` before it.
+fn allocation_calls(dump: &str) -> u64 {
+    const ALLOCATORS: [&str; 6] = [
+        "mi_malloc_aligned",
+        "mi_zalloc_aligned",
+        "mi_realloc_aligned",
+        "malloc",
+        "calloc",
+        "realloc",
+    ];
+    let mut names = std::collections::HashMap::new();
+    let (mut callee, mut calls) = (None, 0);
+    for line in dump.lines() {
+        let named = line
+            .strip_prefix("cfn=(")
+            .map(|rest| (true, rest))
+            .or_else(|| line.strip_prefix("fn=(").map(|rest| (false, rest)));
+        if let Some((is_callee, rest)) = named {
+            let (id, name) = rest.split_once(')').unwrap_or((rest, ""));
+            if let Some(name) = name.strip_prefix(' ') {
+                names.insert(id.to_string(), name.to_string());
+            }
+            if is_callee {
+                callee = Some(id.to_string());
+            }
+        } else if let Some(count) = line.strip_prefix("calls=") {
+            let allocator = callee
+                .as_ref()
+                .and_then(|id| names.get(id))
+                .is_some_and(|name| ALLOCATORS.contains(&name.as_str()));
+            if allocator {
+                calls += count
+                    .split_whitespace()
+                    .next()
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn allocation_calls_follow_the_compressed_names() {
+        let dump = "fn=(1) main\ncfn=(2) malloc\ncalls=3 0\n0 9\ncfn=(3) work\ncalls=1 0\n0 5\n\nfn=(3)\ncfn=(2)\ncalls=4 0\n0 2\ncfn=(4) mi_malloc_aligned\ncalls=10 0\n0 1\n";
+        assert_eq!(super::allocation_calls(dump), 17);
+    }
 }
