@@ -28,9 +28,10 @@ case "${1:-}" in
     scripts/brokers.sh start >/dev/null
     trap 'scripts/brokers.sh stop' EXIT
     cargo build --locked --release -p bridge-host
+    # What goes wrong under valgrind (the bridge's log) is on standard error.
     BENCH_INSTRUCTIONS=1 BENCH_MESSAGES="${BENCH_MESSAGES:-20000}" \
     BRIDGE_HOST_BIN="$CARGO_TARGET_DIR/release/bridge-host" \
-      cargo bench --locked -p bridge-tests --bench bridge_throughput 2>/dev/null | grep '^{'
+      cargo bench --locked -p bridge-tests --bench bridge_throughput | grep '^{'
     exit 0
     ;;
 esac

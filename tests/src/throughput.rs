@@ -334,6 +334,14 @@ pub enum Mover {
 }
 
 impl Mover {
+    /// Whether the bridge is still running (the relay always is, until stopped).
+    pub fn running(&mut self) -> bool {
+        match self {
+            Mover::Bridge(b) => b.running(),
+            Mover::Relay(..) => true,
+        }
+    }
+
     /// The bridge's process id; `None` for the relay, which runs in this process.
     pub fn pid(&self) -> Option<u32> {
         match self {
@@ -568,13 +576,25 @@ pub async fn counted_per_message(
     bin: &Path,
 ) -> Option<PerMessage> {
     const WARM_UP: usize = 1000;
+    let found = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !found("valgrind") || !found("callgrind_control") {
+        eprintln!("valgrind is not installed (scripts/setup.sh installs it)");
+        return None;
+    }
     let dir_out = tempfile::tempdir().expect("temp dir");
     let out = dir_out.path().join("callgrind.out");
     let wrapper = dir_out.path().join("bridge-host");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={} {} \"$@\"\n",
+            "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file='{}' '{}' \"$@\"\n",
             out.display(),
             bin.display()
         ),
@@ -599,18 +619,20 @@ pub async fn counted_per_message(
         Some((arrived, _)) => arrived.lock().expect("lock").len(),
         None => topic_count(&client, &lane.out_topic),
     };
-    let arrive = |want: usize| async move {
+    let mut mover = lane.start(dir, Some(&wrapper)).await;
+    let pid = mover.pid().expect("a bridge process");
+    // Waits for `want` arrivals while the bridge runs, 10 minutes at most.
+    let mut arrive = async |want: usize| {
         let deadline = Instant::now() + Duration::from_secs(600);
-        while count() < want && Instant::now() < deadline {
+        while count() < want && Instant::now() < deadline && mover.running() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         count() >= want
     };
-    let mover = lane.start(dir, Some(&wrapper)).await;
-    let pid = mover.pid().expect("a bridge process");
+    // A request the bridge never answers must not hold the run: `timeout` ends it.
     let callgrind = |command: &str| {
-        std::process::Command::new("callgrind_control")
-            .args([command, &pid.to_string()])
+        std::process::Command::new("timeout")
+            .args(["60", "callgrind_control", command, &pid.to_string()])
             .stdout(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())

@@ -101,7 +101,7 @@ impl ChainCore {
         let mut current = vec![msg];
         // Each plugin's outputs go to `next`, which then swaps with `current`: one message
         // passing a chain allocates no list per plugin.
-        let mut next = Vec::with_capacity(1);
+        let mut next = Vec::new();
         for (i, plugin) in self.transforms.iter_mut().enumerate() {
             let timer = self.timers.get(i).and_then(Option::as_ref);
             for m in current.drain(..) {
