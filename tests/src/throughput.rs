@@ -687,33 +687,33 @@ fn allocation_calls(dump: &str) -> u64 {
         "calloc",
         "realloc",
     ];
-    let mut names = std::collections::HashMap::new();
-    let (mut callee, mut calls) = (None, 0);
+    // The ids named after an allocator, and whether the last `cfn` was one of them.
+    let mut allocators = std::collections::HashSet::new();
+    let (mut to_allocator, mut calls) = (false, 0);
     for line in dump.lines() {
-        let named = line
-            .strip_prefix("cfn=(")
-            .map(|rest| (true, rest))
-            .or_else(|| line.strip_prefix("fn=(").map(|rest| (false, rest)));
-        if let Some((is_callee, rest)) = named {
-            let (id, name) = rest.split_once(')').unwrap_or((rest, ""));
-            if let Some(name) = name.strip_prefix(' ') {
-                names.insert(id.to_string(), name.to_string());
+        let (is_callee, rest) = match (line.strip_prefix("cfn=("), line.strip_prefix("fn=(")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => {
+                if let Some(count) = line.strip_prefix("calls=").filter(|_| to_allocator) {
+                    calls += count
+                        .split_whitespace()
+                        .next()
+                        .and_then(|c| c.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+                continue;
             }
-            if is_callee {
-                callee = Some(id.to_string());
-            }
-        } else if let Some(count) = line.strip_prefix("calls=") {
-            let allocator = callee
-                .as_ref()
-                .and_then(|id| names.get(id))
-                .is_some_and(|name| ALLOCATORS.contains(&name.as_str()));
-            if allocator {
-                calls += count
-                    .split_whitespace()
-                    .next()
-                    .and_then(|c| c.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
+        };
+        let (id, name) = rest.split_once(')').unwrap_or((rest, ""));
+        if name
+            .strip_prefix(' ')
+            .is_some_and(|n| ALLOCATORS.contains(&n))
+        {
+            allocators.insert(id);
+        }
+        if is_callee {
+            to_allocator = allocators.contains(id);
         }
     }
     calls
