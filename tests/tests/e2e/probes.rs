@@ -49,6 +49,20 @@ async fn livez_stays_up_through_a_broker_outage_and_fails_when_the_process_hangs
 
     // A process that no longer answers fails the probe; it passes again once it does.
     send_signal(bridge.pid(), libc::SIGSTOP);
+    // `kill` returns before every thread has stopped: a busy machine may let one answer.
+    let stopped = |task: std::fs::DirEntry| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    };
+    for _ in 0..100 {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", bridge.pid()));
+        if tasks.is_ok_and(|mut t| t.all(|task| task.is_ok_and(stopped))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let hung = probe(port, "/livez", quick);
     send_signal(bridge.pid(), libc::SIGCONT);
     assert_eq!(
