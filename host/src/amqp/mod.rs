@@ -5,7 +5,6 @@
 mod convert;
 pub mod dead_letters;
 mod pool;
-pub mod properties;
 mod sink;
 mod source;
 pub mod topology;
@@ -15,8 +14,8 @@ pub use sink::AmqpSink;
 pub use source::AmqpSource;
 
 pub use convert::{
-    ConversionError, HEADER_ORDER, HEADER_TYPES, TOMBSTONE, from_field_table,
-    properties_from_message, to_field_table, to_message,
+    ConversionError, HEADER_ORDER, HEADER_TYPES, TOMBSTONE, add_property_headers,
+    carries_properties, from_field_table, properties_from_message, to_field_table, to_message,
 };
 
 use std::path::PathBuf;

@@ -15,7 +15,7 @@ use anyhow::{Context as _, anyhow, bail};
 use tokio::time::Instant;
 
 use crate::amqp::dead_letters::{DeadLetterQueue, DeliveryAt};
-use crate::amqp::properties;
+use crate::amqp::{add_property_headers, carries_properties};
 use crate::config::{
     AmqpTarget, BridgeConfig, DEFAULT_TENANT, KafkaTarget, Source, Target, TargetAllowlist,
 };
@@ -521,10 +521,10 @@ fn prepare(
             // What the mapping's source and chain add to every message.
             if matches!(mapping.source, Source::Amqp(_))
                 && mapping.amqp_properties
-                && !properties::carried(&msg.headers)
+                && !carries_properties(&msg.headers)
             {
                 let seconds = msg.timestamp.map(|ms| (ms / 1000) as u64);
-                properties::add_headers(&mut msg, seconds);
+                add_property_headers(&mut msg, seconds);
             }
             if mapping.provenance_headers {
                 add_provenance(&mut msg);

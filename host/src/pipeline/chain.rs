@@ -1,4 +1,6 @@
-//! A mapping's plugin chain and its dead-letter policy.
+//! A mapping's plugin chain and its dead-letter policy, and the headers the bridge keeps
+//! around the plugins: provenance and the hop count going in, the hop count and the plugin
+//! versions coming out.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -11,8 +13,8 @@ use super::workers::WorkerPool;
 
 use crate::plugin::PluginSet;
 use crate::plugin::{
-    CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Outcome,
-    PluginInstance,
+    CallError, DeadLetterDecision, Decision, Failure, FailureKind, LoadedPlugin, Message, Origin,
+    Outcome, PluginInstance,
 };
 use crate::telemetry::PluginTimer;
 
@@ -232,6 +234,88 @@ fn yield_cpu() {
 /// The header naming the plugin versions that made an output message, when the mapping has
 /// `plugin_versions_header = true`: `name@sha256:…,name@sha256:…`, in chain order.
 pub const VERSIONS_HEADER: &str = "x-bridge-plugin-versions";
+
+/// Counts how many bridges a message has crossed.
+pub const HOPS: &str = "x-bridge-hops";
+
+/// Adds the seed replicators' provenance headers: `kafka_topic`, `kafka_partition`,
+/// `kafka_offset`, `kafka_key` from Kafka; `rabbitmq_queue`, `rabbitmq_exchange`,
+/// `rabbitmq_routing_key` from RabbitMQ.
+pub fn add_provenance(msg: &mut Message) {
+    let provenance: [(&str, Option<Vec<u8>>); 4] = match &msg.origin {
+        Origin::Kafka(k) => [
+            ("kafka_topic", Some(k.topic.as_bytes().to_vec())),
+            (
+                "kafka_partition",
+                Some(k.partition.to_string().into_bytes()),
+            ),
+            ("kafka_offset", Some(k.offset.to_string().into_bytes())),
+            ("kafka_key", msg.key.clone()),
+        ],
+        Origin::Amqp(a) => [
+            ("rabbitmq_queue", Some(a.queue.as_bytes().to_vec())),
+            ("rabbitmq_exchange", Some(a.exchange.as_bytes().to_vec())),
+            (
+                "rabbitmq_routing_key",
+                Some(a.routing_key.as_bytes().to_vec()),
+            ),
+            ("", None),
+        ],
+        Origin::None => return,
+    };
+    // One pass drops what the message already carried under these names.
+    msg.headers
+        .retain(|(n, _)| !provenance.iter().any(|(p, v)| v.is_some() && n == p));
+    for (name, value) in provenance {
+        if let Some(value) = value {
+            msg.headers.push((name.to_string(), value));
+        }
+    }
+}
+
+/// The hop count carried by a message (0 when absent or unreadable).
+pub fn hops(msg: &Message) -> u32 {
+    msg.header(HOPS)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sets the hop count.
+pub fn set_hops(msg: &mut Message, hops: u32) {
+    msg.headers.retain(|(n, _)| n != HOPS);
+    msg.headers
+        .push((HOPS.to_string(), hops.to_string().into_bytes()));
+}
+
+/// Makes `msg` carry exactly one hop count, `hops`: the host owns it, whatever a plugin did to
+/// it. Whether it had to put it back.
+pub fn keep_hops(msg: &mut Message, hops: u32) -> bool {
+    let mut found = msg.headers.iter().filter(|(n, _)| n == HOPS);
+    let intact = matches!(
+        (found.next(), found.next()),
+        (Some((_, v)), None) if is_count(v, hops)
+    );
+    if !intact {
+        set_hops(msg, hops);
+    }
+    !intact
+}
+
+/// Whether `value` is `count` in decimal, as [`set_hops`] writes it.
+fn is_count(value: &[u8], count: u32) -> bool {
+    let mut rest = count;
+    let mut digits = value.iter().rev();
+    loop {
+        if digits.next() != Some(&(b'0' + (rest % 10) as u8)) {
+            return false;
+        }
+        rest /= 10;
+        if rest == 0 {
+            return digits.next().is_none();
+        }
+    }
+}
 
 /// What a mapping's chain is made of: plugin names, looked up in the bridge's [`PluginSet`]
 /// whenever its generation moves (a reload swapped a plugin).
@@ -574,6 +658,84 @@ pub fn default_decision(f: &Failure) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::KafkaOrigin;
+
+    #[test]
+    fn provenance_from_kafka() {
+        let mut m = Message::new(Some(b"x".to_vec()));
+        m.key = Some(b"k".to_vec());
+        m.origin = Origin::Kafka(KafkaOrigin {
+            cluster: "c".into(),
+            topic: "t".into(),
+            partition: 2,
+            offset: 9,
+        });
+        add_provenance(&mut m);
+        let h: Vec<_> = m
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        assert_eq!(
+            h,
+            vec![
+                ("kafka_topic", "t".into()),
+                ("kafka_partition", "2".into()),
+                ("kafka_offset", "9".into()),
+                ("kafka_key", "k".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn hop_count_round_trips() {
+        let mut m = Message::new(None);
+        assert_eq!(hops(&m), 0);
+        set_hops(&mut m, 3);
+        assert_eq!(hops(&m), 3);
+        assert!(!keep_hops(&mut m, 3), "an intact count stays");
+        assert!(keep_hops(&mut m, 12), "another count is put back");
+        assert_eq!(hops(&m), 12);
+        for (value, count, equal) in [
+            (&b"0"[..], 0, true),
+            (b"10", 10, true),
+            (b"4294967295", u32::MAX, true),
+            (b"010", 10, false),
+            (b"1", 10, false),
+            (b"", 0, false),
+            (b" 1", 1, false),
+        ] {
+            assert_eq!(is_count(value, count), equal, "{value:?} {count}");
+        }
+    }
+
+    #[test]
+    fn provenance_replaces_what_the_message_carried() {
+        let mut m = Message::new(None);
+        m.headers = vec![
+            ("kafka_offset".into(), b"old".to_vec()),
+            ("kafka_key".into(), b"kept: no key".to_vec()),
+            ("region".into(), b"eu".to_vec()),
+        ];
+        m.origin = Origin::Kafka(KafkaOrigin {
+            cluster: "c".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+        });
+        add_provenance(&mut m);
+        let names: Vec<_> = m.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "kafka_key",
+                "region",
+                "kafka_topic",
+                "kafka_partition",
+                "kafka_offset"
+            ]
+        );
+    }
 
     #[test]
     fn default_policy_backs_off_then_dead_letters() {

@@ -5,9 +5,9 @@
 
 mod breaker;
 mod chain;
+mod dead_letter;
 mod dedup;
 mod drive;
-mod headers;
 mod processor;
 mod workers;
 
@@ -17,12 +17,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use breaker::Breaker;
-pub use chain::{Chain, ChainBroken, ChainOutcome, ChainSpec, VERSIONS_HEADER, default_decision};
+pub use chain::{
+    Chain, ChainBroken, ChainOutcome, ChainSpec, HOPS, VERSIONS_HEADER, add_provenance,
+    default_decision, hops, set_hops,
+};
+pub use dead_letter::{DEAD_LETTER_CONTEXT, origin_from_coordinates};
 pub use dedup::Dedup;
 pub use drive::drive;
-pub use headers::{
-    DEAD_LETTER_CONTEXT, HOPS, add_provenance, hops, origin_from_coordinates, set_hops,
-};
 pub use processor::{Processor, ProcessorSettings, Retry, Settlement};
 pub use workers::{WorkerPool, WorkerPools, panic_message};
 

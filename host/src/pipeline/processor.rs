@@ -12,8 +12,8 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::breaker::{Admit, Breaker};
-use super::chain::{Chain, ChainBroken, ChainOutcome, ProcessingFailure, no_outcome};
-use super::headers::{self, DeadLetterContext};
+use super::chain::{self, Chain, ChainBroken, ChainOutcome, ProcessingFailure, no_outcome};
+use super::dead_letter::{self, DeadLetterContext};
 use super::{PipelineError, Shutdown};
 use crate::connector::{Class, Rejected, Sink, SinkError};
 use crate::plugin::{DeadLetterTarget, Decision, FailureKind, Message, Origin};
@@ -231,7 +231,7 @@ impl Processor {
             self.counters().emit(Event::Duplicate);
             return Step::Duplicate;
         }
-        let hops = headers::hops(original);
+        let hops = chain::hops(original);
         if let Some(failure) = self.refusal(original, hops) {
             return Step::Refused(hops, failure);
         }
@@ -371,9 +371,9 @@ impl Processor {
     fn prepare(&self, original: &Message, hops: u32) -> Message {
         let mut prepared = original.clone();
         if self.settings.provenance {
-            headers::add_provenance(&mut prepared);
+            chain::add_provenance(&mut prepared);
         }
-        headers::set_hops(&mut prepared, hops + 1);
+        chain::set_hops(&mut prepared, hops + 1);
         prepared
     }
 
@@ -681,10 +681,10 @@ impl Processor {
     ) -> Result<Flight, PipelineError> {
         // The hop count is the host's: a plugin's change to it is undone (and counted), so a
         // loop is always caught.
-        let hops = headers::hops(&original) + 1;
+        let hops = chain::hops(&original) + 1;
         let behind = self.behind_a_retry(&original);
         for msg in &mut outputs {
-            if headers::keep_hops(msg, hops) {
+            if chain::keep_hops(msg, hops) {
                 self.counters().emit(Event::HopsRewritten);
             }
             msg.behind_a_retry = behind;
@@ -793,7 +793,7 @@ impl Processor {
             plugin,
             attempts,
         };
-        let mut letter = headers::dead_letter(original, &ctx);
+        let mut letter = dead_letter::dead_letter(original, &ctx);
         match target {
             Some(DeadLetterTarget::Kafka(topic)) => letter.kafka_target.topic = Some(topic),
             Some(DeadLetterTarget::Amqp(t)) => letter.amqp_target = t,
