@@ -4,6 +4,7 @@
 # unbounded allocations and runaway memory).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   scripts/fuzz.sh build          # only builds every target, as the runs above need them
 #
 # Runs each target (default: all of fuzz/fuzz_targets) for SECONDS (default 30) from its
 # committed corpus in fuzz/corpus/TARGET; inputs it finds go to a scratch directory, not into
@@ -12,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$HOME/.cache/bridge-host"
 export PATH="$TOOLS/bin:$PATH"
+if [ "${1:-}" = build ]; then
+  cd fuzz
+  exec cargo fuzz build --sanitizer none --target-dir "$TOOLS/fuzz-target"
+fi
 seconds=${1:-30}
 shift || true
 if [ $# -gt 0 ]; then

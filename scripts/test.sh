@@ -28,26 +28,48 @@ trap 'scripts/brokers.sh stop' EXIT
 echo "== cargo fmt"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-echo "== cargo clippy (host and native builds)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo clippy (the fuzzing harness)"
-cargo clippy --locked -p bridge-host --no-default-features --features fuzzing -- -D warnings
-echo "== cargo clippy (plugins for wasm32-wasip2)"
-cargo clippy --locked --target wasm32-wasip2 \
-  -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p chosen-dead-letter -p pii-mask \
-  -- -D warnings
-echo "== cargo test"
-# The end-to-end tests run the bridge-host binary as users do; the throughput tripwire runs
-# its release build (a debug build would hide a bridge that waits instead of working).
+
+# Meanwhile, at the lowest CPU priority, the rest is built: the release build the throughput
+# tripwire runs (a debug build would hide a bridge that waits instead of working), the lints
+# (in a target directory of their own, so that they never wait on the tests' cargo) and the
+# fuzz targets. It takes what the debug build and the end-to-end tests (which mostly wait on
+# the brokers) leave of the CPU: cold, that hides most of its time; warm, nothing is built.
+background_log=$(mktemp)
+(
+  set -e
+  nice -n 19 cargo build --locked --release -p bridge-host
+  echo "== cargo clippy (host and native builds)"
+  lint=(env CARGO_TARGET_DIR="$CARGO_TARGET_DIR/lint" nice -n 19 cargo clippy --locked)
+  "${lint[@]}" --workspace --all-targets -- -D warnings
+  echo "== cargo clippy (the fuzzing harness)"
+  "${lint[@]}" -p bridge-host --no-default-features --features fuzzing -- -D warnings
+  echo "== cargo clippy (plugins for wasm32-wasip2)"
+  "${lint[@]}" --target wasm32-wasip2 \
+    -p bridge-guest-sdk -p header-map -p routing-key -p dlq-policy -p hostile -p bad-import -p shape-record -p tenth -p chosen-dead-letter -p pii-mask \
+    -- -D warnings
+  echo "== fuzz targets (build)"
+  nice -n 19 scripts/fuzz.sh build
+) >"$background_log" 2>&1 &
+background=$!
+trap 'pkill -P "$background" 2>/dev/null; kill "$background" 2>/dev/null; rm -f "$background_log"; scripts/brokers.sh stop' EXIT
+
+echo "== build (the bridge and every test)"
+# The end-to-end tests run the bridge-host binary as users do.
 cargo build --locked -p bridge-host
-cargo build --locked --release -p bridge-host
+cargo test --workspace --locked --no-run
+
+echo "== cargo test"
 # Every test binary runs even after one fails, so that a failing run reports all its failures.
 # The end-to-end tests share one executable; those that measure a throughput ratio run
 # afterwards on their own, with nothing else loading the machine.
 alone=(many_mappings:: noisy_neighbour:: tripwire::)
 status=0
 cargo test --workspace --locked --no-fail-fast -- "${alone[@]/#/--skip=}" || status=$?
+echo "== release build, lints and fuzz build (run meanwhile)"
+wait "$background" || status=$?
+cat "$background_log"
+echo "== cargo test (the ratio-measuring tests, alone)"
 cargo test --workspace --locked --test e2e -- --test-threads 1 "${alone[@]}" || status=$?
-[ "$status" -eq 0 ] || { echo "error: tests failed" >&2; exit "$status"; }
+[ "$status" -eq 0 ] || { echo "error: a build, a lint or a test failed (see above)" >&2; exit "$status"; }
 echo "== fuzz (each target briefly, from the committed corpus)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
