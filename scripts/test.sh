@@ -29,17 +29,18 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
-# Meanwhile, at the lowest CPU priority, the rest is built: the release build the throughput
+# Meanwhile, at the lowest CPU priority, the rest is built: the optimised build the throughput
 # tripwire runs (a debug build would hide a bridge that waits instead of working), the lints
 # (in a target directory of their own, so that they never wait on the tests' cargo) and the
 # fuzz targets. It takes what the debug build and the end-to-end tests (which mostly wait on
 # the brokers) leave of the CPU: cold, that hides most of its time; warm, nothing is built.
 background_log=$(mktemp)
+set -m # its own process group, so that an early exit stops every compiler it started
 (
-  set -e
-  nice -n 19 cargo build --locked --release -p bridge-host
+  nice -n 19 cargo build --locked --profile tripwire -p bridge-host
   echo "== cargo clippy (host and native builds)"
-  lint=(env CARGO_TARGET_DIR="$CARGO_TARGET_DIR/lint" nice -n 19 cargo clippy --locked)
+  lint=(env CARGO_TARGET_DIR="$CARGO_TARGET_DIR/lint" BRIDGE_TEST_PLUGINS_DIR="$CARGO_TARGET_DIR/wasm-plugins"
+    nice -n 19 cargo clippy --locked)
   "${lint[@]}" --workspace --all-targets -- -D warnings
   echo "== cargo clippy (the fuzzing harness)"
   "${lint[@]}" -p bridge-host --no-default-features --features fuzzing -- -D warnings
@@ -51,7 +52,16 @@ background_log=$(mktemp)
   nice -n 19 scripts/fuzz.sh build
 ) >"$background_log" 2>&1 &
 background=$!
-trap 'pkill -P "$background" 2>/dev/null; kill "$background" 2>/dev/null; rm -f "$background_log"; scripts/brokers.sh stop' EXIT
+set +m
+cleanup() {
+  set +e
+  if [ -n "$background" ]; then
+    kill -TERM -- "-$background" 2>/dev/null
+    echo "(stopped the background builds; their output so far: $background_log)" >&2
+  fi
+  scripts/brokers.sh stop
+}
+trap cleanup EXIT
 
 echo "== build (the bridge and every test)"
 # The end-to-end tests run the bridge-host binary as users do.
@@ -65,9 +75,11 @@ echo "== cargo test"
 alone=(many_mappings:: noisy_neighbour:: tripwire::)
 status=0
 cargo test --workspace --locked --no-fail-fast -- "${alone[@]/#/--skip=}" || status=$?
-echo "== release build, lints and fuzz build (run meanwhile)"
+echo "== optimised build, lints and fuzz build (run meanwhile)"
 wait "$background" || status=$?
+background=
 cat "$background_log"
+rm -f "$background_log"
 echo "== cargo test (the ratio-measuring tests, alone)"
 cargo test --workspace --locked --test e2e -- --test-threads 1 "${alone[@]}" || status=$?
 [ "$status" -eq 0 ] || { echo "error: a build, a lint or a test failed (see above)" >&2; exit "$status"; }

@@ -89,20 +89,20 @@ fn main() {
         "cargo:rustc-env=BRIDGE_HOST_BIN={}",
         profile_dir().join("bridge-host").display()
     );
-    // Its release build (`cargo build --release -p bridge-host`), for the throughput tripwire.
-    let release = profile_dir()
+    // Its optimised build (`cargo build --profile tripwire -p bridge-host`), for the throughput
+    // tripwire.
+    let optimised = profile_dir()
         .parent()
-        .map(|target| target.join("release").join("bridge-host"));
-    if let Some(release) = release {
+        .map(|target| target.join("tripwire").join("bridge-host"));
+    if let Some(optimised) = optimised {
         println!(
-            "cargo:rustc-env=BRIDGE_HOST_RELEASE_BIN={}",
-            release.display()
+            "cargo:rustc-env=BRIDGE_HOST_TRIPWIRE_BIN={}",
+            optimised.display()
         );
     }
 }
 
-/// `<target dir>/wasm-plugins`: beside the host build, never inside the directory the outer
-/// cargo has locked.
+/// `<target dir>/<profile>`, where this build's binaries go.
 fn profile_dir() -> PathBuf {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     out.ancestors()
@@ -112,7 +112,14 @@ fn profile_dir() -> PathBuf {
         .unwrap_or(out)
 }
 
+/// `<target dir>/wasm-plugins`: beside the host build, never inside the directory the outer
+/// cargo has locked; or `BRIDGE_TEST_PLUGINS_DIR` (the test command's lints, in a target
+/// directory of their own, share the tests' plugin builds).
 fn wasm_target_dir() -> PathBuf {
+    println!("cargo:rerun-if-env-changed=BRIDGE_TEST_PLUGINS_DIR");
+    if let Some(dir) = std::env::var_os("BRIDGE_TEST_PLUGINS_DIR") {
+        return PathBuf::from(dir);
+    }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out (or with a target triple in between).
     let target = out

@@ -51,16 +51,16 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// The release build of `bridge-host` (`BRIDGE_HOST_RELEASE_BIN` overrides it), for figures
-/// that mean something only for optimised code.
-pub fn release_binary() -> PathBuf {
-    let path = std::env::var_os("BRIDGE_HOST_RELEASE_BIN").map_or_else(
-        || PathBuf::from(env!("BRIDGE_HOST_RELEASE_BIN")),
+/// The optimised build of `bridge-host` the throughput tripwire runs (`BRIDGE_HOST_TRIPWIRE_BIN`
+/// overrides it): the release profile without link-time optimisation.
+pub fn tripwire_binary() -> PathBuf {
+    let path = std::env::var_os("BRIDGE_HOST_TRIPWIRE_BIN").map_or_else(
+        || PathBuf::from(env!("BRIDGE_HOST_TRIPWIRE_BIN")),
         PathBuf::from,
     );
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --release -p bridge-host` (scripts/test.sh does)",
+        "{} is missing: run `cargo build --profile tripwire -p bridge-host` (scripts/test.sh does)",
         path.display()
     );
     path

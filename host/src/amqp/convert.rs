@@ -25,7 +25,6 @@
 //! [`HEADER_ORDER`], the header names in their order (one entry per header), and the way back
 //! restores it. So Kafka → RabbitMQ → Kafka keeps every header byte for byte, in order,
 //! including repeated names.
-
 //!
 //! Properties: AMQP basic properties are carried across Kafka as headers, so that RabbitMQ →
 //! Kafka → RabbitMQ keeps them (mapping setting `amqp_properties`, on by default).

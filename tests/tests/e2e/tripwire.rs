@@ -7,7 +7,7 @@
 //! else disturbs run them on their own:
 //! `cargo test -p bridge-tests --test e2e -- tripwire:: --nocapture`.
 
-use bridge_tests::bridge::release_binary;
+use bridge_tests::bridge::tripwire_binary;
 use bridge_tests::brokers;
 use bridge_tests::throughput::{Direction, throughput, warm_plugin_cache};
 
@@ -48,13 +48,14 @@ fn tail(log: &str, lines: usize) -> String {
 /// of the relay's.
 ///
 /// This guards against order-of-magnitude regressions on a noisy machine; it is not a timing
-/// claim (`docs/performance.md` has the figures). The bridge under test is its release build
-/// (`cargo build --release -p bridge-host`; scripts/test.sh builds it): a debug build spends
-/// its time in unoptimised code and would hide a bridge that waits instead of working.
+/// claim (`docs/performance.md` has the figures). The bridge under test is optimised (profile
+/// `tripwire`: release without link-time optimisation; scripts/test.sh builds it): a debug
+/// build spends its time in unoptimised code and would hide a bridge that waits instead of
+/// working.
 async fn tripwire(dir: Direction) {
     let _alone = ALONE.lock().await;
     let n = messages();
-    let bin = release_binary();
+    let bin = tripwire_binary();
     warm_plugin_cache(&bin);
     let conn = brokers::amqp().await;
     let mut runs = Vec::new();
