@@ -291,7 +291,7 @@ async fn target_topic_removed_then_restored_loses_nothing_from_the_queue() {
         bridge,
     } = R2k::start().await;
     let payloads: Vec<Vec<u8>> = (0..N).map(|i| format!("r2k-{i:06}").into_bytes()).collect();
-    let _feeding = brokers::feed_queue(&brokers::amqp_url(), &queue, payloads);
+    let feeding = brokers::feed_queue(&brokers::amqp_url(), &queue, payloads);
     let bootstrap = brokers::kafka_bootstrap();
     brokers::wait_topic_count(&bootstrap, &topic, PARTITIONS, 500, Duration::from_secs(60)).await;
 
@@ -326,7 +326,9 @@ async fn target_topic_removed_then_restored_loses_nothing_from_the_queue() {
         "ready again once the topic is back:\n{}",
         bridge.log_text()
     );
-    // Everything left the queue, acked only after Kafka took it.
+    // Everything left the queue, acked only after Kafka took it (once all of it was published:
+    // on a loaded machine the feeder may still be at it, and the queue empty for a moment).
+    feeding.await.expect("the queue's feeder");
     let deadline = Instant::now() + Duration::from_secs(120);
     while brokers::queue_depth(&conn, &queue).await > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
