@@ -13,9 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$HOME/.cache/bridge-host"
 export PATH="$TOOLS/bin:$PATH"
+cd fuzz
+# The same flags for `build` and `run`, so that a run finds the build up to date.
+flags=(--sanitizer none --target-dir "$TOOLS/fuzz-target")
 if [ "${1:-}" = build ]; then
-  cd fuzz
-  exec cargo fuzz build --sanitizer none --target-dir "$TOOLS/fuzz-target"
+  exec cargo fuzz build "${flags[@]}"
 fi
 seconds=${1:-30}
 shift || true
@@ -24,14 +26,13 @@ if [ $# -gt 0 ]; then
 else
   targets=(amqp_headers kafka_headers kafka_header_names target_allowlist message_json config message_api)
 fi
-cd fuzz
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for target in "${targets[@]}"; do
   mkdir -p "$scratch/$target" "corpus/$target"
   echo "== fuzz $target (${seconds} s)"
   status=0
-  cargo fuzz run --sanitizer none --target-dir "$TOOLS/fuzz-target" "$target" \
+  cargo fuzz run "${flags[@]}" "$target" \
     "$scratch/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -malloc_limit_mb=512 \
     -print_final_stats=1 >"$scratch/$target.log" 2>&1 || status=$?
